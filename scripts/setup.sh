@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what damselfly needs on a fresh Debian machine: system packages (only when missing
+# and only when we are root), a virtualenv in .venv, the package with its dev extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_debs=(git curl)
+[ "${DAMSELFLY_BENCH_DEPS:-0}" = 1 ] && want_debs+=(aria2)
+missing=()
+for deb in "${want_debs[@]}"; do
+    command -v "${deb/aria2/aria2c}" >/dev/null 2>&1 || missing+=("$deb")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    else
+        echo "setup: please install: ${missing[*]}" >&2
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c "import damselfly, aiohttp, opendal, blake3" 

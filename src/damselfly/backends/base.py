@@ -1,0 +1,119 @@
+"""The ``Backend`` interface every origin adapter implements, and the values it speaks.
+
+A backend knows one family of URL schemes (http/https, file, s3 and friends, hf, modelscope)
+and offers four operations:
+
+- ``stat(url, options)``: size, whether ranges work, version marker (ETag), a strong digest
+  the origin vouches for (if any).
+- ``get(url, byte_range, options)``: an async iterator of byte chunks. With a range it yields
+  exactly ``byte_range.length`` bytes or raises; a server that ignores ``Range`` raises
+  ``RangeNotHonouredError`` instead of handing back the wrong bytes. Callers close it with
+  ``contextlib.aclosing``.
+- ``exists(url, options)``.
+- ``list(url, options)``: the files below a directory-like URL, recursively.
+
+Backends map their library's exceptions into ``damselfly.core.errors`` at this edge. They are
+created once per process by the registry and shared, so per-request values (headers, tokens,
+revisions) travel in ``RequestOptions`` and never in the backend's own state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from damselfly.core.digests import Digest
+from damselfly.core.errors import SourceProtocolError
+from damselfly.core.pieces import ByteRange
+from damselfly.core.urls import SourceUrl
+
+DEFAULT_REQUEST_TIMEOUT = 60.0
+
+# Header names whose values are secrets: never logged, never shown, never sent to peers.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """Per-request settings, passed to every backend call.
+
+    ``params`` holds backend-specific values (``hf_token``, ``hf_revision``, ``s3_endpoint``,
+    ...); names that ``is_secret_name`` recognises are redacted from ``repr``.
+    """
+
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout: float = DEFAULT_REQUEST_TIMEOUT
+    insecure: bool = False
+    params: tuple[tuple[str, str], ...] = ()
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        for key, value in self.params:
+            if key == name:
+                return value
+        return default
+
+    def with_params(self, **values: str | None) -> RequestOptions:
+        kept = tuple((k, v) for k, v in self.params if k not in values)
+        added = tuple((k, v) for k, v in values.items() if v is not None)
+        return RequestOptions(self.headers, self.timeout, self.insecure, kept + added)
+
+    def __repr__(self) -> str:
+        headers = [(k, "***" if k.lower() in SECRET_HEADERS else v) for k, v in self.headers]
+        params = [(k, "***" if is_secret_name(k) else v) for k, v in self.params]
+        return (
+            f"RequestOptions(headers={headers}, timeout={self.timeout}, "
+            f"insecure={self.insecure}, params={params})"
+        )
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a param holds a secret: tokens, secrets, passwords, credentials, keys."""
+    lowered = name.lower()
+    words = ("token", "secret", "password", "credential")
+    return any(word in lowered for word in words) or lowered.endswith("_key")
+
+
+@dataclass(frozen=True)
+class ObjectStat:
+    """What an origin says about one object before we download it."""
+
+    content_length: int | None  # None when the origin does not say (chunked, streaming)
+    supports_ranges: bool
+    etag: str | None = None  # version marker; part of task identity
+    last_modified: str | None = None
+    content_digest: Digest | None = None  # a whole-file digest the origin vouches for
+    content_type: str | None = None
+    # Backend-specific facts a later call may reuse (e.g. a resolved CDN URL); not identity.
+    extras: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file found by ``Backend.list``."""
+
+    url: SourceUrl  # scheme-native URL of this file, usable with the same backend
+    path: str  # relative to the listed URL, '/'-separated, validated by the backend
+    content_length: int | None
+    content_digest: Digest | None = None
+    # Request params the file must be fetched with (e.g. the commit a hub revision resolved
+    # to), merged into the RequestOptions of the per-file download.
+    params: tuple[tuple[str, str], ...] = ()
+
+
+class RangeNotHonouredError(SourceProtocolError):
+    """The origin answered a ranged request with the whole body (or a different range)."""
+
+
+class Backend(Protocol):
+    async def stat(self, url: SourceUrl, options: RequestOptions) -> ObjectStat: ...
+
+    def get(
+        self, url: SourceUrl, byte_range: ByteRange | None, options: RequestOptions
+    ) -> AsyncIterator[bytes]: ...
+
+    async def exists(self, url: SourceUrl, options: RequestOptions) -> bool: ...
+
+    async def list(self, url: SourceUrl, options: RequestOptions) -> list[Entry]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,82 @@
+"""Choose a backend by URL scheme.
+
+The registry maps each scheme to a factory and creates each backend lazily, once, so a process
+that only downloads over https never imports OpenDAL. ``default_registry()`` knows every
+built-in backend; tests build registries of their own (e.g. with a memory backend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from damselfly.backends.base import Backend
+from damselfly.core.errors import UnsupportedSchemeError
+from damselfly.core.urls import OBJECT_STORE_SCHEMES, SourceUrl
+
+BackendFactory = Callable[[], Backend]
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """Process-wide settings the built-in backends are created with."""
+
+    request_attempts: int = 5  # tries of one origin request before giving up
+
+
+class BackendRegistry:
+    def __init__(self, factories: Mapping[str, BackendFactory]) -> None:
+        self._factories = dict(factories)
+        self._instances: dict[BackendFactory, Backend] = {}
+
+    @property
+    def schemes(self) -> frozenset[str]:
+        return frozenset(self._factories)
+
+    def for_url(self, url: SourceUrl) -> Backend:
+        factory = self._factories.get(url.scheme)
+        if factory is None:
+            raise UnsupportedSchemeError(url.redacted(), f"no backend for {url.scheme}://")
+        backend = self._instances.get(factory)
+        if backend is None:
+            backend = self._instances[factory] = factory()
+        return backend
+
+    async def aclose(self) -> None:
+        instances, self._instances = list(self._instances.values()), {}
+        for backend in instances:
+            await backend.aclose()
+
+
+def _http(settings: BackendSettings) -> Backend:
+    from damselfly.backends.http import HttpBackend, RetryPolicy
+
+    return HttpBackend(retry=RetryPolicy(max_attempts=settings.request_attempts))
+
+
+def _file(settings: BackendSettings) -> Backend:
+    from damselfly.backends.file import FileBackend
+
+    return FileBackend()
+
+
+def _object_store(settings: BackendSettings) -> Backend:
+    from damselfly.backends.objectstore import ObjectStoreBackend
+
+    return ObjectStoreBackend()
+
+
+def default_factories(settings: BackendSettings | None = None) -> dict[str, BackendFactory]:
+    settings = settings or BackendSettings()
+
+    def bind(factory: Callable[[BackendSettings], Backend]) -> BackendFactory:
+        return lambda: factory(settings)
+
+    http, file, object_store = bind(_http), bind(_file), bind(_object_store)
+    factories: dict[str, BackendFactory] = {"http": http, "https": http, "file": file}
+    factories.update({scheme: object_store for scheme in OBJECT_STORE_SCHEMES | {"hdfs"}})
+    return factories
+
+
+def default_registry(settings: BackendSettings | None = None) -> BackendRegistry:
+    return BackendRegistry(default_factories(settings))

@@ -1,0 +1,51 @@
+"""``damselfly``: the umbrella command (``demo`` today; ``scheduler`` and ``manager`` later)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+from collections.abc import Sequence
+
+from damselfly.cli.demo import demo_root, print_report, run_demo
+from damselfly.cli.reporting import report_failure
+from damselfly.core.errors import EXIT_FAILURE, EXIT_OK, DamselflyError
+from damselfly.core.units import parse_size
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="damselfly")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run a local demonstration, offline")
+    demo.add_argument("--size", default="256MiB", help="size of the demo file (default 256MiB)")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's files afterwards")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _demo(args)
+    except DamselflyError as exc:
+        return report_failure("damselfly", exc, debug=False)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _demo(args: argparse.Namespace) -> int:
+    length = parse_size(args.size, what="--size")
+    workdir = demo_root()
+    try:
+        runs = asyncio.run(run_demo(length, workdir))
+        ok = print_report(runs, length)
+    finally:
+        if args.keep:
+            print(f"demo files kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return EXIT_OK if ok else EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

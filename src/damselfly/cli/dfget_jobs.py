@@ -1,0 +1,94 @@
+"""Turn dfget's parsed flags into download jobs (``FileJob`` / ``TreeJob``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+
+from damselfly.backends.base import RequestOptions
+from damselfly.core.digests import parse_digest
+from damselfly.core.errors import UsageError
+from damselfly.core.pieces import validate_piece_length
+from damselfly.core.urls import OBJECT_STORE_SCHEMES, SourceUrl, parse_url
+from damselfly.download.file_download import FileJob
+from damselfly.download.tree_download import TreeJob
+
+
+def build_file_job(
+    args: argparse.Namespace, env: Mapping[str, str], piece_length: int | None
+) -> FileJob:
+    url = parse_url(args.url)
+    if piece_length is not None:
+        validate_piece_length(piece_length)
+    return FileJob(
+        url=url,
+        output=Path(args.output).absolute(),
+        options=request_options(args, env, url),
+        expected_digest=parse_digest(args.digest) if args.digest else None,
+        piece_length=piece_length,
+        tag=args.tag,
+        application=args.application,
+        filtered_query_params=tuple(args.filtered_query_param),
+        overwrite=args.overwrite,
+        hard_link=True,
+    )
+
+
+def build_tree_job(
+    args: argparse.Namespace, env: Mapping[str, str], piece_length: int | None
+) -> TreeJob:
+    if args.digest:
+        raise UsageError("--digest applies to one file; it cannot be used with -r")
+    template = build_file_job(args, env, piece_length)
+    return TreeJob(
+        template=template,
+        include=tuple(args.include_files),
+        exclude=tuple(args.exclude),
+        max_files=args.max_files,
+        concurrent_files=max(1, args.max_concurrent_requests),
+    )
+
+
+def request_options(args: argparse.Namespace, env: Mapping[str, str], url: SourceUrl) -> RequestOptions:
+    params = _object_store_params(args, url) + _hub_params(args)
+    return RequestOptions(
+        headers=tuple(parse_header(h) for h in args.header),
+        insecure=args.insecure,
+        params=params,
+    )
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not name or any(c.isspace() for c in name):
+        raise UsageError(f"header {text!r}: expected 'Name: value'")
+    if "\r" in value or "\n" in value:
+        raise UsageError(f"header {name!r}: value contains a line break")
+    return name, value.strip()
+
+
+def _object_store_params(args: argparse.Namespace, url: SourceUrl) -> tuple[tuple[str, str], ...]:
+    if url.scheme not in OBJECT_STORE_SCHEMES:
+        return ()
+    values = {
+        "endpoint": args.storage_endpoint,
+        "region": args.storage_region,
+        "access_key_id": args.storage_access_key_id,
+        "secret_access_key": args.storage_access_key_secret,
+        "session_token": args.storage_session_token,
+    }
+    return tuple((f"{url.scheme}_{k}", v) for k, v in values.items() if v)
+
+
+def _hub_params(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    values = {
+        "hf_token": args.hf_token,
+        "hf_revision": args.hf_revision,
+        "hf_endpoint": args.hf_base_url,
+        "ms_token": args.ms_token,
+        "ms_revision": args.ms_revision,
+        "ms_endpoint": args.ms_base_url,
+    }
+    return tuple((k, v) for k, v in values.items() if v)

@@ -1,0 +1,41 @@
+"""How every command reports: logging set-up and the one-line error on failure.
+
+A failure is one line on stderr, ``<prog>: error: <message>``, and the error's exit code.
+Tracebacks only with ``--log-level debug``. Messages come from our typed errors, which never
+carry a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+
+from damselfly.core.errors import EXIT_FAILURE, DamselflyError
+
+_LEVELS = {
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+
+
+def configure_logging(prog: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{prog}: %(levelname)s: %(message)s"))
+    root = logging.getLogger("damselfly")
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS[level])
+    root.propagate = False
+
+
+def report_failure(prog: str, error: BaseException, *, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    if isinstance(error, DamselflyError):
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    hint = "" if debug else " (run with --log-level debug for details)"
+    print(f"{prog}: internal error: {type(error).__name__}: {error}{hint}", file=sys.stderr)
+    return EXIT_FAILURE

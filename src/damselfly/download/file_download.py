@@ -1,0 +1,209 @@
+"""Download one file from its origin into the store, verify it, deliver it to the output.
+
+``download_file`` reads as its steps: check the output path, ask the origin what the file is,
+name the task, open (or resume) it in the store, fetch the missing pieces while checking the
+whole-file digest, record the outcome, then deliver the output atomically (hard link or copy).
+Nothing appears at the output path unless every byte is verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from damselfly.backends.base import ObjectStat, RequestOptions
+from damselfly.backends.registry import BackendRegistry
+from damselfly.core.digests import Digest
+from damselfly.core.errors import (
+    DamselflyError,
+    DiskFullError,
+    DownloadTimeoutError,
+    IntegrityError,
+    SourceProtocolError,
+)
+from damselfly.core.ids import canonical_url, task_id
+from damselfly.core.pieces import choose_piece_length
+from damselfly.core.urls import SourceUrl
+from damselfly.download.events import DownloadObserver
+from damselfly.download.file_digest import InOrderDigest
+from damselfly.download.output_check import check_output
+from damselfly.download.source_fetcher import FetchPolicy, SourceFetcher
+from damselfly.download.streaming import stream_without_length
+from damselfly.storage.metadata import PieceMeta, TaskState
+from damselfly.storage.output import DeliveryMethod
+from damselfly.storage.store import Store, TaskStorage
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One file to fetch, as dfget (or the recursive lister) describes it."""
+
+    url: SourceUrl
+    output: Path
+    options: RequestOptions = field(default_factory=RequestOptions)
+    name: str = ""  # shown in progress; defaults to the output's name
+    expected_digest: Digest | None = None  # --digest, or the digest a hub listing gave
+    expected_length: int | None = None  # from a listing; checked against the origin
+    piece_length: int | None = None  # --piece-length
+    tag: str = ""
+    application: str = ""
+    filtered_query_params: tuple[str, ...] = ()
+    overwrite: bool = False
+    hard_link: bool = True
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.output.name
+
+
+@dataclass(frozen=True)
+class FileResult:
+    job: FileJob
+    task_id: str
+    content_length: int
+    source_bytes: int  # read from the origin by this run
+    reused_bytes: int  # already in the store (resume or cache hit)
+    delivery: DeliveryMethod
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class DownloadContext:
+    """What every file download of one run shares."""
+
+    store: Store
+    registry: BackendRegistry
+    observer: DownloadObserver
+    policy: FetchPolicy = field(default_factory=FetchPolicy)
+
+
+async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
+    started = time.monotonic()
+    check_output(job.output, overwrite=job.overwrite)
+    backend = ctx.registry.for_url(job.url)
+    stat = await backend.stat(job.url, job.options)
+    if stat.content_length is None:
+        return await stream_without_length(job, ctx, started)
+    _check_listing_agrees(job, stat)
+    digest = job.expected_digest or stat.content_digest
+    piece_length = choose_piece_length(stat.content_length, job.piece_length)
+    tid = _task_id(job, stat, piece_length)
+    with _storage_errors_name(job), ctx.store.open_task(
+        tid,
+        url=canonical_url(job.url, job.filtered_query_params),
+        content_length=stat.content_length,
+        piece_length=piece_length,
+        content_digest=str(digest) if digest else None,
+    ) as task:
+        reused = _held_bytes(task)
+        ctx.observer.file_started(job.display_name, task.content_length, reused)
+        fetched = await _fill_task(job, ctx, task, stat, digest)
+    with _storage_errors_name(job):
+        delivery = ctx.store.deliver(
+            tid, job.output, overwrite=job.overwrite, hard_link=job.hard_link
+        )
+    ctx.observer.file_finished(job.display_name)
+    elapsed = time.monotonic() - started
+    return FileResult(job, tid, stat.content_length, fetched, reused, delivery, elapsed)
+
+
+async def _fill_task(
+    job: FileJob, ctx: DownloadContext, task: TaskStorage, stat: ObjectStat, digest: Digest | None
+) -> int:
+    """Fetch missing pieces and verify the whole file; returns bytes read from the origin."""
+    checker = _digest_checker(job, ctx, task, digest)
+    name = job.display_name
+
+    def on_piece(piece: PieceMeta) -> None:
+        ctx.observer.bytes_received(name, piece.length)
+        if checker is not None:
+            advance_tasks.add(asyncio.ensure_future(checker.advance()))
+
+    advance_tasks: set[asyncio.Future[None]] = set()
+    backend = ctx.registry.for_url(job.url)
+    fetcher = SourceFetcher(backend, job.url, job.options, task, policy=ctx.policy, on_piece=on_piece)
+    try:
+        await fetcher.run(supports_ranges=stat.supports_ranges)
+        await asyncio.gather(*advance_tasks)
+        if checker is not None:
+            await checker.verify()
+    except IntegrityError:
+        _forget_pieces(task)
+        raise
+    finally:
+        for pending in advance_tasks:
+            pending.cancel()
+    task.mark_succeeded()
+    return fetcher.source_bytes
+
+
+def _digest_checker(
+    job: FileJob, ctx: DownloadContext, task: TaskStorage, digest: Digest | None
+) -> InOrderDigest | None:
+    """A whole-file check, unless this task already passed the same check before."""
+    if digest is None:
+        return None
+    meta = ctx.store.get_task(task.task_id)
+    if meta is not None and meta.state is TaskState.SUCCEEDED and meta.content_digest == str(digest):
+        return None
+    return InOrderDigest(digest, task, job.url.redacted())
+
+
+def _task_id(job: FileJob, stat: ObjectStat, piece_length: int) -> str:
+    """By content when the origin vouches for a digest (a user's ``--digest`` is a claim to
+    check, not a name), else by location."""
+    return task_id(
+        job.url,
+        piece_length=piece_length,
+        content_digest=stat.content_digest,
+        version=stat.etag or "",
+        tag=job.tag,
+        application=job.application,
+        filtered_query_params=job.filtered_query_params,
+    )
+
+
+def _check_listing_agrees(job: FileJob, stat: ObjectStat) -> None:
+    if job.expected_length is not None and stat.content_length != job.expected_length:
+        raise SourceProtocolError(
+            job.url.redacted(),
+            f"listing says {job.expected_length} bytes but the origin serves {stat.content_length}",
+        )
+
+
+@contextlib.contextmanager
+def _storage_errors_name(job: FileJob) -> Iterator[None]:
+    """A full disk is reported with the download it stopped."""
+    try:
+        yield
+    except DiskFullError as exc:
+        raise DiskFullError(f"{job.url.redacted()}: {exc}") from exc
+
+
+def _forget_pieces(task: TaskStorage) -> None:
+    """The whole file failed its digest: no piece of it may be resumed or served."""
+    for number in task.finished_pieces():
+        task.drop_piece(number)
+    task.mark_failed()
+
+
+def _held_bytes(task: TaskStorage) -> int:
+    return sum(
+        meta.length for n in task.finished_pieces() if (meta := task.piece_meta(n)) is not None
+    )
+
+
+@contextlib.asynccontextmanager
+async def deadline(seconds: float | None, what: str):  # type: ignore[no-untyped-def]
+    """``asyncio.timeout`` that raises our ``DownloadTimeoutError`` naming ``what``."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as exc:
+        if isinstance(exc, DamselflyError):
+            raise
+        raise DownloadTimeoutError(f"{what}: timed out after {seconds:g} s") from exc

@@ -1,0 +1,41 @@
+"""Refuse an unusable output path before any byte is fetched.
+
+The store checks again when it delivers (the filesystem may change meanwhile); this early
+check only spares the user a download whose result could never be written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from damselfly.core.errors import OutputError
+
+
+def check_output(path: Path, *, overwrite: bool) -> None:
+    if path.is_dir():
+        raise OutputError(str(path), "is a directory")
+    if path.exists() and not overwrite:
+        raise OutputError(str(path), "already exists (use --overwrite to replace it)")
+    parent = _nearest_existing(path.parent)
+    if not parent.is_dir():
+        raise OutputError(str(path), f"{parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(str(path), f"permission denied: cannot write to {parent}")
+
+
+def check_output_dir(path: Path) -> None:
+    """An output directory for a recursive download: absent, or a directory we can write."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(str(path), "exists and is not a directory (recursive downloads need one)")
+    parent = _nearest_existing(path)
+    if not parent.is_dir():
+        raise OutputError(str(path), f"{parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(str(path), f"permission denied: cannot write to {parent}")
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

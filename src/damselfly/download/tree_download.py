@@ -1,0 +1,123 @@
+"""Recursive downloads (``dfget -r``): list, filter, then fetch several files at once.
+
+A listing comes from the network (a bucket, a hub), so every path in it is untrusted: it must
+be relative, free of ``.``/``..``/empty segments, NUL and backslashes, unique, and must not
+escape the output directory through a symlink already present there. Each listed file
+becomes an ordinary ``FileJob`` with a scheme-native URL and the listing's request params
+(e.g. a hub revision pinned to one commit), so every file goes through the same pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from damselfly.backends.base import Entry
+from damselfly.core.errors import OutputError, SourceProtocolError
+from damselfly.core.globs import path_selected
+from damselfly.download.file_download import DownloadContext, FileJob, FileResult, download_file
+from damselfly.download.output_check import check_output_dir
+from damselfly.download.source_fetcher import first_error
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeJob:
+    """A directory-like URL to mirror into ``output_dir``; ``template`` carries the shared
+    per-file settings (options, piece length, tag, overwrite, ...)."""
+
+    template: FileJob
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_files: int | None = None
+    concurrent_files: int = 5
+
+
+async def list_tree(job: TreeJob, ctx: DownloadContext) -> list[Entry]:
+    url = job.template.url
+    entries = await ctx.registry.for_url(url).list(url, job.template.options)
+    validate_listing(url.redacted(), [e.path for e in entries])
+    selected = [e for e in entries if path_selected(e.path, job.include, job.exclude)]
+    if job.max_files is not None and len(selected) > job.max_files:
+        raise SourceProtocolError(
+            url.redacted(),
+            f"{len(selected)} files selected, more than --max-files {job.max_files}",
+        )
+    return sorted(selected, key=lambda e: e.path)
+
+
+async def download_tree(job: TreeJob, ctx: DownloadContext) -> list[FileResult]:
+    root = job.template.output
+    check_output_dir(root)
+    entries = await list_tree(job, ctx)
+    jobs = [_file_job(job.template, entry, root) for entry in entries]
+    limit = asyncio.Semaphore(max(1, job.concurrent_files))
+
+    async def one(file_job: FileJob) -> FileResult:
+        async with limit:
+            return await download_file(file_job, ctx)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            running = [group.create_task(one(j)) for j in jobs]
+    except BaseExceptionGroup as errors:
+        raise first_error(errors) from None
+    return [task.result() for task in running]
+
+
+def _file_job(template: FileJob, entry: Entry, root: Path) -> FileJob:
+    output = safe_output_path(root, entry.path)
+    options = template.options
+    if entry.params:
+        options = options.with_params(**dict(entry.params))
+    return dataclasses.replace(
+        template,
+        url=entry.url,
+        output=output,
+        options=options,
+        name=entry.path,
+        expected_digest=entry.content_digest,
+        expected_length=entry.content_length,
+    )
+
+
+def validate_listing(source: str, paths: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for path in paths:
+        problem = _path_problem(path)
+        if problem is None and path in seen:
+            problem = "listed twice"
+        if problem is not None:
+            raise SourceProtocolError(source, f"unsafe path in listing {path!r}: {problem}")
+        seen.add(path)
+
+
+def _path_problem(path: str) -> str | None:
+    if not path:
+        return "empty"
+    if "\x00" in path:
+        return "contains a NUL byte"
+    if "\\" in path:
+        return "contains a backslash"
+    if path.startswith("/"):
+        return "absolute"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return "empty, '.' or '..' segment"
+    return None
+
+
+def safe_output_path(root: Path, relative: str) -> Path:
+    """``root/relative``, refusing any existing symlink on the way that leads outside root."""
+    problem = _path_problem(relative)
+    if problem is not None:
+        raise OutputError(str(root / relative), f"unsafe path: {problem}")
+    target = root / relative
+    real_root = Path(os.path.realpath(root))
+    real_parent = Path(os.path.realpath(target.parent))
+    if real_parent != real_root and real_root not in real_parent.parents:
+        raise OutputError(str(target), f"escapes {root} through a symlink")
+    if target.is_symlink():
+        raise OutputError(str(target), "is a symlink; refusing to write through it")
+    return target
