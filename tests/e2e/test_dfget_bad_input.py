@@ -142,8 +142,11 @@ async def test_output_parent_is_a_file(tmp_path, origin, dfget):
 
 def _mount_tmpfs(path: Path, options: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
     return done.returncode == 0
 
 
@@ -159,8 +162,9 @@ def small_disk(tmp_path):
 async def test_disk_fills_mid_download(small_disk, origin, dfget):
     url = origin.put("/big.bin", os.urandom(4 * MiB))
     out = small_disk / "out" / "big.bin"
-    result = await dfget.run(url, "-O", str(out), "--storage-dir", str(small_disk / "store"),
-                             "--piece-length", "512KiB")
+    result = await dfget.run(
+        url, "-O", str(out), "--storage-dir", str(small_disk / "store"), "--piece-length", "512KiB"
+    )
     assert result.code == 1
     assert_one_line_error(result, url, "no space left on device")
     assert not out.exists()

@@ -54,7 +54,9 @@ async def test_no_progress_is_silent(tmp_path, origin, dfget):
 async def test_digest_checked_and_cached_copy_reused(tmp_path, origin, dfget):
     data = os.urandom(3 * MiB)
     url = origin.put("/m.bin", data)
-    first = await dfget.run(url, "-O", str(tmp_path / "1.bin"), "--digest", f"sha256:{sha256(data)}")
+    first = await dfget.run(
+        url, "-O", str(tmp_path / "1.bin"), "--digest", f"sha256:{sha256(data)}"
+    )
     assert first.code == 0, first.stderr
     served = origin.bytes_served
     second = await dfget.run(url, "-O", str(tmp_path / "2.bin"))

@@ -22,7 +22,8 @@ from damselfly.core.errors import (
 )
 from damselfly.core.urls import parse_url
 from damselfly.download.events import CountingObserver
-from damselfly.download.file_download import DownloadContext, FileJob, download_file
+from damselfly.download.file_download import download_file
+from damselfly.download.jobs import DownloadContext, FileJob
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.download.tree_download import TreeJob, download_tree
 from damselfly.storage.output import DeliveryMethod
@@ -48,8 +49,9 @@ def store(tmp_path: Path):
 def ctx(backend: MemoryBackend, store: Store) -> DownloadContext:
     registry = BackendRegistry({"https": lambda: backend, "s3": lambda: backend})
     policy = FetchPolicy(concurrency=4, retry_delay=0)
-    return DownloadContext(store=store, registry=registry, observer=CountingObserver(),
-                           policy=policy)
+    return DownloadContext(
+        store=store, registry=registry, observer=CountingObserver(), policy=policy
+    )
 
 
 def job(tmp_path: Path, url: str = URL, name: str = "out.bin", **kw) -> FileJob:
@@ -148,8 +150,11 @@ async def test_piece_body_error_retries_the_piece(tmp_path, backend, ctx, monkey
 async def test_correct_digest_passes(tmp_path, backend, ctx, algorithm):
     data = os.urandom(4 * PIECE + 1)
     backend.put(URL, data)
-    hexdigest = (f"{zlib.crc32(data):08x}" if algorithm == "crc32"
-                 else hashlib.new(algorithm, data).hexdigest())
+    hexdigest = (
+        f"{zlib.crc32(data):08x}"
+        if algorithm == "crc32"
+        else hashlib.new(algorithm, data).hexdigest()
+    )
     await download_file(job(tmp_path, expected_digest=Digest(algorithm, hexdigest)), ctx)
     assert (tmp_path / "out" / "out.bin").read_bytes() == data
 
@@ -163,8 +168,9 @@ async def test_wrong_digest_fails_and_keeps_nothing(tmp_path, backend, ctx, stor
     assert URL in str(caught.value)
     assert not (tmp_path / "out" / "out.bin").exists()
     assert list((tmp_path / "out").glob("*")) == []
-    task = store.open_task(caught.value and _only_task_id(store), url=URL,
-                           content_length=len(data), piece_length=PIECE)
+    task = store.open_task(
+        caught.value and _only_task_id(store), url=URL, content_length=len(data), piece_length=PIECE
+    )
     with task:
         assert task.finished_pieces() == frozenset()
 
@@ -218,13 +224,21 @@ async def test_empty_file(tmp_path, backend, ctx):
 
 
 async def test_tree_download_with_globs(tmp_path, backend, ctx):
-    files = {"config.json": b"{}", "model.safetensors": os.urandom(3 * PIECE),
-             "onnx/model.onnx": b"onnx", "README.md": b"# hi"}
+    files = {
+        "config.json": b"{}",
+        "model.safetensors": os.urandom(3 * PIECE),
+        "onnx/model.onnx": b"onnx",
+        "README.md": b"# hi",
+    }
     for path, data in files.items():
         backend.put(f"s3://bucket/repo/{path}", data)
-    tree = TreeJob(template=FileJob(url=parse_url("s3://bucket/repo/"), output=tmp_path / "dst",
-                                    piece_length=PIECE),
-                   include=("*.json", "*.safetensors", "onnx/"), exclude=("*.onnx",))
+    tree = TreeJob(
+        template=FileJob(
+            url=parse_url("s3://bucket/repo/"), output=tmp_path / "dst", piece_length=PIECE
+        ),
+        include=("*.json", "*.safetensors", "onnx/"),
+        exclude=("*.onnx",),
+    )
     results = await download_tree(tree, ctx)
     assert sorted(r.job.name for r in results) == ["config.json", "model.safetensors"]
     for path in ("config.json", "model.safetensors"):
@@ -234,8 +248,10 @@ async def test_tree_download_with_globs(tmp_path, backend, ctx):
 
 class _HostileListing(MemoryBackend):
     async def list(self, url, options: RequestOptions):
-        return [Entry(parse_url("s3://bucket/repo/ok"), "ok", 1),
-                Entry(parse_url("s3://bucket/x"), "../../etc/cron.d/evil", 1)]
+        return [
+            Entry(parse_url("s3://bucket/repo/ok"), "ok", 1),
+            Entry(parse_url("s3://bucket/x"), "../../etc/cron.d/evil", 1),
+        ]
 
 
 async def test_tree_download_rejects_hostile_listing(tmp_path, store):

@@ -21,11 +21,20 @@ def test_defaults_match_dragonfly():
 
 
 def test_environment_fills_flags_and_command_line_wins():
-    env = {"DFGET_OUTPUT": "/tmp/from-env", "DFGET_TAG": "t1", "DFGET_OVERWRITE": "true",
-           "DFGET_INCLUDE_FILES": "*.json, *.bin", "DFGET_URL": "https://h/env"}
+    env = {
+        "DFGET_OUTPUT": "/tmp/from-env",
+        "DFGET_TAG": "t1",
+        "DFGET_OVERWRITE": "true",
+        "DFGET_INCLUDE_FILES": "*.json, *.bin",
+        "DFGET_URL": "https://h/env",
+    }
     args = parse([], env)
     assert (args.url, args.output, args.tag, args.overwrite) == (
-        "https://h/env", "/tmp/from-env", "t1", True)
+        "https://h/env",
+        "/tmp/from-env",
+        "t1",
+        True,
+    )
     assert args.include_files == ["*.json", "*.bin"]
     args = parse(["https://h/cli", "-O", "/tmp/cli", "--tag", "t2"], env)
     assert (args.url, args.output, args.tag) == ("https://h/cli", "/tmp/cli", "t2")
@@ -37,9 +46,24 @@ def test_bad_integer_in_environment_is_a_usage_error():
 
 
 def test_file_job_carries_flags():
-    args = parse(["https://h/f?X-Amz-Signature=abc", "-O", "out.bin", "--digest", "SHA256:" + "A" * 64,
-                  "-H", "X-Trace: 1", "-H", "Authorization: Bearer s3cret", "--tag", "t",
-                  "--insecure", "--filtered-query-param", "foo"])
+    args = parse(
+        [
+            "https://h/f?X-Amz-Signature=abc",
+            "-O",
+            "out.bin",
+            "--digest",
+            "SHA256:" + "A" * 64,
+            "-H",
+            "X-Trace: 1",
+            "-H",
+            "Authorization: Bearer s3cret",
+            "--tag",
+            "t",
+            "--insecure",
+            "--filtered-query-param",
+            "foo",
+        ]
+    )
     job = build_file_job(args, {}, 8 << 20)
     assert isinstance(job.url, HttpUrl)
     assert job.output.is_absolute()
@@ -52,8 +76,17 @@ def test_file_job_carries_flags():
 
 
 def test_object_store_flags_become_scheme_params():
-    args = parse(["s3://bucket/key", "-O", "o", "--storage-endpoint", "http://127.0.0.1:9",
-                  "--storage-access-key-secret", "shh"])
+    args = parse(
+        [
+            "s3://bucket/key",
+            "-O",
+            "o",
+            "--storage-endpoint",
+            "http://127.0.0.1:9",
+            "--storage-access-key-secret",
+            "shh",
+        ]
+    )
     job = build_file_job(args, {}, None)
     assert job.options.param("s3_endpoint") == "http://127.0.0.1:9"
     assert job.options.param("s3_secret_access_key") == "shh"

@@ -29,8 +29,15 @@ def test_parse_size_rejects(text):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("2h", 7200.0), ("1h30m", 5400.0),
-     ("500ms", 0.5), ("1d", 86400.0)],
+    [
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("10m", 600.0),
+        ("2h", 7200.0),
+        ("1h30m", 5400.0),
+        ("500ms", 0.5),
+        ("1d", 86400.0),
+    ],
 )
 def test_parse_duration(text, expected):
     assert parse_duration(text) == pytest.approx(expected)

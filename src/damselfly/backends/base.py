@@ -7,8 +7,8 @@ and offers four operations:
   the origin vouches for (if any).
 - ``get(url, byte_range, options)``: an async iterator of byte chunks. With a range it yields
   exactly ``byte_range.length`` bytes or raises; a server that ignores ``Range`` raises
-  ``RangeNotHonouredError`` instead of handing back the wrong bytes. Callers close it with
-  ``contextlib.aclosing``.
+  ``RangeNotHonouredError`` instead of handing back the wrong bytes. Callers read it inside
+  ``open_stream`` so the connection is released even when they stop early.
 - ``exists(url, options)``.
 - ``list(url, options)``: the files below a directory-like URL, recursively.
 
@@ -19,6 +19,7 @@ revisions) travel in ``RequestOptions`` and never in the backend's own state.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -117,3 +118,17 @@ class Backend(Protocol):
     async def list(self, url: SourceUrl, options: RequestOptions) -> list[Entry]: ...
 
     async def aclose(self) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def open_stream(
+    backend: Backend, url: SourceUrl, byte_range: ByteRange | None, options: RequestOptions
+) -> AsyncIterator[AsyncIterator[bytes]]:
+    """``backend.get`` as a context: the body is closed however the reader leaves."""
+    stream = backend.get(url, byte_range, options)
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()

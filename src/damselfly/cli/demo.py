@@ -33,7 +33,7 @@ class Run:
 
 
 def demo_root() -> Path:
-    shm = Path("/dev/shm")
+    shm = Path("/dev/shm")  # noqa: S108 - mkdtemp below makes a private 0700 directory
     base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
     return Path(tempfile.mkdtemp(prefix="damselfly-demo-", dir=base))
 
@@ -74,8 +74,17 @@ async def run_demo(length: int, workdir: Path) -> list[Run]:
 
 
 async def _dfget(url: str, output: Path, store: Path, extra: list[str]) -> float:
-    argv = [sys.executable, "-m", "damselfly.cli.dfget", url, "-O", str(output),
-            "--storage-dir", str(store), *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "damselfly.cli.dfget",
+        url,
+        "-O",
+        str(output),
+        "--storage-dir",
+        str(store),
+        *extra,
+    ]
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(*argv)
     if await process.wait() != 0:
@@ -96,6 +105,8 @@ def print_report(runs: list[Run], length: int) -> bool:
     print(f"{'run':<52} {'time':>8} {'origin bytes':>14}  sha256", file=sys.stderr)
     for run in runs:
         verdict = "matches" if run.matches else "MISMATCH"
-        print(f"{run.label:<52} {run.seconds:>7.2f}s {format_size(run.origin_bytes):>14}  "
-              f"{verdict}", file=sys.stderr)
+        print(
+            f"{run.label:<52} {run.seconds:>7.2f}s {format_size(run.origin_bytes):>14}  {verdict}",
+            file=sys.stderr,
+        )
     return all(run.matches for run in runs)

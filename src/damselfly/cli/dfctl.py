@@ -9,8 +9,10 @@ from damselfly.core.errors import EXIT_FAILURE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    print("dfctl: not available yet in this version of damselfly (planned: the P2P mesh)",
-          file=sys.stderr)
+    print(
+        "dfctl: not available yet in this version of damselfly (planned: the P2P mesh)",
+        file=sys.stderr,
+    )
     return EXIT_FAILURE
 
 

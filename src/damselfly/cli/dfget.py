@@ -24,7 +24,8 @@ from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.core.errors import EXIT_OK, DamselflyError, UsageError
 from damselfly.core.units import format_size, parse_duration, parse_size
 from damselfly.download.events import CountingObserver
-from damselfly.download.file_download import DownloadContext, FileResult, deadline, download_file
+from damselfly.download.file_download import deadline, download_file
+from damselfly.download.jobs import DownloadContext, FileResult
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.download.tree_download import download_tree
 from damselfly.storage.store import Store, default_store_dir
@@ -55,9 +56,7 @@ async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not args.output and not args.hf_cache:
         raise UsageError("-O/--output is required")
     if args.disable_back_to_source:
-        raise UsageError(
-            "no dfdaemon is answering and --disable-back-to-source forbids the origin"
-        )
+        raise UsageError("no dfdaemon is answering and --disable-back-to-source forbids the origin")
     timeout = parse_duration(args.timeout, what="--timeout")
     store = Store(Path(args.storage_dir) if args.storage_dir else default_store_dir())
     attempts = max(0, args.origin_retries) + 1
@@ -79,7 +78,9 @@ async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 async def _download(
     args: argparse.Namespace, env: Mapping[str, str], ctx: DownloadContext
 ) -> list[FileResult]:
-    piece_length = parse_size(args.piece_length, what="--piece-length") if args.piece_length else None
+    piece_length = (
+        parse_size(args.piece_length, what="--piece-length") if args.piece_length else None
+    )
     if args.recursive:
         return await download_tree(build_tree_job(args, env, piece_length), ctx)
     return [await download_file(build_file_job(args, env, piece_length), ctx)]

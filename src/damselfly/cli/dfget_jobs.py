@@ -11,7 +11,7 @@ from damselfly.core.digests import parse_digest
 from damselfly.core.errors import UsageError
 from damselfly.core.pieces import validate_piece_length
 from damselfly.core.urls import OBJECT_STORE_SCHEMES, SourceUrl, parse_url
-from damselfly.download.file_download import FileJob
+from damselfly.download.jobs import FileJob
 from damselfly.download.tree_download import TreeJob
 
 
@@ -50,7 +50,9 @@ def build_tree_job(
     )
 
 
-def request_options(args: argparse.Namespace, env: Mapping[str, str], url: SourceUrl) -> RequestOptions:
+def request_options(
+    args: argparse.Namespace, env: Mapping[str, str], url: SourceUrl
+) -> RequestOptions:
     params = _object_store_params(args, url) + _hub_params(args)
     return RequestOptions(
         headers=tuple(parse_header(h) for h in args.header),

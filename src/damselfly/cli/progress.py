@@ -51,7 +51,6 @@ class BarDisplay(CountingObserver):
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-
     def file_started(self, name: str, total_bytes: int | None, held_bytes: int) -> None:
         super().file_started(name, total_bytes, held_bytes)
         self._tasks[name] = self._progress.add_task(

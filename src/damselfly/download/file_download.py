@@ -12,11 +12,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from damselfly.backends.base import ObjectStat, RequestOptions
-from damselfly.backends.registry import BackendRegistry
+from damselfly.backends.base import ObjectStat
 from damselfly.core.digests import Digest
 from damselfly.core.errors import (
     DamselflyError,
@@ -27,58 +24,13 @@ from damselfly.core.errors import (
 )
 from damselfly.core.ids import canonical_url, task_id
 from damselfly.core.pieces import choose_piece_length
-from damselfly.core.urls import SourceUrl
-from damselfly.download.events import DownloadObserver
 from damselfly.download.file_digest import InOrderDigest
+from damselfly.download.jobs import DownloadContext, FileJob, FileResult
 from damselfly.download.output_check import check_output
-from damselfly.download.source_fetcher import FetchPolicy, SourceFetcher
+from damselfly.download.source_fetcher import SourceFetcher
 from damselfly.download.streaming import stream_without_length
 from damselfly.storage.metadata import PieceMeta, TaskState
-from damselfly.storage.output import DeliveryMethod
-from damselfly.storage.store import Store, TaskStorage
-
-
-@dataclass(frozen=True)
-class FileJob:
-    """One file to fetch, as dfget (or the recursive lister) describes it."""
-
-    url: SourceUrl
-    output: Path
-    options: RequestOptions = field(default_factory=RequestOptions)
-    name: str = ""  # shown in progress; defaults to the output's name
-    expected_digest: Digest | None = None  # --digest, or the digest a hub listing gave
-    expected_length: int | None = None  # from a listing; checked against the origin
-    piece_length: int | None = None  # --piece-length
-    tag: str = ""
-    application: str = ""
-    filtered_query_params: tuple[str, ...] = ()
-    overwrite: bool = False
-    hard_link: bool = True
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.output.name
-
-
-@dataclass(frozen=True)
-class FileResult:
-    job: FileJob
-    task_id: str
-    content_length: int
-    source_bytes: int  # read from the origin by this run
-    reused_bytes: int  # already in the store (resume or cache hit)
-    delivery: DeliveryMethod
-    elapsed: float
-
-
-@dataclass(frozen=True)
-class DownloadContext:
-    """What every file download of one run shares."""
-
-    store: Store
-    registry: BackendRegistry
-    observer: DownloadObserver
-    policy: FetchPolicy = field(default_factory=FetchPolicy)
+from damselfly.storage.store import TaskStorage
 
 
 async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
@@ -92,13 +44,16 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     digest = job.expected_digest or stat.content_digest
     piece_length = choose_piece_length(stat.content_length, job.piece_length)
     tid = _task_id(job, stat, piece_length)
-    with _storage_errors_name(job), ctx.store.open_task(
-        tid,
-        url=canonical_url(job.url, job.filtered_query_params),
-        content_length=stat.content_length,
-        piece_length=piece_length,
-        content_digest=str(digest) if digest else None,
-    ) as task:
+    with (
+        _storage_errors_name(job),
+        ctx.store.open_task(
+            tid,
+            url=canonical_url(job.url, job.filtered_query_params),
+            content_length=stat.content_length,
+            piece_length=piece_length,
+            content_digest=str(digest) if digest else None,
+        ) as task,
+    ):
         reused = _held_bytes(task)
         ctx.observer.file_started(job.display_name, task.content_length, reused)
         fetched = await _fill_task(job, ctx, task, stat, digest)
@@ -125,7 +80,9 @@ async def _fill_task(
 
     advance_tasks: set[asyncio.Future[None]] = set()
     backend = ctx.registry.for_url(job.url)
-    fetcher = SourceFetcher(backend, job.url, job.options, task, policy=ctx.policy, on_piece=on_piece)
+    fetcher = SourceFetcher(
+        backend, job.url, job.options, task, policy=ctx.policy, on_piece=on_piece
+    )
     try:
         await fetcher.run(supports_ranges=stat.supports_ranges)
         await asyncio.gather(*advance_tasks)
@@ -148,7 +105,11 @@ def _digest_checker(
     if digest is None:
         return None
     meta = ctx.store.get_task(task.task_id)
-    if meta is not None and meta.state is TaskState.SUCCEEDED and meta.content_digest == str(digest):
+    if (
+        meta is not None
+        and meta.state is TaskState.SUCCEEDED
+        and meta.content_digest == str(digest)
+    ):
         return None
     return InOrderDigest(digest, task, job.url.redacted())
 

@@ -11,12 +11,11 @@ skipped, not rewritten).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from damselfly.backends.base import Backend, RangeNotHonouredError, RequestOptions
+from damselfly.backends.base import Backend, RangeNotHonouredError, RequestOptions, open_stream
 from damselfly.core.errors import (
     SourceProtocolError,
     SourceTimeoutError,
@@ -107,8 +106,8 @@ class SourceFetcher:
         buffer = bytearray(byte_range.length)
         view = memoryview(buffer)
         position = 0
-        stream = self._backend.get(self._url, byte_range, self._options)
-        async with contextlib.aclosing(stream) as chunks:
+        stream = open_stream(self._backend, self._url, byte_range, self._options)
+        async with stream as chunks:
             async for chunk in chunks:
                 end = position + len(chunk)
                 if end > byte_range.length:
@@ -129,8 +128,8 @@ class SourceFetcher:
         piece_length = self._task.piece_length
         buffer = bytearray()
         number = 0
-        stream = self._backend.get(self._url, None, self._options)
-        async with contextlib.aclosing(stream) as chunks:
+        stream = open_stream(self._backend, self._url, None, self._options)
+        async with stream as chunks:
             async for chunk in chunks:
                 self.source_bytes += len(chunk)
                 buffer += chunk

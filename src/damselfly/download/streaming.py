@@ -8,27 +8,21 @@ and renamed into place only when complete.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
+from damselfly.backends.base import open_stream
 from damselfly.core.digests import new_hasher
 from damselfly.core.errors import DiskFullError, FileDigestError
+from damselfly.download.jobs import DownloadContext, FileJob, FileResult
 from damselfly.storage.output import DeliveryMethod, deliver_file
-
-if TYPE_CHECKING:
-    from damselfly.download.file_download import DownloadContext, FileJob, FileResult
 
 
 async def stream_without_length(job: FileJob, ctx: DownloadContext, started: float) -> FileResult:
-    from damselfly.download.file_download import FileResult
-
-    job.output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{job.output.name}.", dir=job.output.parent)
-    tmp = Path(tmp_name)
+    tmp, fd = _temp_beside(job.output)
     ctx.observer.file_started(job.display_name, None, 0)
     try:
         with os.fdopen(fd, "wb") as sink:
@@ -41,11 +35,17 @@ async def stream_without_length(job: FileJob, ctx: DownloadContext, started: flo
     return FileResult(job, "", received, received, 0, DeliveryMethod.COPY, elapsed)
 
 
+def _temp_beside(output: Path) -> tuple[Path, int]:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    return Path(name), fd
+
+
 async def _copy_body(job: FileJob, ctx: DownloadContext, sink: BinaryIO) -> int:
     hasher = new_hasher(job.expected_digest.algorithm) if job.expected_digest else None
     received = 0
     backend = ctx.registry.for_url(job.url)
-    async with contextlib.aclosing(backend.get(job.url, None, job.options)) as chunks:
+    async with open_stream(backend, job.url, None, job.options) as chunks:
         async for chunk in chunks:
             if hasher is not None:
                 hasher.update(chunk)

@@ -18,7 +18,8 @@ from pathlib import Path
 from damselfly.backends.base import Entry
 from damselfly.core.errors import OutputError, SourceProtocolError
 from damselfly.core.globs import path_selected
-from damselfly.download.file_download import DownloadContext, FileJob, FileResult, download_file
+from damselfly.download.file_download import download_file
+from damselfly.download.jobs import DownloadContext, FileJob, FileResult
 from damselfly.download.output_check import check_output_dir
 from damselfly.download.source_fetcher import first_error
 

@@ -1,0 +1,58 @@
+"""What the download layer is asked to do and what it answers: jobs, results, context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from damselfly.backends.base import RequestOptions
+from damselfly.backends.registry import BackendRegistry
+from damselfly.core.digests import Digest
+from damselfly.core.urls import SourceUrl
+from damselfly.download.events import DownloadObserver
+from damselfly.download.source_fetcher import FetchPolicy
+from damselfly.storage.output import DeliveryMethod
+from damselfly.storage.store import Store
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One file to fetch, as dfget (or the recursive lister) describes it."""
+
+    url: SourceUrl
+    output: Path
+    options: RequestOptions = field(default_factory=RequestOptions)
+    name: str = ""  # shown in progress; defaults to the output's name
+    expected_digest: Digest | None = None  # --digest, or the digest a hub listing gave
+    expected_length: int | None = None  # from a listing; checked against the origin
+    piece_length: int | None = None  # --piece-length
+    tag: str = ""
+    application: str = ""
+    filtered_query_params: tuple[str, ...] = ()
+    overwrite: bool = False
+    hard_link: bool = True
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.output.name
+
+
+@dataclass(frozen=True)
+class FileResult:
+    job: FileJob
+    task_id: str
+    content_length: int
+    source_bytes: int  # read from the origin by this run
+    reused_bytes: int  # already in the store (resume or cache hit)
+    delivery: DeliveryMethod
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class DownloadContext:
+    """What every file download of one run shares."""
+
+    store: Store
+    registry: BackendRegistry
+    observer: DownloadObserver
+    policy: FetchPolicy = field(default_factory=FetchPolicy)

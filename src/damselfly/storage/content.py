@@ -1,0 +1,237 @@
+"""Content files on disk: where they live, how they are read and written, how they are locked.
+
+Layout under the store root (only ``content/`` holds files the store may delete)::
+
+    <root>/metadata.db (+ -wal, -shm)   SqliteMetadataStore
+    <root>/store.lock                   serialises open/evict between threads and processes
+    <root>/content/<id[:2]>/<id>        one sparse file per task, pieces at number*piece_length
+
+A file is *ours* only if it is a regular file (not a symlink) under ``content/<xx>/`` whose name
+is a valid task id starting with ``xx``; GC never touches anything else.
+
+Locks are ``flock(2)`` locks, which work between threads (one open file description each) and
+between processes, and vanish when a process dies:
+
+- every open ``ContentFile`` holds ``LOCK_SH`` on its file: that is the *pin*;
+- eviction takes ``LOCK_EX | LOCK_NB`` on a fresh descriptor and skips the task if it fails,
+  so a task open in any thread of any process is never evicted;
+- ``StoreLock`` (``LOCK_EX`` on ``store.lock``) is held while a task is created or evicted, so
+  "create file, then record task" and "delete record, then unlink file" never interleave.
+
+OS errors are mapped here: ENOSPC/EDQUOT to ``DiskFullError`` naming the path, the rest to
+``StorageError``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import blake3
+
+from damselfly.core.digests import PIECE_DIGEST_ALGORITHM
+from damselfly.core.errors import DiskFullError, StorageError
+
+TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,127}")
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+_READ_CHUNK = 4 * 1024 * 1024
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def validate_task_id(task_id: str) -> None:
+    """Task ids become file names: 2-128 of ``[A-Za-z0-9_-]`` (a sha256 hex id passes)."""
+    if not TASK_ID_RE.fullmatch(task_id):
+        raise ValueError(f"task id {task_id!r}: expected 2-128 characters of [A-Za-z0-9_-]")
+
+
+class ContentLayout:
+    """Maps task ids to content paths and finds the files that are ours."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.content_dir = root / "content"
+
+    def path_for(self, task_id: str) -> Path:
+        validate_task_id(task_id)
+        return self.content_dir / task_id[:2] / task_id
+
+    def iter_files(self) -> Iterator[tuple[str, os.stat_result]]:
+        """``(task_id, lstat)`` of every content file that is ours."""
+        for shard in _scandir(self.content_dir):
+            if not shard.is_dir(follow_symlinks=False) or len(shard.name) != 2:
+                continue
+            for entry in _scandir(Path(shard.path)):
+                if _is_ours(entry, shard.name):
+                    yield entry.name, entry.stat(follow_symlinks=False)
+
+    def size_of(self, task_id: str) -> int:
+        """Logical size of a task's content file, 0 if it does not exist."""
+        try:
+            return os.lstat(self.path_for(task_id)).st_size
+        except FileNotFoundError:
+            return 0
+
+
+def _scandir(path: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []
+
+
+def _is_ours(entry: os.DirEntry[str], shard: str) -> bool:
+    return (
+        entry.is_file(follow_symlinks=False)
+        and entry.name.startswith(shard)
+        and TASK_ID_RE.fullmatch(entry.name) is not None
+    )
+
+
+class ContentFile:
+    """One read-write descriptor on a content file, pinned with ``LOCK_SH`` while open.
+
+    ``pread``/``pwrite`` carry their own offsets, so one descriptor serves many threads.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool) -> ContentFile:
+        """Open (optionally create) ``path`` and take the shared pin lock."""
+        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
+        try:
+            if create:
+                path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            fd = os.open(path, flags, FILE_MODE)
+        except OSError as exc:
+            raise os_error(path, exc, "open") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd)
+
+    def size(self) -> int:
+        return os.fstat(self._descriptor()).st_size
+
+    def resize(self, length: int) -> None:
+        """Set the logical size; growing makes a sparse tail (no blocks allocated)."""
+        try:
+            os.ftruncate(self._descriptor(), length)
+        except OSError as exc:
+            raise os_error(self.path, exc, "resize") from exc
+
+    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Write all of ``data`` at ``offset`` (``pwrite`` may write less than asked)."""
+        view = memoryview(data).cast("B")
+        fd = self._descriptor()
+        try:
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view, offset = view[written:], offset + written
+        except OSError as exc:
+            raise os_error(self.path, exc, f"write at offset {offset}") from exc
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Exactly ``length`` bytes from ``offset``; a short file raises ``StorageError``."""
+        chunks = list(self.iter_at(offset, length))
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def iter_at(self, offset: int, length: int, chunk_length: int = 1 << 30) -> Iterator[bytes]:
+        fd, end = self._descriptor(), offset + length
+        while offset < end:
+            try:
+                chunk = os.pread(fd, min(chunk_length, end - offset), offset)
+            except OSError as exc:
+                raise os_error(self.path, exc, f"read at offset {offset}") from exc
+            if not chunk:
+                raise StorageError(f"{self.path}: file ends before offset {offset}")
+            offset += len(chunk)
+            yield chunk
+
+    def digest_at(self, offset: int, length: int) -> str:
+        """The piece digest of a byte range, read in chunks (no piece-sized buffer)."""
+        hasher = blake3.blake3()
+        for chunk in self.iter_at(offset, length, _READ_CHUNK):
+            hasher.update(chunk)
+        return f"{PIECE_DIGEST_ALGORITHM}:{hasher.hexdigest()}"
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # releases the pin
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            raise StorageError(f"{self.path}: content file is closed")
+        return self._fd
+
+
+def try_lock_exclusive(path: Path) -> int | None:
+    """A descriptor holding ``LOCK_EX`` on ``path``, or None if anyone has it open (pinned)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise os_error(path, exc, "lock") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+class StoreLock:
+    """Exclusive lock over task creation and eviction, across threads and processes."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._fd = fd
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        self._thread_lock.release()
+
+
+def os_error(path: Path, exc: OSError, action: str) -> StorageError:
+    """Map an ``OSError`` on a store or output path into the damselfly tree."""
+    if exc.errno in _NO_SPACE:
+        return disk_full(path, exc, action)
+    return StorageError(f"{path}: {action} failed: {exc.strerror or exc}")
+
+
+def disk_full(path: Path, exc: OSError, action: str) -> DiskFullError:
+    error = DiskFullError(f"{path}: no space left on device ({action})")
+    error.errno, error.strerror, error.filename = exc.errno, exc.strerror, str(path)
+    return error

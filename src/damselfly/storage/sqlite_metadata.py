@@ -1,0 +1,264 @@
+"""``SqliteMetadataStore``: task and piece records in one SQLite file, shared by processes.
+
+Choices, and why:
+
+- **WAL, synchronous=NORMAL.** Readers never block the writer and two processes (dfget and
+  dfdaemon) can share the file. Every write is its own transaction and is committed before the
+  call returns; at NORMAL a commit is not fsynced, so a recorded piece survives ``kill -9`` of
+  the process (the WAL is in the page cache) but maybe not a power cut. That is enough because
+  the store re-verifies every recorded piece against its digest when a task is reopened; a
+  lost or torn record only costs a re-download. Measured here: 8,000-20,000 ``piece_finished``
+  calls per second (see ``tests/integration/test_storage_processes.py``), far above the few
+  hundred a fast download needs.
+- **One connection, one ``threading.Lock``.** ``check_same_thread=False``; every statement runs
+  under the lock, so worker threads can record pieces concurrently. ``busy_timeout`` makes a
+  second process wait for the write lock instead of failing.
+- **Versioned schema** in ``PRAGMA user_version``. Version 0 is an empty file and is created;
+  a newer version than this code knows raises ``StorageError`` instead of guessing.
+- **Strict LRU order.** ``access_seq`` is a counter bumped on registration and on every access,
+  so two accesses in the same clock tick still order correctly.
+
+``sqlite3`` errors are mapped here, once: SQLITE_FULL to ``DiskFullError``, anything else to
+``StorageError``; a foreign-key failure on ``piece_finished`` to ``TaskNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import cast
+
+from damselfly.core.errors import DiskFullError, StorageError
+from damselfly.storage.metadata import PieceMeta, TaskMeta, TaskNotFoundError, TaskState
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id        TEXT PRIMARY KEY,
+    url            TEXT NOT NULL,
+    content_length INTEGER NOT NULL,
+    piece_length   INTEGER NOT NULL,
+    state          TEXT NOT NULL,
+    content_digest TEXT,
+    created_at     REAL NOT NULL,
+    accessed_at    REAL NOT NULL,
+    access_seq     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_access ON tasks (access_seq);
+CREATE TABLE IF NOT EXISTS pieces (
+    task_id TEXT NOT NULL REFERENCES tasks (task_id) ON DELETE CASCADE,
+    number  INTEGER NOT NULL,
+    offset  INTEGER NOT NULL,
+    length  INTEGER NOT NULL,
+    digest  TEXT NOT NULL,
+    PRIMARY KEY (task_id, number)
+) WITHOUT ROWID;
+"""
+
+_SELECT_TASKS = """
+SELECT task_id, url, content_length, piece_length, state, content_digest, created_at, accessed_at
+FROM tasks
+"""
+_INSERT_TASK = """
+INSERT OR IGNORE INTO tasks VALUES
+(?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(access_seq), 0) + 1 FROM tasks))
+"""
+_TOUCH_TASK = """
+UPDATE tasks SET accessed_at = ?, access_seq = (SELECT COALESCE(MAX(access_seq), 0) + 1 FROM tasks)
+WHERE task_id = ?
+"""
+_SQLITE_FULL = 13
+
+TaskRow = tuple[str, str, int, int, str, str | None, float, float]
+PieceRow = tuple[int, int, int, str]
+
+
+class SqliteMetadataStore:
+    """The ``MetadataStore`` on SQLite; see the module docstring for the rules it keeps."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self._path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        with _mapped(path):
+            self._conn = _connect(path)
+            _migrate(self._conn, path)
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def task_registered(self, task: TaskMeta) -> None:
+        self._execute(
+            _INSERT_TASK,
+            (
+                task.task_id,
+                task.url,
+                task.content_length,
+                task.piece_length,
+                str(task.state),
+                task.content_digest,
+                task.created_at,
+                task.accessed_at,
+            ),
+        )
+
+    def get_task(self, task_id: str) -> TaskMeta | None:
+        rows = self._query(_SELECT_TASKS + "WHERE task_id = ?", (task_id,))
+        return _task(rows[0]) if rows else None
+
+    def task_started(self, task_id: str) -> None:
+        self._set_state(task_id, TaskState.RUNNING)
+
+    def task_succeeded(self, task_id: str) -> None:
+        self._set_state(task_id, TaskState.SUCCEEDED)
+
+    def task_failed(self, task_id: str) -> None:
+        self._set_state(task_id, TaskState.FAILED)
+
+    def task_accessed(self, task_id: str) -> None:
+        if self._execute(_TOUCH_TASK, (self._clock(), task_id)) == 0:
+            raise TaskNotFoundError(task_id)
+
+    def task_deleted(self, task_id: str) -> None:
+        self._execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+
+    def tasks_by_access(self) -> list[TaskMeta]:
+        rows = self._query(_SELECT_TASKS + "ORDER BY access_seq", ())
+        return [_task(row) for row in rows]
+
+    # -- pieces --------------------------------------------------------------------------------
+
+    def piece_finished(self, task_id: str, piece: PieceMeta) -> None:
+        sql = "INSERT OR REPLACE INTO pieces VALUES (?, ?, ?, ?, ?)"
+        try:
+            self._execute(sql, (task_id, piece.number, piece.offset, piece.length, piece.digest))
+        except StorageError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise TaskNotFoundError(task_id) from exc.__cause__
+            raise
+
+    def piece_dropped(self, task_id: str, number: int) -> None:
+        self._execute("DELETE FROM pieces WHERE task_id = ? AND number = ?", (task_id, number))
+
+    def get_piece(self, task_id: str, number: int) -> PieceMeta | None:
+        sql = "SELECT number, offset, length, digest FROM pieces WHERE task_id = ? AND number = ?"
+        rows = self._query(sql, (task_id, number))
+        return _piece(rows[0]) if rows else None
+
+    def pieces(self, task_id: str) -> list[PieceMeta]:
+        sql = "SELECT number, offset, length, digest FROM pieces WHERE task_id = ? ORDER BY number"
+        return [_piece(row) for row in self._query(sql, (task_id,))]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _set_state(self, task_id: str, state: TaskState) -> None:
+        sql = "UPDATE tasks SET state = ? WHERE task_id = ?"
+        if self._execute(sql, (str(state), task_id)) == 0:
+            raise TaskNotFoundError(task_id)
+
+    def _execute(self, sql: str, params: tuple[object, ...]) -> int:
+        """Run one write statement in its own committed transaction; return rows changed."""
+        with self._lock, _mapped(self._path):
+            return self._connection().execute(sql, params).rowcount
+
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        with self._lock, _mapped(self._path):
+            return list(self._connection().execute(sql, params).fetchall())
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StorageError(f"metadata store {self._path} is closed")
+        return self._conn
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    _create_private(path)
+    # isolation_level=None: autocommit, so each statement is one transaction committed at once.
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 (SQLite would use 0644; its -wal/-shm copy the mode)."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StorageError(f"metadata {path}: cannot create: {exc.strerror}") from exc
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    conn.execute("BEGIN IMMEDIATE")  # two processes creating the schema at once: one waits
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"metadata {path}: schema version {version} is newer than this damselfly "
+                f"supports ({SCHEMA_VERSION}); upgrade damselfly or use another storage dir"
+            )
+        if version < SCHEMA_VERSION:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+        raise
+
+
+def _task(row: tuple[object, ...]) -> TaskMeta:
+    task_id, url, content_length, piece_length, state, digest, created_at, accessed_at = cast(
+        TaskRow, row
+    )
+    return TaskMeta(
+        task_id,
+        url,
+        content_length,
+        piece_length,
+        TaskState(state),
+        digest,
+        created_at,
+        accessed_at,
+    )
+
+
+def _piece(row: tuple[object, ...]) -> PieceMeta:
+    return PieceMeta(*cast(PieceRow, row))
+
+
+@contextmanager
+def _mapped(path: Path) -> Iterator[None]:
+    """Map ``sqlite3`` errors into the damselfly tree, once, here."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+            raise DiskFullError(f"metadata {path}: disk full: {exc}") from exc
+        raise StorageError(f"metadata {path}: {exc}") from exc

@@ -1,0 +1,356 @@
+"""``Store``: the local cache of tasks, shared by dfget and dfdaemon on one machine.
+
+One root directory (``default_store_dir()``), laid out as described in ``content.py``: a
+SQLite metadata file and one sparse content file per task. Several threads and several
+processes may use one root at once; ``flock`` pins keep an open task from being evicted and a
+``store.lock`` serialises task creation against eviction (see ``content.py``).
+
+``open_task`` reads like its steps: validate -> (under the store lock) make room within the
+quota -> open or create the content file -> record the task -> pin it -> (outside the lock)
+re-verify every recorded piece -> settle the state. Re-verification re-reads and re-hashes
+each recorded piece, so a piece lost to a crash, a power cut or a damaged disk is dropped and
+downloaded again rather than served; it costs one sequential read of what is held.
+
+Metadata never holds secrets: the URL given to ``open_task`` must already be redacted (the
+caller's ``SourceUrl.redacted()``), and is scrubbed again of userinfo and signature or token
+query parameters before it is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import Counter
+from pathlib import Path
+from types import TracebackType
+
+from damselfly.core.errors import DiskFullError, StorageError
+from damselfly.core.pieces import piece_at, piece_count
+from damselfly.storage.content import (
+    DIR_MODE,
+    ContentFile,
+    ContentLayout,
+    StoreLock,
+    validate_task_id,
+)
+from damselfly.storage.gc import GarbageCollector
+from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskMeta, TaskState, scrub_url
+from damselfly.storage.output import DeliveryMethod, deliver_file
+from damselfly.storage.sqlite_metadata import SqliteMetadataStore
+from damselfly.storage.task_storage import TaskStorage
+
+__all__ = ["DeliveryMethod", "Store", "TaskStorage", "default_store_dir"]
+
+logger = logging.getLogger(__name__)
+
+STORAGE_DIR_ENV = "DAMSELFLY_STORAGE_DIR"
+SYSTEM_STORE_DIR = Path("/var/lib/damselfly")
+
+
+def default_store_dir() -> Path:
+    """``$DAMSELFLY_STORAGE_DIR``, else /var/lib/damselfly for root, else the user's cache."""
+    configured = os.environ.get(STORAGE_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    if os.geteuid() == 0:
+        return SYSTEM_STORE_DIR
+    cache = os.environ.get("XDG_CACHE_HOME")
+    base = Path(cache) if cache and os.path.isabs(cache) else Path.home() / ".cache"
+    return base / "damselfly"
+
+
+class Store:
+    def __init__(
+        self, root: Path, *, quota_bytes: int | None = None, metadata: MetadataStore | None = None
+    ) -> None:
+        if quota_bytes is not None and quota_bytes < 0:
+            raise ValueError(f"quota must be >= 0 bytes, got {quota_bytes}")
+        self.root = root
+        self.quota_bytes = quota_bytes
+        self._layout = ContentLayout(root)
+        _make_dirs(self._layout.content_dir)
+        self._owns_metadata = metadata is None
+        self._metadata = (
+            metadata if metadata is not None else SqliteMetadataStore(root / "metadata.db")
+        )
+        self._gc = GarbageCollector(self._layout, self._metadata)
+        self._store_lock = StoreLock(root / "store.lock")
+        self._pins: Counter[str] = Counter()
+        self._pins_lock = threading.Lock()
+        self._open_tasks: weakref.WeakSet[TaskStorage] = weakref.WeakSet()
+        self._closed = False
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def open_task(
+        self,
+        task_id: str,
+        *,
+        url: str,
+        content_length: int,
+        piece_length: int,
+        content_digest: str | None = None,
+    ) -> TaskStorage:
+        """Create or resume a task; see the module docstring for the steps."""
+        self._check_open()
+        validate_task_id(task_id)
+        _validate_lengths(content_length, piece_length)
+        with self._store_lock:
+            self._ensure_room(task_id, content_length)
+            content, kept_size = self._open_content(task_id, content_length, piece_length)
+            try:
+                self._record(task_id, url, content_length, piece_length, content_digest)
+            except BaseException:
+                content.close()
+                raise
+            self._pin(task_id)
+        task = TaskStorage(
+            task_id,
+            content_length=content_length,
+            piece_length=piece_length,
+            content=content,
+            metadata=self._metadata,
+            on_close=lambda: self._unpin(task_id),
+        )
+        try:
+            self._reverify(task, content, kept_size)
+            self._settle_state(task)
+        except BaseException:
+            task.close()
+            raise
+        with self._pins_lock:
+            self._open_tasks.add(task)
+        return task
+
+    def get_task(self, task_id: str) -> TaskMeta | None:
+        return self._metadata.get_task(task_id)
+
+    def list_tasks(self) -> list[TaskMeta]:
+        """Every task, least recently accessed first."""
+        return self._metadata.tasks_by_access()
+
+    def content_path(self, task_id: str) -> Path:
+        return self._layout.path_for(task_id)
+
+    def remove_task(self, task_id: str) -> bool:
+        """Delete one task now; False if it is open somewhere (or unknown)."""
+        with self._store_lock:
+            if task_id in self._pinned():
+                return False
+            return self._gc.delete(task_id, with_row=True)
+
+    # -- space ---------------------------------------------------------------------------------
+
+    def usage_bytes(self) -> int:
+        """Logical size of this store's own content files (see ``gc.py`` for why logical)."""
+        return self._gc.usage_bytes()
+
+    def collect_garbage(self, needed_bytes: int = 0) -> int:
+        """Remove orphans and evict LRU tasks not open until ``needed_bytes`` are freed and
+        usage is within the quota; returns the bytes freed."""
+        with self._store_lock:
+            target = needed_bytes
+            if self.quota_bytes is not None:
+                target = max(target, self._gc.usage_bytes() - self.quota_bytes)
+            return self._gc.collect(target, self._pinned()).freed_bytes
+
+    # -- output --------------------------------------------------------------------------------
+
+    def deliver(
+        self, task_id: str, dest: Path, *, overwrite: bool = False, hard_link: bool = True
+    ) -> DeliveryMethod:
+        """Put a complete task's bytes at ``dest`` atomically (``output.deliver_file``)."""
+        with self._store_lock:
+            meta = self._metadata.get_task(task_id)
+            if meta is None:
+                raise StorageError(f"task {task_id}: not in the store")
+            content = ContentFile.open(self._layout.path_for(task_id), create=False)
+            self._pin(task_id)
+        try:
+            self._check_deliverable(meta, content)
+            method = deliver_file(content.path, dest, overwrite=overwrite, hard_link=hard_link)
+            self._metadata.task_accessed(task_id)
+            return method
+        finally:
+            content.close()
+            self._unpin(task_id)
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every task still open, then the metadata store if this store made it."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._pins_lock:
+            still_open = list(self._open_tasks)
+        for task in still_open:
+            task.close()
+        if self._owns_metadata:
+            self._metadata.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- open_task steps -----------------------------------------------------------------------
+
+    def _ensure_room(self, task_id: str, content_length: int) -> None:
+        if self.quota_bytes is None:
+            return
+        in_use = self._gc.usage_bytes() - self._layout.size_of(task_id)
+        shortfall = in_use + content_length - self.quota_bytes
+        if shortfall <= 0:
+            return
+        pinned = self._pinned() | {task_id}
+        evictable = self._gc.evictable_bytes(pinned)
+        if evictable < shortfall:
+            room = max(0, self.quota_bytes - in_use) + evictable
+            raise DiskFullError(
+                f"task {task_id}: storage quota: needs {content_length} bytes, "
+                f"quota {self.quota_bytes}, only {room} can be freed"
+            )
+        self._gc.collect(shortfall, pinned)
+
+    def _open_content(
+        self, task_id: str, content_length: int, piece_length: int
+    ) -> tuple[ContentFile, int]:
+        """Open the content file at its full length; return it and the length it had."""
+        meta = self._metadata.get_task(task_id)
+        if meta is None or (meta.content_length, meta.piece_length) != (
+            content_length,
+            piece_length,
+        ):
+            self._discard(task_id, meta)
+        content = ContentFile.open(self._layout.path_for(task_id), create=True)
+        try:
+            kept_size = content.size()
+            if kept_size != content_length:
+                content.resize(content_length)
+        except BaseException:
+            content.close()
+            raise
+        return content, kept_size
+
+    def _discard(self, task_id: str, meta: TaskMeta | None) -> None:
+        """Forget old data whose lengths differ (or a file with no record), never in place:
+        the old file is unlinked, so a hard-linked output made from it keeps its bytes."""
+        path = self._layout.path_for(task_id)
+        if os.path.lexists(path) and not self._delete_unpinned(task_id):
+            raise StorageError(f"task {task_id}: open elsewhere with other lengths; close it first")
+        self._metadata.task_deleted(task_id)
+        if meta is not None:
+            logger.info("task %s: lengths changed, old data discarded", task_id)
+
+    def _delete_unpinned(self, task_id: str) -> bool:
+        return task_id not in self._pinned() and self._gc.delete(task_id, with_row=True)
+
+    def _record(
+        self,
+        task_id: str,
+        url: str,
+        content_length: int,
+        piece_length: int,
+        content_digest: str | None,
+    ) -> None:
+        now = time.time()
+        task = TaskMeta(
+            task_id,
+            scrub_url(url),
+            content_length,
+            piece_length,
+            TaskState.PENDING,
+            content_digest,
+            now,
+            now,
+        )
+        self._metadata.task_registered(task)
+        self._metadata.task_accessed(task_id)
+
+    def _reverify(self, task: TaskStorage, content: ContentFile, kept_size: int) -> None:
+        """Drop recorded pieces whose bytes are missing, misplaced or do not match."""
+        dropped = [
+            piece.number
+            for piece in self._metadata.pieces(task.task_id)
+            if not _piece_intact(piece, task, content, kept_size)
+        ]
+        for number in dropped:
+            self._metadata.piece_dropped(task.task_id, number)
+        if dropped:
+            logger.warning(
+                "task %s: %d recorded pieces failed re-verification and were dropped: %s",
+                task.task_id,
+                len(dropped),
+                dropped[:20],
+            )
+
+    def _settle_state(self, task: TaskStorage) -> None:
+        meta = self._metadata.get_task(task.task_id)
+        if meta is not None and meta.state is TaskState.SUCCEEDED and task.is_complete:
+            return
+        self._metadata.task_started(task.task_id)
+
+    def _check_deliverable(self, meta: TaskMeta, content: ContentFile) -> None:
+        total = piece_count(meta.content_length, meta.piece_length)
+        held = len(self._metadata.pieces(meta.task_id))
+        if held != total:
+            raise StorageError(f"task {meta.task_id}: not complete ({held} of {total} pieces)")
+        if content.size() != meta.content_length:
+            raise StorageError(f"task {meta.task_id}: content file has the wrong length")
+
+    # -- pins ----------------------------------------------------------------------------------
+
+    def _pin(self, task_id: str) -> None:
+        with self._pins_lock:
+            self._pins[task_id] += 1
+
+    def _unpin(self, task_id: str) -> None:
+        with self._pins_lock:
+            self._pins[task_id] -= 1
+            if self._pins[task_id] <= 0:
+                del self._pins[task_id]
+
+    def _pinned(self) -> frozenset[str]:
+        with self._pins_lock:
+            return frozenset(self._pins)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"store {self.root} is closed")
+
+
+def _piece_intact(piece: PieceMeta, task: TaskStorage, content: ContentFile, kept: int) -> bool:
+    try:
+        expected = piece_at(piece.number, task.content_length, task.piece_length)
+    except IndexError:
+        return False
+    if (piece.offset, piece.length) != (expected.offset, expected.length):
+        return False
+    if piece.offset + piece.length > kept:
+        return False  # the file was cut short: these bytes are gone
+    return content.digest_at(piece.offset, piece.length) == piece.digest
+
+
+def _validate_lengths(content_length: int, piece_length: int) -> None:
+    if content_length < 0:
+        raise ValueError(f"content length must be >= 0, got {content_length}")
+    if piece_length <= 0:
+        raise ValueError(f"piece length must be > 0, got {piece_length}")
+
+
+def _make_dirs(content_dir: Path) -> None:
+    try:
+        content_dir.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        content_dir.mkdir(mode=DIR_MODE, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{content_dir}: cannot create the store: {exc.strerror}") from exc

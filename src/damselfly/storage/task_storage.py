@@ -1,0 +1,187 @@
+"""``TaskStorage``: one open task, its pieces written at their offsets and recorded.
+
+Obtained from ``Store.open_task`` (re-exported from ``damselfly.storage.store``). Every method
+is safe to call from several threads at once: bytes go through ``pread``/``pwrite`` on one
+descriptor (no shared file position), records through the thread-safe ``MetadataStore``, and
+writes of the same piece number are serialised by a striped lock.
+
+What is held is always asked of the metadata store, never cached here, so pieces recorded by
+another process working on the same task (dfget next to dfdaemon) show up on the next call.
+
+A piece is recorded only after its bytes are written; ``write_piece`` of a piece already held
+with the same bytes is a no-op that returns the existing record. Reads do not re-hash: a
+reader that serves pieces to other peers relies on the peer checking the digest it was given.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from damselfly.core.digests import piece_digest
+from damselfly.core.errors import PieceDigestError, StorageError
+from damselfly.core.pieces import ByteRange, Piece, piece_at, piece_count, pieces_in_range
+from damselfly.storage.content import ContentFile
+from damselfly.storage.metadata import MetadataStore, PieceMeta, PieceNotHeldError
+
+_LOCK_STRIPES = 64
+
+
+class TaskStorage:
+    """One open task; close it (or use ``with``) to unpin it."""
+
+    def __init__(
+        self,
+        task_id: str,
+        *,
+        content_length: int,
+        piece_length: int,
+        content: ContentFile,
+        metadata: MetadataStore,
+        on_close: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.task_id = task_id
+        self.content_length = content_length
+        self.piece_length = piece_length
+        self.piece_count = piece_count(content_length, piece_length)
+        self.content_path: Path = content.path
+        self._content = content
+        self._metadata = metadata
+        self._on_close = on_close
+        self._piece_locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
+        self._close_lock = threading.Lock()
+        self._closed = False
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def has_piece(self, number: int) -> bool:
+        return self.piece_meta(number) is not None
+
+    def finished_pieces(self) -> frozenset[int]:
+        self._check_open()
+        return frozenset(piece.number for piece in self._metadata.pieces(self.task_id))
+
+    def piece_meta(self, number: int) -> PieceMeta | None:
+        self._check_open()
+        return self._metadata.get_piece(self.task_id, number)
+
+    @property
+    def is_complete(self) -> bool:
+        return len(self.finished_pieces()) == self.piece_count
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def write_piece(
+        self,
+        number: int,
+        data: bytes | bytearray | memoryview,
+        *,
+        expected_digest: str | None = None,
+    ) -> PieceMeta:
+        """Verify, write at the piece's offset, record; see the module docstring."""
+        piece = self._piece(number)
+        view = memoryview(data)
+        if view.nbytes != piece.length:
+            raise ValueError(f"piece {number}: expected {piece.length} bytes, got {view.nbytes}")
+        digest = piece_digest(view)
+        if expected_digest is not None and expected_digest != digest:
+            raise PieceDigestError(number, expected_digest, digest)
+        with self._piece_lock(number):
+            held = self._metadata.get_piece(self.task_id, number)
+            if held is not None and self._still_valid(held):
+                if held.digest == digest:
+                    return held
+                raise PieceDigestError(number, held.digest, digest, source="bytes already held")
+            self._content.write_at(piece.offset, view)
+            meta = PieceMeta(number, piece.offset, piece.length, digest)
+            self._metadata.piece_finished(self.task_id, meta)
+            return meta
+
+    def drop_piece(self, number: int) -> None:
+        self._check_open()
+        with self._piece_lock(number):
+            self._metadata.piece_dropped(self.task_id, number)
+
+    def mark_succeeded(self) -> None:
+        held = len(self.finished_pieces())
+        if held != self.piece_count:
+            raise StorageError(
+                f"task {self.task_id}: cannot succeed with {held} of {self.piece_count} pieces"
+            )
+        self._metadata.task_succeeded(self.task_id)
+
+    def mark_failed(self) -> None:
+        self._check_open()
+        self._metadata.task_failed(self.task_id)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def read_piece(self, number: int) -> bytes:
+        """The bytes of a held piece; ``PieceNotHeldError`` if it is not held."""
+        meta = self.piece_meta(number)
+        if meta is None:
+            raise PieceNotHeldError(self.task_id, number)
+        return self._content.read_at(meta.offset, meta.length)
+
+    def read_range(self, offset: int, length: int) -> bytes:
+        """Bytes ``[offset, offset+length)``; every piece they touch must be held."""
+        if offset < 0 or length < 0 or offset + length > self.content_length:
+            raise ValueError(
+                f"range {offset}+{length} is outside the content (length {self.content_length})"
+            )
+        wanted = pieces_in_range(ByteRange(offset, length), self.content_length, self.piece_length)
+        missing = set(wanted) - self.finished_pieces()
+        if missing:
+            raise PieceNotHeldError(self.task_id, min(missing))
+        return self._content.read_at(offset, length) if length else b""
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the content file and the pin; idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._content.close()
+        self._on_close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> TaskStorage:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _piece(self, number: int) -> Piece:
+        self._check_open()
+        try:
+            return piece_at(number, self.content_length, self.piece_length)
+        except IndexError as exc:
+            raise ValueError(f"task {self.task_id}: {exc}") from exc
+
+    def _still_valid(self, held: PieceMeta) -> bool:
+        """A held piece whose bytes were damaged (or cut off) since may be rewritten."""
+        try:
+            return self._content.digest_at(held.offset, held.length) == held.digest
+        except StorageError:
+            return False
+
+    def _piece_lock(self, number: int) -> threading.Lock:
+        return self._piece_locks[number % _LOCK_STRIPES]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"task {self.task_id}: storage is closed")
