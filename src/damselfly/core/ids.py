@@ -28,82 +28,59 @@ from damselfly.core.urls import HttpUrl, SourceUrl
 
 _ID_PREFIX = "damselfly-task-v1"
 
-# Query parameters that carry a signature or a credential on common object stores and CDNs.
-SIGNATURE_QUERY_PARAMS = frozenset(
-    name.lower()
-    for name in (
-        # AWS SigV4 / SigV2, and S3-compatible stores
-        "X-Amz-Algorithm",
-        "X-Amz-Credential",
-        "X-Amz-Date",
-        "X-Amz-Expires",
-        "X-Amz-SignedHeaders",
-        "X-Amz-Signature",
-        "X-Amz-Security-Token",
-        "AWSAccessKeyId",
-        "Signature",
-        "Expires",
-        # Google Cloud Storage
-        "X-Goog-Algorithm",
-        "X-Goog-Credential",
-        "X-Goog-Date",
-        "X-Goog-Expires",
-        "X-Goog-SignedHeaders",
-        "X-Goog-Signature",
-        "GoogleAccessId",
-        # Azure SAS
-        "sv",
-        "ss",
-        "srt",
-        "sp",
-        "se",
-        "st",
-        "spr",
-        "sig",
-        "sr",
-        "skoid",
-        "sktid",
-        "skt",
-        "ske",
-        "sks",
-        "skv",
-        # Alibaba OSS, Huawei OBS, Tencent COS
-        "OSSAccessKeyId",
-        "x-oss-signature",
-        "x-oss-expires",
-        "x-oss-credential",
-        "x-oss-date",
-        "x-oss-signature-version",
-        "x-oss-security-token",
-        "AccessKeyId",
-        "x-obs-security-token",
-        "q-sign-algorithm",
-        "q-ak",
-        "q-sign-time",
-        "q-key-time",
-        "q-header-list",
-        "q-url-param-list",
-        "q-signature",
-        "x-cos-security-token",
-        # CloudFront and generic tokens
-        "Key-Pair-Id",
-        "Policy",
-        "token",
-        "access_token",
-    )
-)
+
+def _lower(*names: str) -> frozenset[str]:
+    return frozenset(name.lower() for name in names)
+
+
+# Query parameters that only ever carry a signature or a credential: always dropped.
+SIGNATURE_QUERY_PARAMS = _lower(
+    # AWS SigV4 and S3-compatible stores
+    "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
+    "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token",
+    # Google Cloud Storage
+    "X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-Date", "X-Goog-Expires",
+    "X-Goog-SignedHeaders", "X-Goog-Signature", "GoogleAccessId",
+    # Alibaba OSS, Huawei OBS, Tencent COS
+    "OSSAccessKeyId", "x-oss-signature", "x-oss-expires", "x-oss-credential", "x-oss-date",
+    "x-oss-signature-version", "x-oss-security-token", "x-obs-security-token",
+    "q-sign-algorithm", "q-ak", "q-sign-time", "q-key-time", "q-header-list",
+    "q-url-param-list", "q-signature", "x-cos-security-token",
+    # key ids of signed URLs, and OAuth 2 bearer tokens in the query (RFC 6750)
+    "AWSAccessKeyId", "AccessKeyId", "Key-Pair-Id", "access_token",
+)  # fmt: skip
+
+# Generic names that are a signature only beside a key id (SigV2, CloudFront, OBS); on any
+# other URL they may select content, so they are kept.
+_KEY_ID_PARAMS = _lower("AWSAccessKeyId", "AccessKeyId", "Key-Pair-Id", "OSSAccessKeyId")
+_SIGNED_WITH_KEY_ID = _lower("Signature", "Expires", "Policy")
+
+# Azure shared access signatures: dropped only when the URL carries a SAS ``sig``.
+_AZURE_SAS_PARAMS = _lower(
+    "sv", "ss", "srt", "sp", "se", "st", "spr", "sig", "sr", "si", "sdd", "ses",
+    "skoid", "sktid", "skt", "ske", "sks", "skv", "saoid", "suoid", "scid",
+)  # fmt: skip
+
+
+def signature_params(names: Iterable[str]) -> frozenset[str]:
+    """Which of a URL's (lower-cased) query parameter names are signatures or credentials."""
+    present = {name.lower() for name in names}
+    dropped = set(present & SIGNATURE_QUERY_PARAMS)
+    if present & _KEY_ID_PARAMS:
+        dropped |= present & _SIGNED_WITH_KEY_ID
+    if "sig" in present:
+        dropped |= present & _AZURE_SAS_PARAMS
+    return frozenset(dropped)
 
 
 def canonical_url(url: SourceUrl, filtered_query_params: Iterable[str] = ()) -> str:
     """The URL as it takes part in task identity: no credentials, no signatures."""
     if not isinstance(url, HttpUrl):
         return url.redacted()
-    drop = SIGNATURE_QUERY_PARAMS | {p.lower() for p in filtered_query_params}
-    pairs = [
-        (k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k.lower() not in drop
-    ]
-    query = urlencode(sorted(pairs))
-    return HttpUrl(url.scheme, url.host, url.port, url.path, query).redacted()
+    pairs = parse_qsl(url.query, keep_blank_values=True)
+    drop = signature_params(k for k, _ in pairs) | {p.lower() for p in filtered_query_params}
+    kept = sorted((k, v) for k, v in pairs if k.lower() not in drop)
+    return HttpUrl(url.scheme, url.host, url.port, url.path, urlencode(kept)).redacted()
 
 
 def task_id_for_content(digest: Digest, piece_length: int) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from damselfly.core.errors import InvalidUrlError
 
@@ -172,12 +172,20 @@ def parse_url(raw: str) -> SourceUrl:
     return _parse_hub(raw, scheme, rest)
 
 
-def _parse_http(raw: str, scheme: str) -> HttpUrl:
+def _split(raw: str) -> tuple[SplitResult, int | None]:
+    """``urlsplit`` plus the port, with its ``ValueError``s named by the part at fault."""
     try:
         parts = urlsplit(raw)
-        port = parts.port
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise InvalidUrlError(raw, "host", str(exc)) from exc
+    try:
+        return parts, parts.port
     except ValueError as exc:
         raise InvalidUrlError(raw, "port", str(exc)) from exc
+
+
+def _parse_http(raw: str, scheme: str) -> HttpUrl:
+    parts, port = _split(raw)
     host = parts.hostname or ""
     if not host:
         raise InvalidUrlError(raw, "host", "missing")
@@ -224,11 +232,9 @@ def _parse_object(raw: str, scheme: str, rest: str) -> ObjectUrl:
 
 
 def _parse_hdfs(raw: str) -> HdfsUrl:
-    parts = urlsplit(raw)
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidUrlError(raw, "port", str(exc)) from exc
+    parts, port = _split(raw)
+    if port == 0:
+        raise InvalidUrlError(raw, "port", "0 is not a usable port")
     if not parts.hostname:
         raise InvalidUrlError(raw, "host", "missing (hdfs://namenode:port/path)")
     if not parts.path.startswith("/"):

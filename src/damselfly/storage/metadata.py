@@ -32,7 +32,7 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from damselfly.core.errors import StorageError
-from damselfly.core.ids import SIGNATURE_QUERY_PARAMS
+from damselfly.core.ids import signature_params
 
 
 class TaskState(enum.StrEnum):
@@ -119,6 +119,11 @@ class MetadataStore(Protocol):
     def close(self) -> None: ...
 
 
+# Names that often carry a secret: never stored, even where they might select content (the
+# stored URL is for display; identity is the task id).
+_SECRET_LOOKING_PARAMS = frozenset({"token", "api_key", "apikey", "key", "password", "secret"})
+
+
 def scrub_url(url: str) -> str:
     """``url`` without userinfo, fragment or signature/token query parameters."""
     try:
@@ -127,6 +132,7 @@ def scrub_url(url: str) -> str:
         return "<unparseable url>"
     netloc = parts.netloc.rpartition("@")[2]
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    kept = [(k, v) for k, v in pairs if k.lower() not in SIGNATURE_QUERY_PARAMS]
+    dropped = signature_params(k for k, _ in pairs) | _SECRET_LOOKING_PARAMS
+    kept = [(k, v) for k, v in pairs if k.lower() not in dropped]
     query = urlencode(kept) if len(kept) != len(pairs) else parts.query
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))

@@ -1,0 +1,71 @@
+"""The shared aiohttp client session damselfly uses to talk to origins.
+
+One session per process (per event loop), owned by whoever created it (normally
+``HttpBackend``), with:
+
+- a large keep-alive connection pool (``POOL_LIMIT`` connections, ``POOL_LIMIT_PER_HOST`` per
+  origin), because a download fetches many pieces of one file from one host in parallel;
+- ``auto_decompress=False``: we want the origin's bytes exactly, and ask for
+  ``Accept-Encoding: identity`` so digests and ranges apply to the file itself;
+- a big read buffer (``READ_BUFFER_LENGTH``), so a single stream can run at GB/s over loopback
+  without the reader pausing the socket every 256 KiB;
+- TLS verification on, with an ``ssl.SSLContext`` from ``ssl.create_default_context()``. That
+  honours ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` (OpenSSL's own variables) and does not use
+  certifi, so a private CA installed on the machine is trusted the way curl trusts it.
+  ``tls_for_request(insecure=True)`` turns verification off for one request (``--insecure``).
+- no cookie jar (cookies are credentials; a shared backend must not carry one user's cookies
+  into another user's request), and no proxy from the environment.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Literal
+
+import aiohttp
+
+POOL_LIMIT = 64
+POOL_LIMIT_PER_HOST = 16
+KEEPALIVE_TIMEOUT = 30.0
+READ_BUFFER_LENGTH = 4 * 1024 * 1024
+USER_AGENT = "damselfly/0.1"
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """A verifying TLS context that trusts the system store (and ``SSL_CERT_FILE``)."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def tls_for_request(*, insecure: bool) -> Literal[True, False]:
+    """The ``ssl=`` argument for one request: the session's context, or no verification."""
+    return not insecure
+
+
+def create_origin_session(
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    pool_limit: int = POOL_LIMIT,
+    pool_limit_per_host: int = POOL_LIMIT_PER_HOST,
+    read_buffer_length: int = READ_BUFFER_LENGTH,
+) -> aiohttp.ClientSession:
+    """A new session for origin traffic; call inside a running event loop, close with
+    ``await session.close()``."""
+    connector = aiohttp.TCPConnector(
+        limit=pool_limit,
+        limit_per_host=pool_limit_per_host,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+        ssl=ssl_context or default_ssl_context(),
+        ttl_dns_cache=60,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        read_bufsize=read_buffer_length,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+        max_field_size=16 * 1024,
+    )
