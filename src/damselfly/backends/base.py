@@ -71,7 +71,7 @@ class RequestOptions:
 def is_secret_name(name: str) -> bool:
     """Whether a param holds a secret: tokens, secrets, passwords, credentials, keys."""
     lowered = name.lower()
-    words = ("token", "secret", "password", "credential")
+    words = ("token", "secret", "password", "credential", "delegation")
     return any(word in lowered for word in words) or lowered.endswith("_key")
 
 

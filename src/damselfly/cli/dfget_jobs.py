@@ -10,7 +10,7 @@ from damselfly.backends.base import RequestOptions
 from damselfly.core.digests import parse_digest
 from damselfly.core.errors import UsageError
 from damselfly.core.pieces import validate_piece_length
-from damselfly.core.urls import OBJECT_STORE_SCHEMES, SourceUrl, parse_url
+from damselfly.core.urls import SourceUrl, parse_url
 from damselfly.download.jobs import FileJob
 from damselfly.download.tree_download import TreeJob
 
@@ -71,17 +71,34 @@ def parse_header(text: str) -> tuple[str, str]:
     return name, value.strip()
 
 
+# dfget's generic --storage-* flags, as each store names them (None: the store has no such).
+_STORAGE_FLAG_PARAMS: dict[str, tuple[str | None, ...]] = {
+    # scheme: (endpoint, region, key id, key secret, session token)
+    "s3": ("endpoint", "region", "access_key_id", "secret_access_key", "session_token"),
+    "oss": ("endpoint", None, "access_key_id", "access_key_secret", "security_token"),
+    "obs": ("endpoint", None, "access_key_id", "secret_access_key", None),
+    "cos": ("endpoint", None, "secret_id", "secret_key", "security_token"),
+    "abs": ("endpoint", None, "account_name", "account_key", "sas_token"),
+    "gs": ("endpoint", None, None, None, "token"),
+}
+
+
 def _object_store_params(args: argparse.Namespace, url: SourceUrl) -> tuple[tuple[str, str], ...]:
-    if url.scheme not in OBJECT_STORE_SCHEMES:
+    names = _STORAGE_FLAG_PARAMS.get(url.scheme)
+    if names is None:
         return ()
-    values = {
-        "endpoint": args.storage_endpoint,
-        "region": args.storage_region,
-        "access_key_id": args.storage_access_key_id,
-        "secret_access_key": args.storage_access_key_secret,
-        "session_token": args.storage_session_token,
-    }
-    return tuple((f"{url.scheme}_{k}", v) for k, v in values.items() if v)
+    values = (
+        args.storage_endpoint,
+        args.storage_region,
+        args.storage_access_key_id,
+        args.storage_access_key_secret,
+        args.storage_session_token,
+    )
+    return tuple(
+        (f"{url.scheme}_{name}", value)
+        for name, value in zip(names, values, strict=True)
+        if name and value
+    )
 
 
 def _hub_params(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
