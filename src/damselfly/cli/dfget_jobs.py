@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from damselfly.backends.base import RequestOptions
+from damselfly.backends.hf_api import resolve_hf_token
+from damselfly.backends.modelscope import resolve_ms_endpoint, resolve_ms_token
 from damselfly.core.digests import parse_digest
 from damselfly.core.errors import UsageError
 from damselfly.core.pieces import validate_piece_length
@@ -53,7 +55,7 @@ def build_tree_job(
 def request_options(
     args: argparse.Namespace, env: Mapping[str, str], url: SourceUrl
 ) -> RequestOptions:
-    params = _object_store_params(args, url) + _hub_params(args)
+    params = _object_store_params(args, url) + _hub_params(args, env, url)
     return RequestOptions(
         headers=tuple(parse_header(h) for h in args.header),
         insecure=args.insecure,
@@ -101,13 +103,27 @@ def _object_store_params(args: argparse.Namespace, url: SourceUrl) -> tuple[tupl
     )
 
 
-def _hub_params(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
-    values = {
-        "hf_token": args.hf_token,
-        "hf_revision": args.hf_revision,
-        "hf_endpoint": args.hf_base_url,
-        "ms_token": args.ms_token,
-        "ms_revision": args.ms_revision,
-        "ms_endpoint": args.ms_base_url,
-    }
-    return tuple((k, v) for k, v in values.items() if v)
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+
+
+def _hub_params(
+    args: argparse.Namespace, env: Mapping[str, str], url: SourceUrl
+) -> tuple[tuple[str, str], ...]:
+    """Endpoint, token and revision of the hub the URL names (and only that hub's token)."""
+    if url.scheme == "hf":
+        values = {
+            "hf_endpoint": args.hf_base_url or env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT,
+            "hf_token": resolve_hf_token(args.hf_token, env),
+            "hf_revision": args.hf_revision or "main",
+        }
+    elif url.scheme == "modelscope":
+        values = {
+            "ms_endpoint": resolve_ms_endpoint(args.ms_base_url, env),
+            "ms_token": resolve_ms_token(args.ms_token, env),
+            "ms_revision": args.ms_revision or "master",
+        }
+    else:
+        return ()
+    return tuple(
+        (k, v.rstrip("/") if k.endswith("endpoint") else v) for k, v in values.items() if v
+    )

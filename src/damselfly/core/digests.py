@@ -23,6 +23,8 @@ import blake3
 from damselfly.core.errors import UsageError
 
 PIECE_DIGEST_ALGORITHM = "blake3"
+# A git blob id: SHA-1 over ``blob <size>\0`` + the bytes (hubs report it for small files).
+GIT_BLOB_SHA1 = "git-blob-sha1"
 
 _HEX_LENGTHS = {
     "crc32": 8,

@@ -6,18 +6,16 @@ from the cursor on (reading it back from the page cache it was just written to).
 advances with the download and is ready the moment the last piece lands.
 
 A git blob id (what hubs report for small files) is a SHA-1 over ``blob <size>\\0`` and the
-bytes; ``GIT_BLOB_SHA1`` asks for that form.
+bytes; ``core.digests.GIT_BLOB_SHA1`` asks for that form.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from damselfly.core.digests import Digest, Hasher, new_hasher
+from damselfly.core.digests import GIT_BLOB_SHA1, Digest, Hasher, new_hasher
 from damselfly.core.errors import FileDigestError
 from damselfly.storage.store import TaskStorage
-
-GIT_BLOB_SHA1 = "git-blob-sha1"
 
 
 class InOrderDigest:

@@ -14,6 +14,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from damselfly.backends.base import Entry
 from damselfly.core.errors import OutputError, SourceProtocolError
@@ -24,16 +25,51 @@ from damselfly.download.output_check import check_output_dir
 from damselfly.download.source_fetcher import first_error
 
 
+class TreeLayout(Protocol):
+    """Where the files of a tree land: a plain directory, or a tool's cache layout."""
+
+    @property
+    def root(self) -> Path: ...
+
+    def output_for(self, entry: Entry) -> Path | None:
+        """The path this file's bytes go to; ``None`` when it is already there."""
+
+    def finish(self, entries: Sequence[Entry]) -> None:
+        """Called once every file is in place (symlinks, refs, metadata)."""
+
+
+class PlainLayout:
+    """``-O dir``: the tree's relative paths below ``root``, like ``hf download --local-dir``."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def output_for(self, entry: Entry) -> Path | None:
+        return safe_output_path(self._root, entry.path)
+
+    def finish(self, entries: Sequence[Entry]) -> None:
+        pass
+
+
 @dataclasses.dataclass(frozen=True)
 class TreeJob:
-    """A directory-like URL to mirror into ``output_dir``; ``template`` carries the shared
-    per-file settings (options, piece length, tag, overwrite, ...)."""
+    """A directory-like URL to mirror; ``template`` carries the shared per-file settings
+    (options, piece length, tag, overwrite, ...); ``layout`` defaults to a plain directory at
+    ``template.output``."""
 
     template: FileJob
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     max_files: int | None = None
     concurrent_files: int = 5
+    layout: TreeLayout | None = None
+
+    def effective_layout(self) -> TreeLayout:
+        return self.layout or PlainLayout(self.template.output)
 
 
 async def list_tree(job: TreeJob, ctx: DownloadContext) -> list[Entry]:
@@ -50,10 +86,11 @@ async def list_tree(job: TreeJob, ctx: DownloadContext) -> list[Entry]:
 
 
 async def download_tree(job: TreeJob, ctx: DownloadContext) -> list[FileResult]:
-    root = job.template.output
-    check_output_dir(root)
+    layout = job.effective_layout()
+    check_output_dir(layout.root)
     entries = await list_tree(job, ctx)
-    jobs = [_file_job(job.template, entry, root) for entry in entries]
+    placed = [(entry, layout.output_for(entry)) for entry in entries]
+    jobs = [_file_job(job.template, entry, out) for entry, out in placed if out is not None]
     limit = asyncio.Semaphore(max(1, job.concurrent_files))
 
     async def one(file_job: FileJob) -> FileResult:
@@ -65,11 +102,11 @@ async def download_tree(job: TreeJob, ctx: DownloadContext) -> list[FileResult]:
             running = [group.create_task(one(j)) for j in jobs]
     except BaseExceptionGroup as errors:
         raise first_error(errors) from None
+    layout.finish(entries)
     return [task.result() for task in running]
 
 
-def _file_job(template: FileJob, entry: Entry, root: Path) -> FileJob:
-    output = safe_output_path(root, entry.path)
+def _file_job(template: FileJob, entry: Entry, output: Path) -> FileJob:
     options = template.options
     if entry.params:
         options = options.with_params(**dict(entry.params))
