@@ -63,7 +63,7 @@ async def test_missing_output_flag_is_a_usage_error(dfget):
 
 async def test_unreachable_host(tmp_path, dfget):
     url = f"http://127.0.0.1:{closed_port()}/file.bin"
-    result = await dfget.run(url, "-O", str(tmp_path / "x"))
+    result = await dfget.run(url, "-O", str(tmp_path / "x"), "--origin-retries", "1")
     assert result.code == 1
     assert_one_line_error(result, url)
     assert not (tmp_path / "x").exists()
@@ -193,7 +193,9 @@ def leftovers(directory: Path) -> list[str]:
 
 async def test_debug_log_level_shows_the_traceback(tmp_path, dfget):
     url = f"http://127.0.0.1:{closed_port()}/file.bin"
-    result = await dfget.run(url, "-O", str(tmp_path / "x"), "--log-level", "debug")
+    result = await dfget.run(
+        url, "-O", str(tmp_path / "x"), "--log-level", "debug", "--origin-retries", "0"
+    )
     assert result.code == 1
     assert "Traceback" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("dfget: error: ")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,41 @@ def test_dfget_is_installed_as_a_console_script():
     result = subprocess.run([str(dfget), "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0
     assert result.stdout.startswith("dfget ")
+
+
+async def test_output_is_hard_linked_from_the_store(tmp_path, origin, dfget):
+    url = origin.put("/h.bin", os.urandom(MiB))
+    out = tmp_path / "h.bin"
+    result = await dfget.run(url, "-O", str(out), "--force-hard-link")
+    assert result.code == 0, result.stderr
+    assert out.stat().st_nlink == 2  # the store's content file and the output
+
+
+async def test_force_hard_link_across_filesystems_fails_before_downloading(tmp_path, origin, dfget):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on a different filesystem than the test directory")
+    store = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        url = origin.put("/h.bin", b"data")
+        out = tmp_path / "h.bin"
+        result = await dfget.run(
+            url, "-O", str(out), "--force-hard-link", "--storage-dir", str(store)
+        )
+        assert result.code == 1
+        assert "cannot hard-link" in result.stderr
+        assert origin.request_count() == 0
+        assert not out.exists()
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+
+
+async def test_content_for_task_id_shares_one_task_between_urls(tmp_path, origin, dfget):
+    data = os.urandom(MiB)
+    first = origin.put("/a/model.bin", data)
+    second = origin.put("/b/model.bin", data)
+    flag = ("--content-for-calculating-task-id", "model-v1")
+    assert (await dfget.run(first, "-O", str(tmp_path / "1"), *flag)).code == 0
+    assert (await dfget.run(second, "-O", str(tmp_path / "2"), *flag)).code == 0
+    assert origin.request_count("/b/model.bin", "GET") == 0
+    assert (tmp_path / "2").read_bytes() == data

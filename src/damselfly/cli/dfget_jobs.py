@@ -34,6 +34,8 @@ def build_file_job(
         filtered_query_params=tuple(args.filtered_query_param),
         overwrite=args.overwrite,
         hard_link=True,
+        require_hard_link=args.force_hard_link,
+        identity_text=args.content_for_calculating_task_id,
     )
 
 

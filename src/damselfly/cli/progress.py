@@ -127,6 +127,8 @@ class _FileProgress:
     def summary(self, now: float) -> str:
         elapsed = max(now - self.started, 1e-6)
         fetched = self.done - self.held
+        if fetched == 0:
+            return f"{format_size(self.done)}, all from the local store"
         return f"{format_size(self.done)} in {elapsed:.1f} s ({format_size(fetched / elapsed)}/s)"
 
 

@@ -102,6 +102,11 @@ def task_id_for_location(
     return _sha256(_ID_PREFIX, "location", canonical, version, tag, application, str(piece_length))
 
 
+def task_id_for_text(text: str, *, piece_length: int, tag: str = "", application: str = "") -> str:
+    """Dragonfly's ``--content-for-calculating-task-id``: the caller names the content."""
+    return _sha256(_ID_PREFIX, "text", text, tag, application, str(piece_length))
+
+
 def task_id(
     url: SourceUrl,
     *,

@@ -22,11 +22,11 @@ from damselfly.core.errors import (
     IntegrityError,
     SourceProtocolError,
 )
-from damselfly.core.ids import canonical_url, task_id
+from damselfly.core.ids import canonical_url, task_id, task_id_for_text
 from damselfly.core.pieces import choose_piece_length
 from damselfly.download.file_digest import InOrderDigest
 from damselfly.download.jobs import DownloadContext, FileJob, FileResult
-from damselfly.download.output_check import check_output
+from damselfly.download.output_check import check_output, check_same_filesystem
 from damselfly.download.source_fetcher import SourceFetcher
 from damselfly.download.streaming import stream_without_length
 from damselfly.storage.metadata import PieceMeta, TaskState
@@ -36,6 +36,8 @@ from damselfly.storage.store import TaskStorage
 async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     started = time.monotonic()
     check_output(job.output, overwrite=job.overwrite)
+    if job.require_hard_link:
+        check_same_filesystem(job.output, ctx.store.root)
     backend = ctx.registry.for_url(job.url)
     stat = await backend.stat(job.url, job.options)
     if stat.content_length is None:
@@ -117,6 +119,10 @@ def _digest_checker(
 def _task_id(job: FileJob, stat: ObjectStat, piece_length: int) -> str:
     """By content when the origin vouches for a digest (a user's ``--digest`` is a claim to
     check, not a name), else by location."""
+    if job.identity_text is not None:
+        return task_id_for_text(
+            job.identity_text, piece_length=piece_length, tag=job.tag, application=job.application
+        )
     return task_id(
         job.url,
         piece_length=piece_length,

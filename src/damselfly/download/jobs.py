@@ -31,6 +31,8 @@ class FileJob:
     filtered_query_params: tuple[str, ...] = ()
     overwrite: bool = False
     hard_link: bool = True
+    require_hard_link: bool = False  # --force-hard-link: fail rather than copy
+    identity_text: str | None = None  # --content-for-calculating-task-id replaces the URL
 
     @property
     def display_name(self) -> str:

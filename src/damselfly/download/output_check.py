@@ -39,3 +39,15 @@ def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def check_same_filesystem(path: Path, store_root: Path) -> None:
+    """``--force-hard-link``: the output must be on the store's filesystem."""
+    output_device = _nearest_existing(path.parent).stat().st_dev
+    store_device = _nearest_existing(store_root).stat().st_dev
+    if output_device != store_device:
+        raise OutputError(
+            str(path),
+            f"cannot hard-link: not on the same filesystem as the store {store_root} "
+            "(drop --force-hard-link to copy)",
+        )
