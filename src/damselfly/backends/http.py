@@ -59,7 +59,6 @@ from damselfly.transport.http_session import create_origin_session, tls_for_requ
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-READ_CHUNK_LENGTH = 4 * 1024 * 1024
 
 Sleep = Callable[[float], Awaitable[None]]
 _log = logging.getLogger(__name__)
@@ -411,7 +410,11 @@ async def _read_chunk(
     read_timeout: float,
 ) -> bytes:
     try:
-        return await response.content.read(READ_CHUNK_LENGTH)
+        while True:
+            # readchunk hands over the bytes asyncio received, without joining copies
+            data, end_of_http_chunk = await response.content.readchunk()
+            if data or not end_of_http_chunk:
+                return data
     except TimeoutError as exc:
         reason = f"no data for {read_timeout:g}s after {received} bytes"
         raise SourceTimeoutError(url.redacted(), reason) from exc

@@ -18,13 +18,20 @@ from pathlib import Path
 
 from damselfly.backends.registry import BackendSettings, default_registry
 from damselfly.cli.dfget_args import build_parser
-from damselfly.cli.dfget_jobs import build_file_job, build_tree_job
+from damselfly.cli.dfget_jobs import (
+    build_file_job,
+    build_hub_layout,
+    build_tree_job,
+    uses_hub_cache,
+)
 from damselfly.cli.progress import make_display
 from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.core.errors import EXIT_OK, DamselflyError, UsageError
 from damselfly.core.units import format_size, parse_duration, parse_size
+from damselfly.core.urls import HubUrl, parse_url
 from damselfly.download.events import CountingObserver
 from damselfly.download.file_download import deadline, download_file
+from damselfly.download.hub_layouts import HubLayout, download_hub_file
 from damselfly.download.jobs import DownloadContext, FileResult
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.download.tree_download import download_tree
@@ -53,7 +60,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    if not args.output and not args.hf_cache:
+    if not args.output and not uses_hub_cache(args):
         raise UsageError("-O/--output is required")
     if args.disable_back_to_source:
         raise UsageError("no dfdaemon is answering and --disable-back-to-source forbids the origin")
@@ -81,9 +88,24 @@ async def _download(
     piece_length = (
         parse_size(args.piece_length, what="--piece-length") if args.piece_length else None
     )
+    layout = build_hub_layout(args, env)
     if args.recursive:
-        return await download_tree(build_tree_job(args, env, piece_length), ctx)
-    return [await download_file(build_file_job(args, env, piece_length), ctx)]
+        results = await download_tree(build_tree_job(args, env, piece_length, layout), ctx)
+    elif layout is not None:
+        result = await download_hub_file(build_file_job(args, env, piece_length), layout, ctx)
+        results = [result] if result is not None else []
+    else:
+        return [await download_file(build_file_job(args, env, piece_length), ctx)]
+    _announce(args, layout)
+    return results
+
+
+def _announce(args: argparse.Namespace, layout: HubLayout | None) -> None:
+    """With a hub cache, the path of what was asked for is the command's data (stdout)."""
+    url = parse_url(args.url)
+    where = layout.location(url.path) if layout and isinstance(url, HubUrl) else None
+    if where is not None and uses_hub_cache(args):
+        print(where)
 
 
 def _summarise(results: list[FileResult], display: CountingObserver) -> None:

@@ -54,7 +54,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "-O",
         "--output",
         default=e.text("output"),
-        help="output file, or directory with -r (required)",
+        help="output file, or directory with -r (required unless --hf-cache/--ms-cache)",
     )
     parser.add_argument("-r", "--recursive", action="store_true", default=e.flag("recursive"))
     parser.add_argument(
@@ -166,11 +166,17 @@ def _add_source_flags(parser: argparse.ArgumentParser, e: _Env) -> None:
         "--hf-cache",
         action="store_true",
         default=e.flag("hf_cache"),
-        help="write into the Hugging Face cache layout instead of -O",
+        help="hf:// into the Hugging Face cache (HF_HUB_CACHE; with -O: the cache dir)",
     )
     hub.add_argument("--ms-token", default=e.text("ms_token"))
     hub.add_argument("--ms-revision", default=e.text("ms_revision"))
     hub.add_argument("--ms-base-url", default=e.text("ms_base_url"))
+    hub.add_argument(
+        "--ms-cache",
+        action="store_true",
+        default=e.flag("ms_cache"),
+        help="modelscope:// into the ModelScope cache (MODELSCOPE_CACHE; with -O: the cache dir)",
+    )
     store = parser.add_argument_group("object storage")
     store.add_argument("--storage-endpoint", default=e.text("storage_endpoint"))
     store.add_argument("--storage-region", default=e.text("storage_region"))

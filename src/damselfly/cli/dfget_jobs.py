@@ -7,12 +7,18 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from damselfly.backends.base import RequestOptions
-from damselfly.backends.hf_api import resolve_hf_token
-from damselfly.backends.modelscope import resolve_ms_endpoint, resolve_ms_token
 from damselfly.core.digests import parse_digest
 from damselfly.core.errors import UsageError
 from damselfly.core.pieces import validate_piece_length
-from damselfly.core.urls import SourceUrl, parse_url
+from damselfly.core.urls import HubUrl, SourceUrl, parse_url
+from damselfly.download.hub_layouts import (
+    HfCacheLayout,
+    HfLocalDirLayout,
+    HubLayout,
+    ModelScopeCacheLayout,
+    default_hf_cache_dir,
+    default_ms_cache_dir,
+)
 from damselfly.download.jobs import FileJob
 from damselfly.download.tree_download import TreeJob
 
@@ -25,14 +31,14 @@ def build_file_job(
         validate_piece_length(piece_length)
     return FileJob(
         url=url,
-        output=Path(args.output).absolute(),
+        output=Path(args.output or ".").absolute(),  # "." only with a hub cache layout
         options=request_options(args, env, url),
         expected_digest=parse_digest(args.digest) if args.digest else None,
         piece_length=piece_length,
         tag=args.tag,
         application=args.application,
         filtered_query_params=tuple(args.filtered_query_param),
-        overwrite=args.overwrite,
+        overwrite=args.overwrite or uses_hub_cache(args),  # a cache replaces stale files
         hard_link=True,
         require_hard_link=args.force_hard_link,
         identity_text=args.content_for_calculating_task_id,
@@ -40,7 +46,10 @@ def build_file_job(
 
 
 def build_tree_job(
-    args: argparse.Namespace, env: Mapping[str, str], piece_length: int | None
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    piece_length: int | None,
+    layout: HubLayout | None = None,
 ) -> TreeJob:
     if args.digest:
         raise UsageError("--digest applies to one file; it cannot be used with -r")
@@ -51,7 +60,33 @@ def build_tree_job(
         exclude=tuple(args.exclude),
         max_files=args.max_files,
         concurrent_files=max(1, args.max_concurrent_requests),
+        layout=layout,
     )
+
+
+def uses_hub_cache(args: argparse.Namespace) -> bool:
+    """``--hf-cache`` with an hf:// URL or ``--ms-cache`` with a modelscope:// URL (a cache
+    flag is ignored for other schemes, so ``DFGET_HF_CACHE=1`` can stay set)."""
+    scheme = (args.url or "").partition("://")[0].lower()
+    return bool((scheme == "hf" and args.hf_cache) or (scheme == "modelscope" and args.ms_cache))
+
+
+def build_hub_layout(args: argparse.Namespace, env: Mapping[str, str]) -> HubLayout | None:
+    """Where a hub download lands: a hub's cache (its dir: -O, else the hub's default), or
+    for ``hf:// -r -O dir`` a plain dir with huggingface_hub's metadata; else ``None``."""
+    url = parse_url(args.url)
+    if not isinstance(url, HubUrl):
+        return None
+    output = Path(args.output).absolute() if args.output else None
+    if uses_hub_cache(args) and url.scheme == "hf":
+        cache = output or default_hf_cache_dir(env).absolute()
+        return HfCacheLayout(cache, url, args.hf_revision or "main")
+    if uses_hub_cache(args):
+        cache = output or default_ms_cache_dir(env).absolute()
+        return ModelScopeCacheLayout(cache, url, args.ms_revision or "master")
+    if url.scheme == "hf" and args.recursive and output is not None:
+        return HfLocalDirLayout(output, url)
+    return None
 
 
 def request_options(
@@ -113,12 +148,16 @@ def _hub_params(
 ) -> tuple[tuple[str, str], ...]:
     """Endpoint, token and revision of the hub the URL names (and only that hub's token)."""
     if url.scheme == "hf":
+        from damselfly.backends.hf_api import resolve_hf_token  # only for hub URLs: startup
+
         values = {
             "hf_endpoint": args.hf_base_url or env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT,
             "hf_token": resolve_hf_token(args.hf_token, env),
             "hf_revision": args.hf_revision or "main",
         }
     elif url.scheme == "modelscope":
+        from damselfly.backends.modelscope import resolve_ms_endpoint, resolve_ms_token
+
         values = {
             "ms_endpoint": resolve_ms_endpoint(args.ms_base_url, env),
             "ms_token": resolve_ms_token(args.ms_token, env),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -98,6 +99,14 @@ def new_hasher(algorithm: str) -> Hasher:
 def piece_digest(data: bytes | bytearray | memoryview) -> str:
     """The per-piece digest, ``blake3:<hex>``; releases the GIL for large inputs."""
     return f"{PIECE_DIGEST_ALGORITHM}:{blake3.blake3(data).hexdigest()}"
+
+
+def piece_digest_of_chunks(chunks: Iterable[bytes | bytearray | memoryview]) -> str:
+    """``piece_digest`` of the concatenation of ``chunks``, without concatenating them."""
+    hasher = blake3.blake3()
+    for chunk in chunks:
+        hasher.update(chunk)
+    return f"{PIECE_DIGEST_ALGORITHM}:{hasher.hexdigest()}"
 
 
 def git_blob_sha1(data: bytes) -> str:

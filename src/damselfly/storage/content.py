@@ -29,7 +29,7 @@ import fcntl
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -143,6 +143,18 @@ class ContentFile:
         except OSError as exc:
             raise os_error(self.path, exc, f"write at offset {offset}") from exc
 
+    def write_chunks_at(self, offset: int, chunks: Sequence[memoryview]) -> None:
+        """Write ``chunks`` back to back from ``offset`` with ``pwritev`` (no joining copy)."""
+        pending = [chunk.cast("B") for chunk in chunks if chunk.nbytes]
+        fd = self._descriptor()
+        try:
+            while pending:
+                written = os.pwritev(fd, pending[:_IOV_MAX], offset)
+                offset += written
+                pending = _advance(pending, written)
+        except OSError as exc:
+            raise os_error(self.path, exc, f"write at offset {offset}") from exc
+
     def read_at(self, offset: int, length: int) -> bytes:
         """Exactly ``length`` bytes from ``offset``; a short file raises ``StorageError``."""
         chunks = list(self.iter_at(offset, length))
@@ -235,3 +247,19 @@ def disk_full(path: Path, exc: OSError, action: str) -> DiskFullError:
     error = DiskFullError(f"{path}: no space left on device ({action})")
     error.errno, error.strerror, error.filename = exc.errno, exc.strerror, str(path)
     return error
+
+
+_IOV_MAX = 512  # stay well under the kernel's IOV_MAX (1024 on Linux)
+
+
+def _advance(chunks: list[memoryview], written: int) -> list[memoryview]:
+    """Drop ``written`` bytes from the front of ``chunks``."""
+    while written and chunks:
+        first = chunks[0]
+        if written >= first.nbytes:
+            written -= first.nbytes
+            chunks = chunks[1:]
+        else:
+            chunks = [first[written:], *chunks[1:]]
+            written = 0
+    return chunks

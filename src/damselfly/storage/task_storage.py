@@ -16,11 +16,11 @@ reader that serves pieces to other peers relies on the peer checking the digest 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from damselfly.core.digests import piece_digest
+from damselfly.core.digests import piece_digest_of_chunks
 from damselfly.core.errors import PieceDigestError, StorageError
 from damselfly.core.pieces import ByteRange, Piece, piece_at, piece_count, pieces_in_range
 from damselfly.storage.content import ContentFile
@@ -76,16 +76,20 @@ class TaskStorage:
     def write_piece(
         self,
         number: int,
-        data: bytes | bytearray | memoryview,
+        data: PieceData,
         *,
         expected_digest: str | None = None,
     ) -> PieceMeta:
-        """Verify, write at the piece's offset, record; see the module docstring."""
+        """Verify, write at the piece's offset, record; see the module docstring.
+
+        ``data`` is the piece's bytes, or a sequence of chunks that make it up (written with
+        one ``pwritev``, never joined in memory)."""
         piece = self._piece(number)
-        view = memoryview(data)
-        if view.nbytes != piece.length:
-            raise ValueError(f"piece {number}: expected {piece.length} bytes, got {view.nbytes}")
-        digest = piece_digest(view)
+        chunks = _as_chunks(data)
+        length = sum(chunk.nbytes for chunk in chunks)
+        if length != piece.length:
+            raise ValueError(f"piece {number}: expected {piece.length} bytes, got {length}")
+        digest = piece_digest_of_chunks(chunks)
         if expected_digest is not None and expected_digest != digest:
             raise PieceDigestError(number, expected_digest, digest)
         with self._piece_lock(number):
@@ -94,7 +98,7 @@ class TaskStorage:
                 if held.digest == digest:
                     return held
                 raise PieceDigestError(number, held.digest, digest, source="bytes already held")
-            self._content.write_at(piece.offset, view)
+            self._content.write_chunks_at(piece.offset, chunks)
             meta = PieceMeta(number, piece.offset, piece.length, digest)
             self._metadata.piece_finished(self.task_id, meta)
             return meta
@@ -185,3 +189,12 @@ class TaskStorage:
     def _check_open(self) -> None:
         if self._closed:
             raise StorageError(f"task {self.task_id}: storage is closed")
+
+
+PieceData = bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]
+
+
+def _as_chunks(data: PieceData) -> list[memoryview]:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return [memoryview(data).cast("B")]
+    return [memoryview(chunk).cast("B") for chunk in data]
