@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from damselfly.core.digests import Digest
-from damselfly.core.errors import SourceProtocolError
+from damselfly.core.errors import SourceNotFoundError, SourceProtocolError
 from damselfly.core.pieces import ByteRange
 from damselfly.core.urls import SourceUrl
 
@@ -132,3 +132,12 @@ async def open_stream(
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def exists_by_stat(backend: Backend, url: SourceUrl, options: RequestOptions) -> bool:
+    """``exists`` for backends whose cheapest existence check is a ``stat``."""
+    try:
+        await backend.stat(url, options)
+    except SourceNotFoundError:
+        return False
+    return True

@@ -21,7 +21,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import BinaryIO
 
-from damselfly.backends.base import Entry, ObjectStat, RequestOptions
+from damselfly.backends.base import Entry, ObjectStat, RequestOptions, exists_by_stat
 from damselfly.core.errors import (
     BackendError,
     SourceAuthError,
@@ -51,11 +51,7 @@ class FileBackend:
         )
 
     async def exists(self, url: SourceUrl, options: RequestOptions) -> bool:
-        try:
-            await self.stat(url, options)
-        except SourceNotFoundError:
-            return False
-        return True
+        return await exists_by_stat(self, url, options)
 
     async def get(
         self, url: SourceUrl, byte_range: ByteRange | None, options: RequestOptions

@@ -41,6 +41,7 @@ from damselfly.backends.base import (
     Entry,
     ObjectStat,
     RequestOptions,
+    exists_by_stat,
 )
 from damselfly.backends.hf_api import (
     DEFAULT_REVISION,
@@ -76,7 +77,7 @@ from damselfly.backends.hf_responses import (
     redirect_target,
     why,
 )
-from damselfly.core.errors import SourceNotFoundError, SourceProtocolError, UsageError
+from damselfly.core.errors import SourceProtocolError, UsageError
 from damselfly.core.pieces import ByteRange
 from damselfly.core.urls import HubUrl, SourceUrl
 from damselfly.transport.http_session import create_origin_session, tls_for_request
@@ -145,11 +146,7 @@ class HfBackend:
         return object_stat(resolved)
 
     async def exists(self, url: SourceUrl, options: RequestOptions) -> bool:
-        try:
-            await self.stat(url, options)
-        except SourceNotFoundError:
-            return False
-        return True
+        return await exists_by_stat(self, url, options)
 
     async def list(self, url: SourceUrl, options: RequestOptions) -> list[Entry]:
         call = _call(url, options)

@@ -42,6 +42,7 @@ from damselfly.backends.base import (
     ObjectStat,
     RangeNotHonouredError,
     RequestOptions,
+    exists_by_stat,
 )
 from damselfly.core.errors import (
     BackendError,
@@ -125,11 +126,7 @@ class HttpBackend:
         return _stat_from_head(response)
 
     async def exists(self, url: SourceUrl, options: RequestOptions) -> bool:
-        try:
-            await self.stat(url, options)
-        except SourceNotFoundError:
-            return False
-        return True
+        return await exists_by_stat(self, url, options)
 
     async def list(self, url: SourceUrl, options: RequestOptions) -> list[Entry]:
         raise SourceProtocolError(

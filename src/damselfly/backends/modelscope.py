@@ -45,7 +45,13 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 from yarl import URL
 
-from damselfly.backends.base import Entry, ObjectStat, RangeNotHonouredError, RequestOptions
+from damselfly.backends.base import (
+    Entry,
+    ObjectStat,
+    RangeNotHonouredError,
+    RequestOptions,
+    exists_by_stat,
+)
 from damselfly.backends.http_headers import parse_content_length, parse_content_range
 from damselfly.core.digests import Digest
 from damselfly.core.errors import (
@@ -176,11 +182,7 @@ class ModelScopeBackend:
         )
 
     async def exists(self, url: SourceUrl, options: RequestOptions) -> bool:
-        try:
-            await self.stat(url, options)
-        except SourceNotFoundError:
-            return False
-        return True
+        return await exists_by_stat(self, url, options)
 
     async def get(
         self, url: SourceUrl, byte_range: ByteRange | None, options: RequestOptions
