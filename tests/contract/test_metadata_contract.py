@@ -216,3 +216,97 @@ def test_concurrent_piece_finished_from_threads(store: MetadataStore) -> None:
         thread.join()
     assert errors == []
     assert store.pieces("t1") == [piece(n, f"blake3:{n:04x}") for n in range(800)]
+
+
+# -- verified fingerprints -----------------------------------------------------------------------
+
+
+def test_no_fingerprint_until_verified(store: MetadataStore) -> None:
+    assert store.verified_fingerprint("ghost") is None
+    store.task_registered(task())
+    assert store.verified_fingerprint("t1") is None
+
+
+def test_task_verified_reads_back_and_replaces(store: MetadataStore) -> None:
+    store.task_registered(task())
+    store.task_verified("t1", "size=1,mtime_ns=2,ino=3,dev=4")
+    assert store.verified_fingerprint("t1") == "size=1,mtime_ns=2,ino=3,dev=4"
+    store.task_verified("t1", "size=1,mtime_ns=9,ino=3,dev=4")
+    assert store.verified_fingerprint("t1") == "size=1,mtime_ns=9,ino=3,dev=4"
+
+
+def test_task_verified_on_unknown_task_raises(store: MetadataStore) -> None:
+    with pytest.raises(TaskNotFoundError) as info:
+        store.task_verified("ghost", "fp")
+    assert info.value.task_id == "ghost"
+    assert store.verified_fingerprint("ghost") is None
+
+
+def delete_and_register_again(store: MetadataStore) -> None:
+    store.task_deleted("t1")
+    store.task_registered(task())
+
+
+def change_another_task(store: MetadataStore) -> None:
+    store.piece_finished("t2", piece(0))
+    store.piece_dropped("t2", 0)
+    store.task_started("t2")
+    store.task_deleted("t2")
+
+
+CLEARING_EVENTS: dict[str, Callable[[MetadataStore], None]] = {
+    "piece_finished": lambda s: s.piece_finished("t1", piece(0, "blake3:ee")),
+    "piece_dropped": lambda s: s.piece_dropped("t1", 1),
+    "piece_dropped_not_held": lambda s: s.piece_dropped("t1", 7),
+    "task_started": lambda s: s.task_started("t1"),
+    "task_failed": lambda s: s.task_failed("t1"),
+    "task_deleted": delete_and_register_again,
+}
+KEEPING_EVENTS: dict[str, Callable[[MetadataStore], None]] = {
+    "task_succeeded": lambda s: s.task_succeeded("t1"),
+    "task_accessed": lambda s: s.task_accessed("t1"),
+    "task_registered_again": lambda s: s.task_registered(task(url="https://other/")),
+    "other_task_changes": change_another_task,
+}
+
+
+def verified_task(store: MetadataStore) -> None:
+    for name in ("t1", "t2"):
+        store.task_registered(task(name))
+        store.piece_finished(name, piece(0))
+        store.piece_finished(name, piece(1))
+        store.task_succeeded(name)
+        store.task_verified(name, f"fp-{name}")
+
+
+@pytest.mark.parametrize("event", sorted(CLEARING_EVENTS))
+def test_events_that_change_the_task_clear_its_fingerprint(
+    store: MetadataStore, event: str
+) -> None:
+    verified_task(store)
+    CLEARING_EVENTS[event](store)
+    assert store.verified_fingerprint("t1") is None
+    assert store.verified_fingerprint("t2") == "fp-t2"  # per task
+
+
+@pytest.mark.parametrize("event", sorted(KEEPING_EVENTS))
+def test_events_that_keep_the_fingerprint(store: MetadataStore, event: str) -> None:
+    verified_task(store)
+    KEEPING_EVENTS[event](store)
+    assert store.verified_fingerprint("t1") == "fp-t1"
+
+
+def test_failed_piece_finished_keeps_the_fingerprint_of_other_tasks(store: MetadataStore) -> None:
+    verified_task(store)
+    with pytest.raises(TaskNotFoundError):
+        store.piece_finished("ghost", piece(0))
+    assert [store.verified_fingerprint(n) for n in ("t1", "t2")] == ["fp-t1", "fp-t2"]
+
+
+def test_fingerprint_calls_after_close_raise(store: MetadataStore) -> None:
+    verified_task(store)
+    store.close()
+    with pytest.raises(StorageError):
+        store.verified_fingerprint("t1")
+    with pytest.raises(StorageError):
+        store.task_verified("t1", "fp")

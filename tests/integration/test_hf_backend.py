@@ -508,7 +508,7 @@ async def test_unreachable_hub(backend):
     options = RequestOptions(timeout=2.0).with_params(hf_endpoint=endpoint, hf_token=OTHER_TOKEN)
     with pytest.raises(SourceUnreachableError) as caught:
         await backend.stat(hf("hf://acme/tiny/config.json"), options)
-    assert str(caught.value).startswith(f"hub {endpoint} unreachable: cannot connect")
+    assert str(caught.value).startswith(f"acme/tiny: hub {endpoint} unreachable: cannot connect")
     _assert_no_token(caught.value)
 
 

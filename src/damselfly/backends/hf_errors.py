@@ -99,8 +99,9 @@ def protocol_error(
 
 def unreachable(call: HubCall, target: str, detail: str, *, hub: bool) -> SourceUnreachableError:
     where = f"hub {call.endpoint}" if hub else f"CDN {host_label(target)}"
-    error = SourceUnreachableError(call.url.redacted(), f"{where} unreachable: {detail}")
-    return worded(error, f"{where} unreachable: {detail}")
+    return _named(
+        SourceUnreachableError(call.url.redacted(), f"{where} unreachable: {detail}"), call
+    )
 
 
 def timed_out(call: HubCall, target: str, timeout: float, *, hub: bool) -> SourceTimeoutError:

@@ -65,6 +65,7 @@ async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.disable_back_to_source:
         raise UsageError("no dfdaemon is answering and --disable-back-to-source forbids the origin")
     timeout = parse_duration(args.timeout, what="--timeout")
+    layout = build_hub_layout(args, env)
     store = Store(Path(args.storage_dir) if args.storage_dir else default_store_dir())
     attempts = max(0, args.origin_retries) + 1
     registry = default_registry(BackendSettings(request_attempts=attempts))
@@ -74,34 +75,35 @@ async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         with display:
             async with deadline(timeout, args.url):
-                results = await _download(args, env, ctx)
+                results = await _download(args, env, ctx, layout)
     finally:
         await registry.aclose()
         store.close()
     _summarise(results, display)
+    _announce(args, layout)
     return EXIT_OK
 
 
 async def _download(
-    args: argparse.Namespace, env: Mapping[str, str], ctx: DownloadContext
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    ctx: DownloadContext,
+    layout: HubLayout | None,
 ) -> list[FileResult]:
     piece_length = (
         parse_size(args.piece_length, what="--piece-length") if args.piece_length else None
     )
-    layout = build_hub_layout(args, env)
     if args.recursive:
-        results = await download_tree(build_tree_job(args, env, piece_length, layout), ctx)
-    elif layout is not None:
+        return await download_tree(build_tree_job(args, env, piece_length, layout), ctx)
+    if layout is not None:
         result = await download_hub_file(build_file_job(args, env, piece_length), layout, ctx)
-        results = [result] if result is not None else []
-    else:
-        return [await download_file(build_file_job(args, env, piece_length), ctx)]
-    _announce(args, layout)
-    return results
+        return [result] if result is not None else []
+    return [await download_file(build_file_job(args, env, piece_length), ctx)]
 
 
 def _announce(args: argparse.Namespace, layout: HubLayout | None) -> None:
-    """With a hub cache, the path of what was asked for is the command's data (stdout)."""
+    """With a hub cache, the path of what was asked for is the command's data (stdout),
+    printed once the progress display is gone."""
     url = parse_url(args.url)
     where = layout.location(url.path) if layout and isinstance(url, HubUrl) else None
     if where is not None and uses_hub_cache(args):

@@ -53,6 +53,10 @@ def build_tree_job(
 ) -> TreeJob:
     if args.digest:
         raise UsageError("--digest applies to one file; it cannot be used with -r")
+    if args.content_for_calculating_task_id:
+        raise UsageError(
+            "--content-for-calculating-task-id names one file; it cannot be used with -r"
+        )
     template = build_file_job(args, env, piece_length)
     return TreeJob(
         template=template,

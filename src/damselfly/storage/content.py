@@ -18,6 +18,12 @@ between processes, and vanish when a process dies:
 - ``StoreLock`` (``LOCK_EX`` on ``store.lock``) is held while a task is created or evicted, so
   "create file, then record task" and "delete record, then unlink file" never interleave.
 
+A *fingerprint* (``ContentFile.fingerprint``) is what ``fstat`` says of an open content file:
+size, ``st_mtime_ns``, inode and device. Not ``st_ctime``: delivery hard-links the content file,
+and a link changes ctime but not the bytes. ``stamp_fingerprint`` first steps the mtime back by
+1 ns, so that any later write, even one in the same timestamp tick on a kernel with coarse file
+timestamps, gives the file another mtime (the "racily clean" problem git's index also has).
+
 OS errors are mapped here: ENOSPC/EDQUOT to ``DiskFullError`` naming the path, the rest to
 ``StorageError``.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import re
 import threading
@@ -37,6 +44,8 @@ import blake3
 
 from damselfly.core.digests import PIECE_DIGEST_ALGORITHM
 from damselfly.core.errors import DiskFullError, StorageError
+
+logger = logging.getLogger(__name__)
 
 TASK_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,127}")
 DIR_MODE = 0o700
@@ -125,6 +134,23 @@ class ContentFile:
     def size(self) -> int:
         return os.fstat(self._descriptor()).st_size
 
+    def fingerprint(self) -> str:
+        """Size, mtime, inode and device of the open file (not ctime: see the module docstring)."""
+        return _fingerprint(self._fstat())
+
+    def stamp_fingerprint(self) -> str | None:
+        """Step the mtime back 1 ns, then fingerprint: any later write changes the result.
+
+        None if the mtime cannot be set (not our file, say): then no fingerprint is safe to
+        record, and the caller re-verifies next time instead."""
+        before = self._fstat()
+        try:
+            os.utime(self._descriptor(), ns=(before.st_atime_ns, before.st_mtime_ns - 1))
+        except OSError as exc:
+            logger.debug("%s: cannot set mtime, no fingerprint: %s", self.path, exc.strerror)
+            return None
+        return self.fingerprint()
+
     def resize(self, length: int) -> None:
         """Set the logical size; growing makes a sparse tail (no blocks allocated)."""
         try:
@@ -184,10 +210,20 @@ class ContentFile:
         if fd is not None:
             os.close(fd)  # releases the pin
 
+    def _fstat(self) -> os.stat_result:
+        try:
+            return os.fstat(self._descriptor())
+        except OSError as exc:
+            raise os_error(self.path, exc, "stat") from exc
+
     def _descriptor(self) -> int:
         if self._fd is None:
             raise StorageError(f"{self.path}: content file is closed")
         return self._fd
+
+
+def _fingerprint(stat: os.stat_result) -> str:
+    return f"size={stat.st_size},mtime_ns={stat.st_mtime_ns},ino={stat.st_ino},dev={stat.st_dev}"
 
 
 def try_lock_exclusive(path: Path) -> int | None:

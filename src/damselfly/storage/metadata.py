@@ -3,7 +3,7 @@
 A *task* is one file's worth of bytes cut into pieces of ``piece_length``; a *piece* is recorded
 only after its bytes were written to the content file and its BLAKE3 digest computed, so a
 recorded piece always names bytes that were on disk at that moment (the store re-verifies them
-when a task is reopened, see ``store.py``).
+when a task is reopened, unless a verified fingerprint vouches for them, see ``store.py``).
 
 ``MetadataStore`` changes state through event-named methods (``task_started``,
 ``piece_finished``, ...), as Dragonfly's client does. Two implementations:
@@ -16,6 +16,12 @@ suite (``tests/contract/test_metadata_contract.py``) runs against both; its rule
   ``piece_finished`` raise ``TaskNotFoundError`` for an unknown task.
 - ``piece_finished`` for a number already recorded replaces that row.
 - ``piece_dropped`` and ``task_deleted`` are idempotent: unknown ids are no-ops.
+- ``task_verified`` records the content file's fingerprint (``ContentFile.fingerprint``) at
+  which every piece of the complete task was verified; it raises ``TaskNotFoundError`` for an
+  unknown task and replaces an earlier one. ``verified_fingerprint`` returns it, or None.
+  Any ``piece_finished``, ``piece_dropped``, ``task_started``, ``task_failed`` or
+  ``task_deleted`` for the task clears it, in the same transaction as the change itself;
+  ``task_succeeded``, ``task_accessed`` and a repeated ``task_registered`` keep it.
 - ``tasks_by_access`` orders strictly by the last ``task_registered``/``task_accessed`` call
   (ties in wall-clock time broken by call order), least recent first.
 - After ``close`` every call raises ``StorageError``.
@@ -112,6 +118,12 @@ class MetadataStore(Protocol):
 
     def task_deleted(self, task_id: str) -> None:
         """Remove the task and all its pieces."""
+
+    def task_verified(self, task_id: str, fingerprint: str) -> None:
+        """Every piece of the complete task was verified while its file had ``fingerprint``."""
+
+    def verified_fingerprint(self, task_id: str) -> str | None:
+        """The fingerprint last recorded by ``task_verified`` and not cleared since, or None."""
 
     def tasks_by_access(self) -> list[TaskMeta]:
         """Every task, least recently accessed first."""

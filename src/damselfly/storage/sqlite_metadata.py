@@ -6,15 +6,22 @@ Choices, and why:
   dfdaemon) can share the file. Every write is its own transaction and is committed before the
   call returns; at NORMAL a commit is not fsynced, so a recorded piece survives ``kill -9`` of
   the process (the WAL is in the page cache) but maybe not a power cut. That is enough because
-  the store re-verifies every recorded piece against its digest when a task is reopened; a
-  lost or torn record only costs a re-download. Measured here: 8,000-20,000 ``piece_finished``
+  the store re-verifies recorded pieces against their digests when a task is reopened (all of
+  them, unless a verified fingerprint written after them vouches for the task); a lost or torn
+  record only costs a re-download. Measured here: 8,000-20,000 ``piece_finished``
   calls per second (see ``tests/integration/test_storage_processes.py``), far above the few
   hundred a fast download needs.
 - **One connection, one ``threading.Lock``.** ``check_same_thread=False``; every statement runs
   under the lock, so worker threads can record pieces concurrently. ``busy_timeout`` makes a
   second process wait for the write lock instead of failing.
-- **Versioned schema** in ``PRAGMA user_version``. Version 0 is an empty file and is created;
-  a newer version than this code knows raises ``StorageError`` instead of guessing.
+- **Versioned schema** in ``PRAGMA user_version``, upgraded one step at a time in one
+  transaction (``_MIGRATIONS[n]`` takes version n to n+1): 0 is an empty file; 1 has ``tasks``
+  and ``pieces``; 2 adds ``verified_tasks`` (one fingerprint per task, deleted with its task by
+  the foreign key). Rows of older versions are kept. A newer version than this code knows
+  raises ``StorageError`` instead of guessing (so an older damselfly refuses a store a newer
+  one has opened).
+- **The fingerprint is cleared in the same transaction** as the piece or state change that
+  makes it stale, so no reader ever sees a changed task that still looks verified.
 - **Strict LRU order.** ``access_seq`` is a counter bumped on registration and on every access,
   so two accesses in the same clock tick still order correctly.
 
@@ -28,7 +35,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
@@ -36,10 +43,10 @@ from typing import cast
 from damselfly.core.errors import DiskFullError, StorageError
 from damselfly.storage.metadata import PieceMeta, TaskMeta, TaskNotFoundError, TaskState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 
-_SCHEMA = """
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS tasks (
     task_id        TEXT PRIMARY KEY,
     url            TEXT NOT NULL,
@@ -61,6 +68,13 @@ CREATE TABLE IF NOT EXISTS pieces (
     PRIMARY KEY (task_id, number)
 ) WITHOUT ROWID;
 """
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS verified_tasks (
+    task_id     TEXT PRIMARY KEY REFERENCES tasks (task_id) ON DELETE CASCADE,
+    fingerprint TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+_MIGRATIONS = (_SCHEMA_V1, _SCHEMA_V2)  # _MIGRATIONS[n]: version n -> n + 1
 
 _SELECT_TASKS = """
 SELECT task_id, url, content_length, piece_length, state, content_digest, created_at, accessed_at
@@ -74,6 +88,7 @@ _TOUCH_TASK = """
 UPDATE tasks SET accessed_at = ?, access_seq = (SELECT COALESCE(MAX(access_seq), 0) + 1 FROM tasks)
 WHERE task_id = ?
 """
+_CLEAR_VERIFIED = "DELETE FROM verified_tasks WHERE task_id = ?"
 _SQLITE_FULL = 13
 
 TaskRow = tuple[str, str, int, int, str, str | None, float, float]
@@ -114,20 +129,31 @@ class SqliteMetadataStore:
         return _task(rows[0]) if rows else None
 
     def task_started(self, task_id: str) -> None:
-        self._set_state(task_id, TaskState.RUNNING)
+        self._set_state(task_id, TaskState.RUNNING, clear_verified=True)
 
     def task_succeeded(self, task_id: str) -> None:
-        self._set_state(task_id, TaskState.SUCCEEDED)
+        self._set_state(task_id, TaskState.SUCCEEDED, clear_verified=False)
 
     def task_failed(self, task_id: str) -> None:
-        self._set_state(task_id, TaskState.FAILED)
+        self._set_state(task_id, TaskState.FAILED, clear_verified=True)
 
     def task_accessed(self, task_id: str) -> None:
         if self._execute(_TOUCH_TASK, (self._clock(), task_id)) == 0:
             raise TaskNotFoundError(task_id)
 
     def task_deleted(self, task_id: str) -> None:
+        """Its pieces and fingerprint go with it (``ON DELETE CASCADE``)."""
         self._execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+
+    def task_verified(self, task_id: str, fingerprint: str) -> None:
+        sql = "INSERT OR REPLACE INTO verified_tasks VALUES (?, ?)"
+        with _unknown_task_on_integrity_error(task_id):
+            self._execute(sql, (task_id, fingerprint))
+
+    def verified_fingerprint(self, task_id: str) -> str | None:
+        sql = "SELECT fingerprint FROM verified_tasks WHERE task_id = ?"
+        rows = self._query(sql, (task_id,))
+        return cast(str, rows[0][0]) if rows else None
 
     def tasks_by_access(self) -> list[TaskMeta]:
         rows = self._query(_SELECT_TASKS + "ORDER BY access_seq", ())
@@ -137,15 +163,13 @@ class SqliteMetadataStore:
 
     def piece_finished(self, task_id: str, piece: PieceMeta) -> None:
         sql = "INSERT OR REPLACE INTO pieces VALUES (?, ?, ?, ?, ?)"
-        try:
-            self._execute(sql, (task_id, piece.number, piece.offset, piece.length, piece.digest))
-        except StorageError as exc:
-            if isinstance(exc.__cause__, sqlite3.IntegrityError):
-                raise TaskNotFoundError(task_id) from exc.__cause__
-            raise
+        row = (task_id, piece.number, piece.offset, piece.length, piece.digest)
+        with _unknown_task_on_integrity_error(task_id):
+            self._transaction([(_CLEAR_VERIFIED, (task_id,)), (sql, row)])
 
     def piece_dropped(self, task_id: str, number: int) -> None:
-        self._execute("DELETE FROM pieces WHERE task_id = ? AND number = ?", (task_id, number))
+        sql = "DELETE FROM pieces WHERE task_id = ? AND number = ?"
+        self._transaction([(_CLEAR_VERIFIED, (task_id,)), (sql, (task_id, number))])
 
     def get_piece(self, task_id: str, number: int) -> PieceMeta | None:
         sql = "SELECT number, offset, length, digest FROM pieces WHERE task_id = ? AND number = ?"
@@ -164,15 +188,32 @@ class SqliteMetadataStore:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _set_state(self, task_id: str, state: TaskState) -> None:
-        sql = "UPDATE tasks SET state = ? WHERE task_id = ?"
-        if self._execute(sql, (str(state), task_id)) == 0:
+    def _set_state(self, task_id: str, state: TaskState, *, clear_verified: bool) -> None:
+        steps: list[tuple[str, tuple[object, ...]]] = []
+        if clear_verified:
+            steps.append((_CLEAR_VERIFIED, (task_id,)))
+        steps.append(("UPDATE tasks SET state = ? WHERE task_id = ?", (str(state), task_id)))
+        if self._transaction(steps)[-1] == 0:
             raise TaskNotFoundError(task_id)
 
     def _execute(self, sql: str, params: tuple[object, ...]) -> int:
         """Run one write statement in its own committed transaction; return rows changed."""
         with self._lock, _mapped(self._path):
             return self._connection().execute(sql, params).rowcount
+
+    def _transaction(self, steps: Sequence[tuple[str, tuple[object, ...]]]) -> list[int]:
+        """Run write statements in one committed transaction; return rows changed by each."""
+        with self._lock, _mapped(self._path):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                counts = [conn.execute(sql, params).rowcount for sql, params in steps]
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return counts
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
         with self._lock, _mapped(self._path):
@@ -220,10 +261,9 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                 f"metadata {path}: schema version {version} is newer than this damselfly "
                 f"supports ({SCHEMA_VERSION}); upgrade damselfly or use another storage dir"
             )
+        for step in _MIGRATIONS[version:]:
+            _run_script(conn, step)
         if version < SCHEMA_VERSION:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -231,6 +271,13 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute("ROLLBACK")
         conn.close()
         raise
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Each statement on its own (``executescript`` would commit the open transaction)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _task(row: tuple[object, ...]) -> TaskMeta:
@@ -251,6 +298,17 @@ def _task(row: tuple[object, ...]) -> TaskMeta:
 
 def _piece(row: tuple[object, ...]) -> PieceMeta:
     return PieceMeta(*cast(PieceRow, row))
+
+
+@contextmanager
+def _unknown_task_on_integrity_error(task_id: str) -> Iterator[None]:
+    """A foreign-key failure (already mapped by ``_mapped``) means the task is not known."""
+    try:
+        yield
+    except StorageError as exc:
+        if isinstance(exc.__cause__, sqlite3.IntegrityError):
+            raise TaskNotFoundError(task_id) from exc.__cause__
+        raise
 
 
 @contextmanager

@@ -11,6 +11,10 @@ another process working on the same task (dfget next to dfdaemon) show up on the
 A piece is recorded only after its bytes are written; ``write_piece`` of a piece already held
 with the same bytes is a no-op that returns the existing record. Reads do not re-hash: a
 reader that serves pieces to other peers relies on the peer checking the digest it was given.
+
+``mark_succeeded`` also records the content file's fingerprint (``task_verified``), so the next
+``Store.open_task`` can skip re-verification; ``write_piece`` and ``drop_piece`` clear it
+through their metadata events (``piece_finished``, ``piece_dropped``).
 """
 
 from __future__ import annotations
@@ -115,6 +119,7 @@ class TaskStorage:
                 f"task {self.task_id}: cannot succeed with {held} of {self.piece_count} pieces"
             )
         self._metadata.task_succeeded(self.task_id)
+        self._record_fingerprint()
 
     def mark_failed(self) -> None:
         self._check_open()
@@ -182,6 +187,15 @@ class TaskStorage:
             return self._content.digest_at(held.offset, held.length) == held.digest
         except StorageError:
             return False
+
+    def _record_fingerprint(self) -> None:
+        """Vouch for the pieces just counted, unless the recorded fingerprint already does
+        (a cache hit): then the file's mtime is left alone."""
+        if self._metadata.verified_fingerprint(self.task_id) == self._content.fingerprint():
+            return
+        fingerprint = self._content.stamp_fingerprint()
+        if fingerprint is not None:
+            self._metadata.task_verified(self.task_id, fingerprint)
 
     def _piece_lock(self, number: int) -> threading.Lock:
         return self._piece_locks[number % _LOCK_STRIPES]

@@ -24,6 +24,7 @@ class MemoryMetadataStore:
         self._tasks: dict[str, TaskMeta] = {}
         self._access_seq: dict[str, int] = {}
         self._pieces: dict[str, dict[int, PieceMeta]] = {}
+        self._verified: dict[str, str] = {}
         self._next_seq = 0
         self._closed = False
         self.calls: Counter[str] = Counter()
@@ -40,13 +41,13 @@ class MemoryMetadataStore:
             return self._tasks.get(task_id)
 
     def task_started(self, task_id: str) -> None:
-        self._set_state("task_started", task_id, TaskState.RUNNING)
+        self._set_state("task_started", task_id, TaskState.RUNNING, clear_verified=True)
 
     def task_succeeded(self, task_id: str) -> None:
-        self._set_state("task_succeeded", task_id, TaskState.SUCCEEDED)
+        self._set_state("task_succeeded", task_id, TaskState.SUCCEEDED, clear_verified=False)
 
     def task_failed(self, task_id: str) -> None:
-        self._set_state("task_failed", task_id, TaskState.FAILED)
+        self._set_state("task_failed", task_id, TaskState.FAILED, clear_verified=True)
 
     def task_accessed(self, task_id: str) -> None:
         with self._open("task_accessed"):
@@ -58,10 +59,12 @@ class MemoryMetadataStore:
         with self._open("piece_finished"):
             self._known(task_id)
             self._pieces[task_id][piece.number] = piece
+            self._verified.pop(task_id, None)
 
     def piece_dropped(self, task_id: str, number: int) -> None:
         with self._open("piece_dropped"):
             self._pieces.get(task_id, {}).pop(number, None)
+            self._verified.pop(task_id, None)
 
     def get_piece(self, task_id: str, number: int) -> PieceMeta | None:
         with self._open("get_piece"):
@@ -77,6 +80,16 @@ class MemoryMetadataStore:
             self._tasks.pop(task_id, None)
             self._pieces.pop(task_id, None)
             self._access_seq.pop(task_id, None)
+            self._verified.pop(task_id, None)
+
+    def task_verified(self, task_id: str, fingerprint: str) -> None:
+        with self._open("task_verified"):
+            self._known(task_id)
+            self._verified[task_id] = fingerprint
+
+    def verified_fingerprint(self, task_id: str) -> str | None:
+        with self._open("verified_fingerprint"):
+            return self._verified.get(task_id)
 
     def tasks_by_access(self) -> list[TaskMeta]:
         with self._open("tasks_by_access"):
@@ -89,9 +102,13 @@ class MemoryMetadataStore:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _set_state(self, call: str, task_id: str, state: TaskState) -> None:
+    def _set_state(
+        self, call: str, task_id: str, state: TaskState, *, clear_verified: bool
+    ) -> None:
         with self._open(call):
             self._tasks[task_id] = replace(self._known(task_id), state=state)
+            if clear_verified:
+                self._verified.pop(task_id, None)
 
     def _known(self, task_id: str) -> TaskMeta:
         task = self._tasks.get(task_id)

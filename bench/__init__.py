@@ -1,0 +1,1 @@
+"""Benchmarks: ``bench/single`` (one node over loopback); ``bench/swarm`` comes with issue 5."""

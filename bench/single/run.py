@@ -1,0 +1,224 @@
+"""``make bench-single``: dfget (standalone) vs curl vs aria2c, one file over loopback.
+
+Steps: make a file of random bytes on /dev/shm and hash it; serve it with the project's test
+origin in a separate process; run every system once per round, rounds interleaved and the
+order rotated, each from a cold state; time each run and read its CPU and peak RSS from
+``wait4``; check every output's sha256 (untimed); print a markdown table and write all raw
+runs plus the summary to ``bench/results/single-<timestamp>.json``.
+
+    .venv/bin/python bench/single/run.py --size 1GiB --rounds 3
+    .venv/bin/python bench/single/run.py --systems dfget,aria2c --concurrent-pieces 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # run as a script: make the `bench` package importable
+
+from bench.single import report  # noqa: E402
+from bench.single.machine import load_average, machine_info  # noqa: E402
+from bench.single.measure import measure, tail  # noqa: E402
+from bench.single.systems import (  # noqa: E402
+    SYSTEM_NAMES,
+    System,
+    Tools,
+    build_systems,
+    child_env,
+    rotated,
+)
+from bench.single.workspace import (  # noqa: E402
+    BenchError,
+    Workspace,
+    make_source,
+    origin_process,
+    sha256_of,
+    shm_directory,
+)
+from damselfly.core.errors import UsageError  # noqa: E402
+from damselfly.core.units import format_size, parse_size  # noqa: E402
+
+RESULTS_DIR = REPO / "bench" / "results"
+SHM_COPIES = 4  # source + warm store + one output + one store, at most, at any time
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    try:
+        run(args)
+    except BenchError as exc:
+        print(f"bench-single: FAILED: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("bench-single: interrupted; origin stopped, /dev/shm cleaned", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    summary = (__doc__ or "").split("\n")[0]
+    parser = argparse.ArgumentParser(prog="bench-single", description=summary)
+    parser.add_argument("--size", type=_size, default=parse_size("1GiB"), help="default 1GiB")
+    parser.add_argument("--rounds", type=_positive, default=3, help="default 3")
+    parser.add_argument(
+        "--systems",
+        type=_systems,
+        default=list(SYSTEM_NAMES),
+        help=f"comma-separated subset of {','.join(SYSTEM_NAMES)} (default: all)",
+    )
+    parser.add_argument(
+        "--concurrent-pieces", type=_positive, help="passed to dfget (default: dfget's own)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the /dev/shm directory")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
+    tools = Tools.find(args.systems)
+    systems = build_systems(args.systems, tools, concurrent_pieces=args.concurrent_pieces)
+    started, load_start = datetime.now(UTC), load_average()
+    with shm_directory(keep=args.keep) as root:
+        _check_room(root, args.size)
+        print(f"writing {format_size(args.size)} of random bytes to {root}", file=sys.stderr)
+        source = make_source(root / "origin", args.size)
+        with origin_process(source.path.parent, root / "origin.log") as origin:
+            ws = Workspace(root, source, origin)
+            records = run_rounds(ws, systems, args.rounds)
+    load_end = load_average()
+    summaries = report.summarise(records, args.size)
+    found = report.ratios(summaries)
+    print(report.markdown_table(summaries, found))
+    print(f"\n{report.verdict(found)}")
+    print(f"load average (1/5/15 min): start {load_start}, end {load_end}")
+    document = _document(args, tools, started, [load_start, load_end], records, source.sha256)
+    path = RESULTS_DIR / f"single-{started:%Y%m%dT%H%M%SZ}.json"
+    report.write_json(path, document)
+    print(f"raw runs: {path.relative_to(REPO)}", file=sys.stderr)
+
+
+def run_rounds(ws: Workspace, systems: Sequence[System], rounds: int) -> list[report.RunRecord]:
+    records = []
+    for round_index in range(rounds):
+        for position, system in enumerate(rotated(systems, round_index)):
+            record = run_once(ws, system, round_index, position)
+            seconds = record.measurement.wall_seconds
+            speed = ws.source.size / report.MIB / seconds
+            print(
+                f"round {round_index + 1}/{rounds} {system.name:<10} {seconds:7.2f} s"
+                f" {speed:7.0f} MiB/s  cpu {record.measurement.cpu_seconds:5.2f} s",
+                file=sys.stderr,
+            )
+            records.append(record)
+    return records
+
+
+def run_once(ws: Workspace, system: System, round_index: int, position: int) -> report.RunRecord:
+    """Prepare (untimed), run (timed), verify and clean (untimed)."""
+    plan = system.prepare(ws)
+    log_path = ws.path("logs", f"{system.name}-round{round_index + 1}.log")
+    log_path.parent.mkdir(exist_ok=True)
+    load = load_average()
+    origin_cpu = ws.origin.cpu_seconds()
+    measurement = measure(plan.argv, log_path=log_path, env=child_env())
+    origin_cpu = ws.origin.cpu_seconds() - origin_cpu
+    what = f"{system.name} (round {round_index + 1})"
+    if measurement.exit_code != 0:
+        raise BenchError(f"{what} exited {measurement.exit_code}: {tail(log_path)}")
+    _verify(plan.output, ws, what)
+    system.clean(ws)
+    return report.RunRecord(system.name, round_index, position, measurement, origin_cpu, load)
+
+
+def _verify(output: Path, ws: Workspace, what: str) -> None:
+    if not output.is_file():
+        raise BenchError(f"{what}: no output at {output}")
+    size = output.stat().st_size
+    if size != ws.source.size:
+        raise BenchError(f"{what}: output has {size} bytes, expected {ws.source.size}")
+    actual = sha256_of(output)
+    if actual != ws.source.sha256:
+        raise BenchError(f"{what}: sha256 {actual} differs from the source's {ws.source.sha256}")
+
+
+def _check_room(root: Path, size: int) -> None:
+    free = shutil.disk_usage(root).free
+    if free < SHM_COPIES * size:
+        raise BenchError(
+            f"/dev/shm has {format_size(free)} free; {format_size(SHM_COPIES * size)} needed"
+        )
+
+
+def _document(
+    args: argparse.Namespace,
+    tools: Tools,
+    started: datetime,
+    loads: list[list[float]],
+    records: Sequence[report.RunRecord],
+    sha256: str,
+) -> dict[str, Any]:
+    summaries = report.summarise(records, args.size)
+    found = report.ratios(summaries)
+    return {
+        "benchmark": "single",
+        "date": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "settings": {
+            "size": args.size,
+            "rounds": args.rounds,
+            "systems": args.systems,
+            "concurrent_pieces": args.concurrent_pieces,
+        },
+        "source": {"size": args.size, "sha256": sha256},
+        "machine": machine_info({"dfget": tools.dfget, "curl": tools.curl, "aria2c": tools.aria2c}),
+        "load_average": {"start": loads[0], "end": loads[1]},
+        "runs": [r.to_json() for r in records],
+        "summary": report.summaries_json(summaries),
+        "ratios": found,
+        "verdict": report.verdict(found),
+    }
+
+
+def _size(text: str) -> int:
+    try:
+        size = parse_size(text, what="--size")
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if size <= 0:
+        raise argparse.ArgumentTypeError("--size must be positive")
+    return size
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
+
+
+def _systems(text: str) -> list[str]:
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in SYSTEM_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(SYSTEM_NAMES)}; got {text!r}")
+    return names
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())
