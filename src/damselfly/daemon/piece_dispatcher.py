@@ -1,0 +1,173 @@
+"""Which piece to fetch next, and from which parent: the download engine's decisions, sans-IO.
+
+The engine tells the dispatcher what happened, in event-named calls (``parent_added``,
+``parent_has``, ``parent_lost``, ``piece_started``, ``piece_succeeded``, ``piece_failed``)
+and asks ``next_assignment()`` whenever a request slot frees up. Rules:
+
+1. Only pieces we lack and that no request is fetching are candidates, until the *endgame*
+   (every missing piece already in flight): then a piece may be requested from a second
+   parent, so one slow parent cannot hold back the last bytes.
+2. Rarest first: among candidates, the piece held by the fewest usable parents, so rare
+   pieces spread before their holders leave; ties go to the lowest number, which keeps the
+   file filling roughly in order.
+3. The parent: among usable holders with a free request slot, the one with the most free
+   capacity (announced free upload slots minus our requests in flight), then the fewest
+   failures, then the most bytes delivered to us.
+4. A parent that failed ``max_failures`` times, or was reported bad (wrong digest), is not
+   used again for this task.
+
+No I/O, no clock: the engine owns the timeouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ParentState:
+    peer_id: str
+    address: str  # http://ip:port of the parent's upload server
+    held: set[int] = field(default_factory=set)
+    free_slots: int = 1
+    in_flight: set[int] = field(default_factory=set)
+    failures: int = 0
+    delivered_bytes: int = 0
+    lost: bool = False
+
+    def usable(self, max_in_flight: int) -> bool:
+        return not self.lost and len(self.in_flight) < max_in_flight
+
+    def capacity(self) -> int:
+        return self.free_slots - len(self.in_flight)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    number: int
+    parent: ParentState
+
+
+class PieceDispatcher:
+    def __init__(
+        self,
+        piece_count: int,
+        held: Iterable[int] = (),
+        *,
+        max_in_flight_per_parent: int = 4,
+        max_failures: int = 3,
+    ) -> None:
+        self.piece_count = piece_count
+        self._missing = set(range(piece_count)) - set(held)
+        self._in_flight: dict[int, set[str]] = {}
+        self._parents: dict[str, ParentState] = {}
+        self._max_in_flight = max_in_flight_per_parent
+        self._max_failures = max_failures
+
+    # -- what the engine reports ---------------------------------------------------------------
+
+    def parent_added(
+        self, peer_id: str, address: str, held: Iterable[int], free_slots: int = 1
+    ) -> ParentState:
+        parent = self._parents.get(peer_id)
+        if parent is None or parent.lost:
+            parent = self._parents[peer_id] = ParentState(peer_id, address)
+        parent.address = address
+        parent.free_slots = max(1, free_slots)
+        parent.held |= self._valid(held)
+        return parent
+
+    def parent_has(self, peer_id: str, pieces: Iterable[int]) -> None:
+        parent = self._parents.get(peer_id)
+        if parent is not None:
+            parent.held |= self._valid(pieces)
+
+    def parent_lost(self, peer_id: str) -> None:
+        parent = self._parents.get(peer_id)
+        if parent is not None:
+            parent.lost = True
+
+    def piece_started(self, assignment: Assignment) -> None:
+        assignment.parent.in_flight.add(assignment.number)
+        self._in_flight.setdefault(assignment.number, set()).add(assignment.parent.peer_id)
+
+    def piece_succeeded(self, assignment: Assignment, length: int) -> None:
+        self._finish(assignment)
+        assignment.parent.delivered_bytes += length
+        self._missing.discard(assignment.number)
+
+    def piece_held(self, number: int) -> None:
+        """The piece arrived some other way (back-to-source, a duplicate request)."""
+        self._missing.discard(number)
+
+    def piece_failed(self, assignment: Assignment, *, bad: bool = False) -> None:
+        """A request failed; ``bad`` (wrong digest) stops using the parent at once."""
+        self._finish(assignment)
+        parent = assignment.parent
+        parent.failures += 1
+        if bad or parent.failures >= self._max_failures:
+            parent.lost = True
+
+    # -- what the engine asks ------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return not self._missing
+
+    @property
+    def missing(self) -> frozenset[int]:
+        return frozenset(self._missing)
+
+    def usable_parents(self) -> list[ParentState]:
+        return [p for p in self._parents.values() if not p.lost]
+
+    def unavailable(self) -> frozenset[int]:
+        """Missing pieces that no usable parent holds."""
+        held_somewhere: set[int] = set()
+        for parent in self.usable_parents():
+            held_somewhere |= parent.held
+        return frozenset(self._missing - held_somewhere)
+
+    def next_assignment(self) -> Assignment | None:
+        candidates = [n for n in self._missing if n not in self._in_flight]
+        endgame = not candidates
+        if endgame:
+            candidates = list(self._missing)
+        best: tuple[tuple[int, int], Assignment] | None = None
+        for number in sorted(candidates):
+            holders = self._holders(number, exclude=self._in_flight.get(number, set()))
+            if not holders:
+                continue
+            key = (len(holders), number)
+            if best is None or key < best[0]:
+                best = (key, Assignment(number, max(holders, key=_preference)))
+                if len(holders) == 1:
+                    break  # nothing is rarer, and this is the lowest such number
+        return None if best is None else best[1]
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _holders(self, number: int, *, exclude: set[str]) -> list[ParentState]:
+        return [
+            parent
+            for parent in self._parents.values()
+            if number in parent.held
+            and parent.peer_id not in exclude
+            and parent.usable(self._max_in_flight)
+        ]
+
+    def _finish(self, assignment: Assignment) -> None:
+        assignment.parent.in_flight.discard(assignment.number)
+        fetching = self._in_flight.get(assignment.number)
+        if fetching is not None:
+            fetching.discard(assignment.parent.peer_id)
+            if not fetching:
+                del self._in_flight[assignment.number]
+
+    def _valid(self, pieces: Iterable[int]) -> set[int]:
+        return {n for n in pieces if 0 <= n < self.piece_count}
+
+
+def _preference(parent: ParentState) -> tuple[int, int, int]:
+    return (parent.capacity(), -parent.failures, parent.delivered_bytes)

@@ -1,0 +1,107 @@
+from damselfly.daemon.piece_dispatcher import PieceDispatcher
+
+
+def drain(dispatcher: PieceDispatcher):
+    """Start assignments until none is left; returns them in order."""
+    started = []
+    while (assignment := dispatcher.next_assignment()) is not None:
+        dispatcher.piece_started(assignment)
+        started.append(assignment)
+    return started
+
+
+def test_rarest_piece_first_then_lowest_number():
+    d = PieceDispatcher(4, max_in_flight_per_parent=1)
+    d.parent_added("a", "http://a", held=[0, 1, 2, 3], free_slots=4)
+    d.parent_added("b", "http://b", held=[0, 1, 2], free_slots=4)
+    first = d.next_assignment()
+    assert (first.number, first.parent.peer_id) == (3, "a")  # only "a" holds piece 3
+
+
+def test_parent_with_most_free_capacity_is_chosen():
+    d = PieceDispatcher(2)
+    d.parent_added("busy", "http://busy", held=[0, 1], free_slots=1)
+    d.parent_added("idle", "http://idle", held=[0, 1], free_slots=8)
+    assert d.next_assignment().parent.peer_id == "idle"
+
+
+def test_no_piece_is_requested_twice_before_the_endgame():
+    d = PieceDispatcher(6, max_in_flight_per_parent=2)
+    d.parent_added("a", "http://a", held=range(6), free_slots=2)
+    d.parent_added("b", "http://b", held=range(6), free_slots=2)
+    started = drain(d)
+    numbers = [a.number for a in started]
+    assert len(numbers) == 4  # 2 parents x 2 slots
+    assert len(set(numbers)) == 4
+
+
+def test_endgame_requests_the_last_pieces_from_a_second_parent():
+    d = PieceDispatcher(2, held=[0])
+    d.parent_added("slow", "http://slow", held=[0, 1])
+    d.parent_added("fast", "http://fast", held=[0, 1])
+    first = d.next_assignment()
+    d.piece_started(first)
+    second = d.next_assignment()
+    assert second is not None
+    assert second.number == 1
+    assert second.parent.peer_id != first.parent.peer_id
+    d.piece_started(second)
+    assert d.next_assignment() is None
+    d.piece_succeeded(second, 100)
+    assert d.done
+    d.piece_failed(first)  # the loser of the race fails or is cancelled: no harm
+    assert d.done
+
+
+def test_held_pieces_are_never_assigned():
+    d = PieceDispatcher(3, held=[0, 2])
+    d.parent_added("a", "http://a", held=[0, 1, 2])
+    assert [a.number for a in drain(d)] == [1]
+
+
+def test_bad_parent_is_dropped_at_once_and_failing_one_after_max_failures():
+    d = PieceDispatcher(3, max_failures=2)
+    d.parent_added("liar", "http://liar", held=[0, 1, 2])
+    a = d.next_assignment()
+    d.piece_started(a)
+    d.piece_failed(a, bad=True)
+    assert d.next_assignment() is None
+    assert d.unavailable() == {0, 1, 2}
+    d.parent_added("flaky", "http://flaky", held=[0, 1, 2])
+    for _ in range(2):
+        a = d.next_assignment()
+        assert a.parent.peer_id == "flaky"
+        d.piece_started(a)
+        d.piece_failed(a)
+    assert d.next_assignment() is None
+
+
+def test_pieces_announced_later_become_available():
+    d = PieceDispatcher(2)
+    d.parent_added("a", "http://a", held=[])
+    assert d.next_assignment() is None
+    assert d.unavailable() == {0, 1}
+    d.parent_has("a", [1, 7, -1])  # out-of-range numbers are ignored
+    assert d.next_assignment().number == 1
+    assert d.unavailable() == {0}
+
+
+def test_piece_held_from_elsewhere_is_no_longer_missing():
+    d = PieceDispatcher(2)
+    d.piece_held(0)
+    d.piece_held(1)
+    assert d.done
+    assert d.next_assignment() is None
+
+
+def test_lost_parent_can_be_added_back_fresh():
+    d = PieceDispatcher(1, max_failures=1)
+    d.parent_added("a", "http://a", held=[0])
+    a = d.next_assignment()
+    d.piece_started(a)
+    d.piece_failed(a)
+    assert d.next_assignment() is None
+    d.parent_added("a", "http://a2", held=[0])  # the scheduler proposes it again
+    again = d.next_assignment()
+    assert again.parent.address == "http://a2"
+    assert again.parent.failures == 0
