@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+from damselfly.cli import scheduler as scheduler_cli
 from damselfly.cli.demo import demo_root, print_report, run_demo
 from damselfly.cli.reporting import report_failure
 from damselfly.core.errors import EXIT_FAILURE, EXIT_OK, DamselflyError
@@ -20,12 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a local demonstration, offline")
     demo.add_argument("--size", default="256MiB", help="size of the demo file (default 256MiB)")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files afterwards")
+    scheduler_cli.add_arguments(commands.add_parser("scheduler", help="run the scheduler"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "scheduler":
+            return scheduler_cli.run(args)
         return _demo(args)
     except DamselflyError as exc:
         return report_failure("damselfly", exc, debug=False)

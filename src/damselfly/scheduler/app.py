@@ -1,0 +1,143 @@
+"""The one place the scheduler is wired: settings -> state -> gRPC server + metrics server.
+
+``serve(settings, stop=..., on_ready=...)`` runs until ``stop`` is set:
+
+1. build the sans-IO ``SchedulerState`` from the settings;
+2. start the gRPC server on ``settings.listen`` and the HTTP server (``/metrics``,
+   ``/healthz``) on ``settings.metrics_listen`` (port 0 picks a free port; the bound
+   addresses go to ``on_ready``);
+3. run the periodic host expiry in a ``TaskGroup`` until ``stop``;
+4. stop: end the seed-job streams, give running calls ``shutdown_grace`` seconds, close the
+   HTTP server. Nothing outlives ``serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from damselfly.config.base import split_host_port
+from damselfly.config.scheduler import SchedulerSettings
+from damselfly.core.errors import SchedulerError
+from damselfly.protocol import scheduler_pb2_grpc
+from damselfly.scheduler.evaluator import ScoreWeights
+from damselfly.scheduler.metrics import http_app
+from damselfly.scheduler.resources import Clock
+from damselfly.scheduler.service import SchedulerService
+from damselfly.scheduler.state import SchedulerState, SchedulingLimits
+
+log = logging.getLogger(__name__)
+
+# grpcio-tools generates untyped code: bind the one function used to a typed name, once.
+_add_servicer: Callable[[SchedulerService, Any], None] = (
+    scheduler_pb2_grpc.add_SchedulerServicer_to_server
+)
+
+
+@dataclass(frozen=True)
+class RunningScheduler:
+    """What ``on_ready`` receives: the bound addresses and the live state (for tests)."""
+
+    grpc_address: str
+    metrics_address: str
+    state: SchedulerState
+
+
+def limits_from(settings: SchedulerSettings) -> SchedulingLimits:
+    weights = ScoreWeights(**settings.weights.model_dump())
+    return SchedulingLimits(
+        max_parents=settings.max_parents,
+        host_ttl=settings.host_ttl,
+        bad_parent_ttl=settings.bad_parent_ttl,
+        failure_half_life=settings.failure_half_life,
+        reader_timeout=settings.reader_timeout,
+        digest_page_size=settings.digest_page_size,
+        weights=weights,
+    )
+
+
+async def serve(
+    settings: SchedulerSettings,
+    *,
+    stop: asyncio.Event,
+    on_ready: Callable[[RunningScheduler], None] | None = None,
+    clock: Clock = time.monotonic,
+) -> None:
+    state = SchedulerState(limits_from(settings), clock=clock)
+    service = SchedulerService(state)
+    async with (
+        _grpc_server(settings, service) as grpc_address,
+        _http_server(settings, state, lambda: not stop.is_set()) as metrics_address,
+    ):
+        log.info("serving gRPC on %s, metrics on http://%s", grpc_address, metrics_address)
+        if on_ready is not None:
+            on_ready(RunningScheduler(grpc_address, metrics_address, state))
+        async with asyncio.TaskGroup() as tasks:
+            expiry = tasks.create_task(_expire_hosts(state, settings.expiry_interval))
+            await stop.wait()
+            expiry.cancel()
+        log.info("stopping")
+
+
+async def _expire_hosts(state: SchedulerState, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        state.expire_hosts()
+
+
+def _render(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def _grpc_server(
+    settings: SchedulerSettings, service: SchedulerService
+) -> AsyncIterator[str]:
+    length = settings.max_message_length
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", length),
+        ("grpc.max_send_message_length", length),
+        ("grpc.keepalive_time_ms", 30_000),  # notice dead seed streams
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.so_reuseport", 0),  # a second scheduler on the same port fails loudly
+    ]
+    server = grpc.aio.server(options=options)
+    _add_servicer(service, server)
+    host, _ = split_host_port(settings.listen)
+    try:
+        port = server.add_insecure_port(settings.listen)
+    except RuntimeError as exc:
+        raise SchedulerError(f"cannot listen on {settings.listen}: {exc}") from exc
+    await server.start()
+    try:
+        yield _render(host, port)
+    finally:
+        service.close()
+        await server.stop(settings.shutdown_grace)
+
+
+@contextlib.asynccontextmanager
+async def _http_server(
+    settings: SchedulerSettings, state: SchedulerState, is_serving: Callable[[], bool]
+) -> AsyncIterator[str]:
+    host, port = split_host_port(settings.metrics_listen)
+    runner = web.AppRunner(http_app(state, is_serving), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise SchedulerError(f"cannot listen on {settings.metrics_listen}: {exc}") from exc
+        bound_port = runner.addresses[0][1]
+        yield _render(host, bound_port)
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,168 @@
+"""The gRPC face of the scheduler (``grpc.aio``): protobuf in, ``SchedulerState`` calls, out.
+
+Each RPC converts its request with ``protocol/scheduler_codec.py`` (which validates every field
+of the untrusted message), calls one method of the sans-IO state, and converts the answer.
+Errors are mapped once, here, to status codes with the error's message as details:
+
+- ``ProtocolError`` (malformed ids, bitmaps longer than the task, absurd numbers, secrets in a
+  URL, a task id registered with another length) -> ``INVALID_ARGUMENT``;
+- an unknown host or peer, or a non-seed watching seed jobs -> ``FAILED_PRECONDITION``: the
+  daemon must announce (and re-register) again; this is also how a daemon learns that the
+  scheduler restarted;
+- an unknown task in ``GetPieceDigests`` -> ``NOT_FOUND``.
+
+``WatchSeedJobs`` streams stay open for the seed's lifetime; jobs queued by any RPC wake them.
+``close()`` ends every stream cleanly (status OK) before the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from damselfly.core.errors import DamselflyError, ProtocolError
+from damselfly.protocol import scheduler_pb2 as pb
+from damselfly.protocol.messages import check_host_id, check_task_id
+from damselfly.protocol.scheduler_codec import (
+    digest_page_to_pb,
+    holding_from_pb,
+    host_info_from_pb,
+    register_from_pb,
+    registration_to_pb,
+    report_answer_to_pb,
+    report_from_pb,
+    task_meta_to_pb,
+)
+from damselfly.scheduler.resources import UnknownTaskError
+from damselfly.scheduler.seeds import SeedJob
+from damselfly.scheduler.state import SchedulerState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Context = Any  # grpc.aio.ServicerContext; grpcio ships no type information
+
+
+def status_for(error: DamselflyError) -> Any:
+    """The gRPC status code for one of our errors."""
+    if isinstance(error, ProtocolError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, UnknownTaskError):
+        return grpc.StatusCode.NOT_FOUND
+    return grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def _abort(context: Context, error: DamselflyError) -> NoReturn:
+    await context.abort(status_for(error), str(error))
+    raise AssertionError("context.abort returned")  # it always raises
+
+
+class SchedulerService:
+    """The servicer; register with ``pb2_grpc.add_SchedulerServicer_to_server``."""
+
+    def __init__(self, state: SchedulerState) -> None:
+        self._state = state
+        self._wakeups: dict[str, set[asyncio.Event]] = {}
+        self._closing = False
+
+    def close(self) -> None:
+        """End every ``WatchSeedJobs`` stream (the scheduler is stopping)."""
+        self._closing = True
+        for events in self._wakeups.values():
+            for event in events:
+                event.set()
+
+    async def _guarded(self, context: Context, call: Callable[[], T]) -> T:
+        try:
+            result = call()
+        except DamselflyError as exc:
+            log.debug("rejected %s: %s", type(exc).__name__, exc)
+            await _abort(context, exc)
+        self._wake_seeds()
+        return result
+
+    def _wake_seeds(self) -> None:
+        for host_id in self._state.seeds_with_jobs():
+            for event in self._wakeups.get(host_id, ()):
+                event.set()
+
+    # Unary RPCs --------------------------------------------------------------------------
+
+    async def AnnounceHost(self, request: pb.HostInfo, context: Context) -> pb.AnnounceHostResponse:
+        await self._guarded(context, lambda: self._state.host_announced(host_info_from_pb(request)))
+        return pb.AnnounceHostResponse()
+
+    async def AnnounceTasks(
+        self, request: pb.AnnounceTasksRequest, context: Context
+    ) -> pb.AnnounceTasksResponse:
+        def announce() -> None:
+            host_id = check_host_id(request.host_id)
+            holdings = [holding_from_pb(h) for h in request.tasks]
+            self._state.tasks_announced(host_id, holdings)
+
+        await self._guarded(context, announce)
+        return pb.AnnounceTasksResponse()
+
+    async def RegisterPeer(
+        self, request: pb.RegisterPeerRequest, context: Context
+    ) -> pb.RegisterPeerResponse:
+        def register() -> pb.RegisterPeerResponse:
+            check_host_id(request.host_id)
+            return registration_to_pb(self._state.register_peer(*register_from_pb(request)))
+
+        return await self._guarded(context, register)
+
+    async def ReportPeer(
+        self, request: pb.ReportPeerRequest, context: Context
+    ) -> pb.ReportPeerResponse:
+        def report() -> pb.ReportPeerResponse:
+            return report_answer_to_pb(self._state.report_peer(report_from_pb(request)))
+
+        return await self._guarded(context, report)
+
+    async def GetPieceDigests(
+        self, request: pb.GetPieceDigestsRequest, context: Context
+    ) -> pb.GetPieceDigestsResponse:
+        def digests() -> pb.GetPieceDigestsResponse:
+            task_id = check_task_id(request.task_id)
+            return digest_page_to_pb(self._state.piece_digests(task_id, request.from_piece))
+
+        return await self._guarded(context, digests)
+
+    async def LeaveHost(
+        self, request: pb.LeaveHostRequest, context: Context
+    ) -> pb.LeaveHostResponse:
+        await self._guarded(context, lambda: self._state.host_left(check_host_id(request.host_id)))
+        return pb.LeaveHostResponse()
+
+    # Seed jobs ---------------------------------------------------------------------------
+
+    async def WatchSeedJobs(
+        self, request: pb.WatchSeedJobsRequest, context: Context
+    ) -> AsyncIterator[pb.SeedJob]:
+        host_id = request.host_id
+        await self._guarded(context, lambda: self._state.seed_connected(check_host_id(host_id)))
+        wakeup = asyncio.Event()
+        self._wakeups.setdefault(host_id, set()).add(wakeup)
+        log.info("seed %s is watching for jobs", host_id)
+        try:
+            while not self._closing:
+                wakeup.clear()
+                # one at a time: a stream that breaks loses at most the job being sent
+                while not self._closing and (job := self._state.next_seed_job(host_id)):
+                    yield self._deliver(host_id, job)
+                await wakeup.wait()
+        finally:
+            self._wakeups[host_id].discard(wakeup)
+            if not self._wakeups[host_id]:
+                del self._wakeups[host_id]
+            self._state.seed_disconnected(host_id)
+            self._wake_seeds()  # its undelivered jobs went to other seeds
+            log.info("seed %s stopped watching for jobs", host_id)
+
+    def _deliver(self, host_id: str, job: SeedJob) -> pb.SeedJob:
+        log.debug("seed job for %s: task %s", host_id, job.task.task_id[:12])
+        return pb.SeedJob(task=task_meta_to_pb(job.task))
