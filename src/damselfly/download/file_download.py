@@ -25,9 +25,8 @@ from damselfly.core.errors import (
 from damselfly.core.ids import canonical_url, task_id, task_id_for_text
 from damselfly.core.pieces import choose_piece_length
 from damselfly.download.file_digest import InOrderDigest
-from damselfly.download.jobs import DownloadContext, FileJob, FileResult
+from damselfly.download.jobs import DownloadContext, FileJob, FileResult, FillRequest
 from damselfly.download.output_check import check_output, check_same_filesystem
-from damselfly.download.source_fetcher import SourceFetcher
 from damselfly.download.streaming import stream_without_length
 from damselfly.storage.metadata import PieceMeta, TaskState
 from damselfly.storage.store import TaskStorage
@@ -71,7 +70,8 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
 async def _fill_task(
     job: FileJob, ctx: DownloadContext, task: TaskStorage, stat: ObjectStat, digest: Digest | None
 ) -> int:
-    """Fetch missing pieces and verify the whole file; returns bytes read from the origin."""
+    """Fill missing pieces (``ctx.filler``) and verify the whole file; returns bytes read from
+    the origin."""
     checker = _digest_checker(job, ctx, task, digest)
     name = job.display_name
 
@@ -81,12 +81,9 @@ async def _fill_task(
             advance_tasks.add(asyncio.ensure_future(checker.advance()))
 
     advance_tasks: set[asyncio.Future[None]] = set()
-    backend = ctx.registry.for_url(job.url)
-    fetcher = SourceFetcher(
-        backend, job.url, job.options, task, policy=ctx.policy, on_piece=on_piece
-    )
+    request = FillRequest(job, task, stat, digest, on_piece)
     try:
-        await fetcher.run(supports_ranges=stat.supports_ranges)
+        source_bytes = await ctx.filler.fill(request, ctx)
         await asyncio.gather(*advance_tasks)
         if checker is not None:
             await checker.verify()
@@ -97,7 +94,7 @@ async def _fill_task(
         for pending in advance_tasks:
             pending.cancel()
     task.mark_succeeded()
-    return fetcher.source_bytes
+    return source_bytes
 
 
 def _digest_checker(

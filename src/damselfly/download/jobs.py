@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from damselfly.backends.base import RequestOptions
+from damselfly.backends.base import ObjectStat, RequestOptions
 from damselfly.backends.registry import BackendRegistry
 from damselfly.core.digests import Digest
 from damselfly.core.urls import SourceUrl
 from damselfly.download.events import DownloadObserver
-from damselfly.download.source_fetcher import FetchPolicy
+from damselfly.download.source_fetcher import FetchPolicy, SourceFetcher
+from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.output import DeliveryMethod
-from damselfly.storage.store import Store
+from damselfly.storage.store import Store, TaskStorage
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,42 @@ class FileResult:
 
 
 @dataclass(frozen=True)
+class FillRequest:
+    """One task to fill: everything a ``PieceFiller`` needs to know."""
+
+    job: FileJob
+    task: TaskStorage
+    stat: ObjectStat
+    content_digest: Digest | None  # the whole-file digest, when known
+    on_piece: Callable[[PieceMeta], None]  # call once per piece stored
+
+
+class PieceFiller(Protocol):
+    """Fills a task's missing pieces: from the origin (standalone, seeds) or from parents
+    (``daemon``). Returns the bytes it read from the origin."""
+
+    async def fill(self, request: FillRequest, ctx: DownloadContext) -> int: ...
+
+
+class SourceFiller:
+    """Every missing piece from the origin, by parallel range requests."""
+
+    async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
+        job = request.job
+        backend = ctx.registry.for_url(job.url)
+        fetcher = SourceFetcher(
+            backend,
+            job.url,
+            job.options,
+            request.task,
+            policy=ctx.policy,
+            on_piece=request.on_piece,
+        )
+        await fetcher.run(supports_ranges=request.stat.supports_ranges)
+        return fetcher.source_bytes
+
+
+@dataclass(frozen=True)
 class DownloadContext:
     """What every file download of one run shares."""
 
@@ -58,3 +97,4 @@ class DownloadContext:
     registry: BackendRegistry
     observer: DownloadObserver
     policy: FetchPolicy = field(default_factory=FetchPolicy)
+    filler: PieceFiller = field(default_factory=SourceFiller)
