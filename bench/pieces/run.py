@@ -1,0 +1,215 @@
+"""Piece transfer micro-benchmark: one UploadServer, one PieceClient, loopback.
+
+A task of random bytes is written into a store on /dev/shm; an ``UploadServer`` serves it from
+a separate process (so server and client each get a core); the client fetches every piece,
+``--in-flight`` at a time, round after round. Round 1 is *cold* (the server re-checks each
+piece while sending it); later rounds are *warm* (``sendfile``, no hashing). With ``--verify``
+the client also hashes every piece with BLAKE3 in a worker thread, as the download engine
+does. Prints a markdown table; asserts nothing.
+
+    .venv/bin/python bench/pieces/run.py --size 256MiB --piece-length 4MiB --in-flight 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+
+from damselfly.core.pieces import piece_count
+from damselfly.core.units import format_size, parse_size
+from damselfly.daemon.upload_server import UploadServer
+from damselfly.storage.store import Store
+from damselfly.transport.piece_client import PieceClient
+
+TASK_ID = "be" * 32
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Round:
+    name: str
+    seconds: float
+    client_cpu: float
+    server_cpu: float
+    rechecked: int
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve:
+        asyncio.run(serve(Path(args.serve)))
+        return 0
+    with tempfile.TemporaryDirectory(dir=shm_or_tmp(), prefix="damselfly-pieces-") as root:
+        make_task(Path(root), args.size, args.piece_length)
+        rounds = run_rounds(Path(root), args)
+    print_table(rounds, args)
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=parse_size, default=256 * MiB)
+    parser.add_argument("--piece-length", type=parse_size, default=4 * MiB)
+    parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--verify", action="store_true", help="client hashes every piece")
+    parser.add_argument("--serve", metavar="STORE", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def shm_or_tmp() -> str | None:
+    return "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def make_task(root: Path, size: int, piece_length: int) -> None:
+    with (
+        Store(root / "store") as store,
+        store.open_task(
+            TASK_ID, url="bench://pieces", content_length=size, piece_length=piece_length
+        ) as task,
+    ):
+        for number in range(task.piece_count):
+            length = min(piece_length, size - number * piece_length)
+            task.write_piece(number, os.urandom(length))
+
+
+# -- the server process ---------------------------------------------------------------------------
+
+
+async def serve(root: Path) -> None:
+    """Print the port, then answer ``stats`` lines on stdin until it closes."""
+    with Store(root) as store:
+        async with UploadServer(store, host="127.0.0.1", port=0) as server:
+            print(server.port, flush=True)
+            while await asyncio.to_thread(sys.stdin.readline):
+                stats = server.statistics()
+                print(json.dumps({"rechecked": stats.pieces_rechecked}), flush=True)
+
+
+class ServerProcess:
+    def __init__(self, root: Path) -> None:
+        argv = [sys.executable, __file__, "--serve", str(root / "store")]
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.port = int(self._line())
+
+    def _line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the upload server process exited")
+        return line.decode()
+
+    def rechecked(self) -> int:
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"stats\n")
+        self.process.stdin.flush()
+        return int(json.loads(self._line())["rechecked"])
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+
+# -- the client -----------------------------------------------------------------------------------
+
+
+def run_rounds(root: Path, args: argparse.Namespace) -> list[Round]:
+    server = ServerProcess(root)
+    try:
+        return asyncio.run(client_rounds(server, args))
+    finally:
+        server.stop()
+
+
+async def client_rounds(server: ServerProcess, args: argparse.Namespace) -> list[Round]:
+    rounds: list[Round] = []
+    async with PieceClient(limit_per_host=args.in_flight) as client:
+        for index in range(args.rounds):
+            name = "cold (re-check)" if index == 0 else f"warm {index} (sendfile)"
+            rounds.append(await one_round(client, server, args, name))
+    return rounds
+
+
+async def one_round(
+    client: PieceClient, server: ServerProcess, args: argparse.Namespace, name: str
+) -> Round:
+    rechecked, server_cpu, client_cpu = server.rechecked(), server.cpu_seconds(), own_cpu()
+    started = time.perf_counter()
+    await fetch_all(client, f"http://127.0.0.1:{server.port}", args)
+    seconds = time.perf_counter() - started
+    return Round(
+        name,
+        seconds,
+        own_cpu() - client_cpu,
+        server.cpu_seconds() - server_cpu,
+        server.rechecked() - rechecked,
+    )
+
+
+async def fetch_all(client: PieceClient, parent: str, args: argparse.Namespace) -> None:
+    count = piece_count(args.size, args.piece_length)
+    numbers = iter(range(count))
+
+    async def worker() -> None:
+        for number in numbers:
+            length = min(args.piece_length, args.size - number * args.piece_length)
+            chunks = await client.fetch_piece(parent, TASK_ID, number, length)
+            if args.verify:
+                await asyncio.to_thread(hash_chunks, chunks)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(args.in_flight):
+            group.create_task(worker())
+
+
+def hash_chunks(chunks: list[memoryview]) -> str:
+    hasher = blake3.blake3()
+    for chunk in chunks:
+        hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def print_table(rounds: Sequence[Round], args: argparse.Namespace) -> None:
+    size_mib = args.size / MiB
+    print(
+        f"task {format_size(args.size)}, pieces {format_size(args.piece_length)}, "
+        f"{args.in_flight} in flight, client verify: {'yes' if args.verify else 'no'}\n"
+    )
+    print("| round | MiB/s | time s | client CPU s | server CPU s | re-checked |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rounds:
+        print(
+            f"| {r.name} | {size_mib / r.seconds:,.0f} | {r.seconds:.3f} | "
+            f"{r.client_cpu:.2f} | {r.server_cpu:.2f} | {r.rechecked} |"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,579 @@
+"""``UploadServer``: every daemon's piece server (HTTP/1.1, keep-alive; ``docs/p2p.md``).
+
+Routes and wire format live in ``protocol/pieces_http.py``. What this module decides:
+
+**Only verified pieces go out.** A piece is served only if the store has it recorded (its
+bytes were hashed when written). Before the bytes leave, they are re-checked against the
+recorded BLAKE3 digest unless that was already done since the content file last changed:
+
+- *checked path*: the piece is read with ``pread`` in 1 MiB chunks in a worker thread and
+  hashed while it is sent; the last chunk is held back until the digest is known. On a
+  mismatch the connection is closed instead of sending it (the child sees a short body, so
+  bad bytes never arrive intact), the piece is dropped from the store and ``on_piece_dropped``
+  is called. The piece then counts as verified *for the file's current fingerprint*
+  (device, inode, size, mtime, ctime, taken by ``fstat`` before the read and unchanged after).
+- *fast path*: a piece verified under the current fingerprint goes out with ``sendfile``
+  (zero copy, no hashing). Any write to the file (ours while a download is running, or anyone
+  else's) changes mtime/ctime and sends every piece back to the checked path once.
+
+So a seed serving a finished task hashes each piece once per change of the file, not once per
+upload, and a running download pays one hash per upload (what the child pays to verify). What
+it misses: bytes that change without touching mtime/ctime (bit rot under the filesystem, a
+write within the same timestamp tick as our read). Children verify every piece against the
+origin reader's digest anyway (``docs/p2p.md``, "Digests"); this re-check only keeps a parent
+from sending bad bytes again and again.
+
+**Open tasks are cached.** ``Store.open_task`` re-verifies what is held, so each task is
+opened once (in a worker thread, one opener per task however many requests wait) and kept in
+a small LRU (``open_task_limit``) of handles; an evicted handle closes when its last request
+ends. An open handle pins the task against GC: call ``forget_task`` before removing one.
+
+**Limits.** ``upload_slots`` concurrent piece responses (429 + ``Retry-After`` beyond; never a
+queue) and one ``TokenBucket`` (``upload_limits.py``) shared by every upload, charged per chunk.
+
+**Watch.** ``?watch=1`` streams newly held pieces. The download engine calls ``piece_added``
+after each stored piece, which wakes the task's watchers at once; the store is also polled
+every ``watch_poll_interval`` seconds for pieces written by another process.
+
+Logging: never piece contents; debug for routine events, a warning only when a piece fails
+its re-check or the store fails under a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, fields
+
+import blake3
+from aiohttp import hdrs, web
+
+from damselfly.core.digests import PIECE_DIGEST_ALGORITHM
+from damselfly.core.errors import DamselflyError, StorageError
+from damselfly.daemon.upload_limits import TokenBucket, UploadSlots
+from damselfly.protocol import pieces_http as wire
+from damselfly.storage.metadata import PieceMeta
+from damselfly.storage.store import Store, TaskStorage
+
+CHUNK_LENGTH = 1024 * 1024
+DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - peers on other hosts must reach the piece port
+
+_log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PieceDroppedCallback = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class UploadStatistics:
+    pieces_served: int = 0  # complete piece responses
+    bytes_uploaded: int = 0  # piece bytes handed to the kernel
+    rejected_busy: int = 0  # 429s
+    not_found: int = 0  # 404s (task or piece)
+    active_uploads: int = 0  # piece responses in progress (slots in use)
+    pieces_rechecked: int = 0  # pieces hashed while sent (the checked path)
+    pieces_dropped: int = 0  # pieces that failed the re-check
+    tasks_opened: int = 0  # Store.open_task calls made by the server
+    connections: int = 0  # distinct client connections that sent a request
+    watchers: int = 0  # watch streams open now
+
+
+@dataclass
+class _Counters:
+    pieces_served: int = 0
+    bytes_uploaded: int = 0
+    rejected_busy: int = 0
+    not_found: int = 0
+    pieces_rechecked: int = 0
+    pieces_dropped: int = 0
+    connections: int = 0
+    watchers: int = 0
+
+
+class _ChangeSignal:
+    """Wakes every watcher of one task; take ``current()`` *before* reading the store."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.watchers = 0
+
+    def current(self) -> asyncio.Event:
+        return self._event
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+
+Fingerprint = tuple[int, int, int, int, int]
+
+
+class SharedTask:
+    """One task as the server holds it open: the store handle (pin + records), a read-only
+    descriptor of the content file (for ``sendfile``/``pread``) and which pieces were
+    re-checked under which fingerprint of the file."""
+
+    def __init__(self, storage: TaskStorage) -> None:
+        self.storage = storage
+        self.task_id = storage.task_id
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+        self.reader = os.fdopen(os.open(storage.content_path, flags), "rb", buffering=0)
+        self.fileno = self.reader.fileno()
+        self.users = 0
+        self.retired = False
+        self._verified: set[int] = set()
+        self._fingerprint: Fingerprint | None = None
+
+    def fingerprint(self) -> Fingerprint:
+        st = os.fstat(self.fileno)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def verified_since_change(self, number: int) -> tuple[bool, Fingerprint]:
+        """Was ``number`` re-checked since the file last changed? And the fingerprint now."""
+        now = self.fingerprint()
+        if now != self._fingerprint:
+            self._verified.clear()
+            self._fingerprint = now
+        return number in self._verified, now
+
+    def piece_verified(self, number: int, before: Fingerprint) -> None:
+        """Record a good re-check, if the file did not change while it ran."""
+        if before == self._fingerprint == self.fingerprint():
+            self._verified.add(number)
+
+    def piece_failed(self, number: int) -> None:
+        self._verified.discard(number)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.storage.close()
+
+
+def _open_shared(store: Store, task_id: str) -> SharedTask | None:
+    """Open a recorded task with its recorded geometry (blocking: ``open_task`` verifies)."""
+    meta = store.get_task(task_id)
+    if meta is None:
+        return None
+    storage = store.open_task(
+        task_id,
+        url=meta.url,
+        content_length=meta.content_length,
+        piece_length=meta.piece_length,
+        content_digest=meta.content_digest,
+    )
+    try:
+        return SharedTask(storage)
+    except OSError as exc:
+        storage.close()
+        raise StorageError(f"task {task_id}: cannot open its content: {exc.strerror}") from exc
+    except BaseException:
+        storage.close()
+        raise
+
+
+class TaskCache:
+    """An LRU of open ``SharedTask``s; one opener per task; retired handles close when idle."""
+
+    def __init__(self, store: Store, *, capacity: int) -> None:
+        if capacity <= 0:
+            raise ValueError(f"open task limit must be > 0, got {capacity}")
+        self._store = store
+        self._capacity = capacity
+        self._entries: OrderedDict[str, SharedTask] = OrderedDict()
+        self._opening: dict[str, asyncio.Task[SharedTask | None]] = {}
+        self._closed = False
+        self.opened = 0
+
+    @contextlib.asynccontextmanager
+    async def use(self, task_id: str) -> AsyncIterator[SharedTask | None]:
+        """The open task (None if the store does not have it), kept open while in use."""
+        task = await self._get(task_id)
+        if task is None:
+            yield None
+            return
+        task.users += 1
+        try:
+            yield task
+        finally:
+            task.users -= 1
+            if task.retired and task.users == 0:
+                task.close()
+
+    def forget(self, task_id: str) -> None:
+        entry = self._entries.pop(task_id, None)
+        if entry is not None:
+            self._retire(entry)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await asyncio.gather(*self._opening.values(), return_exceptions=True)
+        while self._entries:
+            _, entry = self._entries.popitem()
+            entry.users = 0
+            self._retire(entry)
+
+    async def _get(self, task_id: str) -> SharedTask | None:
+        if self._closed:
+            raise StorageError("upload server is closing")
+        entry = self._entries.get(task_id)
+        if entry is not None:
+            self._entries.move_to_end(task_id)
+            return entry
+        opening = self._opening.get(task_id)
+        if opening is None:
+            opening = asyncio.create_task(self._open(task_id))
+            opening.add_done_callback(_retrieve_exception)
+            self._opening[task_id] = opening
+        return await asyncio.shield(opening)
+
+    async def _open(self, task_id: str) -> SharedTask | None:
+        try:
+            entry = await asyncio.to_thread(_open_shared, self._store, task_id)
+        finally:
+            del self._opening[task_id]
+        if entry is None:
+            return None
+        self.opened += 1
+        if self._closed:
+            entry.close()
+            raise StorageError("upload server is closing")
+        self._entries[task_id] = entry
+        while len(self._entries) > self._capacity:
+            self._retire(self._entries.popitem(last=False)[1])
+        return entry
+
+    def _retire(self, entry: SharedTask) -> None:
+        entry.retired = True
+        if entry.users == 0:
+            entry.close()
+
+
+def _retrieve_exception(task: asyncio.Task[SharedTask | None]) -> None:
+    if not task.cancelled():
+        task.exception()  # the waiters re-raise it; this keeps asyncio from logging it
+
+
+class UploadServer:
+    """Serves the pieces of ``store``; ``async with`` or ``start()`` / ``aclose()``."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = wire.DEFAULT_UPLOAD_PORT,
+        upload_slots: int = 32,
+        rate_limit_bytes_per_second: float | None = None,
+        open_task_limit: int = 16,
+        watch_poll_interval: float = 0.25,
+        watch_heartbeat_interval: float = wire.WATCH_HEARTBEAT_INTERVAL,
+        shutdown_timeout: float = 2.0,
+        on_piece_dropped: PieceDroppedCallback | None = None,
+    ) -> None:
+        if watch_poll_interval <= 0 or watch_heartbeat_interval <= 0:
+            raise ValueError("watch intervals must be > 0 seconds")
+        self._host, self._port = host, port
+        self._tasks = TaskCache(store, capacity=open_task_limit)
+        self._slots = UploadSlots(upload_slots)
+        self._bucket = (
+            None
+            if rate_limit_bytes_per_second is None
+            else TokenBucket(rate_limit_bytes_per_second)
+        )
+        self._poll_interval = watch_poll_interval
+        self._heartbeat_interval = watch_heartbeat_interval
+        self._shutdown_timeout = shutdown_timeout
+        self._on_piece_dropped = on_piece_dropped
+        self._counters = _Counters()
+        self._signals: dict[str, _ChangeSignal] = {}
+        self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        self._runner: web.AppRunner | None = None
+        self._closing = False
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get(wire.PIECE_ROUTE, self._handle_piece, allow_head=False)
+        app.router.add_get(wire.BITMAP_ROUTE, self._handle_bitmap, allow_head=False)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=self._shutdown_timeout
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port, reuse_address=True).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        _log.debug("upload server listening on %s:%d", self._host, self._port)
+
+    async def aclose(self) -> None:
+        """Stop listening, end watch streams, wait for uploads (up to ``shutdown_timeout``),
+        then close every cached task."""
+        self._closing = True
+        for signal in self._signals.values():
+            signal.notify()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        await self._tasks.aclose()
+
+    async def __aenter__(self) -> UploadServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` as peers should dial it (not meaningful for 0.0.0.0)."""
+        return f"http://{self._host}:{self._port}"
+
+    # -- events from the download engine -------------------------------------------------------
+
+    def piece_added(self, task_id: str, number: int) -> None:
+        """A piece of ``task_id`` was stored and verified: tell its watchers now. Call it from
+        the event loop's thread (after ``await asyncio.to_thread(task.write_piece, ...)``)."""
+        signal = self._signals.get(task_id)
+        if signal is not None:
+            signal.notify()
+
+    def forget_task(self, task_id: str) -> None:
+        """Close the cached handle of ``task_id`` (once idle) so the store may remove it."""
+        self._tasks.forget(task_id)
+
+    def statistics(self) -> UploadStatistics:
+        counts = {f.name: getattr(self._counters, f.name) for f in fields(_Counters)}
+        return UploadStatistics(
+            **counts, active_uploads=self._slots.in_use, tasks_opened=self._tasks.opened
+        )
+
+    # -- request handling ----------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        transport = request.transport
+        if transport is not None and transport not in self._transports:
+            self._transports.add(transport)
+            self._counters.connections += 1
+        try:
+            return await handler(request)
+        except DamselflyError as exc:  # raised before any byte of the response was sent
+            if exc.http_status >= 500:
+                _log.warning("upload request %s failed: %s", request.path, exc)
+            return web.Response(status=exc.http_status, text=str(exc))
+
+    async def _handle_piece(self, request: web.Request) -> web.StreamResponse:
+        task_id = wire.validate_task_id(request.match_info["task_id"])
+        number = wire.parse_piece_number(request.match_info["number"])
+        if not self._slots.try_acquire():
+            self._counters.rejected_busy += 1
+            retry_after = str(wire.BUSY_RETRY_AFTER_SECONDS)
+            return web.Response(status=429, headers={wire.RETRY_AFTER_HEADER: retry_after})
+        try:
+            async with self._tasks.use(task_id) as task:
+                piece = task.storage.piece_meta(number) if task is not None else None
+                if task is None or piece is None:
+                    return self._not_found(f"task {task_id}: piece {number} is not held")
+                return await self._send_piece(request, task, piece)
+        finally:
+            self._slots.release()
+
+    async def _handle_bitmap(self, request: web.Request) -> web.StreamResponse:
+        task_id = wire.validate_task_id(request.match_info["task_id"])
+        async with self._tasks.use(task_id) as task:
+            if task is None:
+                return self._not_found(f"task {task_id} is not held")
+            if request.query.get(wire.WATCH_QUERY) in ("1", "true"):
+                return await self._watch(request, task)
+            snapshot = wire.BitmapSnapshot(task.storage.piece_count, task.storage.finished_pieces())
+            body = wire.encode_snapshot(snapshot)
+            return web.Response(body=body, headers={hdrs.CONTENT_TYPE: wire.BITMAP_CONTENT_TYPE})
+
+    def _not_found(self, text: str) -> web.Response:
+        self._counters.not_found += 1
+        return web.Response(status=404, text=text)
+
+    # -- sending a piece -----------------------------------------------------------------------
+
+    async def _send_piece(
+        self, request: web.Request, task: SharedTask, piece: PieceMeta
+    ) -> web.StreamResponse:
+        checked, fingerprint = task.verified_since_change(piece.number)
+        response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: wire.PIECE_CONTENT_TYPE})
+        response.content_length = piece.length
+        await response.prepare(request)
+        try:
+            if checked:
+                await self._send_file(request, task, piece)
+            elif await self._send_checked(response, task, piece):
+                task.piece_verified(piece.number, fingerprint)
+            else:
+                await self._piece_corrupt(request, response, task, piece)
+                return response
+        except ConnectionError:
+            _log.debug("task %s: child left during piece %d", task.task_id, piece.number)
+            response.force_close()
+            return response
+        except DamselflyError as exc:  # headers are out: all we can do is cut the body short
+            _log.warning("task %s: piece %d: upload failed: %s", task.task_id, piece.number, exc)
+            _abort(request, response)
+            return response
+        self._counters.pieces_served += 1
+        return response
+
+    async def _send_file(self, request: web.Request, task: SharedTask, piece: PieceMeta) -> None:
+        """The fast path: ``loop.sendfile`` (asyncio falls back to read+write if it must)."""
+        loop = asyncio.get_running_loop()
+        step = piece.length if self._bucket is None else CHUNK_LENGTH
+        for offset, length in _chunks(piece, step):
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the child closed the connection")
+            await self._throttle(length)
+            try:
+                await loop.sendfile(transport, task.reader, offset, length)
+            except RuntimeError as exc:  # "Transport is closing", raced with the check above
+                raise ConnectionResetError(str(exc)) from exc
+            self._counters.bytes_uploaded += length
+
+    async def _send_checked(
+        self, response: web.StreamResponse, task: SharedTask, piece: PieceMeta
+    ) -> bool:
+        """Hash while sending; False (last chunk withheld) if the bytes do not match."""
+        self._counters.pieces_rechecked += 1
+        hasher = blake3.blake3()
+        pending: bytes | None = None
+        for offset, length in _chunks(piece, CHUNK_LENGTH):
+            chunk = await asyncio.to_thread(_read_and_hash, task.fileno, offset, length, hasher)
+            if chunk is None:
+                return False
+            if pending is not None:
+                await self._write(response, pending)
+            pending = chunk
+        if f"{PIECE_DIGEST_ALGORITHM}:{hasher.hexdigest()}" != piece.digest:
+            return False
+        if pending is not None:
+            await self._write(response, pending)
+        return True
+
+    async def _write(self, response: web.StreamResponse, chunk: bytes) -> None:
+        await self._throttle(len(chunk))
+        await response.write(chunk)
+        self._counters.bytes_uploaded += len(chunk)
+
+    async def _throttle(self, nbytes: int) -> None:
+        if self._bucket is not None:
+            delay = self._bucket.reserve(nbytes)
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def _piece_corrupt(
+        self, request: web.Request, response: web.StreamResponse, task: SharedTask, piece: PieceMeta
+    ) -> None:
+        """Drop the piece, tell the owner, then cut the response short (in that order, so a
+        child that retries after the short body already finds the piece gone)."""
+        task.piece_failed(piece.number)
+        self._counters.pieces_dropped += 1
+        _log.warning(
+            "task %s: piece %d does not match its recorded digest on disk; dropped",
+            task.task_id,
+            piece.number,
+        )
+        try:
+            await asyncio.to_thread(task.storage.drop_piece, piece.number)
+            if self._on_piece_dropped is not None:
+                self._on_piece_dropped(task.task_id, piece.number)
+        finally:
+            _abort(request, response)
+
+    # -- watching ------------------------------------------------------------------------------
+
+    async def _watch(self, request: web.Request, task: SharedTask) -> web.StreamResponse:
+        response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: wire.WATCH_CONTENT_TYPE})
+        await response.prepare(request)
+        signal = self._signals.setdefault(task.task_id, _ChangeSignal())
+        signal.watchers += 1
+        self._counters.watchers += 1
+        try:
+            await self._stream_changes(response, task, signal)
+        except ConnectionError:
+            response.force_close()
+        except DamselflyError as exc:
+            _log.warning("task %s: watch failed: %s", task.task_id, exc)
+            _abort(request, response)
+        finally:
+            self._counters.watchers -= 1
+            signal.watchers -= 1
+            if signal.watchers == 0:
+                self._signals.pop(task.task_id, None)
+        return response
+
+    async def _stream_changes(
+        self, response: web.StreamResponse, task: SharedTask, signal: _ChangeSignal
+    ) -> None:
+        storage, loop = task.storage, asyncio.get_running_loop()
+        wake = signal.current()
+        held = storage.finished_pieces()
+        await response.write(
+            wire.encode_watch_event(wire.BitmapSnapshot(storage.piece_count, held))
+        )
+        last_write = loop.time()
+        while len(held) < storage.piece_count and not self._closing:
+            await _wait(wake, min(self._poll_interval, self._heartbeat_interval))
+            wake = signal.current()
+            now_held = storage.finished_pieces()
+            lines = [wire.encode_watch_event(wire.PieceHeld(n)) for n in sorted(now_held - held)]
+            held |= now_held
+            if not lines and loop.time() - last_write >= self._heartbeat_interval:
+                lines = [wire.HEARTBEAT_LINE]
+            if lines:
+                await response.write(b"".join(lines))
+                last_write = loop.time()
+        if len(held) >= storage.piece_count:
+            await response.write(wire.encode_watch_event(wire.TaskComplete()))
+
+
+def _abort(request: web.Request, response: web.StreamResponse) -> None:
+    """End a response whose headers are out without finishing its body: close the connection
+    (buffered bytes are still flushed), so the child sees a short body, never a wrong one."""
+    if request.transport is not None:
+        request.transport.close()
+    response.force_close()
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
+def _chunks(piece: PieceMeta, step: int) -> list[tuple[int, int]]:
+    end = piece.offset + piece.length
+    return [(offset, min(step, end - offset)) for offset in range(piece.offset, end, step)]
+
+
+def _read_and_hash(fd: int, offset: int, length: int, hasher: blake3.blake3) -> bytes | None:
+    """Read exactly ``length`` bytes and feed them to ``hasher``; None if they are not there."""
+    try:
+        data = os.pread(fd, length, offset)
+        while len(data) < length:
+            more = os.pread(fd, length - len(data), offset + len(data))
+            if not more:
+                return None
+            data += more
+    except OSError:
+        return None  # an unreadable piece is as bad as a corrupt one
+    hasher.update(data)
+    return data
