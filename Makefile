@@ -3,7 +3,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 
-.PHONY: demo test check lint bench-single setup
+.PHONY: demo test check lint bench-single bench-hub setup
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -25,3 +25,6 @@ test: lint
 bench-single: $(STAMP)
 	DAMSELFLY_BENCH_DEPS=1 bash scripts/setup.sh
 	$(BIN)/python bench/single/run.py $(BENCH_ARGS)
+
+bench-hub: $(STAMP)
+	$(BIN)/python bench/hub/run.py $(BENCH_ARGS)

@@ -13,7 +13,6 @@ runs plus the summary to ``bench/results/single-<timestamp>.json``.
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,25 +24,18 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: make the `bench` package importable
 
-from bench.single import report  # noqa: E402
-from bench.single.machine import load_average, machine_info  # noqa: E402
-from bench.single.measure import measure, tail  # noqa: E402
-from bench.single.systems import (  # noqa: E402
-    SYSTEM_NAMES,
-    System,
-    Tools,
-    build_systems,
-    child_env,
-    rotated,
-)
-from bench.single.workspace import (  # noqa: E402
+from bench.common import report  # noqa: E402
+from bench.common.machine import load_average, machine_info  # noqa: E402
+from bench.common.rounds import Harness, run_rounds  # noqa: E402
+from bench.common.workspace import (  # noqa: E402
     BenchError,
-    Workspace,
-    make_source,
-    origin_process,
+    check_room,
     sha256_of,
     shm_directory,
 )
+from bench.single.report import BASELINES, verdict  # noqa: E402
+from bench.single.systems import SYSTEM_NAMES, Tools, build_systems  # noqa: E402
+from bench.single.workspace import Workspace, make_source, origin_process  # noqa: E402
 from damselfly.core.errors import UsageError  # noqa: E402
 from damselfly.core.units import format_size, parse_size  # noqa: E402
 
@@ -90,17 +82,17 @@ def run(args: argparse.Namespace) -> None:
     systems = build_systems(args.systems, tools, concurrent_pieces=args.concurrent_pieces)
     started, load_start = datetime.now(UTC), load_average()
     with shm_directory(keep=args.keep) as root:
-        _check_room(root, args.size)
+        check_room(root, SHM_COPIES * args.size)
         print(f"writing {format_size(args.size)} of random bytes to {root}", file=sys.stderr)
         source = make_source(root / "origin", args.size)
         with origin_process(source.path.parent, root / "origin.log") as origin:
             ws = Workspace(root, source, origin)
-            records = run_rounds(ws, systems, args.rounds)
+            records = run_rounds(_harness(ws), systems, args.rounds)
     load_end = load_average()
     summaries = report.summarise(records, args.size)
-    found = report.ratios(summaries)
-    print(report.markdown_table(summaries, found))
-    print(f"\n{report.verdict(found)}")
+    found = report.ratios(summaries, BASELINES)
+    print(report.markdown_table(summaries, found, BASELINES))
+    print(f"\n{verdict(found)}")
     print(f"load average (1/5/15 min): start {load_start}, end {load_end}")
     document = _document(args, tools, started, [load_start, load_end], records, source.sha256)
     path = RESULTS_DIR / f"single-{started:%Y%m%dT%H%M%SZ}.json"
@@ -108,37 +100,14 @@ def run(args: argparse.Namespace) -> None:
     print(f"raw runs: {path.relative_to(REPO)}", file=sys.stderr)
 
 
-def run_rounds(ws: Workspace, systems: Sequence[System], rounds: int) -> list[report.RunRecord]:
-    records = []
-    for round_index in range(rounds):
-        for position, system in enumerate(rotated(systems, round_index)):
-            record = run_once(ws, system, round_index, position)
-            seconds = record.measurement.wall_seconds
-            speed = ws.source.size / report.MIB / seconds
-            print(
-                f"round {round_index + 1}/{rounds} {system.name:<10} {seconds:7.2f} s"
-                f" {speed:7.0f} MiB/s  cpu {record.measurement.cpu_seconds:5.2f} s",
-                file=sys.stderr,
-            )
-            records.append(record)
-    return records
-
-
-def run_once(ws: Workspace, system: System, round_index: int, position: int) -> report.RunRecord:
-    """Prepare (untimed), run (timed), verify and clean (untimed)."""
-    plan = system.prepare(ws)
-    log_path = ws.path("logs", f"{system.name}-round{round_index + 1}.log")
-    log_path.parent.mkdir(exist_ok=True)
-    load = load_average()
-    origin_cpu = ws.origin.cpu_seconds()
-    measurement = measure(plan.argv, log_path=log_path, env=child_env())
-    origin_cpu = ws.origin.cpu_seconds() - origin_cpu
-    what = f"{system.name} (round {round_index + 1})"
-    if measurement.exit_code != 0:
-        raise BenchError(f"{what} exited {measurement.exit_code}: {tail(log_path)}")
-    _verify(plan.output, ws, what)
-    system.clean(ws)
-    return report.RunRecord(system.name, round_index, position, measurement, origin_cpu, load)
+def _harness(ws: Workspace) -> Harness[Workspace]:
+    return Harness(
+        ws=ws,
+        log_dir=ws.path("logs"),
+        run_length=ws.source.size,
+        origin_cpu_seconds=ws.origin.cpu_seconds,
+        verify=lambda output, what: _verify(output, ws, what),
+    )
 
 
 def _verify(output: Path, ws: Workspace, what: str) -> None:
@@ -152,14 +121,6 @@ def _verify(output: Path, ws: Workspace, what: str) -> None:
         raise BenchError(f"{what}: sha256 {actual} differs from the source's {ws.source.sha256}")
 
 
-def _check_room(root: Path, size: int) -> None:
-    free = shutil.disk_usage(root).free
-    if free < SHM_COPIES * size:
-        raise BenchError(
-            f"/dev/shm has {format_size(free)} free; {format_size(SHM_COPIES * size)} needed"
-        )
-
-
 def _document(
     args: argparse.Namespace,
     tools: Tools,
@@ -169,7 +130,7 @@ def _document(
     sha256: str,
 ) -> dict[str, Any]:
     summaries = report.summarise(records, args.size)
-    found = report.ratios(summaries)
+    found = report.ratios(summaries, BASELINES)
     return {
         "benchmark": "single",
         "date": started.isoformat(timespec="seconds"),
@@ -187,7 +148,7 @@ def _document(
         "runs": [r.to_json() for r in records],
         "summary": report.summaries_json(summaries),
         "ratios": found,
-        "verdict": report.verdict(found),
+        "verdict": verdict(found),
     }
 
 

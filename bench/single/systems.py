@@ -1,45 +1,26 @@
 """The systems compared, each as: bring to a cold (or warm) state, the command, clean up.
 
-A ``System`` is prepared outside the timed region (its output and, for a cold dfget, its
-piece store deleted), then its ``Plan.argv`` runs under measurement, then the output is
-verified and ``clean`` frees the memory it used. Adding a system (issue 5: dfget through a
-daemon, ``huggingface_hub.snapshot_download``) means adding one class here and its name to
-``build_systems``.
+Each is a ``bench.common.rounds.System`` over this benchmark's ``Workspace``: prepared outside
+the timed region (its output and, for a cold dfget, its piece store deleted), run under
+measurement, verified, cleaned. Adding a system (issue 5: dfget through a daemon) means adding
+one class here and its name to ``build_systems``.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from bench.single.workspace import BenchError, Workspace, remove
+from bench.common.rounds import Plan, System, child_env
+from bench.common.workspace import BenchError, remove
+from bench.single.workspace import Workspace
 
 OUTPUT_NAME = "out.bin"
 SYSTEM_NAMES = ("dfget", "dfget-warm", "curl", "aria2c")
-
-
-@dataclass(frozen=True)
-class Plan:
-    argv: list[str]
-    output: Path  # the file whose sha256 must match the source's
-
-
-class System(Protocol):
-    name: str
-
-    def prepare(self, ws: Workspace) -> Plan:
-        """Reach the starting state (untimed) and return the command to time."""
-        ...
-
-    def clean(self, ws: Workspace) -> None:
-        """Free what the run left behind (untimed)."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -59,11 +40,6 @@ class Tools:
         if missing:
             raise BenchError(f"not installed: {', '.join(missing)} (try: make bench-single)")
         return cls(**{tool: path or "" for tool, path in found.items()})
-
-
-def child_env() -> dict[str, str]:
-    """Our environment without ``DFGET_*`` overrides, so every dfget run sees the flags only."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("DFGET_")}
 
 
 class DfgetCold:
@@ -164,17 +140,11 @@ def dfget_argv(
 
 def build_systems(
     names: Sequence[str], tools: Tools, *, concurrent_pieces: int | None
-) -> list[System]:
-    factories: Mapping[str, System] = {
+) -> list[System[Workspace]]:
+    factories: Mapping[str, System[Workspace]] = {
         "dfget": DfgetCold(tools.dfget, concurrent_pieces),
         "dfget-warm": DfgetWarm(tools.dfget, concurrent_pieces),
         "curl": Curl(tools.curl),
         "aria2c": Aria2c(tools.aria2c),
     }
     return [factories[name] for name in names]
-
-
-def rotated(systems: Sequence[System], round_index: int) -> list[System]:
-    """Round ``r`` starts with system ``r mod n``, so no system always runs first."""
-    shift = round_index % len(systems) if systems else 0
-    return [*systems[shift:], *systems[:shift]]

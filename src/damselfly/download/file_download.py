@@ -25,7 +25,7 @@ from damselfly.core.errors import (
 from damselfly.core.ids import canonical_url, task_id, task_id_for_text
 from damselfly.core.pieces import choose_piece_length
 from damselfly.download.file_digest import InOrderDigest
-from damselfly.download.jobs import DownloadContext, FileJob, FileResult, FillRequest
+from damselfly.download.jobs import DownloadContext, FileJob, FileResult, FilledTask, FillRequest
 from damselfly.download.output_check import check_output, check_same_filesystem
 from damselfly.download.streaming import stream_without_length
 from damselfly.storage.metadata import PieceMeta, TaskState
@@ -37,20 +37,50 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     check_output(job.output, overwrite=job.overwrite)
     if job.require_hard_link:
         check_same_filesystem(job.output, ctx.store.root)
-    backend = ctx.registry.for_url(job.url)
-    stat = await backend.stat(job.url, job.options)
+    stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
     if stat.content_length is None:
         return await stream_without_length(job, ctx, started)
+    filled = await _fill_from_stat(job, ctx, stat, stat.content_length)
+    with _storage_errors_name(job):
+        delivery = ctx.store.deliver(
+            filled.task_id, job.output, overwrite=job.overwrite, hard_link=job.hard_link
+        )
+    ctx.observer.file_finished(job.display_name)
+    elapsed = time.monotonic() - started
+    return FileResult(
+        job,
+        filled.task_id,
+        filled.content_length,
+        filled.source_bytes,
+        filled.reused_bytes,
+        delivery,
+        elapsed,
+    )
+
+
+async def fill_file(job: FileJob, ctx: DownloadContext) -> FilledTask:
+    """Put the file's pieces in the store without delivering it anywhere (seeds, preheat)."""
+    stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
+    if stat.content_length is None:
+        raise SourceProtocolError(job.url.redacted(), "the origin gives no length; cannot cache")
+    filled = await _fill_from_stat(job, ctx, stat, stat.content_length)
+    ctx.observer.file_finished(job.display_name)
+    return filled
+
+
+async def _fill_from_stat(
+    job: FileJob, ctx: DownloadContext, stat: ObjectStat, content_length: int
+) -> FilledTask:
     _check_listing_agrees(job, stat)
     digest = job.expected_digest or stat.content_digest
-    piece_length = choose_piece_length(stat.content_length, job.piece_length)
-    tid = _task_id(job, stat, piece_length)
+    piece_length = choose_piece_length(content_length, job.piece_length)
+    tid = job.task_id or _task_id(job, stat, piece_length)
     with (
         _storage_errors_name(job),
         ctx.store.open_task(
             tid,
             url=canonical_url(job.url, job.filtered_query_params),
-            content_length=stat.content_length,
+            content_length=content_length,
             piece_length=piece_length,
             content_digest=str(digest) if digest else None,
         ) as task,
@@ -58,13 +88,7 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
         reused = _held_bytes(task)
         ctx.observer.file_started(job.display_name, task.content_length, reused)
         fetched = await _fill_task(job, ctx, task, stat, digest)
-    with _storage_errors_name(job):
-        delivery = ctx.store.deliver(
-            tid, job.output, overwrite=job.overwrite, hard_link=job.hard_link
-        )
-    ctx.observer.file_finished(job.display_name)
-    elapsed = time.monotonic() - started
-    return FileResult(job, tid, stat.content_length, fetched, reused, delivery, elapsed)
+    return FilledTask(tid, content_length, fetched, reused)
 
 
 async def _fill_task(

@@ -36,6 +36,7 @@ class FileJob:
     hard_link: bool = True
     require_hard_link: bool = False  # --force-hard-link: fail rather than copy
     identity_text: str | None = None  # --content-for-calculating-task-id replaces the URL
+    task_id: str | None = None  # given by a scheduler (seed jobs): used as is, not computed
 
     @property
     def display_name(self) -> str:
@@ -51,6 +52,16 @@ class FileResult:
     reused_bytes: int  # already in the store (resume or cache hit)
     delivery: DeliveryMethod
     elapsed: float
+
+
+@dataclass(frozen=True)
+class FilledTask:
+    """A task whose every piece is in the store, verified."""
+
+    task_id: str
+    content_length: int
+    source_bytes: int  # read from the origin by this run
+    reused_bytes: int  # already in the store
 
 
 @dataclass(frozen=True)
