@@ -105,3 +105,15 @@ def test_lost_parent_can_be_added_back_fresh():
     again = d.next_assignment()
     assert again.parent.address == "http://a2"
     assert again.parent.failures == 0
+
+
+def test_abandoned_piece_is_offered_again_without_blaming_the_parent():
+    d = PieceDispatcher(1, max_failures=1)
+    d.parent_added("busy", "http://busy", held=[0])
+    a = d.next_assignment()
+    d.piece_started(a)
+    d.piece_abandoned(a)
+    again = d.next_assignment()
+    assert (again.number, again.parent.peer_id, again.parent.failures) == (0, "busy", 0)
+    assert d.parent("busy") is again.parent
+    assert d.parent("nobody") is None

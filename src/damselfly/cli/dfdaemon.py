@@ -1,19 +1,91 @@
-"""``dfdaemon``: not built yet (the P2P mesh, issue 4); says so instead of pretending."""
+"""``dfdaemon``: the per-node daemon (piece server, download engine, local API, seed mode).
+
+Prints one line on stdout when ready (``dfdaemon ready: host=... upload=... socket=...``) and
+runs until SIGTERM/SIGINT; exit codes as every damselfly command (0, 1, 2).
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from damselfly.core.errors import EXIT_FAILURE
+from damselfly import __version__
+from damselfly.cli.reporting import configure_logging, report_failure
+from damselfly.config.base import example_yaml
+from damselfly.config.daemon import DaemonSettings, load
+from damselfly.core.errors import EXIT_OK, DamselflyError
+from damselfly.daemon.app import RunningDaemon, serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dfdaemon", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="YAML settings file")
+    parser.add_argument("--seed", action="store_true", default=None, help="act as a seed peer")
+    parser.add_argument("--scheduler", action="append", help="scheduler host:port (repeatable)")
+    parser.add_argument("--storage-dir", help="piece store directory")
+    parser.add_argument("--socket", help="local API unix socket")
+    parser.add_argument("--upload-listen", help="piece server host:port")
+    parser.add_argument("--advertise-ip", help="IP other daemons use to reach this one")
+    parser.add_argument("--metrics-listen", help="/metrics and /healthz host:port")
+    parser.add_argument("-l", "--log-level", choices=("error", "warn", "info", "debug"))
+    parser.add_argument("--print-example-config", action="store_true")
+    parser.add_argument("-V", "--version", action="version", version=f"dfdaemon {__version__}")
+    return parser
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    simple = {
+        "seed": args.seed,
+        "schedulers": args.scheduler,
+        "storage_dir": args.storage_dir,
+        "socket": args.socket,
+        "metrics_listen": args.metrics_listen,
+        "log_level": args.log_level,
+    }
+    values.update({k: v for k, v in simple.items() if v is not None})
+    upload = {"listen": args.upload_listen, "advertise_ip": args.advertise_ip}
+    if any(v is not None for v in upload.values()):
+        values["upload"] = {k: v for k, v in upload.items() if v is not None}
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.print_example_config:
+        print(example_yaml(DaemonSettings), end="")
+        return EXIT_OK
+    try:
+        settings = load(args.config, os.environ, overrides(args))
+        configure_logging("dfdaemon", settings.log_level)
+        asyncio.run(_run(settings))
+    except DamselflyError as exc:
+        return report_failure("dfdaemon", exc, debug=False)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+async def _run(settings: DaemonSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, stop=stop, on_ready=_announce_ready)
+
+
+def _announce_ready(daemon: RunningDaemon) -> None:
     print(
-        "dfdaemon: not available yet in this version of damselfly (planned: the P2P mesh)",
-        file=sys.stderr,
+        f"dfdaemon ready: host={daemon.host_id} upload={daemon.upload_url} "
+        f"socket={daemon.socket_path} metrics=http://{daemon.metrics_address}",
+        flush=True,
     )
-    return EXIT_FAILURE
 
 
 if __name__ == "__main__":

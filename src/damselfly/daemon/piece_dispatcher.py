@@ -43,7 +43,7 @@ class ParentState:
         return self.free_slots - len(self.in_flight)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: two requests for one piece are two assignments
 class Assignment:
     number: int
     parent: ParentState
@@ -97,6 +97,10 @@ class PieceDispatcher:
         assignment.parent.delivered_bytes += length
         self._missing.discard(assignment.number)
 
+    def piece_abandoned(self, assignment: Assignment) -> None:
+        """The request ended through no fault of the parent (busy, digest not known yet)."""
+        self._finish(assignment)
+
     def piece_held(self, number: int) -> None:
         """The piece arrived some other way (back-to-source, a duplicate request)."""
         self._missing.discard(number)
@@ -118,6 +122,9 @@ class PieceDispatcher:
     @property
     def missing(self) -> frozenset[int]:
         return frozenset(self._missing)
+
+    def parent(self, peer_id: str) -> ParentState | None:
+        return self._parents.get(peer_id)
 
     def usable_parents(self) -> list[ParentState]:
         return [p for p in self._parents.values() if not p.lost]

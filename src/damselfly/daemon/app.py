@@ -1,0 +1,225 @@
+"""The one place dfdaemon is wired: settings -> store, piece server, scheduler client, download
+engine, local API, seed worker, announcer, metrics.
+
+``serve(settings, stop=...)`` starts everything, reports the bound addresses through
+``on_ready``, runs the background loops in one ``TaskGroup`` until ``stop`` is set, then
+leaves the schedulers and closes every component in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from damselfly.backends.registry import default_registry
+from damselfly.config.base import split_host_port
+from damselfly.config.daemon import DaemonSettings
+from damselfly.config.paths import default_socket_path
+from damselfly.core.errors import ConfigError
+from damselfly.daemon.announcer import Announcer
+from damselfly.daemon.local_api import LocalApi
+from damselfly.daemon.metrics import EngineCounters, http_app
+from damselfly.daemon.peer_filler import EngineSettings, PeerFiller
+from damselfly.daemon.runner import StoreRunner
+from damselfly.daemon.scheduler_client import SchedulerClient
+from damselfly.daemon.seed import SeedWorker
+from damselfly.daemon.upload_server import UploadServer
+from damselfly.download.events import NullObserver
+from damselfly.download.jobs import DownloadContext
+from damselfly.protocol.messages import HostInfo, HostType
+from damselfly.storage.store import Store, default_store_dir
+from damselfly.transport.piece_client import PieceClient
+
+log = logging.getLogger(__name__)
+
+HOST_ID_FILE = "host_id"
+
+
+@dataclass(frozen=True)
+class RunningDaemon:
+    host_id: str
+    upload_url: str
+    socket_path: Path
+    metrics_address: str
+
+
+async def serve(
+    settings: DaemonSettings,
+    *,
+    stop: asyncio.Event,
+    env: Mapping[str, str] | None = None,
+    on_ready: Callable[[RunningDaemon], None] | None = None,
+) -> None:
+    env = os.environ if env is None else env
+    with _store(settings) as store:
+        host_id = host_id_of(store.root)
+        async with contextlib.AsyncExitStack() as stack:
+            upload = await stack.enter_async_context(_upload_server(settings, store))
+            client = SchedulerClient(settings.schedulers)
+            stack.push_async_callback(client.aclose)
+            pieces = await stack.enter_async_context(PieceClient())
+            engine = PeerFiller(
+                client,
+                host_id,
+                pieces,
+                settings=_engine_settings(settings),
+                on_piece_stored=upload.piece_added,
+                counters=EngineCounters(),
+            )
+            seeds = (
+                _seed_worker(settings, client, host_id, store, upload) if settings.seed else None
+            )
+            socket_path = Path(settings.socket) if settings.socket else default_socket_path(env)
+            local = LocalApi(
+                socket_path, StoreRunner(store, filler=engine), group=settings.socket_group or None
+            )
+            await local.start()
+            stack.push_async_callback(local.aclose)
+            metrics = await stack.enter_async_context(
+                _metrics_server(settings, engine, upload, lambda: not stop.is_set())
+            )
+            announcer = Announcer(
+                client,
+                store,
+                _host_info(settings, host_id, upload),
+                interval=settings.announce_interval,
+                origin_reader_tasks=lambda: _readers(engine, seeds),
+            )
+            if on_ready is not None:
+                on_ready(RunningDaemon(host_id, upload.base_url, socket_path, metrics))
+            await _run_until(stop, announcer, seeds)
+
+
+async def _run_until(stop: asyncio.Event, announcer: Announcer, seeds: SeedWorker | None) -> None:
+    async with asyncio.TaskGroup() as group:
+        loops = [group.create_task(announcer.run())]
+        if seeds is not None:
+            loops.append(group.create_task(seeds.run()))
+        await stop.wait()
+        for loop in loops:
+            loop.cancel()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(announcer.leave(), timeout=2.0)
+
+
+def _readers(engine: PeerFiller, seeds: SeedWorker | None) -> set[str]:
+    return engine.origin_reader_tasks | (seeds.origin_reader_tasks if seeds else set())
+
+
+def _engine_settings(settings: DaemonSettings) -> EngineSettings:
+    d = settings.download
+    return EngineSettings(
+        concurrent_pieces=d.concurrent_pieces,
+        piece_timeout=d.piece_timeout,
+        stall_timeout=d.stall_timeout,
+        back_to_source=d.back_to_source,
+    )
+
+
+def _seed_worker(
+    settings: DaemonSettings,
+    client: SchedulerClient,
+    host_id: str,
+    store: Store,
+    upload: UploadServer,
+) -> SeedWorker:
+    ctx = DownloadContext(store=store, registry=default_registry(), observer=NullObserver())
+    return SeedWorker(client, host_id, ctx, on_piece_stored=upload.piece_added)
+
+
+def _host_info(
+    settings: DaemonSettings, host_id: str, upload: UploadServer
+) -> Callable[[], HostInfo]:
+    listen_host, _ = split_host_port(settings.upload.listen)
+    ip = settings.upload.advertise_ip or (
+        "127.0.0.1" if listen_host in ("0.0.0.0", "::", "") else listen_host  # noqa: S104
+    )
+
+    def current() -> HostInfo:
+        return HostInfo(
+            host_id=host_id,
+            ip=ip,
+            upload_port=upload.port,
+            type=HostType.SEED if settings.seed else HostType.NORMAL,
+            hostname=socket.gethostname()[:255],
+            idc=settings.idc,
+            location=settings.location,
+            upload_capacity=settings.upload.rate_limit,
+            upload_slots=settings.upload.slots,
+            upload_slots_in_use=upload.statistics().active_uploads,
+        )
+
+    return current
+
+
+def host_id_of(root: Path) -> str:
+    """This host's id: created once, kept in the store directory."""
+    path = root / HOST_ID_FILE
+    with contextlib.suppress(FileNotFoundError):
+        existing = path.read_text(encoding="ascii").strip()
+        if existing:
+            return existing
+    host_id = str(uuid.uuid4())
+    path.write_text(host_id + "\n", encoding="ascii")
+    return host_id
+
+
+@contextlib.contextmanager
+def _store(settings: DaemonSettings) -> Iterator[Store]:
+    root = Path(settings.storage_dir) if settings.storage_dir else default_store_dir()
+    store = Store(root, quota_bytes=settings.storage_quota or None)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextlib.asynccontextmanager
+async def _upload_server(settings: DaemonSettings, store: Store) -> AsyncIterator[UploadServer]:
+    host, port = split_host_port(settings.upload.listen)
+    server = UploadServer(
+        store,
+        host=host,
+        port=port,
+        upload_slots=settings.upload.slots,
+        rate_limit_bytes_per_second=settings.upload.rate_limit or None,
+    )
+    try:
+        await server.start()
+    except OSError as exc:
+        raise ConfigError(f"upload.listen {settings.upload.listen}: {exc.strerror}") from exc
+    try:
+        yield server
+    finally:
+        await server.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _metrics_server(
+    settings: DaemonSettings,
+    engine: PeerFiller,
+    upload: UploadServer,
+    healthy: Callable[[], bool],
+) -> AsyncIterator[str]:
+    host, port = split_host_port(settings.metrics_listen)
+    runner = web.AppRunner(http_app(engine.counters, upload.statistics, healthy), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"metrics_listen {settings.metrics_listen}: {exc.strerror}") from exc
+        bound = runner.addresses[0]
+        yield f"{bound[0]}:{bound[1]}"
+    finally:
+        await runner.cleanup()

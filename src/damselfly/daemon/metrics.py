@@ -1,0 +1,103 @@
+"""The daemon's Prometheus metrics and health endpoint.
+
+Counters live with the components that move bytes (``EngineCounters`` in the download engine,
+``UploadStatistics`` in the upload server); this module only turns them into samples at scrape
+time, so the hot path never touches ``prometheus_client``. Names follow the Prometheus
+conventions (``_total`` counters, base units): see docs/p2p.md, "Metrics and health".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from damselfly.daemon.upload_server import UploadStatistics
+
+PREFIX = "damselfly_daemon_"
+DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+@dataclass
+class EngineCounters:
+    """Updated by the download engine; read at scrape time."""
+
+    source_bytes: int = 0
+    peer_bytes: int = 0
+    cache_hits: int = 0
+    task_failures: int = 0
+    active_tasks: int = 0
+    parents_in_use: int = 0
+    duration_counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    duration_sum: float = 0.0
+
+    def task_finished(self, seconds: float) -> None:
+        self.duration_sum += seconds
+        bucket = next((i for i, b in enumerate(DURATION_BUCKETS) if seconds <= b), -1)
+        self.duration_counts[bucket] += 1
+
+
+class _DaemonCollector(Collector):
+    def __init__(self, engine: EngineCounters, upload: Callable[[], UploadStatistics]) -> None:
+        self._engine = engine
+        self._upload = upload
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        e, u = self._engine, self._upload()
+        yield _counter("source_bytes", "Bytes read from origins.", e.source_bytes)
+        yield _counter("peer_bytes", "Bytes received from other peers.", e.peer_bytes)
+        yield _counter("upload_bytes", "Piece bytes sent to other peers.", u.bytes_uploaded)
+        yield _counter("cache_hits", "Downloads served entirely from the store.", e.cache_hits)
+        yield _counter("task_failures", "Downloads that failed.", e.task_failures)
+        yield _counter("upload_rejected", "Piece requests refused: slots full.", u.rejected_busy)
+        yield _gauge("active_tasks", "Downloads in progress.", e.active_tasks)
+        yield _gauge("parents_in_use", "Parents of running downloads.", e.parents_in_use)
+        yield _gauge("active_uploads", "Piece responses in progress.", u.active_uploads)
+        yield _histogram(e)
+
+
+def _histogram(e: EngineCounters) -> HistogramMetricFamily:
+    bounds = [str(b) for b in DURATION_BUCKETS] + ["+Inf"]
+    cumulative, buckets = 0, []
+    for bound, count in zip(bounds, e.duration_counts, strict=True):
+        cumulative += count
+        buckets.append((bound, float(cumulative)))
+    family = HistogramMetricFamily(
+        PREFIX + "task_duration_seconds", "Duration of finished downloads."
+    )
+    family.add_metric([], buckets, e.duration_sum)
+    return family
+
+
+def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(PREFIX + name, text, value=value)
+
+
+def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, text, value=value)
+
+
+def http_app(
+    engine: EngineCounters,
+    upload: Callable[[], UploadStatistics],
+    healthy: Callable[[], bool],
+) -> web.Application:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_DaemonCollector(engine, upload))
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok = healthy()
+        return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app

@@ -1,0 +1,298 @@
+"""One task fetched from parents: the P2P download loop.
+
+Owned by one ``asyncio.TaskGroup``: a watcher per parent (its bitmap stream feeds the
+``PieceDispatcher``), up to ``concurrent_pieces`` piece requests, and the reporter. The loop
+starts requests while the dispatcher has assignments and otherwise sleeps until something
+happens (a piece lands or fails, a parent announces pieces).
+
+Every piece is verified against the digest the task's origin reader reported to the
+scheduler, never one a parent offers; a piece that fails is dropped, its parent reported and
+not used again. Stalls are noticed in seconds: a request with no byte for ``piece_timeout``
+fails its parent; no new piece for ``stall_timeout`` asks the scheduler for parents, and when
+none can serve the missing pieces (or the scheduler says so) the rest is read from the origin,
+unless back-to-source is disabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+from damselfly.core.errors import PeerError, PieceDigestError, ProtocolError, SchedulerError
+from damselfly.core.pieces import piece_at
+from damselfly.daemon.piece_dispatcher import Assignment, PieceDispatcher
+from damselfly.daemon.reporter import PeerReporter
+from damselfly.daemon.scheduler_client import SchedulerClient
+from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller
+from damselfly.protocol.messages import BadParentReason, Decision, ParentInfo, Registration
+from damselfly.storage.metadata import PieceMeta
+from damselfly.transport.piece_client import (
+    ParentBusyError,
+    ParentStalledError,
+    ParentUnreachableError,
+    PieceClient,
+    PieceNotHeldError,
+)
+
+if TYPE_CHECKING:
+    from damselfly.daemon.peer_filler import EngineSettings
+
+log = logging.getLogger(__name__)
+
+STALL_CHECK_INTERVAL = 1.0  # seconds between checks for a stall when nothing happens
+DIGEST_REFRESH_INTERVAL = 0.2
+
+
+class NoParentError(PeerError):
+    """No parent can serve the missing pieces and back-to-source is disabled."""
+
+
+@contextlib.asynccontextmanager
+async def reporting(reporter: PeerReporter) -> AsyncIterator[None]:
+    """Run ``reporter``'s flush loop for the duration of the block."""
+    runner = asyncio.create_task(reporter.run())
+    try:
+        yield
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+
+class PeerDownload:
+    def __init__(
+        self,
+        request: FillRequest,
+        ctx: DownloadContext,
+        registration: Registration,
+        reporter: PeerReporter,
+        client: SchedulerClient,
+        pieces: PieceClient,
+        *,
+        settings: EngineSettings,
+        source: PieceFiller,
+        on_piece_stored: Callable[[str, int], None],
+    ) -> None:
+        self._request = request
+        self._ctx = ctx
+        self._task = request.task
+        self._registration = registration
+        self._reporter = reporter
+        self._client = client
+        self._pieces = pieces
+        self._settings = settings
+        self._source = source
+        self._on_piece_stored = on_piece_stored
+        self._dispatcher = PieceDispatcher(self._task.piece_count, self._task.finished_pieces())
+        self._digests = {d.number: d.digest for d in registration.digests}
+        self._digest_lock = asyncio.Lock()
+        self._wakeup = asyncio.Event()
+        self._fetching: dict[Assignment, asyncio.Task[None]] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._last_progress = 0.0
+        self._group: asyncio.TaskGroup | None = None
+        self.source_bytes = 0
+        self.peer_bytes = 0
+
+    async def run(self) -> int:
+        """Fill the task; returns the bytes read from the origin (fallback only)."""
+        self._last_progress = _now()
+        try:
+            async with reporting(self._reporter), asyncio.TaskGroup() as group:
+                self._group = group
+                self._add_parents(self._registration.parents)
+                await self._loop()
+                self._stop_children()
+        except BaseException:
+            await self._reporter.finish(failed=True, reason="download failed")
+            raise
+        await self._reporter.finish()
+        return self.source_bytes
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self._dispatcher.done:
+            self._start_fetches()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STALL_CHECK_INTERVAL):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+            if not self._dispatcher.done and self._stalled():
+                await self._on_stall()
+
+    def _start_fetches(self) -> None:
+        assert self._group is not None
+        while len(self._fetching) < self._settings.concurrent_pieces:
+            assignment = self._dispatcher.next_assignment()
+            if assignment is None:
+                return
+            self._dispatcher.piece_started(assignment)
+            self._fetching[assignment] = self._group.create_task(self._fetch(assignment))
+
+    def _stalled(self) -> bool:
+        idle = _now() - self._last_progress
+        if idle >= self._settings.stall_timeout:
+            return True
+        # nothing in flight and nothing fetchable: waiting cannot help for long
+        return not self._fetching and self._dispatcher.next_assignment() is None and idle >= 2.0
+
+    async def _on_stall(self) -> None:
+        self._last_progress = _now()
+        decision = None
+        try:
+            answer = await self._reporter.ask_for_parents()
+            decision = answer.decision
+            self._add_parents(answer.parents)
+        except SchedulerError as exc:
+            log.warning("task %s: scheduler unavailable while stalled: %s", self._task.task_id, exc)
+        if (
+            self._dispatcher.next_assignment() is not None
+            and decision is not Decision.BACK_TO_SOURCE
+        ):
+            return
+        if not self._settings.back_to_source:
+            raise NoParentError(
+                f"task {self._task.task_id}: no parent can serve "
+                f"{len(self._dispatcher.unavailable())} missing pieces and back-to-source is "
+                "disabled"
+            )
+        await self._fill_rest_from_source()
+
+    async def _fill_rest_from_source(self) -> None:
+        log.info("task %s: reading the missing pieces from the origin", self._task.task_id)
+
+        def on_piece(piece: PieceMeta) -> None:
+            self._stored(piece, digest=piece.digest)
+
+        request = FillRequest(
+            self._request.job,
+            self._task,
+            self._request.stat,
+            self._request.content_digest,
+            on_piece,
+        )
+        self.source_bytes += await self._source.fill(request, self._ctx)
+        for number in self._task.finished_pieces():
+            self._dispatcher.piece_held(number)
+
+    # -- one piece -----------------------------------------------------------------------------
+
+    async def _fetch(self, assignment: Assignment) -> None:
+        parent = assignment.parent
+        try:
+            await self._fetch_and_store(assignment)
+        except PieceDigestError:
+            self._failed(assignment, BadParentReason.DIGEST, "piece failed verification", bad=True)
+        except ParentBusyError:
+            self._dispatcher.piece_abandoned(assignment)
+        except PieceNotHeldError:
+            self._failed(assignment, BadParentReason.REFUSED, "piece not held")
+        except ParentStalledError:
+            self._failed(assignment, BadParentReason.TIMEOUT, "no data")
+        except ParentUnreachableError:
+            self._dispatcher.parent_lost(parent.peer_id)
+            self._failed(assignment, BadParentReason.UNREACHABLE, "unreachable")
+        except (PeerError, ProtocolError) as exc:
+            self._failed(assignment, BadParentReason.REFUSED, type(exc).__name__)
+        finally:
+            self._fetching.pop(assignment, None)
+            self._wakeup.set()
+
+    async def _fetch_and_store(self, assignment: Assignment) -> None:
+        number = assignment.number
+        piece = piece_at(number, self._task.content_length, self._task.piece_length)
+        chunks = await self._pieces.fetch_piece(
+            assignment.parent.address,
+            self._task.task_id,
+            number,
+            piece.length,
+            timeout_no_bytes=self._settings.piece_timeout,
+        )
+        digest = await self._digest_for(number)
+        if digest is None:  # the origin reader has not reported it yet: try again later
+            self._dispatcher.piece_abandoned(assignment)
+            return
+        if self._task.has_piece(number):  # the endgame twin arrived first
+            self._dispatcher.piece_succeeded(assignment, 0)
+            return
+        meta = await asyncio.to_thread(
+            self._task.write_piece, number, chunks, expected_digest=digest
+        )
+        self._dispatcher.piece_succeeded(assignment, piece.length)
+        self.peer_bytes += piece.length
+        self._stored(meta, digest=digest)
+
+    def _stored(self, meta: PieceMeta, *, digest: str) -> None:
+        self._last_progress = _now()
+        self._reporter.piece_gained(meta.number, digest)
+        self._request.on_piece(meta)
+        self._on_piece_stored(self._task.task_id, meta.number)
+
+    def _failed(
+        self, assignment: Assignment, reason: BadParentReason, detail: str, *, bad: bool = False
+    ) -> None:
+        self._dispatcher.piece_failed(assignment, bad=bad)
+        self._reporter.parent_failed(assignment.parent.peer_id, reason, detail)
+        log.debug(
+            "task %s piece %d from %s: %s",
+            self._task.task_id,
+            assignment.number,
+            assignment.parent.peer_id,
+            detail,
+        )
+
+    async def _digest_for(self, number: int) -> str | None:
+        if number in self._digests:
+            return self._digests[number]
+        async with self._digest_lock:
+            if number not in self._digests:
+                with contextlib.suppress(SchedulerError):
+                    for digest in await self._client.all_piece_digests(self._task.task_id):
+                        self._digests[digest.number] = digest.digest
+                if number not in self._digests:
+                    await asyncio.sleep(DIGEST_REFRESH_INTERVAL)
+        return self._digests.get(number)
+
+    # -- parents -------------------------------------------------------------------------------
+
+    def _add_parents(self, parents: tuple[ParentInfo, ...]) -> None:
+        assert self._group is not None
+        for info in parents:
+            address = f"http://{_host(info.ip)}:{info.upload_port}"
+            state = self._dispatcher.parent_added(
+                info.peer_id, address, info.pieces.numbers(), max(1, info.free_upload_slots)
+            )
+            watcher = self._watchers.get(info.peer_id)
+            if watcher is None or watcher.done():
+                self._watchers[info.peer_id] = self._group.create_task(self._watch(state.peer_id))
+        self._wakeup.set()
+
+    async def _watch(self, peer_id: str) -> None:
+        """Follow a parent's bitmap stream until it holds everything or goes away."""
+        parent = self._dispatcher.parent(peer_id)
+        if parent is None:
+            return
+        stream = self._pieces.watch(
+            parent.address, self._task.task_id, piece_count=self._task.piece_count
+        )
+        with contextlib.suppress(PeerError, ProtocolError):
+            async with contextlib.aclosing(stream) as numbers:
+                async for number in numbers:
+                    self._dispatcher.parent_has(peer_id, (number,))
+                    self._wakeup.set()
+
+    def _stop_children(self) -> None:
+        for task in [*self._watchers.values(), *self._fetching.values()]:
+            task.cancel()
+
+
+def _host(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()

@@ -1,0 +1,207 @@
+"""Fill a task from the mesh: the daemon's ``PieceFiller``.
+
+``fill`` registers the task with its scheduler and follows the decision:
+
+- ``BACK_TO_SOURCE``: read the origin (``SourceFiller``) as the task's *origin reader*,
+  reporting every piece with its digest so others can verify what they receive from us.
+- ``FROM_PARENTS`` / ``WAIT_FOR_SEED``: ``PeerDownload`` fetches pieces from parents.
+- no scheduler answers: read the origin, with one warning; the download never depends on the
+  control plane being up.
+
+Each stored piece is announced to the upload server at once (``on_piece_stored``), so it is
+shareable the moment it is verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from damselfly.core.errors import SchedulerError
+from damselfly.core.ids import canonical_url, signature_params
+from damselfly.core.urls import HttpUrl, SourceUrl
+from damselfly.daemon.metrics import EngineCounters
+from damselfly.daemon.peer_download import PeerDownload, reporting
+from damselfly.daemon.reporter import PeerReporter
+from damselfly.daemon.scheduler_client import SchedulerClient
+from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller, SourceFiller
+from damselfly.protocol.bitmap import PieceBitmap
+from damselfly.protocol.messages import Decision, TaskMeta
+from damselfly.storage.metadata import PieceMeta
+from damselfly.transport.piece_client import PieceClient
+
+log = logging.getLogger(__name__)
+
+PieceStored = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    concurrent_pieces: int = 16  # piece requests in flight per task
+    piece_timeout: float = 10.0  # seconds without a byte before a parent is given up
+    stall_timeout: float = 20.0  # seconds without a new piece before asking for parents
+    back_to_source: bool = True  # read the origin when no parent can serve
+    report_interval: float = 0.5
+
+
+class PeerFiller:
+    def __init__(
+        self,
+        client: SchedulerClient,
+        host_id: str,
+        pieces: PieceClient,
+        *,
+        settings: EngineSettings | None = None,
+        on_piece_stored: PieceStored = lambda task_id, number: None,
+        source: PieceFiller | None = None,
+        counters: EngineCounters | None = None,
+    ) -> None:
+        self.counters = counters or EngineCounters()
+        self._client = client
+        self._host_id = host_id
+        self._pieces = pieces
+        self._settings = settings or EngineSettings()
+        self._on_piece_stored = on_piece_stored
+        self._source = source or SourceFiller()
+        self.origin_reader_tasks: set[str] = set()
+
+    async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
+        if request.task.is_complete:
+            self.counters.cache_hits += 1
+            return 0
+        started = asyncio.get_running_loop().time()
+        self.counters.active_tasks += 1
+        try:
+            source_bytes = await self._fill(request, ctx)
+        except BaseException:
+            self.counters.task_failures += 1
+            raise
+        finally:
+            self.counters.active_tasks -= 1
+        self.counters.source_bytes += source_bytes
+        self.counters.task_finished(asyncio.get_running_loop().time() - started)
+        return source_bytes
+
+    async def _fill(self, request: FillRequest, ctx: DownloadContext) -> int:
+        meta = task_meta(request)
+        held = PieceBitmap.of(request.task.piece_count, request.task.finished_pieces())
+        try:
+            registration = await self._client.register_peer(self._host_id, meta, held)
+        except SchedulerError as exc:
+            log.warning("%s: scheduler unavailable (%s); reading the origin", meta.url, exc)
+            return await self._source.fill(self._announcing(request), ctx)
+        reporter = PeerReporter(
+            self._client,
+            self._host_id,
+            meta.task_id,
+            origin_reader=registration.decision is Decision.BACK_TO_SOURCE,
+            interval=self._settings.report_interval,
+        )
+        if registration.decision is Decision.BACK_TO_SOURCE:
+            return await self._read_origin(request, ctx, reporter)
+        download = PeerDownload(
+            request,
+            ctx,
+            registration,
+            reporter,
+            self._client,
+            self._pieces,
+            settings=self._settings,
+            source=self._source,
+            on_piece_stored=self._on_piece_stored,
+        )
+        self.counters.parents_in_use += len(registration.parents)
+        try:
+            return await download.run()
+        finally:
+            self.counters.parents_in_use -= len(registration.parents)
+            self.counters.peer_bytes += download.peer_bytes
+
+    async def _read_origin(
+        self, request: FillRequest, ctx: DownloadContext, reporter: PeerReporter
+    ) -> int:
+        self.origin_reader_tasks.add(request.task.task_id)
+        filler = ReportingSourceFiller(reporter, self._on_piece_stored, self._source)
+        async with reporting(reporter):
+            try:
+                source_bytes = await filler.fill(request, ctx)
+            except BaseException:
+                await reporter.finish(failed=True, reason="origin read failed")
+                raise
+            await reporter.finish()
+        return source_bytes
+
+    def _announcing(self, request: FillRequest) -> FillRequest:
+        task_id = request.task.task_id
+
+        def on_piece(piece: PieceMeta) -> None:
+            request.on_piece(piece)
+            self._on_piece_stored(task_id, piece.number)
+
+        return _with_on_piece(request, on_piece)
+
+
+class ReportingSourceFiller:
+    """Reads the origin as the task's origin reader: every stored piece is reported with its
+    digest and announced to the upload server at once."""
+
+    def __init__(
+        self,
+        reporter: PeerReporter,
+        on_piece_stored: PieceStored,
+        source: PieceFiller | None = None,
+    ) -> None:
+        self._reporter = reporter
+        self._on_piece_stored = on_piece_stored
+        self._source = source or SourceFiller()
+
+    async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
+        task_id = request.task.task_id
+
+        def on_piece(piece: PieceMeta) -> None:
+            self._reporter.piece_gained(piece.number, piece.digest)
+            request.on_piece(piece)
+            self._on_piece_stored(task_id, piece.number)
+
+        return await self._source.fill(_with_on_piece(request, on_piece), ctx)
+
+
+def task_meta(request: FillRequest) -> TaskMeta:
+    """What the scheduler may know of the task: no credentials, ever."""
+    job = request.job
+    secret_headers = any(name.lower() == "authorization" for name, _ in job.options.headers)
+    params = {k: v for k, v in job.options.params if k in SHAREABLE_PARAMS}
+    needs_credentials = secret_headers or any(
+        k.endswith(("token", "secret_access_key", "account_key")) and v
+        for k, v in job.options.params
+    )
+    return TaskMeta(
+        task_id=request.task.task_id,
+        url=canonical_url(job.url, job.filtered_query_params),
+        content_length=request.task.content_length,
+        piece_length=request.task.piece_length,
+        params=params,
+        digest=str(request.content_digest) if request.content_digest else "",
+        needs_credentials=needs_credentials or _carries_credentials(job.url),
+    )
+
+
+# Request params a seed needs to fetch the same bytes, and that are not secrets.
+SHAREABLE_PARAMS = frozenset(
+    {"hf_revision", "hf_endpoint", "ms_revision", "ms_endpoint", "s3_endpoint", "s3_region"}
+)
+
+
+def _carries_credentials(url: SourceUrl) -> bool:
+    """Userinfo or a signed query: only this caller can fetch it, never a seed."""
+    if not isinstance(url, HttpUrl):
+        return False
+    names = [name for name, _ in parse_qsl(url.query, keep_blank_values=True)]
+    return url.username is not None or bool(signature_params(names))
+
+
+def _with_on_piece(request: FillRequest, on_piece: Callable[[PieceMeta], None]) -> FillRequest:
+    return FillRequest(request.job, request.task, request.stat, request.content_digest, on_piece)
