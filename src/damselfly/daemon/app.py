@@ -94,6 +94,9 @@ async def serve(
                 interval=settings.announce_interval,
                 origin_reader_tasks=lambda: _readers(engine, seeds),
             )
+            engine.rehome = announcer.reannounce
+            if seeds is not None:
+                seeds.rehome = announcer.reannounce
             if on_ready is not None:
                 on_ready(RunningDaemon(host_id, upload.base_url, socket_path, metrics))
             await _run_until(stop, announcer, seeds)

@@ -25,7 +25,7 @@ from damselfly.core.ids import canonical_url, signature_params
 from damselfly.core.urls import HttpUrl, SourceUrl
 from damselfly.daemon.metrics import EngineCounters
 from damselfly.daemon.peer_download import PeerDownload, reporting
-from damselfly.daemon.reporter import PeerReporter
+from damselfly.daemon.reporter import PeerReporter, Rehome
 from damselfly.daemon.scheduler_client import SchedulerClient
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller, SourceFiller
 from damselfly.protocol.bitmap import PieceBitmap
@@ -67,6 +67,8 @@ class PeerFiller:
         self._on_piece_stored = on_piece_stored
         self._source = source or SourceFiller()
         self.origin_reader_tasks: set[str] = set()
+        # how reporters recover when a scheduler forgot us (set to Announcer.reannounce)
+        self.rehome: Rehome | None = None
 
     async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
         if request.task.is_complete:
@@ -99,6 +101,7 @@ class PeerFiller:
             meta.task_id,
             origin_reader=registration.decision is Decision.BACK_TO_SOURCE,
             interval=self._settings.report_interval,
+            rehome=self.rehome,
         )
         if registration.decision is Decision.BACK_TO_SOURCE:
             return await self._read_origin(request, ctx, reporter)

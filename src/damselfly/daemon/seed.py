@@ -22,7 +22,7 @@ from damselfly.core.urls import parse_url
 from damselfly.daemon.metrics import EngineCounters
 from damselfly.daemon.peer_download import reporting
 from damselfly.daemon.peer_filler import ReportingSourceFiller
-from damselfly.daemon.reporter import PeerReporter
+from damselfly.daemon.reporter import PeerReporter, Rehome
 from damselfly.daemon.scheduler_client import SchedulerClient
 from damselfly.download.file_download import fill_file
 from damselfly.download.jobs import DownloadContext, FileJob
@@ -49,6 +49,7 @@ class SeedWorker:
         self._on_piece_stored = on_piece_stored
         self._slots = asyncio.Semaphore(max_jobs)
         self.origin_reader_tasks: set[str] = set()
+        self.rehome: Rehome | None = None  # set to Announcer.reannounce
         self.jobs_done = 0
         self.jobs_failed = 0
 
@@ -72,7 +73,9 @@ class SeedWorker:
     async def seed(self, meta: TaskMeta) -> None:
         """Fill one task from the origin, reporting pieces and digests as they land."""
         self.origin_reader_tasks.add(meta.task_id)
-        reporter = PeerReporter(self._client, self._host_id, meta.task_id, origin_reader=True)
+        reporter = PeerReporter(
+            self._client, self._host_id, meta.task_id, origin_reader=True, rehome=self.rehome
+        )
         ctx = DownloadContext(
             store=self._ctx.store,
             registry=self._ctx.registry,

@@ -12,6 +12,7 @@ from damselfly.core.errors import ProtocolError
 from damselfly.protocol import scheduler_pb2 as pb
 from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import (
+    MAX_PIECE_COUNT,
     BadParent,
     BadParentReason,
     Decision,
@@ -250,3 +251,58 @@ def digest_page_to_pb(page: DigestPage) -> pb.GetPieceDigestsResponse:
         piece_count=page.piece_count,
         truncated=page.truncated,
     )
+
+
+# Client side (the daemon) ---------------------------------------------------------------------
+
+
+def register_to_pb(host_id: str, task: TaskMeta, pieces: PieceBitmap) -> pb.RegisterPeerRequest:
+    return pb.RegisterPeerRequest(
+        host_id=host_id, task=task_meta_to_pb(task), pieces=pieces.to_bytes()
+    )
+
+
+def announce_tasks_to_pb(host_id: str, holdings: Iterable[TaskHolding]) -> pb.AnnounceTasksRequest:
+    return pb.AnnounceTasksRequest(host_id=host_id, tasks=[holding_to_pb(h) for h in holdings])
+
+
+def _piece_count_from_pb(value: int) -> int:
+    if value > MAX_PIECE_COUNT:
+        raise ProtocolError(f"piece_count {value}: more than {MAX_PIECE_COUNT}")
+    return value
+
+
+def registration_from_pb(message: pb.RegisterPeerResponse) -> Registration:
+    decision = decision_from_pb(message.decision)
+    if decision is None:
+        raise ProtocolError("registration: decision is missing")
+    count = _piece_count_from_pb(message.piece_count)
+    return Registration(
+        peer_id=message.peer_id,
+        decision=decision,
+        parents=tuple(parent_from_pb(p, count) for p in message.parents),
+        digests=digests_from_pb(message.digests),
+        piece_count=count,
+    )
+
+
+def report_answer_from_pb(message: pb.ReportPeerResponse, piece_count: int) -> ReportAnswer:
+    """``piece_count`` sizes the parents' bitmaps (the answer does not carry it)."""
+    return ReportAnswer(
+        decision=decision_from_pb(message.decision),
+        parents=tuple(parent_from_pb(p, piece_count) for p in message.parents),
+    )
+
+
+def digest_page_from_pb(message: pb.GetPieceDigestsResponse) -> DigestPage:
+    return DigestPage(
+        digests=digests_from_pb(message.digests),
+        piece_count=_piece_count_from_pb(message.piece_count),
+        truncated=message.truncated,
+    )
+
+
+def seed_job_from_pb(message: pb.SeedJob) -> TaskMeta:
+    if not message.HasField("task"):
+        raise ProtocolError("seed job: task is missing")
+    return task_meta_from_pb(message.task)

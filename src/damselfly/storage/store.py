@@ -147,6 +147,16 @@ class Store:
         """Every task, least recently accessed first."""
         return self._metadata.tasks_by_access()
 
+    def held_pieces(self, task_id: str) -> frozenset[int]:
+        """Numbers of the recorded pieces, as recorded: cheap, read-only, not re-verified
+        (for announcing what this store holds; serving checks again)."""
+        return frozenset(piece.number for piece in self.recorded_pieces(task_id))
+
+    def recorded_pieces(self, task_id: str) -> list[PieceMeta]:
+        """The recorded pieces with their digests, by number; not re-verified."""
+        self._check_open()
+        return self._metadata.pieces(task_id)
+
     def content_path(self, task_id: str) -> Path:
         return self._layout.path_for(task_id)
 
