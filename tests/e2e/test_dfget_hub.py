@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from damselfly.cli.dfget_args import build_parser
-from damselfly.cli.dfget_jobs import build_hub_layout, uses_hub_cache
+from damselfly.cli.dfget_jobs import request_from_args
+from damselfly.download.request_jobs import build_hub_layout, uses_hub_cache
 from damselfly.testing.hf_hub import HfTestHub
 from damselfly.testing.hf_repos import (
     MINILM_REPO_ID,
@@ -587,10 +588,11 @@ async def test_modelscope_token_and_errors(ms_dfget, tmp_path):
 )
 def test_cache_flags_choose_the_layout(argv, env, expected):
     args = build_parser(env).parse_args(argv)
-    layout = build_hub_layout(args, env)
+    request = request_from_args(args, env, Path("/cwd"))
+    layout = build_hub_layout(request)
     found = None if layout is None else (type(layout).__name__, str(layout.root))
     assert found == expected
-    assert uses_hub_cache(args) == (expected is not None and "Cache" in expected[0])
+    assert uses_hub_cache(request) == (expected is not None and "Cache" in expected[0])
 
 
 async def test_cache_flag_for_another_scheme_still_needs_output(dfget):

@@ -1,14 +1,26 @@
+from pathlib import Path
+
 import pytest
 
 from damselfly.cli.dfget_args import build_parser
-from damselfly.cli.dfget_jobs import build_file_job, build_tree_job, parse_header
+from damselfly.cli.dfget_jobs import request_from_args
 from damselfly.core.digests import Digest
 from damselfly.core.errors import InvalidUrlError, UsageError
 from damselfly.core.urls import HttpUrl
+from damselfly.download import request_jobs
+from damselfly.download.request_jobs import parse_header
 
 
 def parse(argv, env=None):
     return build_parser(env or {}).parse_args(argv)
+
+
+def build_file_job(args, env):
+    return request_jobs.build_file_job(request_from_args(args, env, Path("/work")))
+
+
+def build_tree_job(args, env):
+    return request_jobs.build_tree_job(request_from_args(args, env, Path("/work")))
 
 
 def test_defaults_match_dragonfly():
@@ -62,11 +74,13 @@ def test_file_job_carries_flags():
             "--insecure",
             "--filtered-query-param",
             "foo",
+            "--piece-length",
+            "8MiB",
         ]
     )
-    job = build_file_job(args, {}, 8 << 20)
+    job = build_file_job(args, {})
     assert isinstance(job.url, HttpUrl)
-    assert job.output.is_absolute()
+    assert job.output == Path("/work/out.bin")
     assert job.expected_digest == Digest("sha256", "a" * 64)
     assert job.options.headers == (("X-Trace", "1"), ("Authorization", "Bearer s3cret"))
     assert job.options.insecure is True
@@ -87,7 +101,7 @@ def test_object_store_flags_become_scheme_params():
             "shh",
         ]
     )
-    job = build_file_job(args, {}, None)
+    job = build_file_job(args, {})
     assert job.options.param("s3_endpoint") == "http://127.0.0.1:9"
     assert job.options.param("s3_secret_access_key") == "shh"
     assert "shh" not in repr(job.options)
@@ -96,13 +110,13 @@ def test_object_store_flags_become_scheme_params():
 def test_digest_with_recursive_is_refused():
     args = parse(["s3://bucket/dir/", "-O", "o", "-r", "--digest", "sha256:" + "0" * 64])
     with pytest.raises(UsageError, match="-r"):
-        build_tree_job(args, {}, None)
+        build_tree_job(args, {})
 
 
 def test_bad_url_is_invalid_url_error():
     args = parse(["ftp://h/f", "-O", "o"])
     with pytest.raises(InvalidUrlError, match="scheme"):
-        build_file_job(args, {}, None)
+        build_file_job(args, {})
 
 
 @pytest.mark.parametrize("text", ["NoColon", ": empty", "Bad Name: v", "X: a\r\nInjected: 1"])

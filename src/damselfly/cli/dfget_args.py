@@ -139,7 +139,19 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="retries of a failed origin request or piece (default 4)",
     )
     parser.add_argument("--no-progress", action="store_true", default=e.flag("no_progress"))
-    parser.add_argument("-e", "--endpoint", default=e.text("endpoint"), help="dfdaemon socket")
+    parser.add_argument(
+        "-e",
+        "--endpoint",
+        default=e.text("endpoint"),
+        help="dfdaemon's unix socket (default: /var/run/damselfly/dfdaemon.sock for root, "
+        "else $XDG_RUNTIME_DIR/damselfly/dfdaemon.sock)",
+    )
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        default=e.flag("standalone"),
+        help="download by this process alone; do not ask a dfdaemon",
+    )
     parser.add_argument(
         "--storage-dir", default=e.text("storage_dir"), help="piece store used when no daemon runs"
     )

@@ -15,6 +15,7 @@ shareable the moment it is verified.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from damselfly.core.errors import SchedulerError
 from damselfly.core.ids import canonical_url, signature_params
 from damselfly.core.urls import HttpUrl, SourceUrl
 from damselfly.daemon.metrics import EngineCounters
-from damselfly.daemon.peer_download import PeerDownload, reporting
+from damselfly.daemon.peer_download import NoParentError, PeerDownload, reporting
 from damselfly.daemon.reporter import PeerReporter, Rehome
 from damselfly.daemon.scheduler_client import SchedulerClient
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller, SourceFiller
@@ -90,9 +91,14 @@ class PeerFiller:
     async def _fill(self, request: FillRequest, ctx: DownloadContext) -> int:
         meta = task_meta(request)
         held = PieceBitmap.of(request.task.piece_count, request.task.finished_pieces())
+        settings = self._settings
+        if not request.job.back_to_source:
+            settings = dataclasses.replace(settings, back_to_source=False)
         try:
             registration = await self._client.register_peer(self._host_id, meta, held)
         except SchedulerError as exc:
+            if not settings.back_to_source:
+                raise
             log.warning("%s: scheduler unavailable (%s); reading the origin", meta.url, exc)
             return await self._source.fill(self._announcing(request), ctx)
         reporter = PeerReporter(
@@ -104,6 +110,11 @@ class PeerFiller:
             rehome=self.rehome,
         )
         if registration.decision is Decision.BACK_TO_SOURCE:
+            if not settings.back_to_source:
+                raise NoParentError(
+                    f"{meta.url}: no peer holds it yet and --disable-back-to-source forbids "
+                    "reading the origin"
+                )
             return await self._read_origin(request, ctx, reporter)
         download = PeerDownload(
             request,
@@ -112,7 +123,7 @@ class PeerFiller:
             reporter,
             self._client,
             self._pieces,
-            settings=self._settings,
+            settings=settings,
             source=self._source,
             on_piece_stored=self._on_piece_stored,
         )

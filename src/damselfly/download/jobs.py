@@ -37,6 +37,7 @@ class FileJob:
     require_hard_link: bool = False  # --force-hard-link: fail rather than copy
     identity_text: str | None = None  # --content-for-calculating-task-id replaces the URL
     task_id: str | None = None  # given by a scheduler (seed jobs): used as is, not computed
+    back_to_source: bool = True  # False (--disable-back-to-source): parents only, never the origin
 
     @property
     def display_name(self) -> str:

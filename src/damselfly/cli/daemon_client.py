@@ -1,0 +1,142 @@
+"""dfget's side of the local API: hand the download to dfdaemon and replay its progress.
+
+``run_through_daemon`` answers ``None`` when dfget should download by itself:
+
+- nothing listens at the socket (missing, refused, unusable path): silently (a debug line);
+- the daemon runs as another user (it answers ``403 uid_mismatch``, or the socket's mode
+  keeps us out): with one warning line on stderr.
+
+Once the daemon accepts, its events drive the same progress display as a standalone run, and
+its answer is the download's: a ``result`` (returned) or an ``error`` (raised as
+``DaemonJobError`` with the daemon's exit code). Interrupting dfget (Ctrl-C) closes the
+connection, and the daemon cancels the download.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from damselfly.core.errors import EXIT_FAILURE, EXIT_USAGE, DamselflyError, ProtocolError
+from damselfly.download.events import CountingObserver
+from damselfly.download.file_download import deadline
+from damselfly.download.request import DownloadRequest
+from damselfly.protocol import local_api as wire
+
+log = logging.getLogger("damselfly.dfget")
+
+OTHER_USER_WARNING = "dfget: warning: dfdaemon runs as another user; downloading without it"
+CONNECT_TIMEOUT = 5.0  # seconds
+TIMEOUT_SLACK = 30.0  # seconds the daemon gets past the request's own timeout
+_BASE_URL = "http://dfdaemon"  # the host is ignored on a unix socket
+
+
+class DaemonJobError(DamselflyError):
+    """The daemon ran the download and it failed (or the daemon broke the protocol)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+async def run_through_daemon(
+    socket_path: Path, request: DownloadRequest, display: CountingObserver
+) -> wire.RunResult | None:
+    connector = aiohttp.UnixConnector(path=str(socket_path))
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        response = await _post(session, socket_path, request)
+        if response is None:
+            return None
+        async with response:
+            if not await _accepted(response):
+                return None
+            limit = None if request.timeout is None else request.timeout + TIMEOUT_SLACK
+            with display:
+                async with deadline(limit, request.redacted_url()):
+                    return await _replay(response, display)
+
+
+async def _post(
+    session: aiohttp.ClientSession, socket_path: Path, request: DownloadRequest
+) -> aiohttp.ClientResponse | None:
+    try:
+        return await session.post(
+            _BASE_URL + wire.DOWNLOADS_PATH,
+            data=request.to_json().encode(),
+            headers={"Content-Type": "application/json"},
+        )
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, PermissionError):
+            _warn_other_user()
+        else:
+            log.debug("no dfdaemon at %s (%s); downloading standalone", socket_path, exc.strerror)
+        return None
+    except aiohttp.ClientError as exc:
+        raise DaemonJobError(f"dfdaemon at {socket_path}: {_describe(exc)}") from exc
+
+
+async def _accepted(response: aiohttp.ClientResponse) -> bool:
+    if response.status == 200:
+        return True
+    body = await _json_or_empty(response)
+    if response.status == 403 and body.get("code") == wire.UID_MISMATCH:
+        _warn_other_user()
+        return False
+    reason = body.get("error") or f"HTTP {response.status}"
+    code = EXIT_USAGE if response.status == 400 else EXIT_FAILURE
+    raise DaemonJobError(f"dfdaemon refused the download: {reason}", code)
+
+
+async def _replay(response: aiohttp.ClientResponse, display: CountingObserver) -> wire.RunResult:
+    started: set[str] = set()
+    try:
+        async for raw in response.content:
+            line = raw.strip()
+            if line:
+                result = _apply(wire.decode_event(line), display, started)
+                if result is not None:
+                    return result
+    except aiohttp.ClientError as exc:
+        raise DaemonJobError(f"lost the connection to dfdaemon: {_describe(exc)}") from exc
+    raise DaemonJobError("dfdaemon closed the connection before the download finished")
+
+
+def _apply(
+    event: wire.Event, display: CountingObserver, started: set[str]
+) -> wire.RunResult | None:
+    if isinstance(event, wire.RunResult):
+        return event
+    if isinstance(event, wire.Failed):
+        raise DaemonJobError(event.message, event.exit_code)
+    if isinstance(event, wire.FileStarted):
+        started.add(event.name)
+        display.file_started(event.name, event.total, event.held)
+    elif event.name not in started:
+        raise ProtocolError(f"local API: event for {event.name!r} before it started")
+    elif isinstance(event, wire.Progress):
+        display.bytes_received(event.name, event.bytes)
+    else:
+        started.discard(event.name)
+        display.file_finished(event.name)
+    return None
+
+
+async def _json_or_empty(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    try:
+        body = await response.json(content_type=None)
+    except (aiohttp.ClientError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _warn_other_user() -> None:
+    print(OTHER_USER_WARNING, file=sys.stderr)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,254 @@
+"""dfdaemon's local API: HTTP over a unix socket, for dfget (and later dfctl).
+
+Routes and events are in ``protocol/local_api.py``; the contract is ``docs/p2p.md``.
+
+- The socket is created with its final mode (0600, or 0660 and the configured group) before
+  anyone can connect (``unix_socket.bind_unix_socket``).
+- ``POST /v1/downloads`` is served only to a caller running as the daemon's own user, or root
+  (``SO_PEERCRED``): the daemon writes the output itself, so it must never write where the
+  caller could not. Anyone else gets ``403`` with ``code: uid_mismatch`` (dfget then downloads
+  by itself).
+- A download runs in a task owned by its request: the runner fills the ``EventBuffer``, a
+  writer streams its events as NDJSON; when the client disconnects, aiohttp cancels the
+  handler (``handler_cancellation``) and with it the download. A failed write does the same.
+- Secrets in a request (headers, tokens, ``env``) are never logged: only the redacted URL.
+
+For tests and experiments, the API runs alone (no P2P engine, ``StoreRunner`` reading origins):
+``python -m damselfly.daemon.local_api --socket PATH --storage-dir DIR`` prints
+``listening on PATH`` once it accepts connections, and stops on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from aiohttp import hdrs, web
+
+from damselfly import __version__
+from damselfly.config.paths import default_socket_path
+from damselfly.core.errors import EXIT_FAILURE, ConfigError, DamselflyError
+from damselfly.core.urls import parse_url
+from damselfly.daemon.event_stream import PROGRESS_INTERVAL, EventBuffer
+from damselfly.daemon.runner import DownloadRunner, StoreRunner
+from damselfly.daemon.unix_socket import (
+    PeerCredentials,
+    bind_unix_socket,
+    peer_credentials,
+    remove_socket,
+)
+from damselfly.download.request import DownloadRequest
+from damselfly.download.source_fetcher import first_error
+from damselfly.protocol import local_api as wire
+from damselfly.storage.store import Store, default_store_dir
+
+log = logging.getLogger(__name__)
+
+OWNER_ONLY_MODE = 0o600
+GROUP_MODE = 0o660
+SHUTDOWN_TIMEOUT = 2.0  # seconds running downloads get when the daemon stops
+
+
+class LocalApi:
+    def __init__(
+        self,
+        socket_path: Path,
+        runner: DownloadRunner,
+        *,
+        mode: int | None = None,
+        group: str | None = None,
+        progress_interval: float = PROGRESS_INTERVAL,
+    ) -> None:
+        self._path = socket_path
+        self._runner = runner
+        self._mode = mode if mode is not None else GROUP_MODE if group else OWNER_ONLY_MODE
+        self._group = group
+        self._interval = progress_interval
+        self._app_runner: web.AppRunner | None = None
+        self._inode: int | None = None
+        self._active = 0
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def active_downloads(self) -> int:
+        return self._active
+
+    async def start(self) -> None:
+        sock = bind_unix_socket(self._path, mode=self._mode, gid=_group_id(self._group))
+        self._inode = os.stat(self._path).st_ino
+        app = web.Application()
+        app.router.add_get(wire.HEALTH_PATH, self._health)
+        app.router.add_post(wire.DOWNLOADS_PATH, self._download)
+        runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
+        self._app_runner = runner
+        try:
+            await runner.setup()
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            sock.close()
+            await self.aclose()
+            raise
+        log.info("local API listening on %s (mode %o)", self._path, self._mode)
+
+    async def aclose(self) -> None:
+        runner, self._app_runner = self._app_runner, None
+        if runner is not None:
+            await runner.cleanup()
+        if self._inode is not None:
+            remove_socket(self._path, self._inode)
+            self._inode = None
+
+    async def __aenter__(self) -> LocalApi:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- routes ------------------------------------------------------------------------------
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": __version__, "pid": os.getpid()})
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        caller = peer_credentials(request.transport)
+        if not _same_user(caller):
+            message = "dfdaemon serves downloads only to its own user; download without it"
+            return _refusal(403, message, wire.UID_MISMATCH)
+        try:
+            job = DownloadRequest.from_json(await request.read())
+        except DamselflyError as exc:
+            return _refusal(400, str(exc), wire.BAD_REQUEST)
+        log.info("download for %s: %s", caller, job.redacted_url())
+        response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: wire.NDJSON_CONTENT_TYPE})
+        await response.prepare(request)
+        self._active += 1
+        try:
+            await self._stream(job, response)
+        except asyncio.CancelledError:
+            log.info("client went away: download of %s cancelled", job.redacted_url())
+            raise
+        except ConnectionError:
+            log.info("client went away: download of %s cancelled", job.redacted_url())
+        finally:
+            self._active -= 1
+        return response
+
+    async def _stream(self, job: DownloadRequest, response: web.StreamResponse) -> None:
+        events = EventBuffer(self._interval)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._run(job, events))
+                group.create_task(_write_events(events, response))
+        except BaseExceptionGroup as errors:
+            raise first_error(errors) from None
+
+    async def _run(self, job: DownloadRequest, events: EventBuffer) -> None:
+        final: wire.Event
+        try:
+            final = await self._runner.run(job, events)
+        except DamselflyError as exc:
+            message = _scrubbed(str(exc), job)
+            log.warning("download of %s failed: %s", job.redacted_url(), message)
+            final = wire.Failed(message, exc.exit_code)
+        except Exception as exc:
+            log.error("download of %s: internal error %s", job.redacted_url(), type(exc).__name__)
+            log.debug("internal error", exc_info=True)
+            final = wire.Failed(f"dfdaemon internal error: {type(exc).__name__}", EXIT_FAILURE)
+        events.close(final)
+
+
+async def _write_events(events: EventBuffer, response: web.StreamResponse) -> None:
+    while not events.done:
+        await events.wait_ready()
+        batch = events.take()
+        if batch:
+            await response.write(b"".join(wire.encode_event(e) for e in batch))
+    await response.write_eof()
+
+
+def _same_user(caller: PeerCredentials | None) -> bool:
+    """The daemon's own uid, or root (who may write anywhere the daemon may)."""
+    return caller is not None and caller.uid in (os.geteuid(), 0)
+
+
+def _refusal(status: int, message: str, code: str) -> web.Response:
+    return web.json_response(wire.error_body(message, code), status=status)
+
+
+def _scrubbed(text: str, job: DownloadRequest) -> str:
+    """One line, with the request's URL (as given, or as our errors print it) replaced by its
+    form without signatures: a signed query must not reach a log."""
+    line = " ".join(text.split())
+    with contextlib.suppress(DamselflyError):
+        line = line.replace(parse_url(job.url).redacted(), job.redacted_url())
+    return line.replace(job.url, job.redacted_url())
+
+
+def _group_id(group: str | None) -> int | None:
+    if not group:
+        return None
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"local API socket group {group!r}: no such group") from None
+
+
+# -- a daemon that is only the local API (tests, experiments) ----------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m damselfly.daemon.local_api")
+    parser.add_argument("--socket", type=Path, default=None)
+    parser.add_argument("--storage-dir", type=Path, default=None)
+    parser.add_argument("--group", default=None)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level.upper(),
+        format="dfdaemon: %(levelname)s: %(message)s",
+    )
+    try:
+        asyncio.run(_serve(args))
+    except DamselflyError as exc:
+        sys.stderr.write(f"dfdaemon: error: {exc}\n")
+        return exc.exit_code
+    return 0
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    path = args.socket or default_socket_path(os.environ)
+    with Store(args.storage_dir or default_store_dir()) as store:
+        async with LocalApi(path, StoreRunner(store), group=args.group):
+            sys.stdout.write(f"listening on {path}\n")
+            sys.stdout.flush()
+            await _wait_for_signal()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""What the local API hands a download request to: a ``DownloadRunner``.
+
+``StoreRunner`` runs a request with the download layer (``download/request_jobs.run_request``)
+on the daemon's store: list (for ``-r``), fill every file's pieces with the given
+``PieceFiller`` (``SourceFiller`` by default: the origin; the P2P engine passes its
+``PeerFiller``), verify, and deliver to the output or a hub cache layout. Delivery runs in the
+daemon, so the local API only accepts callers running as the daemon's own user (or root): the
+daemon never writes where its caller could not.
+
+Each run gets its own backend registry (its retry settings come from the request), closed when
+the run ends, also when it is cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from damselfly.backends.registry import BackendRegistry, BackendSettings, default_registry
+from damselfly.core.errors import UsageError
+from damselfly.download.events import DownloadObserver
+from damselfly.download.jobs import DownloadContext, PieceFiller, SourceFiller
+from damselfly.download.request import DownloadRequest
+from damselfly.download.request_jobs import backend_settings, fetch_policy, run_request
+from damselfly.download.source_fetcher import FetchPolicy
+from damselfly.protocol.local_api import RunResult
+from damselfly.storage.store import Store
+
+RegistryFactory = Callable[[BackendSettings], BackendRegistry]
+
+
+class DownloadRunner(Protocol):
+    async def run(self, request: DownloadRequest, observer: DownloadObserver) -> RunResult:
+        """Run the whole request; raise a ``DamselflyError`` on failure."""
+        ...
+
+
+class StoreRunner:
+    def __init__(
+        self,
+        store: Store,
+        registry_factory: RegistryFactory = default_registry,
+        filler: PieceFiller | None = None,
+        policy: FetchPolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._registry_factory = registry_factory
+        self._filler = filler
+        self._policy = policy  # None: from each request (--concurrent-pieces, retries)
+
+    async def run(self, request: DownloadRequest, observer: DownloadObserver) -> RunResult:
+        if self._filler is None and not request.back_to_source:
+            raise UsageError(
+                "--disable-back-to-source: this dfdaemon reads only from origins (no P2P engine)"
+            )
+        registry = self._registry_factory(backend_settings(request))
+        ctx = DownloadContext(
+            store=self._store,
+            registry=registry,
+            observer=observer,
+            policy=self._policy or fetch_policy(request),
+            filler=self._filler or SourceFiller(),
+        )
+        try:
+            return await run_request(request, ctx)
+        finally:
+            await registry.aclose()

@@ -1,0 +1,195 @@
+"""``DownloadRequest``: JSON round trip, refusals, environment filtering, secrets kept out of
+``repr``; the default socket path; building jobs from a request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from damselfly.cli.dfget_args import build_parser
+from damselfly.cli.dfget_jobs import request_from_args
+from damselfly.config.paths import SYSTEM_SOCKET_PATH, default_socket_path
+from damselfly.core.errors import ProtocolError, UsageError
+from damselfly.download.request import DownloadRequest, job_env
+from damselfly.download.request_jobs import build_file_job, build_jobs
+from damselfly.download.tree_download import TreeJob
+
+FULL = DownloadRequest(
+    url="https://h/f.bin?X-Amz-Signature=sig",
+    output="/data/f.bin",
+    recursive=False,
+    include=("*.json",),
+    exclude=("*.bin",),
+    digest="sha256:" + "a" * 64,
+    piece_length=8 << 20,
+    headers=(("Authorization", "Bearer s3cret"), ("X-Trace", "1")),
+    tag="t",
+    application="app",
+    filtered_query_params=("foo",),
+    overwrite=True,
+    force_hard_link=True,
+    content_for_task_id="id-text",
+    max_files=7,
+    concurrent_files=3,
+    hf_token="hf_tok3n",
+    hf_revision="v1",
+    hf_cache=True,
+    ms_token="ms_tok3n",
+    storage_access_key_secret="k3y",
+    storage_session_token="sess10n",
+    insecure=True,
+    timeout=90.5,
+    origin_retries=2,
+    concurrent_pieces=4,
+    back_to_source=False,
+    env={"HF_TOKEN": "env_tok3n", "HOME": "/home/u"},
+)
+
+
+def test_json_round_trip_keeps_every_field():
+    text = FULL.to_json()
+    assert DownloadRequest.from_json(text) == FULL
+    assert DownloadRequest.from_json(text.encode()) == FULL
+
+
+def test_minimal_request_takes_defaults():
+    request = DownloadRequest.from_json('{"url": "https://h/f", "output": "/o"}')
+    assert request == DownloadRequest(url="https://h/f", output="/o")
+    assert (request.concurrent_files, request.origin_retries, request.back_to_source) == (
+        5,
+        4,
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"output": "/o"}', "missing field: url"),
+        ('{"url": "u", "outptu": "/o"}', r"unknown field\(s\): outptu"),
+        ('{"url": 5}', "url: expected a string"),
+        ('{"url": "u", "recursive": "yes"}', "recursive: expected true or false"),
+        ('{"url": "u", "piece_length": true}', "piece_length: expected a number"),
+        ('{"url": "u", "piece_length": 1.5}', "piece_length: expected an integer"),
+        ('{"url": "u", "include": "*.json"}', "include: expected a list"),
+        ('{"url": "u", "include": [1]}', r"include\[0\]: expected a string"),
+        ('{"url": "u", "headers": [["A"]]}', r"headers\[0\]: expected 2 items"),
+        ('{"url": "u", "env": {"HOME": 1}}', "expected a string"),
+    ],
+)
+def test_malformed_json_is_a_protocol_error(body, message):
+    with pytest.raises(ProtocolError, match=message):
+        DownloadRequest.from_json(body)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"output": "relative/out"}, "not an absolute path"),
+        ({"url": ""}, "url is empty"),
+        ({"piece_length": 0}, "piece_length must be greater than zero"),
+        ({"origin_retries": -1}, "origin_retries must not be negative"),
+        ({"env": {"PATH": "/bin"}}, "'PATH' is not one job building reads"),
+        ({"headers": [["X-A", "1\r\nInjected: 2"]]}, "line break"),
+        ({"headers": [["Bad Name", "v"]]}, "not valid"),
+    ],
+)
+def test_invalid_values_are_usage_errors(fields, message):
+    body = {"url": "https://h/f", "output": "/o", **fields}
+    with pytest.raises(UsageError, match=message):
+        DownloadRequest.from_json(json.dumps(body))
+
+
+def test_repr_hides_secrets_and_signed_query():
+    shown = repr(FULL)
+    for secret in ("s3cret", "hf_tok3n", "ms_tok3n", "k3y", "sess10n", "env_tok3n", "sig"):
+        assert secret not in shown
+    assert "https://h/f.bin" in shown
+    assert "output='/data/f.bin'" in shown
+
+
+def test_job_env_keeps_only_what_job_building_reads():
+    env = {
+        "HF_TOKEN": "1",
+        "HF_HUB_CACHE": "2",
+        "HUGGING_FACE_HUB_TOKEN": "3",
+        "HUGGINGFACE_HUB_CACHE": "4",
+        "MODELSCOPE_CACHE": "5",
+        "AWS_ACCESS_KEY_ID": "6",
+        "GOOGLE_APPLICATION_CREDENTIALS": "7",
+        "AZURE_STORAGE_KEY": "8",
+        "OSS_ENDPOINT": "9",
+        "OBS_ENDPOINT": "10",
+        "COS_SECRET_ID": "11",
+        "HADOOP_USER_NAME": "12",
+        "HOME": "13",
+        "XDG_CACHE_HOME": "14",
+        "PATH": "/bin",
+        "LD_PRELOAD": "x.so",
+        "SSH_AUTH_SOCK": "/s",
+        "DFGET_OUTPUT": "/o",
+        "AZURE_CLIENT_SECRET": "no",
+        "HFX": "no",
+    }
+    kept = job_env(env)
+    assert kept["HF_TOKEN"] == "1"
+    assert set(kept) == set(env) - {
+        "PATH",
+        "LD_PRELOAD",
+        "SSH_AUTH_SOCK",
+        "DFGET_OUTPUT",
+        "AZURE_CLIENT_SECRET",
+        "HFX",
+    }
+
+
+def test_request_from_args_resolves_paths_and_parses_values():
+    argv = ["https://h/f", "-O", "sub/f.bin", "--piece-length", "8MiB", "--timeout", "1m30s"]
+    argv += ["-H", "X-A: 1", "--disable-back-to-source", "--max-concurrent-requests", "0"]
+    args = build_parser({}).parse_args(argv)
+    env = {"HOME": "/home/u", "PATH": "/bin", "AWS_REGION": "r"}
+    request = request_from_args(args, env, Path("/work"))
+    assert request.output == "/work/sub/f.bin"
+    assert (request.piece_length, request.timeout) == (8 << 20, 90.0)
+    assert request.headers == (("X-A", "1"),)
+    assert request.back_to_source is False
+    assert request.concurrent_files == 1
+    assert request.env == {"HOME": "/home/u", "AWS_REGION": "r"}
+
+
+def test_object_store_environment_becomes_params_flags_win():
+    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_SECRET_ACCESS_KEY": "from-env"}
+    request = DownloadRequest(
+        url="s3://bucket/key", output="/o", storage_access_key_secret="from-flag", env=env
+    )
+    options = build_file_job(request).options
+    assert options.param("s3_endpoint") == "http://127.0.0.1:9"
+    assert options.param("s3_secret_access_key") == "from-flag"
+    assert [k for k, _ in options.params].count("s3_secret_access_key") == 1
+
+
+def test_output_is_required_without_a_hub_cache():
+    with pytest.raises(UsageError, match="-O/--output is required"):
+        build_jobs(DownloadRequest(url="https://h/f"))
+    tree = build_jobs(DownloadRequest(url="s3://bucket/dir/", output="/o", recursive=True))
+    assert isinstance(tree, TreeJob)
+    assert tree.template.output == Path("/o")
+
+
+@pytest.mark.parametrize(
+    ("uid", "env", "expected"),
+    [
+        (0, {"XDG_RUNTIME_DIR": "/run/user/0"}, SYSTEM_SOCKET_PATH),
+        (1000, {"XDG_RUNTIME_DIR": "/run/user/1000"}, "/run/user/1000/damselfly/dfdaemon.sock"),
+        (1000, {"XDG_RUNTIME_DIR": "relative", "HOME": "/home/u"}, None),
+        (1000, {"HOME": "/home/u"}, "/home/u/.cache/damselfly/dfdaemon.sock"),
+    ],
+)
+def test_default_socket_path(uid, env, expected):
+    expected = expected or "/home/u/.cache/damselfly/dfdaemon.sock"
+    assert default_socket_path(env, uid) == Path(expected)
+    assert str(SYSTEM_SOCKET_PATH) == "/var/run/damselfly/dfdaemon.sock"
