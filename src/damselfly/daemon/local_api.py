@@ -235,19 +235,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _serve(args: argparse.Namespace) -> None:
     path = args.socket or default_socket_path(os.environ)
+    stop = _stop_on_signal()  # before "listening": a prompt SIGTERM still cleans up
     with Store(args.storage_dir or default_store_dir()) as store:
         async with LocalApi(path, StoreRunner(store), group=args.group):
             sys.stdout.write(f"listening on {path}\n")
             sys.stdout.flush()
-            await _wait_for_signal()
+            await stop.wait()
 
 
-async def _wait_for_signal() -> None:
+def _stop_on_signal() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    return stop
 
 
 if __name__ == "__main__":
