@@ -470,6 +470,13 @@ class FakeWebHdfs:
         self.queries: list[dict[str, str]] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer(request)
+        # no keep-alive: OpenDAL's pooled connection would otherwise outlive the server and
+        # its socket be collected unclosed (a ResourceWarning, an error under our settings)
+        response.force_close()
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         self.queries.append(dict(request.query))
         path = request.path.removeprefix("/webhdfs/v1")
         op = request.query.get("op")
