@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from damselfly.backends.base import SECRET_HEADERS, is_secret_name
 from damselfly.core.errors import SchedulerError
 from damselfly.core.ids import canonical_url, signature_params
 from damselfly.core.urls import HttpUrl, SourceUrl
@@ -186,11 +187,10 @@ class ReportingSourceFiller:
 def task_meta(request: FillRequest) -> TaskMeta:
     """What the scheduler may know of the task: no credentials, ever."""
     job = request.job
-    secret_headers = any(name.lower() == "authorization" for name, _ in job.options.headers)
+    secret_headers = any(name.lower() in SECRET_HEADERS for name, _ in job.options.headers)
     params = {k: v for k, v in job.options.params if k in SHAREABLE_PARAMS}
     needs_credentials = secret_headers or any(
-        k.endswith(("token", "secret_access_key", "account_key")) and v
-        for k, v in job.options.params
+        is_secret_name(k) and v for k, v in job.options.params
     )
     return TaskMeta(
         task_id=request.task.task_id,
