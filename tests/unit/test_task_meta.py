@@ -57,3 +57,15 @@ def test_tasks_needing_credentials_are_marked_and_carry_none(url, headers, param
     text = repr(meta) + meta.url + repr(dict(meta.params))
     for secret in ("hf_secret", "shh", "Bearer t", "session=1", "pw@", "abc"):
         assert secret not in text
+
+
+def test_git_blob_digests_stay_local_and_sha256_travels():
+    from damselfly.core.digests import GIT_BLOB_SHA1, Digest
+
+    job = FileJob(url=parse_url("hf://acme/tiny/config.json"), output=Path("/tmp/x"))
+    for digest, wire in [
+        (Digest(GIT_BLOB_SHA1, "b" * 40), ""),
+        (Digest("sha256", "c" * 64), "sha256:" + "c" * 64),
+    ]:
+        request = FillRequest(job, _Task(), ObjectStat(1, True), digest, lambda piece: None)
+        assert task_meta(request).digest == wire

@@ -11,15 +11,18 @@ from collections.abc import Sequence
 from damselfly.cli import scheduler as scheduler_cli
 from damselfly.cli.demo import demo_root, print_report, run_demo
 from damselfly.cli.reporting import report_failure
-from damselfly.core.errors import EXIT_FAILURE, EXIT_OK, DamselflyError
+from damselfly.core.errors import EXIT_FAILURE, EXIT_OK, DamselflyError, UsageError
 from damselfly.core.units import parse_size
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="damselfly")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run a local demonstration, offline")
-    demo.add_argument("--size", default="256MiB", help="size of the demo file (default 256MiB)")
+    demo = commands.add_parser("demo", help="run a local P2P cluster demonstration, offline")
+    demo.add_argument("--peers", type=int, default=8, help="peer daemons (default 8)")
+    demo.add_argument(
+        "--shard-size", default="128MiB", help="size of the synthetic shard (default 128MiB)"
+    )
     demo.add_argument("--keep", action="store_true", help="keep the demo's files afterwards")
     scheduler_cli.add_arguments(commands.add_parser("scheduler", help="run the scheduler"))
     return parser
@@ -38,11 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    length = parse_size(args.size, what="--size")
+    length = parse_size(args.shard_size, what="--shard-size")
+    if not 1 <= args.peers <= 64:
+        raise UsageError(f"--peers {args.peers}: must be between 1 and 64")
     workdir = demo_root()
     try:
-        runs = asyncio.run(run_demo(length, workdir))
-        ok = print_report(runs, length)
+        report = asyncio.run(run_demo(args.peers, length, workdir))
+        ok = print_report(report)
     finally:
         if args.keep:
             print(f"demo files kept in {workdir}", file=sys.stderr)

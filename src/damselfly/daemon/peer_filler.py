@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from damselfly.backends.base import SECRET_HEADERS, is_secret_name
+from damselfly.core.digests import SUPPORTED_ALGORITHMS, Digest
 from damselfly.core.errors import SchedulerError
 from damselfly.core.ids import canonical_url, signature_params
 from damselfly.core.urls import HttpUrl, SourceUrl
@@ -198,7 +199,7 @@ def task_meta(request: FillRequest) -> TaskMeta:
         content_length=request.task.content_length,
         piece_length=request.task.piece_length,
         params=params,
-        digest=str(request.content_digest) if request.content_digest else "",
+        digest=_wire_digest(request.content_digest),
         needs_credentials=needs_credentials or _carries_credentials(job.url),
     )
 
@@ -207,6 +208,13 @@ def task_meta(request: FillRequest) -> TaskMeta:
 SHAREABLE_PARAMS = frozenset(
     {"hf_revision", "hf_endpoint", "ms_revision", "ms_endpoint", "s3_endpoint", "s3_region"}
 )
+
+
+def _wire_digest(digest: Digest | None) -> str:
+    """The whole-file digest in the protocol's ``alg:hex`` form; git blob ids stay local."""
+    if digest is None or digest.algorithm not in SUPPORTED_ALGORITHMS:
+        return ""
+    return str(digest)
 
 
 def _carries_credentials(url: SourceUrl) -> bool:
