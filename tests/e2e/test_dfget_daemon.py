@@ -118,13 +118,19 @@ async def test_dfget_through_the_daemon_then_standalone_look_the_same(
     assert shape(via.stderr) == "w.bin: started (N)\nw.bin: done, N in N (N)\n"
 
 
-async def test_without_a_daemon_dfget_falls_back_silently(tmp_path, origin, dfget, daemon):
+async def test_without_the_named_daemon_dfget_warns_once_and_falls_back(
+    tmp_path, origin, dfget, daemon
+):
     await daemon.stop()
     assert not daemon.socket.exists()  # removed on a clean stop
     url = origin.put("/f.bin", b"payload" * 1000)
     result = await dfget.run(url, "-O", str(tmp_path / "f.bin"), "-e", str(daemon.socket))
     assert result.code == 0, result.stderr
-    assert "warning" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        f"dfget: warning: no dfdaemon answers at {daemon.socket} (No such file or directory); "
+        "downloading without it"
+    ]
     assert (tmp_path / "f.bin").read_bytes() == b"payload" * 1000
     assert dfget_task_count(dfget.store) == 1
 

@@ -44,12 +44,18 @@ class DaemonJobError(DamselflyError):
 
 
 async def run_through_daemon(
-    socket_path: Path, request: DownloadRequest, display: CountingObserver
+    socket_path: Path,
+    request: DownloadRequest,
+    display: CountingObserver,
+    *,
+    explicit: bool = False,
 ) -> wire.RunResult | None:
+    """``None``: download standalone. ``explicit`` (the user named the socket with ``-e``):
+    a daemon that is not there is worth one warning line."""
     connector = aiohttp.UnixConnector(path=str(socket_path))
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        response = await _post(session, socket_path, request)
+        response = await _post(session, socket_path, request, explicit=explicit)
         if response is None:
             return None
         async with response:
@@ -62,7 +68,7 @@ async def run_through_daemon(
 
 
 async def _post(
-    session: aiohttp.ClientSession, socket_path: Path, request: DownloadRequest
+    session: aiohttp.ClientSession, socket_path: Path, request: DownloadRequest, *, explicit: bool
 ) -> aiohttp.ClientResponse | None:
     try:
         return await session.post(
@@ -73,6 +79,11 @@ async def _post(
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, PermissionError):
             _warn_other_user()
+        elif explicit:
+            sys.stderr.write(
+                f"dfget: warning: no dfdaemon answers at {socket_path} ({exc.strerror}); "
+                "downloading without it\n"
+            )
         else:
             log.debug("no dfdaemon at %s (%s); downloading standalone", socket_path, exc.strerror)
         return None

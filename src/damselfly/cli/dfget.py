@@ -72,7 +72,7 @@ async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         from damselfly.cli.daemon_client import run_through_daemon  # aiohttp: startup time
 
         endpoint = Path(args.endpoint) if args.endpoint else default_socket_path(env)
-        result = await run_through_daemon(endpoint, request, display)
+        result = await run_through_daemon(endpoint, request, display, explicit=bool(args.endpoint))
     if result is None:
         result = await _standalone(args, request, display)
     _summarise(result)
