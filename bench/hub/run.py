@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: make the `bench` package importable
 
 from bench.common import report  # noqa: E402
+from bench.common.arguments import positive_int, size_type  # noqa: E402
 from bench.common.machine import load_average, machine_info  # noqa: E402
 from bench.common.rounds import Harness, run_rounds  # noqa: E402
 from bench.common.workspace import BenchError, check_room, sha256_of, shm_directory  # noqa: E402
@@ -36,7 +37,6 @@ from bench.hub.repo import ModelRepo, build_repo  # noqa: E402
 from bench.hub.report import BASELINES, verdict  # noqa: E402
 from bench.hub.systems import SYSTEM_NAMES, Tools, build_systems, is_system_name  # noqa: E402
 from bench.hub.workspace import Workspace, hub_process, lfs_threshold  # noqa: E402
-from damselfly.core.errors import UsageError  # noqa: E402
 from damselfly.core.units import format_size, parse_size  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
@@ -65,11 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     summary = (__doc__ or "").split("\n")[0]
     parser = argparse.ArgumentParser(prog="bench-hub", description=summary)
-    parser.add_argument("--shards", type=_positive, default=4, help="default 4")
+    parser.add_argument("--shards", type=positive_int, default=4, help="default 4")
     parser.add_argument(
-        "--shard-size", type=_size, default=parse_size("256MiB"), help="default 256MiB"
+        "--shard-size",
+        type=size_type("--shard-size"),
+        default=parse_size("256MiB"),
+        help="default 256MiB",
     )
-    parser.add_argument("--rounds", type=_positive, default=3, help="default 3")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="default 3")
     parser.add_argument(
         "--systems",
         type=_systems,
@@ -183,23 +186,6 @@ def _document(
         "ratios": found,
         "verdict": verdict(found),
     }
-
-
-def _size(text: str) -> int:
-    try:
-        size = parse_size(text, what="--shard-size")
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    if size <= 0:
-        raise argparse.ArgumentTypeError("--shard-size must be positive")
-    return size
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
-    return value
 
 
 def _systems(text: str) -> list[str]:

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: make the `bench` package importable
 
 from bench.common import report  # noqa: E402
+from bench.common.arguments import positive_int, size_type  # noqa: E402
 from bench.common.machine import load_average, machine_info  # noqa: E402
 from bench.common.rounds import Harness, run_rounds  # noqa: E402
 from bench.common.workspace import (  # noqa: E402
@@ -36,7 +37,6 @@ from bench.common.workspace import (  # noqa: E402
 from bench.single.report import BASELINES, verdict  # noqa: E402
 from bench.single.systems import SYSTEM_NAMES, Tools, build_systems  # noqa: E402
 from bench.single.workspace import Workspace, make_source, origin_process  # noqa: E402
-from damselfly.core.errors import UsageError  # noqa: E402
 from damselfly.core.units import format_size, parse_size  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
@@ -62,8 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     summary = (__doc__ or "").split("\n")[0]
     parser = argparse.ArgumentParser(prog="bench-single", description=summary)
-    parser.add_argument("--size", type=_size, default=parse_size("1GiB"), help="default 1GiB")
-    parser.add_argument("--rounds", type=_positive, default=3, help="default 3")
+    parser.add_argument(
+        "--size", type=size_type("--size"), default=parse_size("1GiB"), help="default 1GiB"
+    )
+    parser.add_argument("--rounds", type=positive_int, default=3, help="default 3")
     parser.add_argument(
         "--systems",
         type=_systems,
@@ -71,7 +73,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(SYSTEM_NAMES)} (default: all)",
     )
     parser.add_argument(
-        "--concurrent-pieces", type=_positive, help="passed to dfget (default: dfget's own)"
+        "--concurrent-pieces", type=positive_int, help="passed to dfget (default: dfget's own)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the /dev/shm directory")
     return parser.parse_args(argv)
@@ -150,23 +152,6 @@ def _document(
         "ratios": found,
         "verdict": verdict(found),
     }
-
-
-def _size(text: str) -> int:
-    try:
-        size = parse_size(text, what="--size")
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    if size <= 0:
-        raise argparse.ArgumentTypeError("--size must be positive")
-    return size
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
-    return value
 
 
 def _systems(text: str) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: make the `bench` package importable
 
+from bench.common.arguments import positive_int, size_type  # noqa: E402
 from bench.common.machine import load_average, machine_info  # noqa: E402
 from bench.common.report import write_json  # noqa: E402
 from bench.common.workspace import (  # noqa: E402
@@ -47,8 +48,7 @@ from bench.swarm.session import Session, run_rounds  # noqa: E402
 from bench.swarm.system import Source, Tools  # noqa: E402
 from bench.swarm.systems import DEFAULT_SYSTEMS, SYSTEM_NAMES, build_systems  # noqa: E402
 from bench.swarm.tiers import TIERS, Tier, direct_time, fluid_bound  # noqa: E402
-from damselfly.core.errors import UsageError  # noqa: E402
-from damselfly.core.units import format_size, parse_size  # noqa: E402
+from damselfly.core.units import format_size  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     summary = (__doc__ or "").split("\n")[0]
     parser = argparse.ArgumentParser(prog="bench-swarm", description=summary)
     parser.add_argument("--tier", choices=sorted(TIERS), default="smoke", help="default smoke")
-    parser.add_argument("--runs", type=_positive, default=3, help="rounds (default 3)")
+    parser.add_argument("--runs", type=positive_int, default=3, help="rounds (default 3)")
     parser.add_argument(
         "--systems",
         type=_systems,
@@ -93,8 +93,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(SYSTEM_NAMES)}"
         f" (default {','.join(DEFAULT_SYSTEMS)})",
     )
-    parser.add_argument("--nodes", type=_positive, help="override the tier's node count")
-    parser.add_argument("--size", type=_size, help="override the tier's file size")
+    parser.add_argument("--nodes", type=positive_int, help="override the tier's node count")
+    parser.add_argument("--size", type=size_type("--size"), help="override the tier's file size")
     parser.add_argument("--timeout", type=float, help="seconds one run may take")
     parser.add_argument("--keep", action="store_true", help="keep the /dev/shm directory")
     parser.add_argument(
@@ -223,23 +223,6 @@ def _cleanup() -> int:
     still = teardown("dfsw", namespaces)
     print(f"removed {len(left) - len(still)}; left: {still or 'nothing'}", file=sys.stderr)
     return EXIT_FAILED if still else 0
-
-
-def _size(text: str) -> int:
-    try:
-        size = parse_size(text, what="--size")
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    if size <= 0:
-        raise argparse.ArgumentTypeError("--size must be positive")
-    return size
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
-    return value
 
 
 def _systems(text: str) -> list[str]:

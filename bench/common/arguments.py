@@ -1,0 +1,34 @@
+"""Argument types shared by the benchmark commands."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from damselfly.core.errors import UsageError
+from damselfly.core.units import parse_size
+
+
+def size_type(flag: str) -> Callable[[str], int]:
+    """An argparse ``type`` for a positive size such as ``256MiB``, naming ``flag``."""
+
+    def parse(text: str) -> int:
+        try:
+            size = parse_size(text, what=flag)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+        if size <= 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be positive")
+        return size
+
+    return parse
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
