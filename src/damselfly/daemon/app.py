@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from damselfly.backends.registry import default_registry
+from damselfly.backends.registry import BackendRegistry, default_registry
 from damselfly.config.base import split_host_port
 from damselfly.config.daemon import DaemonSettings
 from damselfly.config.paths import default_socket_path
@@ -75,9 +75,11 @@ async def serve(
                 on_piece_stored=upload.piece_added,
                 counters=EngineCounters(),
             )
-            seeds = (
-                _seed_worker(settings, client, host_id, store, upload) if settings.seed else None
-            )
+            seeds = None
+            if settings.seed:
+                registry = default_registry()
+                stack.push_async_callback(registry.aclose)
+                seeds = _seed_worker(client, host_id, store, upload, registry, engine.counters)
             socket_path = Path(settings.socket) if settings.socket else default_socket_path(env)
             local = LocalApi(
                 socket_path, StoreRunner(store, filler=engine), group=settings.socket_group or None
@@ -129,14 +131,15 @@ def _engine_settings(settings: DaemonSettings) -> EngineSettings:
 
 
 def _seed_worker(
-    settings: DaemonSettings,
     client: SchedulerClient,
     host_id: str,
     store: Store,
     upload: UploadServer,
+    registry: BackendRegistry,
+    counters: EngineCounters,
 ) -> SeedWorker:
-    ctx = DownloadContext(store=store, registry=default_registry(), observer=NullObserver())
-    return SeedWorker(client, host_id, ctx, on_piece_stored=upload.piece_added)
+    ctx = DownloadContext(store=store, registry=registry, observer=NullObserver())
+    return SeedWorker(client, host_id, ctx, on_piece_stored=upload.piece_added, counters=counters)
 
 
 def _host_info(

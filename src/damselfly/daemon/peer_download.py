@@ -7,10 +7,16 @@ happens (a piece lands or fails, a parent announces pieces).
 
 Every piece is verified against the digest the task's origin reader reported to the
 scheduler, never one a parent offers; a piece that fails is dropped, its parent reported and
-not used again. Stalls are noticed in seconds: a request with no byte for ``piece_timeout``
-fails its parent; no new piece for ``stall_timeout`` asks the scheduler for parents, and when
-none can serve the missing pieces (or the scheduler says so) the rest is read from the origin,
-unless back-to-source is disabled.
+not used again. A parent answering 404 just loses that piece from what we think it holds (it
+dropped a bad copy, or our view was stale): no blame. While fewer than ``WANTED_PARENTS`` are
+usable, the scheduler is asked for more every ``PARENT_REFRESH_INTERVAL`` (off the loop), so
+peers that got pieces after we registered serve us too, not only the seed.
+
+Stalls are noticed in seconds: a request with no byte for ``piece_timeout`` fails its parent;
+nothing to fetch for ``IDLE_ASK_INTERVAL`` asks the scheduler for parents. The rest is read
+from the origin (unless back-to-source is disabled) when the scheduler says so, when neither
+a scheduler nor a parent is left, or when no piece arrived for ``stall_timeout``; a seed still
+reading a slow origin is waited for until then.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
@@ -43,6 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STALL_CHECK_INTERVAL = 1.0  # seconds between checks for a stall when nothing happens
+IDLE_ASK_INTERVAL = 2.0  # seconds with nothing to fetch before asking for parents (and between)
+PARENT_REFRESH_INTERVAL = 1.0  # seconds between asks for more parents while we have few
+WANTED_PARENTS = 4  # ask for more parents while fewer are usable (the scheduler's max_parents)
 DIGEST_REFRESH_INTERVAL = 0.2
 
 
@@ -86,13 +96,23 @@ class PeerDownload:
         self._settings = settings
         self._source = source
         self._on_piece_stored = on_piece_stored
-        self._dispatcher = PieceDispatcher(self._task.piece_count, self._task.finished_pieces())
+        self._dispatcher = PieceDispatcher(
+            self._task.piece_count,
+            self._task.finished_pieces(),
+            first_piece=random.randrange(max(1, self._task.piece_count)),
+        )
         self._digests = {d.number: d.digest for d in registration.digests}
         self._digest_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._fetching: dict[Assignment, asyncio.Task[None]] = {}
+        self._writing: set[int] = set()  # pieces being written (an endgame twin waits)
         self._watchers: dict[str, asyncio.Task[None]] = {}
-        self._last_progress = 0.0
+        self._last_progress = 0.0  # when a piece was last stored
+        self._last_ask = 0.0  # when the scheduler was last asked for parents because of a stall
+        self._last_refresh = 0.0  # when more parents were last asked for
+        self._refreshing: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._told_back_to_source = False
         self._group: asyncio.TaskGroup | None = None
         self.source_bytes = 0
         self.peer_bytes = 0
@@ -121,6 +141,7 @@ class PeerDownload:
                 async with asyncio.timeout(STALL_CHECK_INTERVAL):
                     await self._wakeup.wait()
             self._wakeup.clear()
+            self._refresh_parents_nowait()
             if not self._dispatcher.done and self._stalled():
                 await self._on_stall()
 
@@ -133,15 +154,44 @@ class PeerDownload:
             self._dispatcher.piece_started(assignment)
             self._fetching[assignment] = self._group.create_task(self._fetch(assignment))
 
+    def _refresh_parents_nowait(self) -> None:
+        """Peers that got pieces since we registered can serve us too: ask for them now and
+        then, off the loop, while we have few parents."""
+        assert self._group is not None
+        now = _now()
+        if self._refreshing or now - self._last_refresh < PARENT_REFRESH_INTERVAL:
+            return
+        if self._dispatcher.done or len(self._dispatcher.usable_parents()) >= WANTED_PARENTS:
+            return
+        self._last_refresh = now
+        self._refreshing = self._group.create_task(self._refresh_parents())
+
+    async def _refresh_parents(self) -> None:
+        try:
+            answer = await self._reporter.ask_for_parents()
+        except SchedulerError:
+            return  # the stall check asks again, and says so
+        finally:
+            self._refreshing = None
+        if answer.decision is Decision.BACK_TO_SOURCE:
+            self._told_back_to_source = True  # the stall check acts on it
+        self._add_parents(answer.parents)
+
     def _stalled(self) -> bool:
-        idle = _now() - self._last_progress
-        if idle >= self._settings.stall_timeout:
+        if self._told_back_to_source:
             return True
-        # nothing in flight and nothing fetchable: waiting cannot help for long
-        return not self._fetching and self._dispatcher.next_assignment() is None and idle >= 2.0
+        now = _now()
+        if now - max(self._last_progress, self._last_ask) < IDLE_ASK_INTERVAL:
+            return False
+        if now - self._last_progress >= self._settings.stall_timeout:
+            return True
+        # nothing in flight and nothing fetchable: ask for parents now
+        return not self._fetching and self._dispatcher.next_assignment() is None
 
     async def _on_stall(self) -> None:
-        self._last_progress = _now()
+        self._told_back_to_source = False
+        idle = _now() - self._last_progress
+        self._last_ask = _now()
         decision = None
         try:
             answer = await self._reporter.ask_for_parents()
@@ -149,11 +199,11 @@ class PeerDownload:
             self._add_parents(answer.parents)
         except SchedulerError as exc:
             log.warning("task %s: scheduler unavailable while stalled: %s", self._task.task_id, exc)
-        if (
-            self._dispatcher.next_assignment() is not None
-            and decision is not Decision.BACK_TO_SOURCE
-        ):
-            return
+        if decision is not Decision.BACK_TO_SOURCE and idle < self._settings.stall_timeout:
+            if self._dispatcher.next_assignment() is not None:
+                return
+            if decision is not None or self._dispatcher.usable_parents():
+                return  # parents still filling (a seed reading a slow origin): not a stall yet
         if not self._settings.back_to_source:
             raise NoParentError(
                 f"task {self._task.task_id}: no parent can serve "
@@ -189,8 +239,8 @@ class PeerDownload:
             self._failed(assignment, BadParentReason.DIGEST, "piece failed verification", bad=True)
         except ParentBusyError:
             self._dispatcher.piece_abandoned(assignment)
-        except PieceNotHeldError:
-            self._failed(assignment, BadParentReason.REFUSED, "piece not held")
+        except PieceNotHeldError:  # dropped by the parent (bad on its disk) or a stale view
+            self._dispatcher.piece_not_held(assignment)
         except ParentStalledError:
             self._failed(assignment, BadParentReason.TIMEOUT, "no data")
         except ParentUnreachableError:
@@ -216,12 +266,19 @@ class PeerDownload:
         if digest is None:  # the origin reader has not reported it yet: try again later
             self._dispatcher.piece_abandoned(assignment)
             return
+        if number in self._writing:  # a twin is being written: it counts it, or fails
+            self._dispatcher.piece_abandoned(assignment)
+            return
         if self._task.has_piece(number):  # the endgame twin arrived first
             self._dispatcher.piece_succeeded(assignment, 0)
             return
-        meta = await asyncio.to_thread(
-            self._task.write_piece, number, chunks, expected_digest=digest
-        )
+        self._writing.add(number)
+        try:
+            meta = await asyncio.to_thread(
+                self._task.write_piece, number, chunks, expected_digest=digest
+            )
+        finally:
+            self._writing.discard(number)
         self._dispatcher.piece_succeeded(assignment, piece.length)
         self.peer_bytes += piece.length
         self._stored(meta, digest=digest)
@@ -261,6 +318,8 @@ class PeerDownload:
 
     def _add_parents(self, parents: tuple[ParentInfo, ...]) -> None:
         assert self._group is not None
+        if self._stopping:  # a late answer: no new watcher may outlive the download
+            return
         for info in parents:
             address = f"http://{_host(info.ip)}:{info.upload_port}"
             state = self._dispatcher.parent_added(
@@ -286,7 +345,9 @@ class PeerDownload:
                     self._wakeup.set()
 
     def _stop_children(self) -> None:
-        for task in [*self._watchers.values(), *self._fetching.values()]:
+        self._stopping = True
+        refresh = [self._refreshing] if self._refreshing is not None else []
+        for task in [*self._watchers.values(), *self._fetching.values(), *refresh]:
             task.cancel()
 
 

@@ -1,15 +1,18 @@
 """Which piece to fetch next, and from which parent: the download engine's decisions, sans-IO.
 
 The engine tells the dispatcher what happened, in event-named calls (``parent_added``,
-``parent_has``, ``parent_lost``, ``piece_started``, ``piece_succeeded``, ``piece_failed``)
+``parent_has``, ``parent_lost``, ``piece_started``, ``piece_succeeded``, ``piece_failed``,
+``piece_not_held``)
 and asks ``next_assignment()`` whenever a request slot frees up. Rules:
 
 1. Only pieces we lack and that no request is fetching are candidates, until the *endgame*
    (every missing piece already in flight): then a piece may be requested from a second
    parent, so one slow parent cannot hold back the last bytes.
 2. Rarest first: among candidates, the piece held by the fewest usable parents, so rare
-   pieces spread before their holders leave; ties go to the lowest number, which keeps the
-   file filling roughly in order.
+   pieces spread before their holders leave; ties go to the lowest number at or after
+   ``first_piece`` (wrapping around), which keeps the file filling roughly in order. Peers
+   that start at different places (the engine picks one at random) fetch different pieces
+   from a busy parent and can trade them with each other.
 3. The parent: among usable holders with a free request slot, the one with the most free
    capacity (announced free upload slots minus our requests in flight), then the fewest
    failures, then the most bytes delivered to us.
@@ -57,8 +60,10 @@ class PieceDispatcher:
         *,
         max_in_flight_per_parent: int = 4,
         max_failures: int = 3,
+        first_piece: int = 0,
     ) -> None:
         self.piece_count = piece_count
+        self._first_piece = first_piece % piece_count if piece_count else 0
         self._missing = set(range(piece_count)) - set(held)
         self._in_flight: dict[int, set[str]] = {}
         self._parents: dict[str, ParentState] = {}
@@ -101,6 +106,12 @@ class PieceDispatcher:
         """The request ended through no fault of the parent (busy, digest not known yet)."""
         self._finish(assignment)
 
+    def piece_not_held(self, assignment: Assignment) -> None:
+        """The parent does not hold the piece after all (it dropped it, or what we were told
+        was stale): not a failure; ask it again only if it announces the piece again."""
+        self._finish(assignment)
+        assignment.parent.held.discard(assignment.number)
+
     def piece_held(self, number: int) -> None:
         """The piece arrived some other way (back-to-source, a duplicate request)."""
         self._missing.discard(number)
@@ -142,11 +153,11 @@ class PieceDispatcher:
         if endgame:
             candidates = list(self._missing)
         best: tuple[tuple[int, int], Assignment] | None = None
-        for number in sorted(candidates):
+        for number in sorted(candidates, key=self._order):
             holders = self._holders(number, exclude=self._in_flight.get(number, set()))
             if not holders:
                 continue
-            key = (len(holders), number)
+            key = (len(holders), self._order(number))
             if best is None or key < best[0]:
                 best = (key, Assignment(number, max(holders, key=_preference)))
                 if len(holders) == 1:
@@ -171,6 +182,9 @@ class PieceDispatcher:
             fetching.discard(assignment.parent.peer_id)
             if not fetching:
                 del self._in_flight[assignment.number]
+
+    def _order(self, number: int) -> int:
+        return (number - self._first_piece) % self.piece_count
 
     def _valid(self, pieces: Iterable[int]) -> set[int]:
         return {n for n in pieces if 0 <= n < self.piece_count}

@@ -413,8 +413,8 @@ class UploadServer:
         checked, fingerprint = task.verified_since_change(piece.number)
         response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: wire.PIECE_CONTENT_TYPE})
         response.content_length = piece.length
-        await response.prepare(request)
         try:
+            await response.prepare(request)
             if checked:
                 await self._send_file(request, task, piece)
             elif await self._send_checked(response, task, piece):
@@ -502,11 +502,11 @@ class UploadServer:
 
     async def _watch(self, request: web.Request, task: SharedTask) -> web.StreamResponse:
         response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: wire.WATCH_CONTENT_TYPE})
-        await response.prepare(request)
         signal = self._signals.setdefault(task.task_id, _ChangeSignal())
         signal.watchers += 1
         self._counters.watchers += 1
         try:
+            await response.prepare(request)
             await self._stream_changes(response, task, signal)
         except ConnectionError:
             response.force_close()
