@@ -117,3 +117,24 @@ def test_abandoned_piece_is_offered_again_without_blaming_the_parent():
     assert (again.number, again.parent.peer_id, again.parent.failures) == (0, "busy", 0)
     assert d.parent("busy") is again.parent
     assert d.parent("nobody") is None
+
+
+def test_first_piece_sets_where_equally_rare_pieces_start_and_wraps_around():
+    d = PieceDispatcher(4, first_piece=2, max_in_flight_per_parent=4)
+    d.parent_added("a", "http://a", held=range(4), free_slots=4)
+    assert [a.number for a in drain(d)] == [2, 3, 0, 1]
+
+
+def test_piece_not_held_corrects_the_bitmap_without_blaming_the_parent():
+    d = PieceDispatcher(2, max_failures=1)
+    d.parent_added("stale", "http://stale", held=[0, 1])
+    a = d.next_assignment()
+    d.piece_started(a)
+    d.piece_not_held(a)
+    assert a.parent.failures == 0
+    assert a.number not in a.parent.held
+    again = d.next_assignment()
+    assert again.number != a.number  # only the other piece is still offered by this parent
+    d.parent_has("stale", [a.number])  # announced again: offered again
+    d.piece_started(again)
+    assert d.next_assignment().number == a.number
