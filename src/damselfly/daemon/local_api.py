@@ -139,19 +139,21 @@ class LocalApi:
         response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: wire.NDJSON_CONTENT_TYPE})
         await response.prepare(request)
         self._active += 1
+        events = EventBuffer(self._interval)
         try:
-            await self._stream(job, response)
+            await self._stream(job, events, response)
         except asyncio.CancelledError:
-            log.info("client went away: download of %s cancelled", job.redacted_url())
+            _client_left(job, events)
             raise
         except ConnectionError:
-            log.info("client went away: download of %s cancelled", job.redacted_url())
+            _client_left(job, events)
         finally:
             self._active -= 1
         return response
 
-    async def _stream(self, job: DownloadRequest, response: web.StreamResponse) -> None:
-        events = EventBuffer(self._interval)
+    async def _stream(
+        self, job: DownloadRequest, events: EventBuffer, response: web.StreamResponse
+    ) -> None:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._run(job, events))
@@ -172,6 +174,13 @@ class LocalApi:
             log.debug("internal error", exc_info=True)
             final = wire.Failed(f"dfdaemon internal error: {type(exc).__name__}", EXIT_FAILURE)
         events.close(final)
+
+
+def _client_left(job: DownloadRequest, events: EventBuffer) -> None:
+    if events.done:  # the result went out; dfget hung up before the end of the stream
+        log.debug("client closed after the result of %s", job.redacted_url())
+    else:
+        log.info("client went away: download of %s cancelled", job.redacted_url())
 
 
 async def _write_events(events: EventBuffer, response: web.StreamResponse) -> None:
