@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from damselfly.core.errors import ProtocolError
+from damselfly.protocol.bitmap import PieceBitmap, bitmap_length
 
 API_PREFIX = "/v1/tasks"
 PIECE_ROUTE = API_PREFIX + "/{task_id}/pieces/{number}"
@@ -97,40 +98,35 @@ def parse_retry_after(value: str | None, default: float = float(BUSY_RETRY_AFTER
 def encode_bitmap(held: Iterable[int], piece_count: int) -> str:
     """Base64 of the bitmap of ``held``; ``ValueError`` for a number outside the task."""
     _check_piece_count(piece_count)
-    bits = bytearray(_bitmap_length(piece_count))
-    for number in held:
-        if not 0 <= number < piece_count:
-            raise ValueError(f"piece {number} is outside a task of {piece_count} pieces")
-        bits[number >> 3] |= 0x80 >> (number & 7)
-    return base64.b64encode(bits).decode("ascii")
+    numbers = list(held)
+    outside = [n for n in numbers if not 0 <= n < piece_count]
+    if outside:
+        raise ValueError(f"piece {outside[0]} is outside a task of {piece_count} pieces")
+    bitmap = PieceBitmap.of(piece_count, numbers)
+    return base64.b64encode(bitmap.to_bytes()).decode("ascii")
 
 
 def decode_bitmap(text: str, piece_count: int) -> frozenset[int]:
-    """The pieces set in a bitmap from a peer; ``ProtocolError`` unless it is exactly right."""
+    """The pieces set in a bitmap from a peer; ``ProtocolError`` unless it is exactly right.
+
+    The bit layout is ``protocol/bitmap.py``'s (the gRPC form); here it is base64, and the
+    empty form that gRPC allows for "no piece" is refused."""
     _check_piece_count(piece_count)
     try:
         bits = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ProtocolError(f"bitmap: not valid base64 ({exc})") from exc
-    if len(bits) != _bitmap_length(piece_count):
+    expected = bitmap_length(piece_count)
+    if len(bits) != expected:
         raise ProtocolError(
-            f"bitmap: {len(bits)} bytes for {piece_count} pieces "
-            f"(expected {_bitmap_length(piece_count)})"
+            f"bitmap: {len(bits)} bytes for {piece_count} pieces (expected {expected})"
         )
-    held = frozenset(_set_bits(bits))
-    if held and max(held) >= piece_count:
-        raise ProtocolError(f"bitmap: bit {max(held)} set past the last piece ({piece_count})")
-    return held
-
-
-def _set_bits(bits: bytes) -> Iterable[int]:
-    for index, byte in enumerate(bits):
-        if byte:
-            yield from (index * 8 + bit for bit in range(8) if byte & (0x80 >> bit))
-
-
-def _bitmap_length(piece_count: int) -> int:
-    return (piece_count + 7) // 8
+    bitmap = PieceBitmap(piece_count, int.from_bytes(bits, "big"))
+    beyond = bitmap.bits & ~PieceBitmap.full(piece_count).bits
+    if beyond:
+        last = expected * 8 - (beyond & -beyond).bit_length()
+        raise ProtocolError(f"bitmap: bit {last} set past the last piece ({piece_count})")
+    return frozenset(bitmap.numbers())
 
 
 def _check_piece_count(piece_count: int) -> None:
