@@ -1,1 +1,2 @@
-"""One node, one file over loopback: dfget (standalone) side by side with curl and aria2c."""
+"""One node, one file over loopback: dfget (standalone and through a dfdaemon) side by side with
+curl, aria2c and huggingface_hub."""

@@ -1,8 +1,10 @@
-"""The single-node benchmark's world: one random file on /dev/shm and the origin serving it.
+"""The single-node benchmark's world: one random file on /dev/shm and the servers around it.
 
 The origin is the project's own test server, run as a separate process
-(``python -m damselfly.testing.origin``) on a free loopback port. The /dev/shm directory,
-hashing and process plumbing are ``bench.common.workspace``'s.
+(``python -m damselfly.testing.origin``) on a free loopback port. Only when a chosen system
+needs them: the same file on a test Hugging Face hub (``bench.single.hub``), and a scheduler
+with one dfdaemon (``bench.single.daemon``). The /dev/shm directory, hashing and process
+plumbing are ``bench.common.workspace``'s.
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ from bench.common.workspace import (
     server_process,
     write_random,
 )
+from bench.single.daemon import DaemonNode
+from bench.single.hub import SingleFileHub
 
 ORIGIN_START_TIMEOUT = 20.0
 SOURCE_NAME = "blob.bin"
+OUTPUT_NAME = "out.bin"
+PRIMER_NAME = "primer.bin"  # what a restarted dfdaemon downloads before a timed run
+PRIMER_LENGTH = 1024 * 1024
 _BANNER = re.compile(r" at (http://127\.0\.0\.1:(\d+))\s*$")
 
 
@@ -49,11 +56,28 @@ class Workspace:
     root: Path  # the /dev/shm directory holding everything
     source: Source
     origin: Origin
+    hub: SingleFileHub | None = None
+    node: DaemonNode | None = None
 
     @property
     def url(self) -> str:
         """Where the origin serves the source."""
         return f"{self.origin.base_url}/{self.source.path.name}"
+
+    def serving_cpu_seconds(self) -> float:
+        """CPU used so far by every process serving the file: the origin and the hub."""
+        hub = self.hub.cpu_seconds() if self.hub is not None else 0.0
+        return self.origin.cpu_seconds() + hub
+
+    def require_hub(self) -> SingleFileHub:
+        if self.hub is None:
+            raise BenchError("no test hub was started for this run")
+        return self.hub
+
+    def require_node(self) -> DaemonNode:
+        if self.node is None:
+            raise BenchError("no scheduler and dfdaemon were started for this run")
+        return self.node
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
@@ -63,6 +87,13 @@ def make_source(directory: Path, size: int) -> Source:
     """``size`` random bytes in ``directory/blob.bin``, hashed while written."""
     path = directory / SOURCE_NAME
     return Source(path, size, write_random(path, size))
+
+
+def make_primer(directory: Path) -> Path:
+    """A small random file next to the source, for priming a restarted daemon."""
+    path = directory / PRIMER_NAME
+    write_random(path, PRIMER_LENGTH)
+    return path
 
 
 @contextlib.contextmanager

@@ -29,13 +29,18 @@ class OriginStats:
     requests: int
     wire_bytes: int  # bytes on the origin's link, all overhead included
     cpu_seconds: float
+    first_send: float | None = None  # time.time() the body counter was first seen to grow
+    last_send: float | None = None  # ... and last, since the previous reading
 
     def __sub__(self, earlier: OriginStats) -> OriginStats:
+        """What happened between ``earlier`` and this reading (the window is this one's)."""
         return OriginStats(
             self.bytes - earlier.bytes,
             self.requests - earlier.requests,
             self.wire_bytes - earlier.wire_bytes,
             self.cpu_seconds - earlier.cpu_seconds,
+            self.first_send,
+            self.last_send,
         )
 
 
@@ -67,6 +72,8 @@ class Origin:
             requests=int(answer["requests"]),
             wire_bytes=interface_counter(self._host.veth, "rx_bytes"),
             cpu_seconds=process_cpu_seconds(self.pid),
+            first_send=answer.get("first_send"),
+            last_send=answer.get("last_send"),
         )
 
 

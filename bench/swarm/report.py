@@ -59,6 +59,18 @@ class SwarmRun:
             "origin_wire_ratio": f.origin.wire_bytes / self.size,
             "cpu_seconds": sum(f.cpu_seconds.values()),
             "cpu_seconds_per_gib": sum(f.cpu_seconds.values()) / delivered_gib,
+            **self._origin_window(),
+        }
+
+    def _origin_window(self) -> dict[str, float]:
+        """Seconds from the start to the origin's first and last body byte (when it sent)."""
+        assert self.figures is not None
+        f = self.figures
+        if f.origin.first_send is None or f.origin.last_send is None:
+            return {}
+        return {
+            "origin_first_s": f.origin.first_send - f.started_at,
+            "origin_last_s": f.origin.last_send - f.started_at,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -93,6 +105,8 @@ class SystemSummary:
     bound: float
     last_over_bound: float
     cpu_seconds_per_gib: float
+    origin_first: float | None  # seconds from the start to the origin's first body byte
+    origin_last: float | None  # ... and its last
     daemon_peak_rss_mib: float | None
     seed_peak_rss_mib: float | None
     copies_verified: int
@@ -115,6 +129,10 @@ def _summary(name: str, attempted: int, good: Sequence[SwarmRun]) -> SystemSumma
     def median(key: str) -> float:
         return statistics.median(d[key] for d in derived)
 
+    def median_if_any(key: str) -> float | None:
+        values = [d[key] for d in derived if key in d]
+        return statistics.median(values) if values else None
+
     return SystemSummary(
         system=name,
         runs=attempted,
@@ -128,6 +146,8 @@ def _summary(name: str, attempted: int, good: Sequence[SwarmRun]) -> SystemSumma
         bound=statistics.median(r.bound_seconds for r in good),
         last_over_bound=median("last_over_bound"),
         cpu_seconds_per_gib=median("cpu_seconds_per_gib"),
+        origin_first=median_if_any("origin_first_s"),
+        origin_last=median_if_any("origin_last_s"),
         daemon_peak_rss_mib=_largest(good, lambda f: f.daemon_peak_rss_bytes),
         seed_peak_rss_mib=_largest(good, lambda f: f.seed_peak_rss_bytes),
         copies_verified=sum(r.figures.verified_copies for r in good if r.figures is not None),
@@ -151,6 +171,7 @@ HEADER = [
     "fluid bound s",
     "last / bound",
     "CPU s / GiB delivered",
+    "origin sends from-to s",
     "daemon peak RSS MiB",
     "seed peak RSS MiB",
     "copies sha256-checked",
@@ -175,10 +196,15 @@ def _row(s: SystemSummary) -> list[str]:
         f"{s.bound:.1f}",
         f"{s.last_over_bound:.2f}",
         f"{s.cpu_seconds_per_gib:.2f}",
+        _window(s.origin_first, s.origin_last),
         _mib(s.daemon_peak_rss_mib),
         _mib(s.seed_peak_rss_mib),
         str(s.copies_verified),
     ]
+
+
+def _window(first: float | None, last: float | None) -> str:
+    return "-" if first is None or last is None else f"{first:.1f}-{last:.1f}"
 
 
 def _mib(value: float | None) -> str:

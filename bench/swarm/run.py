@@ -98,6 +98,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, help="seconds one run may take")
     parser.add_argument("--keep", action="store_true", help="keep the /dev/shm directory")
     parser.add_argument(
+        "--log-level",
+        choices=("error", "warn", "info", "debug"),
+        default="warn",
+        help="damselfly's services' log level (default warn; logs are kept with --keep)",
+    )
+    parser.add_argument(
         "--cleanup", action="store_true", help="remove namespaces/links a killed run left"
     )
     return parser.parse_args(argv)
@@ -106,7 +112,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> None:
     tier = TIERS[args.tier].with_overrides(args.nodes, args.size)
     tools = Tools.find()
-    systems = build_systems(args.systems, tools)
+    systems = build_systems(args.systems, tools, damselfly_log_level=args.log_level)
     timeout = (
         args.timeout or 3 * direct_time(tier.size, tier.nodes, tier.origin_rate) + TIMEOUT_SLACK
     )

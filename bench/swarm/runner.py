@@ -49,6 +49,7 @@ class RunFigures:
     seed_peak_rss_bytes: int | None
     extra: dict[str, Any] = field(default_factory=dict)
     verified_copies: int = 0
+    started_at: float = 0.0  # time.time() when the gate opened
 
 
 def run_once(ctx: Context, system: SwarmSystem, timeout: float) -> RunFigures:
@@ -107,6 +108,7 @@ def _account(
         cpu_seconds=_cpu(deployment, started, origin),
         daemon_peak_rss_bytes=_peak(node_daemons),
         seed_peak_rss_bytes=_peak([p for role, p in [*services, *started.gated] if role == SEED]),
+        started_at=started.at,
     )
 
 

@@ -112,9 +112,12 @@ def _progress(run: SwarmRun, rounds: int) -> None:
         print(f"{head} FAILED: {run.error}", file=sys.stderr)
         return
     d = run.derived()
+    sends = ""
+    if "origin_first_s" in d:
+        sends = f" from {d['origin_first_s']:.1f} to {d['origin_last_s']:.1f} s"
     print(
         f"{head} first {d['first']:6.1f} s  last {d['last']:6.1f} s"
-        f"  last/bound {d['last_over_bound']:5.2f}  origin {d['origin_ratio']:5.2f} x S"
+        f"  last/bound {d['last_over_bound']:5.2f}  origin {d['origin_ratio']:5.2f} x S{sends}"
         f"  cpu {d['cpu_seconds']:6.1f} s  load {run.load_after[0]:.2f}",
         file=sys.stderr,
     )

@@ -13,11 +13,13 @@ SYSTEM_NAMES = ("damselfly", "direct", "bt-cold", "bt-warm")
 DEFAULT_SYSTEMS = SYSTEM_NAMES
 
 
-def build_systems(names: Sequence[str], tools: Tools) -> list[SwarmSystem]:
+def build_systems(
+    names: Sequence[str], tools: Tools, *, damselfly_log_level: str = "warn"
+) -> list[SwarmSystem]:
     """The chosen systems; raises ``BenchError`` when a tool one of them needs is missing."""
     torrents = Torrents()  # shared: cold and warm use the same torrent
     factories: dict[str, SwarmSystem] = {
-        "damselfly": Damselfly(),
+        "damselfly": Damselfly(damselfly_log_level),
         "direct": Direct(),
         "bt-cold": BitTorrent(torrents, warm=False),
         "bt-warm": BitTorrent(torrents, warm=True),

@@ -26,7 +26,8 @@ import pytest
 
 from damselfly.cli.dfget_args import build_parser
 from damselfly.cli.dfget_jobs import request_from_args
-from damselfly.download.request_jobs import build_hub_layout, uses_hub_cache
+from damselfly.download.request import uses_hub_cache
+from damselfly.download.request_jobs import build_hub_layout
 from damselfly.testing.hf_hub import HfTestHub
 from damselfly.testing.hf_repos import (
     MINILM_REPO_ID,

@@ -134,7 +134,8 @@ async def test_reports_pieces_and_digests_from_the_origin_reader_only(scheduler:
         pb.ReportPeerRequest(host_id="first", task_id=TASK_ID, want_parents=True)
     )
     assert answer.decision == pb.BACK_TO_SOURCE
-    assert [p.host_id for p in answer.parents] == []  # second descends from first: no cycle
+    # second holds piece 2, which first lacks: peers trade both ways, cycles allowed
+    assert [p.host_id for p in answer.parents] == ["second"]
     stats = scheduler.running.state.statistics()
     assert (stats.digests_accepted_total, stats.digests_ignored_total) == (2, 1)
 

@@ -34,6 +34,12 @@ def write(task: TaskStorage, *numbers: int, data: bytes = DATA) -> None:
         task.write_piece(number, piece(number, data))
 
 
+def touch(path: Path) -> None:
+    """Move mtime as another writer would: what the server verified is no longer vouched for."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+
+
 def corrupt(path: Path, offset: int) -> None:
     """Flip one byte and move mtime, as a damaged or tampered file would."""
     with open(path, "r+b") as f:
@@ -94,6 +100,8 @@ async def test_every_piece_is_served_byte_identical(
 ) -> None:
     write(task, 0, 1, 2)
     async with serve(store) as server:
+        assert (await get_bytes(http, bitmap_url(server)))[0] == 200  # opened (and verified)
+        touch(task.content_path)  # changed since: every piece is checked again
         for round_ in range(2):  # first round re-checks, second goes out with sendfile
             for number in range(3):
                 async with http.get(piece_url(server, number)) as response:
@@ -111,6 +119,8 @@ async def test_rate_limited_pieces_are_still_exact(
 ) -> None:
     write(task, 0, 2)
     async with serve(store, rate_limit_bytes_per_second=400 * 1024 * 1024) as server:
+        assert (await get_bytes(http, bitmap_url(server)))[0] == 200
+        touch(task.content_path)
         for _ in range(2):  # checked path, then chunked sendfile
             assert await get_bytes(http, piece_url(server, 2)) == (200, piece(2))
             assert await get_bytes(http, piece_url(server, 0)) == (200, piece(0))
@@ -212,11 +222,31 @@ async def test_a_write_to_the_file_sends_pieces_back_to_the_checked_path(
     async with serve(store) as server:
         for _ in range(3):
             await get_bytes(http, piece_url(server, 0))
+        assert server.statistics().pieces_rechecked == 0  # verified as the task was opened
+        touch(task.content_path)
+        for _ in range(2):
+            assert await get_bytes(http, piece_url(server, 0)) == (200, piece(0))
         assert server.statistics().pieces_rechecked == 1
-        path = task.content_path
-        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 5_000_000_000))
+
+
+async def test_pieces_this_daemon_verified_skip_the_recheck_until_someone_else_writes(
+    store: Store, task: TaskStorage, http: aiohttp.ClientSession
+) -> None:
+    write(task, 0)
+    async with serve(store) as server:
+        assert await get_bytes(http, piece_url(server, 0)) == (200, piece(0))  # opened: verified
+        write(task, 1)
+        server.piece_added(TASK_ID, 1)  # the engine hashed it as it wrote it
+        for number in (0, 1, 0):
+            assert await get_bytes(http, piece_url(server, number)) == (200, piece(number))
+        assert server.statistics().pieces_rechecked == 0  # the file grew, but only by us
+        corrupt(task.content_path, PIECE + 10)  # someone else writes: nothing is vouched for
+        with pytest.raises(aiohttp.ClientPayloadError):  # cut short, never the bad bytes
+            await get_bytes(http, piece_url(server, 1))
         assert await get_bytes(http, piece_url(server, 0)) == (200, piece(0))
-        assert server.statistics().pieces_rechecked == 2
+        stats = server.statistics()
+        assert (stats.pieces_rechecked, stats.pieces_dropped) == (2, 1)
+        assert task.finished_pieces() == {0}
 
 
 # -- the open-task cache ------------------------------------------------------------------------

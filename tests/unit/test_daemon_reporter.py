@@ -107,6 +107,19 @@ async def test_digests_are_sent_only_by_an_origin_reader(
     assert (report.pieces, report.digests) == ((0, 1), expected)
 
 
+@pytest.mark.parametrize("harness", [{"origin_reader": True}], indirect=True)
+async def test_an_origin_reader_reports_each_piece_at_once(harness: Harness) -> None:
+    harness.reporter.piece_gained(5, digest(5))  # children wait for this digest
+    await wait_until(lambda: len(harness.client.reports) == 1)
+    harness.reporter.piece_gained(6, digest(6))
+    await wait_until(lambda: len(harness.client.reports) == 2)
+    assert [r.digests for r in harness.client.reports] == [
+        (PieceDigest(5, digest(5)),),
+        (PieceDigest(6, digest(6)),),
+    ]
+    assert harness.timer.asked == [INTERVAL] * 3  # no interval had to pass
+
+
 async def test_unknown_host_rehomes_then_sends_the_same_batch_again() -> None:
     h = Harness()
     h.reporter.rehome = h.rehome

@@ -3,12 +3,11 @@ from pathlib import Path
 import pytest
 
 from damselfly.cli.dfget_args import build_parser
-from damselfly.cli.dfget_jobs import request_from_args
+from damselfly.cli.dfget_jobs import parse_header, request_from_args
 from damselfly.core.digests import Digest
 from damselfly.core.errors import InvalidUrlError, UsageError
 from damselfly.core.urls import HttpUrl
 from damselfly.download import request_jobs
-from damselfly.download.request_jobs import parse_header
 
 
 def parse(argv, env=None):

@@ -1,9 +1,11 @@
-"""Parent selection: the hard rules (no self, no cycles, no overloaded or bad parents) and the
-default scoring (capacity, pieces, idc, location, host type, failure penalty)."""
+"""Parent selection: the hard rules (no self, no overloaded or bad parents, a reader's share of
+children) and the default scoring (capacity, pieces, idc, location, host type, spread,
+failure penalty)."""
 
 from __future__ import annotations
 
 import hashlib
+import random
 
 import pytest
 
@@ -12,7 +14,6 @@ from damselfly.protocol.messages import HostInfo, HostType, TaskMeta
 from damselfly.scheduler.evaluator import (
     DefaultEvaluator,
     ScoreWeights,
-    descendants,
     location_match,
     select_parents,
 )
@@ -40,6 +41,7 @@ class World:
         self.resources = Resources(self.clock)
         self.failures = FailureMemory(bad_parent_ttl=60, half_life=30)
         self.evaluator = DefaultEvaluator(self.failures, ScoreWeights())
+        self.rng = random.Random(7)
 
     def peer(self, host_id: str, held: list[int] | None = None, **host: object) -> Peer:
         fields: dict[str, object] = {"host_id": host_id, "ip": "127.0.0.1", "upload_port": 4000}
@@ -48,7 +50,7 @@ class World:
         pieces = PieceBitmap.of(PIECES, held or [])
         return self.resources.peer_registered(host_id, TASK, pieces)
 
-    def select(self, child: Peer, max_parents: int = 4) -> list[str]:
+    def select(self, child: Peer, max_parents: int = 4, reader_children: int = 4) -> list[str]:
         chosen = select_parents(
             child,
             self.evaluator,
@@ -56,24 +58,69 @@ class World:
             max_parents=max_parents,
             now=self.clock.now,
             reader_timeout=30,
+            reader_children=reader_children,
+            rng=self.rng,
         )
+        self.resources.parents_proposed(child.peer_id, (p.peer_id for p in chosen))
         return [p.host.host_id for p in chosen]
+
+    def reader(self, host_id: str, held: list[int] | None = None) -> Peer:
+        peer = self.peer(host_id, held, type=HostType.SEED)
+        peer.task.digests.reader_chosen(peer.peer_id)
+        return peer
 
 
 ALL = list(range(PIECES))
 
 
-def test_never_itself_nor_a_descendant() -> None:
+def test_never_itself_but_peers_may_trade_both_ways() -> None:
     world = World()
     a = world.peer("a", [0])
-    b = world.peer("b", [0, 1, 2])
-    c = world.peer("c", ALL)
-    d = world.peer("d", [5])
-    b.parents = (a.peer_id,)
-    c.parents = (b.peer_id,)  # a -> b -> c: c and b download from a
-    assert descendants(a) == {b.peer_id, c.peer_id}
-    assert world.select(a) == ["d"]
-    assert set(world.select(d)) == {"a", "b", "c"}
+    b = world.peer("b", [1])
+    assert world.select(a) == ["b"]
+    assert world.select(b) == ["a"]  # a downloads from b: b may still download from a
+    assert a.parents == (b.peer_id,)
+    assert b.parents == (a.peer_id,)
+
+
+def test_an_active_reader_takes_only_its_share_of_children() -> None:
+    world = World()
+    seed = world.reader("seed")
+    children = [world.peer(f"c{i}") for i in range(4)]
+    for child in children[:3]:
+        assert world.select(child, reader_children=3) == ["seed"]
+    assert world.select(children[3], reader_children=3) == []  # the reader is full
+    assert seed.children == {c.peer_id for c in children[:3]}
+    assert world.select(children[0], reader_children=3) == ["seed"]  # a child keeps its place
+    world.resources.peer_finished(children[0].peer_id)
+    assert "seed" in world.select(children[3], reader_children=3)  # a place came free
+
+
+def test_a_reader_that_finished_serves_anyone() -> None:
+    world = World()
+    seed = world.reader("seed")
+    first = world.peer("first")
+    assert world.select(first, reader_children=1) == ["seed"]
+    world.resources.peer_finished(seed.peer_id)
+    assert world.select(world.peer("second"), reader_children=1) == ["seed"]
+
+
+def test_parents_with_fewer_children_rank_higher() -> None:
+    world = World()
+    busy = world.peer("busy", ALL)
+    world.peer("quiet", ALL)
+    for i in range(3):
+        other = world.peer(f"o{i}")
+        world.resources.parents_proposed(other.peer_id, [busy.peer_id])
+    assert world.select(world.peer("child")) == ["quiet", "busy"]
+
+
+def test_ties_are_broken_at_random() -> None:
+    world = World()
+    for i in range(6):
+        world.peer(f"p{i}", ALL)
+    firsts = {world.select(world.peer(f"c{n}"), max_parents=1)[0] for n in range(12)}
+    assert len(firsts) > 1  # twelve children with the same view do not all pick one parent
 
 
 def test_parents_must_hold_something_the_child_lacks() -> None:
@@ -171,8 +218,7 @@ def test_failure_reports_from_other_children_sink_a_parent() -> None:
 def test_an_active_origin_reader_is_a_parent_before_it_holds_pieces() -> None:
     world = World()
     child = world.peer("child")
-    seed = world.peer("seed", [], type=HostType.SEED)
-    seed.task.digests.reader_chosen(seed.peer_id)
+    world.reader("seed")
     assert world.select(child) == ["seed"]
     world.clock.now += 31  # no progress for reader_timeout: no longer worth proposing
     assert world.select(child) == []

@@ -168,6 +168,29 @@ def test_restart_rebuilds_from_announcements() -> None:
     assert new.state.statistics().peers == 2
 
 
+def test_after_a_restart_a_peer_with_pieces_waits_for_the_reader_to_come_back() -> None:
+    new = Cluster()  # restarted: knows nothing; the reader (s1) has not re-announced yet
+    new.host("a")
+    held = new.state.register_peer("a", task(), PieceBitmap.of(PIECES, [0, 1]))
+    assert (held.decision, held.parents) == (Decision.WAIT_FOR_SEED, ())  # not a 2nd reader
+    new.host("s1", seed=True)
+    reader = TaskHolding(task(), PieceBitmap.of(PIECES, [0, 1, 2]), origin_reader=True)
+    new.state.tasks_announced("s1", [reader])
+    answer = new.report("a", want_parents=True)
+    assert (answer.decision, parent_hosts(answer)) == (Decision.FROM_PARENTS, ["s1"])
+
+
+def test_the_restart_grace_ends_and_a_new_peer_never_waits_for_it() -> None:
+    c = Cluster()
+    c.host("a")
+    c.host("b")
+    fresh = c.register("b", task("other"))  # holds nothing: a new download, not a rerun
+    assert fresh.decision is Decision.BACK_TO_SOURCE
+    c.clock.now += 10  # restart_grace passed and no reader came back
+    held = c.state.register_peer("a", task(), PieceBitmap.of(PIECES, [0]))
+    assert held.decision is Decision.BACK_TO_SOURCE
+
+
 def test_want_parents_while_the_seed_fetches_then_from_it() -> None:
     c = Cluster()
     c.seed("s1")

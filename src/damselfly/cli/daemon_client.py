@@ -14,16 +14,22 @@ connection, and the daemon cancels the download.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from damselfly.core.errors import EXIT_FAILURE, EXIT_USAGE, DamselflyError, ProtocolError
+from damselfly.cli import local_http
+from damselfly.core.errors import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    DamselflyError,
+    ProtocolError,
+)
+from damselfly.download.deadline import deadline
 from damselfly.download.events import CountingObserver
-from damselfly.download.file_download import deadline
 from damselfly.download.request import DownloadRequest
 from damselfly.protocol import local_api as wire
 
@@ -32,7 +38,7 @@ log = logging.getLogger("damselfly.dfget")
 OTHER_USER_WARNING = "dfget: warning: dfdaemon runs as another user; downloading without it"
 CONNECT_TIMEOUT = 5.0  # seconds
 TIMEOUT_SLACK = 30.0  # seconds the daemon gets past the request's own timeout
-_BASE_URL = "http://dfdaemon"  # the host is ignored on a unix socket
+LOST = (ConnectionError, asyncio.IncompleteReadError)
 
 
 class DaemonJobError(DamselflyError):
@@ -52,46 +58,43 @@ async def run_through_daemon(
 ) -> wire.RunResult | None:
     """``None``: download standalone. ``explicit`` (the user named the socket with ``-e``):
     a daemon that is not there is worth one warning line."""
-    connector = aiohttp.UnixConnector(path=str(socket_path))
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        response = await _post(session, socket_path, request, explicit=explicit)
-        if response is None:
+    response = await _post(socket_path, request, explicit=explicit)
+    if response is None:
+        return None
+    try:
+        if not await _accepted(response):
             return None
-        async with response:
-            if not await _accepted(response):
-                return None
-            limit = None if request.timeout is None else request.timeout + TIMEOUT_SLACK
-            with display:
-                async with deadline(limit, request.redacted_url()):
-                    return await _replay(response, display)
+        limit = None if request.timeout is None else request.timeout + TIMEOUT_SLACK
+        with display:
+            async with deadline(limit, request.redacted_url()):
+                return await _replay(response, display)
+    finally:
+        response.close()
 
 
 async def _post(
-    session: aiohttp.ClientSession, socket_path: Path, request: DownloadRequest, *, explicit: bool
-) -> aiohttp.ClientResponse | None:
+    socket_path: Path, request: DownloadRequest, *, explicit: bool
+) -> local_http.LocalResponse | None:
+    body = request.to_json().encode()
     try:
-        return await session.post(
-            _BASE_URL + wire.DOWNLOADS_PATH,
-            data=request.to_json().encode(),
-            headers={"Content-Type": "application/json"},
-        )
-    except aiohttp.ClientConnectorError as exc:
-        if isinstance(exc.os_error, PermissionError):
-            _warn_other_user()
-        elif explicit:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            return await local_http.post(socket_path, wire.DOWNLOADS_PATH, body, "application/json")
+    except PermissionError:
+        _warn_other_user()
+    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
+        if explicit:
             sys.stderr.write(
                 f"dfget: warning: no dfdaemon answers at {socket_path} ({exc.strerror}); "
                 "downloading without it\n"
             )
         else:
             log.debug("no dfdaemon at %s (%s); downloading standalone", socket_path, exc.strerror)
-        return None
-    except aiohttp.ClientError as exc:
+    except (TimeoutError, *LOST, OSError) as exc:
         raise DaemonJobError(f"dfdaemon at {socket_path}: {_describe(exc)}") from exc
+    return None
 
 
-async def _accepted(response: aiohttp.ClientResponse) -> bool:
+async def _accepted(response: local_http.LocalResponse) -> bool:
     if response.status == 200:
         return True
     body = await _json_or_empty(response)
@@ -103,16 +106,16 @@ async def _accepted(response: aiohttp.ClientResponse) -> bool:
     raise DaemonJobError(f"dfdaemon refused the download: {reason}", code)
 
 
-async def _replay(response: aiohttp.ClientResponse, display: CountingObserver) -> wire.RunResult:
+async def _replay(response: local_http.LocalResponse, display: CountingObserver) -> wire.RunResult:
     started: set[str] = set()
     try:
-        async for raw in response.content:
+        async for raw in response.lines():
             line = raw.strip()
             if line:
                 result = _apply(wire.decode_event(line), display, started)
                 if result is not None:
                     return result
-    except aiohttp.ClientError as exc:
+    except LOST as exc:
         raise DaemonJobError(f"lost the connection to dfdaemon: {_describe(exc)}") from exc
     raise DaemonJobError("dfdaemon closed the connection before the download finished")
 
@@ -137,10 +140,10 @@ def _apply(
     return None
 
 
-async def _json_or_empty(response: aiohttp.ClientResponse) -> dict[str, Any]:
+async def _json_or_empty(response: local_http.LocalResponse) -> dict[str, Any]:
     try:
-        body = await response.json(content_type=None)
-    except (aiohttp.ClientError, ValueError):
+        body = json.loads(await response.read())
+    except (*LOST, ProtocolError, ValueError):
         return {}
     return body if isinstance(body, dict) else {}
 

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         settings = load(args.config, os.environ, overrides(args))
-        configure_logging("dfdaemon", settings.log_level)
+        configure_logging("dfdaemon", settings.log_level, timestamps=True)
         asyncio.run(_run(settings))
     except DamselflyError as exc:
         return report_failure("dfdaemon", exc, debug=False)

@@ -20,7 +20,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from damselfly.backends.registry import default_registry
 from damselfly.cli.dfget_args import build_parser
 from damselfly.cli.dfget_jobs import request_from_args
 from damselfly.cli.progress import make_display
@@ -29,16 +28,8 @@ from damselfly.config.paths import default_socket_path
 from damselfly.core.errors import EXIT_OK, DamselflyError, UsageError
 from damselfly.core.units import format_size
 from damselfly.download.events import CountingObserver
-from damselfly.download.jobs import DownloadContext
-from damselfly.download.request import DownloadRequest
-from damselfly.download.request_jobs import (
-    backend_settings,
-    fetch_policy,
-    run_request,
-    uses_hub_cache,
-)
+from damselfly.download.request import DownloadRequest, uses_hub_cache
 from damselfly.protocol.local_api import RunResult
-from damselfly.storage.store import Store, default_store_dir
 
 log = logging.getLogger("damselfly.dfget")
 
@@ -69,7 +60,7 @@ async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     display = make_display(enabled=not args.no_progress, many_files=args.recursive)
     result = None
     if not args.standalone:
-        from damselfly.cli.daemon_client import run_through_daemon  # aiohttp: startup time
+        from damselfly.cli.daemon_client import run_through_daemon
 
         endpoint = Path(args.endpoint) if args.endpoint else default_socket_path(env)
         result = await run_through_daemon(endpoint, request, display, explicit=bool(args.endpoint))
@@ -86,6 +77,12 @@ async def _standalone(
     if not request.back_to_source:
         why = "--standalone was given" if args.standalone else "no dfdaemon is answering"
         raise UsageError(f"{why} and --disable-back-to-source forbids the origin")
+    # the download engine, only when dfget downloads by itself (start-up time of every dfget)
+    from damselfly.backends.registry import default_registry
+    from damselfly.download.jobs import DownloadContext
+    from damselfly.download.request_jobs import backend_settings, fetch_policy, run_request
+    from damselfly.storage.store import Store, default_store_dir
+
     store = Store(Path(args.storage_dir) if args.storage_dir else default_store_dir())
     registry = default_registry(backend_settings(request))
     ctx = DownloadContext(

@@ -11,9 +11,9 @@ import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
+from damselfly.core.errors import UsageError
 from damselfly.core.units import parse_duration, parse_size
 from damselfly.download.request import DownloadRequest, job_env
-from damselfly.download.request_jobs import parse_header
 
 
 def request_from_args(
@@ -69,3 +69,13 @@ def _hf_token(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
     from damselfly.backends.hf_api import resolve_hf_token  # only for hub URLs: startup
 
     return resolve_hf_token(args.hf_token, env)
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not name or any(c.isspace() for c in name):
+        raise UsageError(f"header {text!r}: expected 'Name: value'")
+    if "\r" in value or "\n" in value:
+        raise UsageError(f"header {name!r}: value contains a line break")
+    return name, value.strip()

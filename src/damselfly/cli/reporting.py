@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
 
 from damselfly.core.errors import EXIT_FAILURE, DamselflyError
@@ -21,9 +22,18 @@ _LEVELS = {
 }
 
 
-def configure_logging(prog: str, level: str) -> None:
+def configure_logging(prog: str, level: str, *, timestamps: bool = False) -> None:
+    """``prog: LEVEL: message`` on stderr; ``timestamps`` (long-running services) puts the UTC
+    time with milliseconds in front, so events of several hosts can be lined up."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{prog}: %(levelname)s: %(message)s"))
+    if timestamps:
+        formatter = logging.Formatter(
+            f"%(asctime)s.%(msecs)03dZ {prog}: %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+        )
+        formatter.converter = time.gmtime
+    else:
+        formatter = logging.Formatter(f"{prog}: %(levelname)s: %(message)s")
+    handler.setFormatter(formatter)
     root = logging.getLogger("damselfly")
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level])

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         settings = load(args.config, os.environ, _overrides(args))
-        configure_logging(PROG, settings.log_level)
+        configure_logging(PROG, settings.log_level, timestamps=True)
         asyncio.run(_serve_until_signal(settings))
     except KeyboardInterrupt:
         return 130

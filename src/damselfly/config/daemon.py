@@ -49,6 +49,15 @@ class DownloadSettings(Section):
     concurrent_pieces: int = Field(
         16, ge=1, le=256, description="Piece requests in flight per task."
     )
+    source_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Range requests in flight per file when this daemon reads an origin. A "
+        "piece is served to children only once whole, and parallel requests share the origin's "
+        "bandwidth, so few requests make pieces available early and steadily; more help only "
+        "a fast origin far away (one TCP stream limited by its window).",
+    )
     piece_timeout: Seconds = Field(
         10.0, gt=0, description="Seconds without a byte before a parent is given up for a piece."
     )

@@ -39,6 +39,7 @@ class ScoreWeights(Section):
     idc: float = _weight(0.15, "being in the child's idc")
     location: float = _weight(0.05, "the common prefix of the location paths (a|b|c)")
     host_type: float = _weight(0.1, "being a normal peer rather than a seed (spares seeds)")
+    spread: float = _weight(0.2, "having few children already (1 / (1 + children))")
     failure_penalty: float = _weight(
         0.3, "the penalty for failures recently reported against the parent (subtracted)"
     )
@@ -81,6 +82,20 @@ class SchedulerSettings(ServiceSettings):
         gt=0,
         description="An origin reader (seed) without progress for this long is no longer "
         "waited for: the next peer asking reads the origin itself.",
+    )
+    restart_grace: Seconds = Field(
+        10.0,
+        ge=0,
+        description="After start, a peer that already holds pieces of a task this scheduler "
+        "does not know waits this long for the task's origin reader to announce itself again "
+        "(a restart) before it is told to read the origin.",
+    )
+    reader_children: int = Field(
+        4,
+        ge=1,
+        le=1024,
+        description="Children an origin reader (seed) still downloading serves at most; the "
+        "others get its pieces from those children.",
     )
     digest_page_size: int = Field(
         4096, ge=1, le=MAX_PIECE_COUNT, description="Piece digests per GetPieceDigests answer."

@@ -35,6 +35,7 @@ from damselfly.daemon.seed import SeedWorker
 from damselfly.daemon.upload_server import UploadServer
 from damselfly.download.events import NullObserver
 from damselfly.download.jobs import DownloadContext
+from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.protocol.messages import HostInfo, HostType
 from damselfly.storage.store import Store, default_store_dir
 from damselfly.transport.piece_client import PieceClient
@@ -79,11 +80,13 @@ async def serve(
             if settings.seed:
                 registry = default_registry()
                 stack.push_async_callback(registry.aclose)
-                seeds = _seed_worker(client, host_id, store, upload, registry, engine.counters)
+                seed_ctx = _seed_context(store, registry, settings.download.source_concurrency)
+                seeds = _seed_worker(client, host_id, seed_ctx, upload, engine.counters)
             socket_path = Path(settings.socket) if settings.socket else default_socket_path(env)
-            local = LocalApi(
-                socket_path, StoreRunner(store, filler=engine), group=settings.socket_group or None
+            runner = StoreRunner(
+                store, filler=engine, source_concurrency=settings.download.source_concurrency
             )
+            local = LocalApi(socket_path, runner, group=settings.socket_group or None)
             await local.start()
             stack.push_async_callback(local.aclose)
             metrics = await stack.enter_async_context(
@@ -130,15 +133,20 @@ def _engine_settings(settings: DaemonSettings) -> EngineSettings:
     )
 
 
+def _seed_context(
+    store: Store, registry: BackendRegistry, source_concurrency: int
+) -> DownloadContext:
+    policy = FetchPolicy(concurrency=source_concurrency)
+    return DownloadContext(store=store, registry=registry, observer=NullObserver(), policy=policy)
+
+
 def _seed_worker(
     client: SchedulerClient,
     host_id: str,
-    store: Store,
+    ctx: DownloadContext,
     upload: UploadServer,
-    registry: BackendRegistry,
     counters: EngineCounters,
 ) -> SeedWorker:
-    ctx = DownloadContext(store=store, registry=registry, observer=NullObserver())
     return SeedWorker(client, host_id, ctx, on_piece_stored=upload.piece_added, counters=counters)
 
 

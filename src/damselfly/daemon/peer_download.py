@@ -53,7 +53,8 @@ STALL_CHECK_INTERVAL = 1.0  # seconds between checks for a stall when nothing ha
 IDLE_ASK_INTERVAL = 2.0  # seconds with nothing to fetch before asking for parents (and between)
 PARENT_REFRESH_INTERVAL = 1.0  # seconds between asks for more parents while we have few
 WANTED_PARENTS = 4  # ask for more parents while fewer are usable (the scheduler's max_parents)
-DIGEST_REFRESH_INTERVAL = 0.2
+DIGEST_REFRESH_INTERVAL = 0.1  # seconds between asks for a digest not reported yet
+DIGEST_WAIT = 5.0  # seconds a fetched piece waits for its digest before it is dropped
 
 
 class NoParentError(PeerError):
@@ -303,13 +304,17 @@ class PeerDownload:
         )
 
     async def _digest_for(self, number: int) -> str | None:
-        if number in self._digests:
-            return self._digests[number]
-        async with self._digest_lock:
-            if number not in self._digests:
+        """The origin reader's digest for ``number``; waits up to ``DIGEST_WAIT`` seconds for
+        it (the reader reports a piece right after it stores it, while a child may already
+        be fetching it), asking the scheduler for the page that starts at ``number``."""
+        deadline = _now() + DIGEST_WAIT
+        while number not in self._digests and _now() < deadline:
+            async with self._digest_lock:
+                if number in self._digests:
+                    break
                 with contextlib.suppress(SchedulerError):
-                    for digest in await self._client.all_piece_digests(self._task.task_id):
-                        self._digests[digest.number] = digest.digest
+                    page = await self._client.piece_digests(self._task.task_id, number)
+                    self._digests.update((d.number, d.digest) for d in page.digests)
                 if number not in self._digests:
                     await asyncio.sleep(DIGEST_REFRESH_INTERVAL)
         return self._digests.get(number)

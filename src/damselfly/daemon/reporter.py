@@ -3,9 +3,10 @@
 The download engine calls ``piece_gained`` (sync, O(1): a dict insert) for every stored piece
 and ``parent_failed`` for every parent it gives up on; ``run`` (a background task owned by the
 caller) sends what is pending every ``interval`` seconds, or at once when ``max_batch`` pieces
-are waiting. ``ask_for_parents`` sends at once and returns the scheduler's answer;
-``want_parents_nowait`` asks with the next background report and hands the answer to
-``on_answer``. ``finish`` sends the rest with ``finished`` or ``failed`` and never raises.
+are waiting or, for an origin reader, when a piece with a digest is (children wait for it).
+``ask_for_parents`` sends at once and returns the scheduler's answer; ``want_parents_nowait``
+asks with the next background report and hands the answer to ``on_answer``. ``finish`` sends
+the rest with ``finished`` or ``failed`` and never raises.
 
 Rules:
 
@@ -96,8 +97,11 @@ class PeerReporter:
     def piece_gained(self, number: int, digest: str) -> None:
         if self._finished:
             return
-        self._pieces[number] = self._digest(number, digest)
-        if len(self._pieces) >= self._max_batch and self._delay == self._interval:
+        self._pieces[number] = entry = self._digest(number, digest)
+        # children hold pieces they fetched from an origin reader until its digests arrive:
+        # a reader reports at once (reports coalesce while one is on the way)
+        urgent = self.origin_reader and entry is not None
+        if (urgent or len(self._pieces) >= self._max_batch) and self._delay == self._interval:
             self._wake.set()  # not while backing off: a down scheduler is not hammered
 
     def parent_failed(self, peer_id: str, reason: BadParentReason, detail: str = "") -> None:

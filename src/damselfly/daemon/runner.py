@@ -13,6 +13,7 @@ the run ends, also when it is cancelled.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Protocol
 
@@ -41,12 +42,12 @@ class StoreRunner:
         store: Store,
         registry_factory: RegistryFactory = default_registry,
         filler: PieceFiller | None = None,
-        policy: FetchPolicy | None = None,
+        source_concurrency: int | None = None,
     ) -> None:
         self._store = store
         self._registry_factory = registry_factory
         self._filler = filler
-        self._policy = policy  # None: from each request (--concurrent-pieces, retries)
+        self._source_concurrency = source_concurrency  # None: each request's --concurrent-pieces
 
     async def run(self, request: DownloadRequest, observer: DownloadObserver) -> RunResult:
         if self._filler is None and not request.back_to_source:
@@ -58,10 +59,16 @@ class StoreRunner:
             store=self._store,
             registry=registry,
             observer=observer,
-            policy=self._policy or fetch_policy(request),
+            policy=self._policy(request),
             filler=self._filler or SourceFiller(),
         )
         try:
             return await run_request(request, ctx)
         finally:
             await registry.aclose()
+
+    def _policy(self, request: DownloadRequest) -> FetchPolicy:
+        policy = fetch_policy(request)
+        if self._source_concurrency is None:
+            return policy
+        return dataclasses.replace(policy, concurrency=self._source_concurrency)

@@ -17,7 +17,13 @@ recorded BLAKE3 digest unless that was already done since the content file last 
   else's) changes mtime/ctime and sends every piece back to the checked path once.
 
 So a seed serving a finished task hashes each piece once per change of the file, not once per
-upload, and a running download pays one hash per upload (what the child pays to verify). What
+upload. Pieces verified by this process take the fast path while the file is as it was after
+this daemon's last write: those the store re-verified when the server opened the task, and
+those the engine stored since (``piece_added``: it hashed them as it wrote them, and the
+fingerprint is taken again after each such write). Without this, a running download would
+hash every piece it uploads once more (every write changes the fingerprint), on two cores the
+difference between relaying at link speed or not; a change by anyone else still sends every
+piece back to the checked path. What
 it misses: bytes that change without touching mtime/ctime (bit rot under the filesystem, a
 write within the same timestamp tick as our read). Children verify every piece against the
 origin reader's digest anyway (``docs/p2p.md``, "Digests"); this re-check only keeps a parent
@@ -127,18 +133,28 @@ class SharedTask:
         self.retired = False
         self._verified: set[int] = set()
         self._fingerprint: Fingerprint | None = None
+        # verified by this process (by the store as it opened the task, or by the engine as
+        # it wrote them), valid while the file is as it was after our last write
+        self._ours = set(storage.finished_pieces())
+        self._ours_fingerprint = self.fingerprint()
 
     def fingerprint(self) -> Fingerprint:
         st = os.fstat(self.fileno)
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
+    def piece_written(self, number: int) -> None:
+        """This daemon stored and verified ``number``: the file changed, but by us."""
+        self._ours.add(number)
+        self._ours_fingerprint = self.fingerprint()
+
     def verified_since_change(self, number: int) -> tuple[bool, Fingerprint]:
-        """Was ``number`` re-checked since the file last changed? And the fingerprint now."""
+        """Was ``number`` verified since the file last changed? And the fingerprint now."""
         now = self.fingerprint()
         if now != self._fingerprint:
             self._verified.clear()
             self._fingerprint = now
-        return number in self._verified, now
+        ours = now == self._ours_fingerprint and number in self._ours
+        return ours or number in self._verified, now
 
     def piece_verified(self, number: int, before: Fingerprint) -> None:
         """Record a good re-check, if the file did not change while it ran."""
@@ -147,6 +163,7 @@ class SharedTask:
 
     def piece_failed(self, number: int) -> None:
         self._verified.discard(number)
+        self._ours.discard(number)
 
     def close(self) -> None:
         self.reader.close()
@@ -202,6 +219,10 @@ class TaskCache:
             task.users -= 1
             if task.retired and task.users == 0:
                 task.close()
+
+    def peek(self, task_id: str) -> SharedTask | None:
+        """The task if it is open now (no opening, no LRU change)."""
+        return self._entries.get(task_id)
 
     def forget(self, task_id: str) -> None:
         entry = self._entries.pop(task_id, None)
@@ -345,6 +366,9 @@ class UploadServer:
     def piece_added(self, task_id: str, number: int) -> None:
         """A piece of ``task_id`` was stored and verified: tell its watchers now. Call it from
         the event loop's thread (after ``await asyncio.to_thread(task.write_piece, ...)``)."""
+        task = self._tasks.peek(task_id)
+        if task is not None:
+            task.piece_written(number)
         signal = self._signals.get(task_id)
         if signal is not None:
             signal.notify()

@@ -16,9 +16,7 @@ from collections.abc import Iterator
 from damselfly.backends.base import ObjectStat
 from damselfly.core.digests import Digest
 from damselfly.core.errors import (
-    DamselflyError,
     DiskFullError,
-    DownloadTimeoutError,
     IntegrityError,
     SourceProtocolError,
 )
@@ -183,15 +181,3 @@ def _held_bytes(task: TaskStorage) -> int:
     return sum(
         meta.length for n in task.finished_pieces() if (meta := task.piece_meta(n)) is not None
     )
-
-
-@contextlib.asynccontextmanager
-async def deadline(seconds: float | None, what: str):  # type: ignore[no-untyped-def]
-    """``asyncio.timeout`` that raises our ``DownloadTimeoutError`` naming ``what``."""
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except TimeoutError as exc:
-        if isinstance(exc, DamselflyError):
-            raise
-        raise DownloadTimeoutError(f"{what}: timed out after {seconds:g} s") from exc

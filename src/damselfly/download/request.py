@@ -207,3 +207,10 @@ def _expect(name: str, value: Any, kind: type, what: str) -> Any:
     if not isinstance(value, kind):
         raise ProtocolError(f"download request: {name}: expected {what}")
     return value
+
+
+def uses_hub_cache(request: DownloadRequest) -> bool:
+    """``--hf-cache`` with an hf:// URL or ``--ms-cache`` with a modelscope:// URL (a cache
+    flag is ignored for other schemes, so ``DFGET_HF_CACHE=1`` can stay set)."""
+    scheme = request.url.partition("://")[0].lower()
+    return (scheme == "hf" and request.hf_cache) or (scheme == "modelscope" and request.ms_cache)

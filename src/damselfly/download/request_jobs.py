@@ -21,7 +21,8 @@ from damselfly.core.digests import parse_digest
 from damselfly.core.errors import UsageError
 from damselfly.core.pieces import validate_piece_length
 from damselfly.core.urls import HubUrl, SourceUrl, parse_url
-from damselfly.download.file_download import deadline, download_file
+from damselfly.download.deadline import deadline
+from damselfly.download.file_download import download_file
 from damselfly.download.hub_layouts import (
     HfCacheLayout,
     HfLocalDirLayout,
@@ -32,7 +33,7 @@ from damselfly.download.hub_layouts import (
     download_hub_file,
 )
 from damselfly.download.jobs import DownloadContext, FileJob, FileResult
-from damselfly.download.request import DownloadRequest
+from damselfly.download.request import DownloadRequest, uses_hub_cache
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.download.tree_download import TreeJob, download_tree
 from damselfly.protocol.local_api import RunResult
@@ -144,13 +145,6 @@ def build_tree_job(request: DownloadRequest, layout: HubLayout | None = None) ->
     )
 
 
-def uses_hub_cache(request: DownloadRequest) -> bool:
-    """``--hf-cache`` with an hf:// URL or ``--ms-cache`` with a modelscope:// URL (a cache
-    flag is ignored for other schemes, so ``DFGET_HF_CACHE=1`` can stay set)."""
-    scheme = request.url.partition("://")[0].lower()
-    return (scheme == "hf" and request.hf_cache) or (scheme == "modelscope" and request.ms_cache)
-
-
 def build_hub_layout(request: DownloadRequest) -> HubLayout | None:
     """Where a hub download lands: a hub's cache (its dir: the output, else the hub's default),
     or for ``hf:// -r -O dir`` a plain dir with huggingface_hub's metadata; else ``None``."""
@@ -175,16 +169,6 @@ def build_hub_layout(request: DownloadRequest) -> HubLayout | None:
 def request_options(request: DownloadRequest, url: SourceUrl) -> RequestOptions:
     params = _object_store_params(request, url) + _hub_params(request, url)
     return RequestOptions(headers=request.headers, insecure=request.insecure, params=params)
-
-
-def parse_header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    name = name.strip()
-    if not sep or not name or any(c.isspace() for c in name):
-        raise UsageError(f"header {text!r}: expected 'Name: value'")
-    if "\r" in value or "\n" in value:
-        raise UsageError(f"header {name!r}: value contains a line break")
-    return name, value.strip()
 
 
 # dfget's generic --storage-* flags, as each store names them (None: the store has no such).

@@ -59,6 +59,8 @@ def limits_from(settings: SchedulerSettings) -> SchedulingLimits:
         bad_parent_ttl=settings.bad_parent_ttl,
         failure_half_life=settings.failure_half_life,
         reader_timeout=settings.reader_timeout,
+        reader_children=settings.reader_children,
+        restart_grace=settings.restart_grace,
         digest_page_size=settings.digest_page_size,
         weights=weights,
     )

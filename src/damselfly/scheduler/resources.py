@@ -128,7 +128,8 @@ class Peer:
     pieces: PieceBitmap
     state: PeerState
     updated_at: float  # last registration, announcement or progress
-    parents: tuple[str, ...] = ()  # peer ids last proposed to this peer
+    parents: tuple[str, ...] = ()  # peer ids proposed to this peer while it runs (it keeps them)
+    children: set[str] = field(default_factory=set)  # running peers this one was proposed to
 
     @property
     def is_origin_reader(self) -> bool:
@@ -236,19 +237,38 @@ class Resources:
         return peer
 
     def parents_proposed(self, peer_id: str, parent_ids: Iterable[str]) -> None:
-        self.peer(peer_id).parents = tuple(parent_ids)
+        """The child keeps every parent it was given, so proposals add up while it runs."""
+        child = self.peer(peer_id)
+        new = [p for p in parent_ids if p not in child.parents and p in child.task.peers]
+        child.parents += tuple(new)
+        for parent_id in new:
+            child.task.peers[parent_id].children.add(peer_id)
 
     def peer_finished(self, peer_id: str) -> Peer:
         peer = self.peer(peer_id)
+        self._orphan(peer)
         peer.pieces = PieceBitmap.full(peer.task.piece_count)
-        peer.state, peer.parents, peer.updated_at = PeerState.FINISHED, (), self._clock()
+        peer.state, peer.updated_at = PeerState.FINISHED, self._clock()
         return peer
 
     def peer_failed(self, peer_id: str) -> Peer:
         """The download failed for good: the peer is dropped (its pieces are not offered)."""
         return self._drop_peer(self.peer(peer_id))
 
+    def _orphan(self, child: Peer) -> None:
+        """The child needs no parent any more: it stops counting against theirs."""
+        for parent_id in child.parents:
+            parent = child.task.peers.get(parent_id)
+            if parent is not None:
+                parent.children.discard(child.peer_id)
+        child.parents = ()
+
     def _drop_peer(self, peer: Peer) -> Peer:
+        self._orphan(peer)
+        for child_id in peer.children:
+            child = peer.task.peers.get(child_id)
+            if child is not None:
+                child.parents = tuple(p for p in child.parents if p != peer.peer_id)
         del self.peers[peer.peer_id]
         del peer.task.peers[peer.peer_id]
         peer.host.peer_ids.discard(peer.peer_id)

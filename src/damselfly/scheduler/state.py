@@ -16,12 +16,15 @@ The decision for a peer that needs data (``RegisterPeer``, or ``ReportPeer`` wit
    seeds is neither the peer's own host nor already a peer of the task (told before and
    stalled) -> a ``SeedJob`` for it; the seed becomes the task's origin reader and the
    peer's parent at once                              -> WAIT_FOR_SEED (+ the seed)
-6. otherwise the peer becomes an origin reader       -> BACK_TO_SOURCE
+6. the peer holds pieces and this scheduler started less than ``restart_grace`` ago: the
+   task ran before a restart, and its reader's re-announcement is due -> WAIT_FOR_SEED
+7. otherwise the peer becomes an origin reader       -> BACK_TO_SOURCE
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -63,6 +66,8 @@ class SchedulingLimits:
     bad_parent_ttl: float = 60.0
     failure_half_life: float = 60.0
     reader_timeout: float = 30.0
+    reader_children: int = 4
+    restart_grace: float = 10.0
     digest_page_size: int = 4096
     weights: ScoreWeights = field(default_factory=ScoreWeights)
 
@@ -88,9 +93,12 @@ class SchedulerState:
         *,
         clock: Clock = time.monotonic,
         evaluator: Evaluator | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.limits = limits or SchedulingLimits()
         self._clock = clock
+        self._rng = rng or random.Random()
+        self._started = clock()
         self.resources = Resources(clock)
         self.failures = FailureMemory(
             bad_parent_ttl=self.limits.bad_parent_ttl, half_life=self.limits.failure_half_life
@@ -178,6 +186,9 @@ class SchedulerState:
             return Decision.WAIT_FOR_SEED, ()
         if self._seed_job_created(peer.task, exclude_host=peer.host.host_id):
             return Decision.WAIT_FOR_SEED, self._propose(peer)
+        if peer.pieces.count and self._clock() - self._started < self.limits.restart_grace:
+            return Decision.WAIT_FOR_SEED, ()  # the task ran before we started: its reader
+            # will announce itself again (restart_grace); electing another reads the origin twice
         peer.task.digests.reader_chosen(peer.peer_id)
         return Decision.BACK_TO_SOURCE, ()
 
@@ -189,16 +200,20 @@ class SchedulerState:
             max_parents=self.limits.max_parents,
             now=self._clock(),
             reader_timeout=self.limits.reader_timeout,
+            reader_children=self.limits.reader_children,
+            rng=self._rng,
         )
         self.resources.parents_proposed(peer.peer_id, (p.peer_id for p in chosen))
         return tuple(_parent_info(p) for p in chosen)
 
     def _active_reader_exists(self, child: Peer) -> bool:
-        now = self._clock()
-        fresh_after = now - self.limits.reader_timeout
+        """Someone is reading the origin: wait for it, even if this child gave up on it as a
+        parent (a busy reader times requests out): one more reader would read the origin
+        again. A child that truly cannot get the pieces goes to the source on its own stall
+        timeout."""
+        fresh_after = self._clock() - self.limits.reader_timeout
         return any(
             is_active_reader(peer, fresh_after)
-            and not self.failures.is_bad_for(child.peer_id, peer.peer_id, now)
             for peer in child.task.peers.values()
             if peer is not child
         )
