@@ -113,6 +113,21 @@ def test_two_handles_on_one_task_share_pieces(tmp_path: Path) -> None:
         assert first.finished_pieces() == second.finished_pieces() == {0, 1}
 
 
+def test_a_second_handle_in_the_same_store_does_not_reread_but_a_reopen_does(
+    tmp_path: Path,
+) -> None:
+    with Store(tmp_path) as store:
+        with open_task(store) as first:
+            write(first, 0, 1)
+            with open(first.content_path, "r+b") as f:  # damaged while the task is open
+                f.seek(PIECE + 7)
+                f.write(b"\x00" if DATA[PIECE + 7] else b"\x01")
+            with open_task(store) as second:  # the piece server opening what the engine writes
+                assert second.finished_pieces() == {0, 1}  # trusted: verified as written
+        with open_task(store) as again:  # nobody had it open: re-read, the damage is found
+            assert again.finished_pieces() == {0}
+
+
 def test_succeeded_state_survives_reopen_only_while_complete(tmp_path: Path) -> None:
     with Store(tmp_path) as store, open_task(store) as task:
         write(task, 0, 1, 2)

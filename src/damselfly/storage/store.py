@@ -18,6 +18,9 @@ downloaded again rather than served; that costs one sequential read of what is h
 0.4 s per GiB from tmpfs here). A succeeded task that is still complete after re-verification
 gets a fresh fingerprint, so only the first open after a change pays. ``mark_succeeded`` records
 one too, and any ``write_piece``/``drop_piece`` or state change away from succeeded clears it.
+A task this ``Store`` already has open (the daemon's engine writing it while its piece server
+opens it to serve) is not re-read either: the open handle verified what was there when it
+opened, and every piece recorded since was hashed as it was written.
 
 The trade-off: the fingerprint trusts the mtime. Bytes changed in place with the size, inode
 and mtime kept (rewritten and then ``os.utime``/``touch -d`` back to the old time, or bit rot
@@ -121,7 +124,7 @@ class Store:
             except BaseException:
                 content.close()
                 raise
-            self._pin(task_id)
+            already_open = self._pin(task_id) > 1
         task = TaskStorage(
             task_id,
             content_length=content_length,
@@ -131,7 +134,8 @@ class Store:
             on_close=lambda: self._unpin(task_id),
         )
         try:
-            self._check_pieces(task, content, kept_size)
+            if not already_open:
+                self._check_pieces(task, content, kept_size)
             self._settle_state(task)
         except BaseException:
             task.close()
@@ -353,9 +357,11 @@ class Store:
 
     # -- pins ----------------------------------------------------------------------------------
 
-    def _pin(self, task_id: str) -> None:
+    def _pin(self, task_id: str) -> int:
+        """Pin the task; returns how many handles of this store now hold it."""
         with self._pins_lock:
             self._pins[task_id] += 1
+            return self._pins[task_id]
 
     def _unpin(self, task_id: str) -> None:
         with self._pins_lock:
