@@ -36,6 +36,8 @@ OUTPUT_NAME = "blob.bin"
 SOURCE_BYTES = "damselfly_daemon_source_bytes_total"
 PEER_BYTES = "damselfly_daemon_peer_bytes_total"
 UPLOAD_BYTES = "damselfly_daemon_upload_bytes_total"
+UPLOAD_PIECES = "damselfly_daemon_upload_pieces_total"
+UPLOAD_RECHECKED = "damselfly_daemon_upload_pieces_rechecked_total"
 _SCHEDULER_READY = re.compile(r"scheduler listening: grpc=(\S+) metrics=(\S+)")
 _DAEMON_READY = re.compile(r"dfdaemon ready: .* metrics=http://(\S+)")
 
@@ -119,4 +121,6 @@ def _bytes(values: dict[str, float]) -> dict[str, float]:
         "source": values.get(SOURCE_BYTES, 0.0),
         "peer": values.get(PEER_BYTES, 0.0),
         "upload": values.get(UPLOAD_BYTES, 0.0),
+        "upload_pieces": values.get(UPLOAD_PIECES, 0.0),
+        "upload_pieces_rechecked": values.get(UPLOAD_RECHECKED, 0.0),
     }

@@ -29,7 +29,9 @@ PEER = "damselfly_daemon_peer_bytes_total"
 TRICKLE = Behaviour(rate=MiB)
 FAST_REACTIONS = {
     "DAMSELFLY_DAEMON_ANNOUNCE_INTERVAL": "1",
-    "DAMSELFLY_DAEMON_DOWNLOAD__STALL_TIMEOUT": "4",
+    # longer than a scheduler outage in these tests (~3 s) plus the reader's report retry (2 s):
+    # pieces cannot be verified while no scheduler has the reader's digests
+    "DAMSELFLY_DAEMON_DOWNLOAD__STALL_TIMEOUT": "8",
 }
 
 

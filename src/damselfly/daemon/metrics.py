@@ -54,6 +54,13 @@ class _DaemonCollector(Collector):
         yield _counter("cache_hits", "Downloads served entirely from the store.", e.cache_hits)
         yield _counter("task_failures", "Downloads that failed.", e.task_failures)
         yield _counter("upload_rejected", "Piece requests refused: slots full.", u.rejected_busy)
+        yield _counter("upload_pieces", "Pieces sent whole to other peers.", u.pieces_served)
+        yield _counter(
+            "upload_pieces_rechecked", "Pieces hashed again as they were sent.", u.pieces_rechecked
+        )
+        yield _counter(
+            "upload_pieces_dropped", "Pieces that failed that check, dropped.", u.pieces_dropped
+        )
         yield _gauge("active_tasks", "Downloads in progress.", e.active_tasks)
         yield _gauge("parents_in_use", "Parents of running downloads.", e.parents_in_use)
         yield _gauge("active_uploads", "Piece responses in progress.", u.active_uploads)

@@ -47,7 +47,7 @@ from damselfly.protocol.messages import (
 log = logging.getLogger(__name__)
 
 MAX_REPORT_PIECES = 4096  # pieces per ReportPeer message; a longer backlog is sent in parts
-MAX_RETRY_DELAY = 5.0
+MAX_RETRY_DELAY = 2.0  # children wait for a reader's digests: retry soon after a restart
 
 Rehome = Callable[[], Awaitable[None]]
 Wait = Callable[[asyncio.Event, float], Awaitable[None]]

@@ -17,13 +17,12 @@ recorded BLAKE3 digest unless that was already done since the content file last 
   else's) changes mtime/ctime and sends every piece back to the checked path once.
 
 So a seed serving a finished task hashes each piece once per change of the file, not once per
-upload. Pieces verified by this process take the fast path while the file is as it was after
-this daemon's last write: those the store re-verified when the server opened the task, and
-those the engine stored since (``piece_added``: it hashed them as it wrote them, and the
-fingerprint is taken again after each such write). Without this, a running download would
+upload. Pieces this daemon's engine stored take the fast path while the file is as it was after
+the engine's last write (``piece_added``: the engine hashed each piece as it wrote it, and the
+file's fingerprint is taken after each such write). Without this, a running download would
 hash every piece it uploads once more (every write changes the fingerprint), on two cores the
-difference between relaying at link speed or not; a change by anyone else still sends every
-piece back to the checked path. What
+difference between relaying at link speed or not; a change by anyone else sends every piece
+back to the checked path. What
 it misses: bytes that change without touching mtime/ctime (bit rot under the filesystem, a
 write within the same timestamp tick as our read). Children verify every piece against the
 origin reader's digest anyway (``docs/p2p.md``, "Digests"); this re-check only keeps a parent
@@ -54,7 +53,7 @@ import os
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import blake3
 from aiohttp import hdrs, web
@@ -67,6 +66,7 @@ from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.store import Store, TaskStorage
 
 CHUNK_LENGTH = 1024 * 1024
+OWN_WRITES_TASKS = 64  # tasks whose engine-written pieces are remembered (most recent)
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - peers on other hosts must reach the piece port
 
 _log = logging.getLogger(__name__)
@@ -118,12 +118,25 @@ class _ChangeSignal:
 Fingerprint = tuple[int, int, int, int, int]
 
 
+def fingerprint_of(st: os.stat_result) -> Fingerprint:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass
+class OwnWrites:
+    """Pieces of one task this daemon's engine stored (hashing them as it wrote them), and
+    the content file's fingerprint right after the last of those writes."""
+
+    pieces: set[int] = field(default_factory=set)
+    fingerprint: Fingerprint | None = None
+
+
 class SharedTask:
     """One task as the server holds it open: the store handle (pin + records), a read-only
     descriptor of the content file (for ``sendfile``/``pread``) and which pieces were
     re-checked under which fingerprint of the file."""
 
-    def __init__(self, storage: TaskStorage) -> None:
+    def __init__(self, storage: TaskStorage, own: OwnWrites) -> None:
         self.storage = storage
         self.task_id = storage.task_id
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -133,27 +146,19 @@ class SharedTask:
         self.retired = False
         self._verified: set[int] = set()
         self._fingerprint: Fingerprint | None = None
-        # verified by this process (by the store as it opened the task, or by the engine as
-        # it wrote them), valid while the file is as it was after our last write
-        self._ours = set(storage.finished_pieces())
-        self._ours_fingerprint = self.fingerprint()
+        self._own = own
 
     def fingerprint(self) -> Fingerprint:
-        st = os.fstat(self.fileno)
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-    def piece_written(self, number: int) -> None:
-        """This daemon stored and verified ``number``: the file changed, but by us."""
-        self._ours.add(number)
-        self._ours_fingerprint = self.fingerprint()
+        return fingerprint_of(os.fstat(self.fileno))
 
     def verified_since_change(self, number: int) -> tuple[bool, Fingerprint]:
-        """Was ``number`` verified since the file last changed? And the fingerprint now."""
+        """Was ``number`` verified since the file last changed (by a re-check, or by our
+        engine as it wrote it, if only our engine wrote since)? And the fingerprint now."""
         now = self.fingerprint()
         if now != self._fingerprint:
             self._verified.clear()
             self._fingerprint = now
-        ours = now == self._ours_fingerprint and number in self._ours
+        ours = now == self._own.fingerprint and number in self._own.pieces
         return ours or number in self._verified, now
 
     def piece_verified(self, number: int, before: Fingerprint) -> None:
@@ -163,14 +168,14 @@ class SharedTask:
 
     def piece_failed(self, number: int) -> None:
         self._verified.discard(number)
-        self._ours.discard(number)
+        self._own.pieces.discard(number)
 
     def close(self) -> None:
         self.reader.close()
         self.storage.close()
 
 
-def _open_shared(store: Store, task_id: str) -> SharedTask | None:
+def _open_shared(store: Store, task_id: str, own: OwnWrites) -> SharedTask | None:
     """Open a recorded task with its recorded geometry (blocking: ``open_task`` verifies)."""
     meta = store.get_task(task_id)
     if meta is None:
@@ -183,7 +188,7 @@ def _open_shared(store: Store, task_id: str) -> SharedTask | None:
         content_digest=meta.content_digest,
     )
     try:
-        return SharedTask(storage)
+        return SharedTask(storage, own)
     except OSError as exc:
         storage.close()
         raise StorageError(f"task {task_id}: cannot open its content: {exc.strerror}") from exc
@@ -195,10 +200,13 @@ def _open_shared(store: Store, task_id: str) -> SharedTask | None:
 class TaskCache:
     """An LRU of open ``SharedTask``s; one opener per task; retired handles close when idle."""
 
-    def __init__(self, store: Store, *, capacity: int) -> None:
+    def __init__(
+        self, store: Store, *, capacity: int, own_writes: dict[str, OwnWrites] | None = None
+    ) -> None:
         if capacity <= 0:
             raise ValueError(f"open task limit must be > 0, got {capacity}")
         self._store = store
+        self._own_writes = {} if own_writes is None else own_writes
         self._capacity = capacity
         self._entries: OrderedDict[str, SharedTask] = OrderedDict()
         self._opening: dict[str, asyncio.Task[SharedTask | None]] = {}
@@ -219,10 +227,6 @@ class TaskCache:
             task.users -= 1
             if task.retired and task.users == 0:
                 task.close()
-
-    def peek(self, task_id: str) -> SharedTask | None:
-        """The task if it is open now (no opening, no LRU change)."""
-        return self._entries.get(task_id)
 
     def forget(self, task_id: str) -> None:
         entry = self._entries.pop(task_id, None)
@@ -253,7 +257,8 @@ class TaskCache:
 
     async def _open(self, task_id: str) -> SharedTask | None:
         try:
-            entry = await asyncio.to_thread(_open_shared, self._store, task_id)
+            own = self._own_writes.setdefault(task_id, OwnWrites())
+            entry = await asyncio.to_thread(_open_shared, self._store, task_id, own)
         finally:
             del self._opening[task_id]
         if entry is None:
@@ -298,7 +303,9 @@ class UploadServer:
         if watch_poll_interval <= 0 or watch_heartbeat_interval <= 0:
             raise ValueError("watch intervals must be > 0 seconds")
         self._host, self._port = host, port
-        self._tasks = TaskCache(store, capacity=open_task_limit)
+        self._store = store
+        self._own_writes: OrderedDict[str, OwnWrites] = OrderedDict()
+        self._tasks = TaskCache(store, capacity=open_task_limit, own_writes=self._own_writes)
         self._slots = UploadSlots(upload_slots)
         self._bucket = (
             None
@@ -366,15 +373,20 @@ class UploadServer:
     def piece_added(self, task_id: str, number: int) -> None:
         """A piece of ``task_id`` was stored and verified: tell its watchers now. Call it from
         the event loop's thread (after ``await asyncio.to_thread(task.write_piece, ...)``)."""
-        task = self._tasks.peek(task_id)
-        if task is not None:
-            task.piece_written(number)
+        own = self._own_writes.setdefault(task_id, OwnWrites())
+        self._own_writes.move_to_end(task_id)
+        while len(self._own_writes) > OWN_WRITES_TASKS:  # the oldest: likely finished long ago
+            self._own_writes.popitem(last=False)  # (its pieces go back to one re-check)
+        own.pieces.add(number)
+        with contextlib.suppress(OSError):  # gone: nothing to vouch for
+            own.fingerprint = fingerprint_of(os.stat(self._store.content_path(task_id)))
         signal = self._signals.get(task_id)
         if signal is not None:
             signal.notify()
 
     def forget_task(self, task_id: str) -> None:
         """Close the cached handle of ``task_id`` (once idle) so the store may remove it."""
+        self._own_writes.pop(task_id, None)
         self._tasks.forget(task_id)
 
     def statistics(self) -> UploadStatistics:

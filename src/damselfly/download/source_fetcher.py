@@ -40,7 +40,7 @@ class FetchPolicy:
     concurrency: int = 8  # range requests in flight per file
     piece_attempts: int = 4  # tries of one run before the download fails
     retry_delay: float = 0.25  # doubled after each failed attempt
-    max_request_length: int = 32 * MiB  # bytes one range request may cover
+    max_request_length: int = 256 * MiB  # bytes one range request may cover
 
 
 PieceCallback = Callable[[PieceMeta], None]
