@@ -47,7 +47,11 @@ class DownloadSettings(Section):
     """How this daemon downloads."""
 
     concurrent_pieces: int = Field(
-        16, ge=1, le=256, description="Piece requests in flight per task."
+        8,
+        ge=1,
+        le=256,
+        description="Piece requests to parents in flight per task; each holds up to a piece "
+        "in memory until it is written.",
     )
     source_concurrency: int = Field(
         2,

@@ -43,7 +43,7 @@ PieceStored = Callable[[str, int], None]
 
 @dataclass(frozen=True)
 class EngineSettings:
-    concurrent_pieces: int = 16  # piece requests in flight per task
+    concurrent_pieces: int = 8  # piece requests in flight per task
     piece_timeout: float = 10.0  # seconds without a byte before a parent is given up
     stall_timeout: float = 20.0  # seconds without a new piece before asking for parents
     back_to_source: bool = True  # read the origin when no parent can serve
