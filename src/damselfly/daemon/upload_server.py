@@ -31,7 +31,8 @@ from sending bad bytes again and again.
 **Open tasks are cached.** ``Store.open_task`` re-verifies what is held, so each task is
 opened once (in a worker thread, one opener per task however many requests wait) and kept in
 a small LRU (``open_task_limit``) of handles; an evicted handle closes when its last request
-ends. An open handle pins the task against GC: call ``forget_task`` before removing one.
+ends (``upload_tasks.py``). An open handle pins the task against GC: call ``forget_task``
+before removing one.
 
 **Limits.** ``upload_slots`` concurrent piece responses (429 + ``Retry-After`` beyond; never a
 queue) and one ``TokenBucket`` (``upload_limits.py``) shared by every upload, charged per chunk.
@@ -52,18 +53,19 @@ import logging
 import os
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, fields
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
 
 import blake3
 from aiohttp import hdrs, web
 
 from damselfly.core.digests import PIECE_DIGEST_ALGORITHM
-from damselfly.core.errors import DamselflyError, StorageError
+from damselfly.core.errors import DamselflyError
 from damselfly.daemon.upload_limits import TokenBucket, UploadSlots
+from damselfly.daemon.upload_tasks import OwnWrites, SharedTask, TaskCache, fingerprint_of
 from damselfly.protocol import pieces_http as wire
 from damselfly.storage.metadata import PieceMeta
-from damselfly.storage.store import Store, TaskStorage
+from damselfly.storage.store import Store
 
 CHUNK_LENGTH = 1024 * 1024
 OWN_WRITES_TASKS = 64  # tasks whose engine-written pieces are remembered (most recent)
@@ -113,174 +115,6 @@ class _ChangeSignal:
     def notify(self) -> None:
         self._event.set()
         self._event = asyncio.Event()
-
-
-Fingerprint = tuple[int, int, int, int, int]
-
-
-def fingerprint_of(st: os.stat_result) -> Fingerprint:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-@dataclass
-class OwnWrites:
-    """Pieces of one task this daemon's engine stored (hashing them as it wrote them), and
-    the content file's fingerprint right after the last of those writes."""
-
-    pieces: set[int] = field(default_factory=set)
-    fingerprint: Fingerprint | None = None
-
-
-class SharedTask:
-    """One task as the server holds it open: the store handle (pin + records), a read-only
-    descriptor of the content file (for ``sendfile``/``pread``) and which pieces were
-    re-checked under which fingerprint of the file."""
-
-    def __init__(self, storage: TaskStorage, own: OwnWrites) -> None:
-        self.storage = storage
-        self.task_id = storage.task_id
-        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
-        self.reader = os.fdopen(os.open(storage.content_path, flags), "rb", buffering=0)
-        self.fileno = self.reader.fileno()
-        self.users = 0
-        self.retired = False
-        self._verified: set[int] = set()
-        self._fingerprint: Fingerprint | None = None
-        self._own = own
-
-    def fingerprint(self) -> Fingerprint:
-        return fingerprint_of(os.fstat(self.fileno))
-
-    def verified_since_change(self, number: int) -> tuple[bool, Fingerprint]:
-        """Was ``number`` verified since the file last changed (by a re-check, or by our
-        engine as it wrote it, if only our engine wrote since)? And the fingerprint now."""
-        now = self.fingerprint()
-        if now != self._fingerprint:
-            self._verified.clear()
-            self._fingerprint = now
-        ours = now == self._own.fingerprint and number in self._own.pieces
-        return ours or number in self._verified, now
-
-    def piece_verified(self, number: int, before: Fingerprint) -> None:
-        """Record a good re-check, if the file did not change while it ran."""
-        if before == self._fingerprint == self.fingerprint():
-            self._verified.add(number)
-
-    def piece_failed(self, number: int) -> None:
-        self._verified.discard(number)
-        self._own.pieces.discard(number)
-
-    def close(self) -> None:
-        self.reader.close()
-        self.storage.close()
-
-
-def _open_shared(store: Store, task_id: str, own: OwnWrites) -> SharedTask | None:
-    """Open a recorded task with its recorded geometry (blocking: ``open_task`` verifies)."""
-    meta = store.get_task(task_id)
-    if meta is None:
-        return None
-    storage = store.open_task(
-        task_id,
-        url=meta.url,
-        content_length=meta.content_length,
-        piece_length=meta.piece_length,
-        content_digest=meta.content_digest,
-    )
-    try:
-        return SharedTask(storage, own)
-    except OSError as exc:
-        storage.close()
-        raise StorageError(f"task {task_id}: cannot open its content: {exc.strerror}") from exc
-    except BaseException:
-        storage.close()
-        raise
-
-
-class TaskCache:
-    """An LRU of open ``SharedTask``s; one opener per task; retired handles close when idle."""
-
-    def __init__(
-        self, store: Store, *, capacity: int, own_writes: dict[str, OwnWrites] | None = None
-    ) -> None:
-        if capacity <= 0:
-            raise ValueError(f"open task limit must be > 0, got {capacity}")
-        self._store = store
-        self._own_writes = {} if own_writes is None else own_writes
-        self._capacity = capacity
-        self._entries: OrderedDict[str, SharedTask] = OrderedDict()
-        self._opening: dict[str, asyncio.Task[SharedTask | None]] = {}
-        self._closed = False
-        self.opened = 0
-
-    @contextlib.asynccontextmanager
-    async def use(self, task_id: str) -> AsyncIterator[SharedTask | None]:
-        """The open task (None if the store does not have it), kept open while in use."""
-        task = await self._get(task_id)
-        if task is None:
-            yield None
-            return
-        task.users += 1
-        try:
-            yield task
-        finally:
-            task.users -= 1
-            if task.retired and task.users == 0:
-                task.close()
-
-    def forget(self, task_id: str) -> None:
-        entry = self._entries.pop(task_id, None)
-        if entry is not None:
-            self._retire(entry)
-
-    async def aclose(self) -> None:
-        self._closed = True
-        await asyncio.gather(*self._opening.values(), return_exceptions=True)
-        while self._entries:
-            _, entry = self._entries.popitem()
-            entry.users = 0
-            self._retire(entry)
-
-    async def _get(self, task_id: str) -> SharedTask | None:
-        if self._closed:
-            raise StorageError("upload server is closing")
-        entry = self._entries.get(task_id)
-        if entry is not None:
-            self._entries.move_to_end(task_id)
-            return entry
-        opening = self._opening.get(task_id)
-        if opening is None:
-            opening = asyncio.create_task(self._open(task_id))
-            opening.add_done_callback(_retrieve_exception)
-            self._opening[task_id] = opening
-        return await asyncio.shield(opening)
-
-    async def _open(self, task_id: str) -> SharedTask | None:
-        try:
-            own = self._own_writes.setdefault(task_id, OwnWrites())
-            entry = await asyncio.to_thread(_open_shared, self._store, task_id, own)
-        finally:
-            del self._opening[task_id]
-        if entry is None:
-            return None
-        self.opened += 1
-        if self._closed:
-            entry.close()
-            raise StorageError("upload server is closing")
-        self._entries[task_id] = entry
-        while len(self._entries) > self._capacity:
-            self._retire(self._entries.popitem(last=False)[1])
-        return entry
-
-    def _retire(self, entry: SharedTask) -> None:
-        entry.retired = True
-        if entry.users == 0:
-            entry.close()
-
-
-def _retrieve_exception(task: asyncio.Task[SharedTask | None]) -> None:
-    if not task.cancelled():
-        task.exception()  # the waiters re-raise it; this keeps asyncio from logging it
 
 
 class UploadServer:
