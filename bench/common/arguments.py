@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from types import FrameType
 
 from damselfly.core.errors import UsageError
 from damselfly.core.units import parse_size
@@ -32,3 +33,21 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
     return value
+
+
+def system_names(known: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse ``type`` for a comma-separated list of ``known`` names, duplicates dropped."""
+
+    def parse(text: str) -> list[str]:
+        names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"choose from {','.join(known)}; got {text!r}")
+        return names
+
+    return parse
+
+
+def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """A signal handler that ends the benchmark as Ctrl-C does (cleanup runs)."""
+    raise KeyboardInterrupt

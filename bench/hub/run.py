@@ -22,14 +22,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: make the `bench` package importable
 
 from bench.common import report  # noqa: E402
-from bench.common.arguments import positive_int, size_type  # noqa: E402
+from bench.common.arguments import positive_int, raise_interrupt, size_type  # noqa: E402
 from bench.common.machine import load_average, machine_info  # noqa: E402
 from bench.common.rounds import Harness, run_rounds  # noqa: E402
 from bench.common.workspace import BenchError, check_room, sha256_of, shm_directory  # noqa: E402
@@ -49,7 +48,7 @@ IGNORED_DIRS = (".cache",)  # huggingface_hub's (and dfget's) local-dir metadata
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     try:
         run(args)
@@ -195,10 +194,6 @@ def _systems(text: str) -> list[str]:
         choices = f"{','.join(SYSTEM_NAMES)},hf-download-w<N>"
         raise argparse.ArgumentTypeError(f"choose from {choices}; got {text!r}")
     return names
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -24,14 +24,18 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: make the `bench` package importable
 
 from bench.common import report  # noqa: E402
-from bench.common.arguments import positive_int, size_type  # noqa: E402
+from bench.common.arguments import (  # noqa: E402
+    positive_int,
+    raise_interrupt,
+    size_type,
+    system_names,
+)
 from bench.common.machine import load_average, machine_info  # noqa: E402
 from bench.common.rounds import Harness, run_rounds  # noqa: E402
 from bench.common.workspace import (  # noqa: E402
@@ -70,7 +74,7 @@ EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     try:
         run(args)
@@ -92,7 +96,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=positive_int, default=3, help="default 3")
     parser.add_argument(
         "--systems",
-        type=_systems,
+        type=system_names(SYSTEM_NAMES),
         default=None,
         help=f"comma-separated subset of {','.join(SYSTEM_NAMES)}"
         " (default: all whose tools are installed)",
@@ -221,18 +225,6 @@ def _hub_version() -> str | None:
         return metadata.version("huggingface_hub")
     except metadata.PackageNotFoundError:
         return None
-
-
-def _systems(text: str) -> list[str]:
-    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in SYSTEM_NAMES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"choose from {','.join(SYSTEM_NAMES)}; got {text!r}")
-    return names
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -24,13 +24,17 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: make the `bench` package importable
 
-from bench.common.arguments import positive_int, size_type  # noqa: E402
+from bench.common.arguments import (  # noqa: E402
+    positive_int,
+    raise_interrupt,
+    size_type,
+    system_names,
+)
 from bench.common.machine import load_average, machine_info  # noqa: E402
 from bench.common.report import write_json  # noqa: E402
 from bench.common.workspace import (  # noqa: E402
@@ -66,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
+        signal.signal(signum, raise_interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.cleanup:
@@ -88,7 +92,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=positive_int, default=3, help="rounds (default 3)")
     parser.add_argument(
         "--systems",
-        type=_systems,
+        type=system_names(SYSTEM_NAMES),
         default=list(DEFAULT_SYSTEMS),
         help=f"comma-separated subset of {','.join(SYSTEM_NAMES)}"
         f" (default {','.join(DEFAULT_SYSTEMS)})",
@@ -229,18 +233,6 @@ def _cleanup() -> int:
     still = teardown("dfsw", namespaces)
     print(f"removed {len(left) - len(still)}; left: {still or 'nothing'}", file=sys.stderr)
     return EXIT_FAILED if still else 0
-
-
-def _systems(text: str) -> list[str]:
-    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in SYSTEM_NAMES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"choose from {','.join(SYSTEM_NAMES)}; got {text!r}")
-    return names
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
