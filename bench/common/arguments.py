@@ -1,11 +1,15 @@
-"""Argument types shared by the benchmark commands."""
+"""What the benchmark commands share on their command line: argument types, and one way to
+run a benchmark that turns failures and interrupts into a one-line message and an exit code."""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from bench.common.workspace import BenchError
 from damselfly.core.errors import UsageError
 from damselfly.core.units import parse_size
 
@@ -51,3 +55,28 @@ def system_names(known: Sequence[str]) -> Callable[[str], list[str]]:
 def raise_interrupt(signum: int, frame: FrameType | None) -> None:
     """A signal handler that ends the benchmark as Ctrl-C does (cleanup runs)."""
     raise KeyboardInterrupt
+
+
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+
+
+def run_guarded(
+    prog: str,
+    work: Callable[[], int | None],
+    *,
+    on_interrupt: str,
+    signals: Sequence[signal.Signals] = (signal.SIGTERM,),
+) -> int:
+    """Run ``work``; a ``BenchError`` is ``prog: FAILED: ...`` (exit 1), Ctrl-C or one of
+    ``signals`` is ``prog: interrupted; <on_interrupt>`` (exit 130) after cleanup ran."""
+    for signum in signals:
+        signal.signal(signum, raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    try:
+        return work() or 0
+    except BenchError as exc:
+        print(f"{prog}: FAILED: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {on_interrupt}", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: make the `bench` package importable
 
 from bench.common import report  # noqa: E402
-from bench.common.arguments import positive_int, raise_interrupt, size_type  # noqa: E402
+from bench.common.arguments import positive_int, run_guarded, size_type  # noqa: E402
 from bench.common.machine import load_average, machine_info  # noqa: E402
 from bench.common.rounds import Harness, run_rounds  # noqa: E402
 from bench.common.workspace import BenchError, check_room, sha256_of, shm_directory  # noqa: E402
@@ -42,23 +41,12 @@ RESULTS_DIR = REPO / "bench" / "results"
 REPO_ID = "bench/model"
 # source + warm store + one run's output or cache + slack (.incomplete files, metadata)
 SHM_COPIES = 4
-EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 IGNORED_DIRS = (".cache",)  # huggingface_hub's (and dfget's) local-dir metadata
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    try:
-        run(args)
-    except BenchError as exc:
-        print(f"bench-hub: FAILED: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("bench-hub: interrupted; hub stopped, /dev/shm cleaned", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    return run_guarded("bench-hub", lambda: run(args), on_interrupt="hub stopped, /dev/shm cleaned")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

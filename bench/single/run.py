@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ sys.path.insert(0, str(REPO))  # run as a script: make the `bench` package impor
 from bench.common import report  # noqa: E402
 from bench.common.arguments import (  # noqa: E402
     positive_int,
-    raise_interrupt,
+    run_guarded,
     size_type,
     system_names,
 )
@@ -69,22 +68,13 @@ RESULTS_DIR = REPO / "bench" / "results"
 # at most, at any time: source (the hub's repo is a hard link to it) + dfget-warm's store +
 # the daemon's store (outputs through it are hard links) + one run's output + one run's store
 SHM_COPIES = 5
-EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    try:
-        run(args)
-    except BenchError as exc:
-        print(f"bench-single: FAILED: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("bench-single: interrupted; servers stopped, /dev/shm cleaned", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    return run_guarded(
+        "bench-single", lambda: run(args), on_interrupt="servers stopped, /dev/shm cleaned"
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -30,15 +30,15 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script: make the `bench` package importable
 
 from bench.common.arguments import (  # noqa: E402
+    EXIT_FAILED,
     positive_int,
-    raise_interrupt,
+    run_guarded,
     size_type,
     system_names,
 )
 from bench.common.machine import load_average, machine_info  # noqa: E402
 from bench.common.report import write_json  # noqa: E402
 from bench.common.workspace import (  # noqa: E402
-    BenchError,
     check_room,
     shm_directory,
     write_random,
@@ -55,7 +55,7 @@ from bench.swarm.tiers import TIERS, Tier, direct_time, fluid_bound  # noqa: E40
 from damselfly.core.units import format_size  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_USAGE = 2
 PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
 TIMEOUT_SLACK = 120.0  # seconds on top of 3 x the direct download's nominal time
 
@@ -69,20 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, raise_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        if args.cleanup:
-            return _cleanup()
-        run(args)
-    except BenchError as exc:
-        print(f"bench-swarm: FAILED: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("bench-swarm: interrupted; processes stopped, network removed", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    return run_guarded(
+        "bench-swarm",
+        lambda: _cleanup() if args.cleanup else run(args),
+        on_interrupt="processes stopped, network removed",
+        signals=(signal.SIGTERM, signal.SIGHUP),
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

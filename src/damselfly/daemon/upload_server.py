@@ -22,11 +22,10 @@ the engine's last write (``piece_added``: the engine hashed each piece as it wro
 file's fingerprint is taken after each such write). Without this, a running download would
 hash every piece it uploads once more (every write changes the fingerprint), on two cores the
 difference between relaying at link speed or not; a change by anyone else sends every piece
-back to the checked path. What
-it misses: bytes that change without touching mtime/ctime (bit rot under the filesystem, a
-write within the same timestamp tick as our read). Children verify every piece against the
-origin reader's digest anyway (``docs/p2p.md``, "Digests"); this re-check only keeps a parent
-from sending bad bytes again and again.
+back to the checked path. What it misses: bytes that change without touching mtime/ctime (bit
+rot under the filesystem, a write within the same timestamp tick as our read). Children
+verify every piece against the origin reader's digest anyway (``docs/p2p.md``, "Digests");
+this re-check only keeps a parent from sending bad bytes again and again.
 
 **Open tasks are cached.** ``Store.open_task`` re-verifies what is held, so each task is
 opened once (in a worker thread, one opener per task however many requests wait) and kept in

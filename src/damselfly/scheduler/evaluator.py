@@ -63,9 +63,13 @@ class DefaultEvaluator:
             + w.idc * _same_idc(child, parent)
             + w.location * location_match(child.host.info.location, parent.host.info.location)
             + w.host_type * (0.0 if parent.host.is_seed else 1.0)
-            + w.spread / (1 + len(parent.children - {child.peer_id}))
+            + w.spread / (1 + _other_children(parent, child))
             - w.failure_penalty * self._failures.penalty(parent.peer_id, now)
         )
+
+
+def _other_children(parent: Peer, child: Peer) -> int:
+    return len(parent.children) - (child.peer_id in parent.children)
 
 
 def _held_share(peer: Peer) -> float:
