@@ -55,7 +55,7 @@ from damselfly.core.errors import (
 )
 from damselfly.core.pieces import ByteRange
 from damselfly.core.urls import HttpUrl, SourceUrl
-from damselfly.transport.http_session import create_origin_session, tls_for_request
+from damselfly.transport.http_session import create_origin_session, next_chunk, tls_for_request
 
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -407,11 +407,7 @@ async def _read_chunk(
     read_timeout: float,
 ) -> bytes:
     try:
-        while True:
-            # readchunk hands over the bytes asyncio received, without joining copies
-            data, end_of_http_chunk = await response.content.readchunk()
-            if data or not end_of_http_chunk:
-                return data
+        return await next_chunk(response)
     except TimeoutError as exc:
         reason = f"no data for {read_timeout:g}s after {received} bytes"
         raise SourceTimeoutError(url.redacted(), reason) from exc

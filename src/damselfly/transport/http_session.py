@@ -69,3 +69,12 @@ def create_origin_session(
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
         max_field_size=16 * 1024,
     )
+
+
+async def next_chunk(response: aiohttp.ClientResponse) -> bytes:
+    """The next bytes of the body as asyncio received them (no joining copy); ``b""`` at its
+    end. HTTP chunk boundaries carry no data and are skipped. Read timeouts propagate."""
+    while True:
+        data, end_of_http_chunk = await response.content.readchunk()
+        if data or not end_of_http_chunk:
+            return data

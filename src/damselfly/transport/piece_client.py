@@ -37,6 +37,7 @@ from yarl import URL
 
 from damselfly.core.errors import PeerError, ProtocolError
 from damselfly.protocol import pieces_http as wire
+from damselfly.transport.http_session import next_chunk
 
 LIMIT = 128
 LIMIT_PER_HOST = 4
@@ -319,11 +320,7 @@ async def _read_chunk(
     timeout_no_bytes: float,
 ) -> bytes:
     try:
-        while True:
-            # readchunk hands over the bytes asyncio received, without joining copies
-            data, end_of_http_chunk = await response.content.readchunk()
-            if data or not end_of_http_chunk:
-                return data
+        return await next_chunk(response)
     except TimeoutError as exc:
         reason = f"no byte for {timeout_no_bytes:g}s after {received} of {length} bytes"
         raise request.error(ParentStalledError, reason) from exc
