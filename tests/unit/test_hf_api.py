@@ -15,9 +15,9 @@ from damselfly.backends.hf_api import (
     signed_url_expiry,
     token_fingerprint,
 )
-from damselfly.backends.hf_listing import unsafe_path_reason
 from damselfly.backends.hf_memo import TtlMemo
 from damselfly.core.errors import InvalidUrlError
+from damselfly.core.safe_paths import unsafe_path_reason
 
 
 def test_routes_quote_revisions_and_keep_the_prefix():

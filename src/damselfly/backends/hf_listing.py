@@ -28,9 +28,9 @@ from damselfly.backends.hf_api import is_git_oid, is_sha256, repo_label
 from damselfly.backends.hf_errors import worded
 from damselfly.core.digests import GIT_BLOB_SHA1, Digest
 from damselfly.core.errors import SourceProtocolError
+from damselfly.core.safe_paths import unsafe_path_reason
 from damselfly.core.urls import HubUrl
 
-MAX_PATH_LENGTH = 4096
 REVISION_PARAM = "hf_revision"
 BLOB_OID_PARAM = "hf_blob_oid"
 
@@ -99,23 +99,6 @@ class TreeListing:
     def _error(self, reason: str) -> SourceProtocolError:
         error = SourceProtocolError(self._url.redacted(), reason)
         return worded(error, f"{repo_label(self._url)}: {reason}")
-
-
-def unsafe_path_reason(path: str) -> str | None:
-    """Why ``path`` must not be used as a relative file path, or ``None`` if it is safe."""
-    if not path or len(path) > MAX_PATH_LENGTH:
-        return "empty or too long"
-    if "\x00" in path:
-        return "contains a NUL byte"
-    if any(ord(c) < 0x20 or c == "\x7f" for c in path):
-        return "contains a control character"
-    if "\\" in path:
-        return "contains a backslash"
-    if path.startswith("/"):
-        return "is absolute"
-    if any(segment in ("", ".", "..") for segment in path.split("/")):
-        return "has an empty, '.' or '..' segment"
-    return None
 
 
 def _is_size(value: object) -> bool:

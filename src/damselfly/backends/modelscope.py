@@ -65,6 +65,7 @@ from damselfly.core.errors import (
     UsageError,
 )
 from damselfly.core.pieces import ByteRange
+from damselfly.core.safe_paths import unsafe_path_reason
 from damselfly.core.urls import HubUrl, SourceUrl
 from damselfly.transport.http_session import create_origin_session, tls_for_request
 
@@ -455,12 +456,9 @@ def _parse_file(target: _Target, item: object) -> _Listed:
 def _checked_path(target: _Target, path: object) -> str:
     if not isinstance(path, str) or not path:
         raise _bad_listing(target, "missing or non-text path", path)
-    if "\x00" in path or "\\" in path:
-        raise _bad_listing(target, "NUL or backslash in path", path)
-    if path.startswith("/"):
-        raise _bad_listing(target, "absolute path", path)
-    if any(segment in ("", ".", "..") for segment in path.split("/")):
-        raise _bad_listing(target, "empty, '.' or '..' segment", path)
+    problem = unsafe_path_reason(path)
+    if problem is not None:
+        raise _bad_listing(target, problem, path)
     return path
 
 

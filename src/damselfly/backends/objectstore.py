@@ -50,6 +50,7 @@ from damselfly.core.errors import (
     SourceUnreachableError,
 )
 from damselfly.core.pieces import ByteRange
+from damselfly.core.safe_paths import unsafe_path_reason
 from damselfly.core.urls import HdfsUrl, ObjectUrl, SourceUrl
 
 T = TypeVar("T")
@@ -436,11 +437,10 @@ def _relative_path(target: _Target, prefix: str, path: str) -> str:
     if not path.startswith(prefix):
         raise SourceProtocolError(target.shown, f"listing returned {path!r} outside the prefix")
     relative = path[len(prefix) :]
-    segments = relative.split("/")
-    if "\x00" in relative or relative.startswith("/") or "\\" in relative:
-        raise SourceProtocolError(target.shown, f"listing returned an unsafe key {path!r}")
-    if any(segment in ("", ".", "..") for segment in segments):
-        raise SourceProtocolError(target.shown, f"listing returned an unsafe key {path!r}")
+    problem = unsafe_path_reason(relative)
+    if problem is not None:
+        reason = f"listing returned an unsafe key {path!r}: {problem}"
+        raise SourceProtocolError(target.shown, reason)
     return relative
 
 

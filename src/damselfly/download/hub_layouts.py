@@ -52,6 +52,7 @@ from typing import Protocol
 from damselfly.backends.base import Entry, ObjectStat
 from damselfly.core.digests import GIT_BLOB_SHA1
 from damselfly.core.errors import OutputError, SourceProtocolError, UsageError
+from damselfly.core.safe_paths import unsafe_path_reason
 from damselfly.core.urls import HubUrl
 from damselfly.download.file_download import download_file
 from damselfly.download.jobs import DownloadContext, FileJob, FileResult
@@ -350,13 +351,7 @@ def _entry_job(template: FileJob, entry: Entry, output: Path) -> FileJob:
 
 def _check_revision_name(revision: str) -> None:
     """A revision becomes a path (``refs/<rev>``, ``snapshots/<rev>``): keep it inside."""
-    parts = revision.split("/")
-    if (
-        not revision
-        or revision.startswith("/")
-        or any(p in ("", ".", "..") for p in parts)
-        or any(ord(c) < 0x20 or c in "\\\x7f" for c in revision)
-    ):
+    if unsafe_path_reason(revision) is not None:
         raise UsageError(f"revision {revision!r} cannot name a cache directory")
 
 

@@ -19,6 +19,7 @@ from typing import Protocol
 from damselfly.backends.base import Entry
 from damselfly.core.errors import OutputError, SourceProtocolError
 from damselfly.core.globs import path_selected
+from damselfly.core.safe_paths import unsafe_path_reason
 from damselfly.download.file_download import download_file
 from damselfly.download.jobs import DownloadContext, FileJob, FileResult
 from damselfly.download.output_check import check_output_dir
@@ -124,7 +125,7 @@ def _file_job(template: FileJob, entry: Entry, output: Path) -> FileJob:
 def validate_listing(source: str, paths: Sequence[str]) -> None:
     seen: set[str] = set()
     for path in paths:
-        problem = _path_problem(path)
+        problem = unsafe_path_reason(path)
         if problem is None and path in seen:
             problem = "listed twice"
         if problem is not None:
@@ -132,23 +133,9 @@ def validate_listing(source: str, paths: Sequence[str]) -> None:
         seen.add(path)
 
 
-def _path_problem(path: str) -> str | None:
-    if not path:
-        return "empty"
-    if "\x00" in path:
-        return "contains a NUL byte"
-    if "\\" in path:
-        return "contains a backslash"
-    if path.startswith("/"):
-        return "absolute"
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        return "empty, '.' or '..' segment"
-    return None
-
-
 def safe_output_path(root: Path, relative: str) -> Path:
     """``root/relative``, refusing any existing symlink on the way that leads outside root."""
-    problem = _path_problem(relative)
+    problem = unsafe_path_reason(relative)
     if problem is not None:
         raise OutputError(str(root / relative), f"unsafe path: {problem}")
     target = root / relative
