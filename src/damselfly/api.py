@@ -37,6 +37,7 @@ from damselfly.backends.base import RequestOptions
 from damselfly.backends.hf import HfBackend
 from damselfly.backends.hf_api import DEFAULT_REVISION, normalize_endpoint, resolve_hf_token
 from damselfly.backends.registry import BackendSettings, default_registry
+from damselfly.config.paths import store_dir
 from damselfly.core.errors import InvalidUrlError, UsageError
 from damselfly.core.urls import HubUrl, parse_url
 from damselfly.download.events import NullObserver
@@ -49,7 +50,7 @@ from damselfly.download.hub_layouts import (
 )
 from damselfly.download.jobs import DownloadContext, FileJob
 from damselfly.download.tree_download import TreeJob, download_tree
-from damselfly.storage.store import Store, default_store_dir
+from damselfly.storage.store import Store
 
 T = TypeVar("T")
 _REPO_TYPES = {None: "models", "model": "models", "dataset": "datasets", "space": "spaces"}
@@ -223,7 +224,7 @@ async def _with_context(store_dir: Path, body: Callable[[DownloadContext], Await
 
 
 def _store_dir(storage_dir: str | Path | None) -> Path:
-    return Path(storage_dir).expanduser() if storage_dir else default_store_dir()
+    return store_dir(storage_dir, os.environ)
 
 
 def _run_sync(make: Callable[[], Awaitable[T]]) -> T:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from damselfly.storage.metadata import scrub_url
-from damselfly.storage.store import default_store_dir
+from damselfly.config.paths import default_store_dir, store_dir
+from damselfly.core.redact import scrub_url
 
 
 @pytest.mark.parametrize(
@@ -22,25 +21,16 @@ from damselfly.storage.store import default_store_dir
         ({}, 1000, "/home/u/.cache/damselfly"),
     ],
 )
-def test_default_store_dir(
-    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], euid: int, expected: str
-) -> None:
-    for name in ("DAMSELFLY_STORAGE_DIR", "XDG_CACHE_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("HOME", "/home/u")
-    monkeypatch.setattr(os, "geteuid", lambda: euid)
-    assert default_store_dir() == Path(expected)
+def test_default_store_dir(env: dict[str, str], euid: int, expected: str) -> None:
+    assert default_store_dir({"HOME": "/home/u", **env}, uid=euid) == Path(expected)
 
 
-def test_default_store_dir_reads_the_environment_at_call_time(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("DAMSELFLY_STORAGE_DIR", "/one")
-    assert default_store_dir() == Path("/one")
-    monkeypatch.setenv("DAMSELFLY_STORAGE_DIR", "/two")
-    assert default_store_dir() == Path("/two")
+def test_a_configured_store_dir_wins_over_the_environment() -> None:
+    env = {"DAMSELFLY_STORAGE_DIR": "/srv/df", "HOME": "/home/u"}
+    assert store_dir("/flag", env, uid=1000) == Path("/flag")
+    assert store_dir("~/df", env, uid=1000) == Path.home() / "df"
+    assert store_dir(None, env, uid=1000) == Path("/srv/df")
+    assert store_dir("", {"HOME": "/home/u"}, uid=1000) == Path("/home/u/.cache/damselfly")
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from damselfly import __version__
+from damselfly._version import __version__
 from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.config.base import example_yaml
 from damselfly.config.daemon import DaemonSettings, load

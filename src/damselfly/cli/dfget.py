@@ -24,7 +24,7 @@ from damselfly.cli.dfget_args import build_parser
 from damselfly.cli.dfget_jobs import request_from_args
 from damselfly.cli.progress import make_display
 from damselfly.cli.reporting import configure_logging, report_failure
-from damselfly.config.paths import default_socket_path
+from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.core.errors import EXIT_OK, DamselflyError, UsageError
 from damselfly.core.units import format_size
 from damselfly.download.events import CountingObserver
@@ -65,14 +65,17 @@ async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         endpoint = Path(args.endpoint) if args.endpoint else default_socket_path(env)
         result = await run_through_daemon(endpoint, request, display, explicit=bool(args.endpoint))
     if result is None:
-        result = await _standalone(args, request, display)
+        result = await _standalone(args, request, display, env)
     _summarise(result)
     sys.stdout.write(result.stdout)
     return EXIT_OK
 
 
 async def _standalone(
-    args: argparse.Namespace, request: DownloadRequest, display: CountingObserver
+    args: argparse.Namespace,
+    request: DownloadRequest,
+    display: CountingObserver,
+    env: Mapping[str, str],
 ) -> RunResult:
     if not request.back_to_source:
         why = "--standalone was given" if args.standalone else "no dfdaemon is answering"
@@ -81,9 +84,9 @@ async def _standalone(
     from damselfly.backends.registry import default_registry
     from damselfly.download.jobs import DownloadContext
     from damselfly.download.request_jobs import backend_settings, fetch_policy, run_request
-    from damselfly.storage.store import Store, default_store_dir
+    from damselfly.storage.store import Store
 
-    store = Store(Path(args.storage_dir) if args.storage_dir else default_store_dir())
+    store = Store(store_dir(args.storage_dir, env))
     registry = default_registry(backend_settings(request))
     ctx = DownloadContext(
         store=store, registry=registry, observer=display, policy=fetch_policy(request)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
-from damselfly import __version__
+from damselfly._version import __version__
 from damselfly.core.errors import UsageError
 
 LOG_LEVELS = ("error", "warn", "info", "debug")

@@ -23,7 +23,7 @@ from aiohttp import web
 from damselfly.backends.registry import BackendRegistry, default_registry
 from damselfly.config.base import split_host_port
 from damselfly.config.daemon import DaemonSettings
-from damselfly.config.paths import default_socket_path
+from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.core.errors import ConfigError
 from damselfly.daemon.announcer import Announcer
 from damselfly.daemon.local_api import LocalApi
@@ -37,7 +37,7 @@ from damselfly.download.events import NullObserver
 from damselfly.download.jobs import DownloadContext
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.protocol.messages import HostInfo, HostType
-from damselfly.storage.store import Store, default_store_dir
+from damselfly.storage.store import Store
 from damselfly.transport.piece_client import PieceClient
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def host_id_of(root: Path) -> str:
 
 @contextlib.contextmanager
 def _store(settings: DaemonSettings) -> Iterator[Store]:
-    root = Path(settings.storage_dir) if settings.storage_dir else default_store_dir()
+    root = store_dir(settings.storage_dir, os.environ)
     store = Store(root, quota_bytes=settings.storage_quota or None)
     try:
         yield store

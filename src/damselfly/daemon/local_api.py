@@ -34,8 +34,9 @@ from types import TracebackType
 
 from aiohttp import hdrs, web
 
-from damselfly import __version__
-from damselfly.config.paths import default_socket_path
+from damselfly._version import __version__
+from damselfly.config.paths import default_socket_path, store_dir
+from damselfly.core.error_groups import group_error
 from damselfly.core.errors import EXIT_FAILURE, ConfigError, DamselflyError
 from damselfly.core.urls import parse_url
 from damselfly.daemon.event_stream import PROGRESS_INTERVAL, EventBuffer
@@ -47,9 +48,8 @@ from damselfly.daemon.unix_socket import (
     remove_socket,
 )
 from damselfly.download.request import DownloadRequest
-from damselfly.download.source_fetcher import first_error
 from damselfly.protocol import local_api as wire
-from damselfly.storage.store import Store, default_store_dir
+from damselfly.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class LocalApi:
                 group.create_task(self._run(job, events))
                 group.create_task(_write_events(events, response))
         except BaseExceptionGroup as errors:
-            raise first_error(errors) from None
+            raise group_error(errors) from None
 
     async def _run(self, job: DownloadRequest, events: EventBuffer) -> None:
         final: wire.Event
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _serve(args: argparse.Namespace) -> None:
     path = args.socket or default_socket_path(os.environ)
     stop = _stop_on_signal()  # before "listening": a prompt SIGTERM still cleans up
-    with Store(args.storage_dir or default_store_dir()) as store:
+    with Store(store_dir(args.storage_dir, os.environ)) as store:
         async with LocalApi(path, StoreRunner(store), group=args.group):
             sys.stdout.write(f"listening on {path}\n")
             sys.stdout.flush()

@@ -27,7 +27,7 @@ from pathlib import PurePosixPath
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from damselfly.core.errors import ProtocolError, UsageError
-from damselfly.storage.metadata import scrub_url
+from damselfly.core.redact import scrub_url
 
 ENV_NAMES = frozenset(
     {

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from damselfly.backends.base import Backend, RangeNotHonouredError, RequestOptions, open_stream
+from damselfly.core.error_groups import group_error
 from damselfly.core.errors import SourceProtocolError, SourceTimeoutError, SourceUnreachableError
 from damselfly.core.pieces import ByteRange, Piece, piece_at
 from damselfly.core.urls import SourceUrl
@@ -101,7 +102,7 @@ class SourceFetcher:
         except BaseExceptionGroup as group:
             if group.subgroup(RangeNotHonouredError) is not None:
                 return False
-            raise first_error(group) from None
+            raise group_error(group) from None
         return True
 
     async def _worker(self, runs: deque[list[int]]) -> None:
@@ -222,11 +223,3 @@ class _PieceCutter:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-
-
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first leaf of an exception group: the error worth reporting."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error

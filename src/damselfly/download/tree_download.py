@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Protocol
 
 from damselfly.backends.base import Entry
+from damselfly.core.error_groups import group_error
 from damselfly.core.errors import OutputError, SourceProtocolError
 from damselfly.core.globs import path_selected
 from damselfly.core.safe_paths import unsafe_path_reason
 from damselfly.download.file_download import download_file
 from damselfly.download.jobs import DownloadContext, FileJob, FileResult
 from damselfly.download.output_check import check_output_dir
-from damselfly.download.source_fetcher import first_error
 
 
 class TreeLayout(Protocol):
@@ -102,7 +102,7 @@ async def download_tree(job: TreeJob, ctx: DownloadContext) -> list[FileResult]:
         async with asyncio.TaskGroup() as group:
             running = [group.create_task(one(j)) for j in jobs]
     except BaseExceptionGroup as errors:
-        raise first_error(errors) from None
+        raise group_error(errors) from None
     layout.finish(entries)
     return [task.result() for task in running]
 

@@ -27,7 +27,7 @@ suite (``tests/contract/test_metadata_contract.py``) runs against both; its rule
 - After ``close`` every call raises ``StorageError``.
 
 Metadata never holds a secret: ``TaskMeta.url`` is the caller's redacted URL, and the store
-scrubs it again (``scrub_url``) before recording it.
+scrubs it again (``core.redact.scrub_url``) before recording it.
 """
 
 from __future__ import annotations
@@ -35,10 +35,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from damselfly.core.errors import StorageError
-from damselfly.core.ids import signature_params
 
 
 class TaskState(enum.StrEnum):
@@ -129,22 +127,3 @@ class MetadataStore(Protocol):
         """Every task, least recently accessed first."""
 
     def close(self) -> None: ...
-
-
-# Names that often carry a secret: never stored, even where they might select content (the
-# stored URL is for display; identity is the task id).
-_SECRET_LOOKING_PARAMS = frozenset({"token", "api_key", "apikey", "key", "password", "secret"})
-
-
-def scrub_url(url: str) -> str:
-    """``url`` without userinfo, fragment or signature/token query parameters."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    netloc = parts.netloc.rpartition("@")[2]
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    dropped = signature_params(k for k, _ in pairs) | _SECRET_LOOKING_PARAMS
-    kept = [(k, v) for k, v in pairs if k.lower() not in dropped]
-    query = urlencode(kept) if len(kept) != len(pairs) else parts.query
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))

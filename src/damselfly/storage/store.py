@@ -1,6 +1,6 @@
 """``Store``: the local cache of tasks, shared by dfget and dfdaemon on one machine.
 
-One root directory (``default_store_dir()``), laid out as described in ``content.py``: a
+One root directory (``config.paths.store_dir``), laid out as described in ``content.py``: a
 SQLite metadata file and one sparse content file per task. Several threads and several
 processes may use one root at once; ``flock`` pins keep an open task from being evicted and a
 ``store.lock`` serialises task creation against eviction (see ``content.py``).
@@ -47,6 +47,7 @@ from types import TracebackType
 
 from damselfly.core.errors import DiskFullError, StorageError
 from damselfly.core.pieces import piece_at, piece_count
+from damselfly.core.redact import scrub_url
 from damselfly.storage.content import (
     DIR_MODE,
     ContentFile,
@@ -55,29 +56,14 @@ from damselfly.storage.content import (
     validate_task_id,
 )
 from damselfly.storage.gc import GarbageCollector
-from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskMeta, TaskState, scrub_url
+from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskMeta, TaskState
 from damselfly.storage.output import DeliveryMethod, deliver_file
 from damselfly.storage.sqlite_metadata import SqliteMetadataStore
 from damselfly.storage.task_storage import TaskStorage
 
-__all__ = ["DeliveryMethod", "Store", "TaskStorage", "default_store_dir"]
+__all__ = ["DeliveryMethod", "Store", "TaskStorage"]
 
 logger = logging.getLogger(__name__)
-
-STORAGE_DIR_ENV = "DAMSELFLY_STORAGE_DIR"
-SYSTEM_STORE_DIR = Path("/var/lib/damselfly")
-
-
-def default_store_dir() -> Path:
-    """``$DAMSELFLY_STORAGE_DIR``, else /var/lib/damselfly for root, else the user's cache."""
-    configured = os.environ.get(STORAGE_DIR_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    if os.geteuid() == 0:
-        return SYSTEM_STORE_DIR
-    cache = os.environ.get("XDG_CACHE_HOME")
-    base = Path(cache) if cache and os.path.isabs(cache) else Path.home() / ".cache"
-    return base / "damselfly"
 
 
 class Store:
