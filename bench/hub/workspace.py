@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.common.workspace import BenchError, process_cpu_seconds, server_process
 from bench.hub.repo import ModelRepo
-from damselfly.testing.hf_repos import DEFAULT_LFS_THRESHOLD
+from damselfly.demo.hub_repos import DEFAULT_LFS_THRESHOLD
 
 HUB_START_TIMEOUT = 120.0  # it hashes every LFS file (sha256) before it answers
 _BANNER = re.compile(

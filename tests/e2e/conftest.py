@@ -5,21 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-
-@dataclass
-class Completed:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
+from damselfly.demo.cluster import Completed
 
 
 @dataclass
@@ -39,10 +31,12 @@ class Dfget:
         )
 
     async def run(self, *args: str, timeout: float = 60) -> Completed:
+        started = time.monotonic()
         process = await self.start(*args)
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
         assert process.returncode is not None
-        return Completed(process.returncode, stdout.decode(), stderr.decode())
+        seconds = time.monotonic() - started
+        return Completed(process.returncode, stdout.decode(), stderr.decode(), seconds)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from damselfly.testing.origin import Behaviour, OriginServer
+from damselfly.testing.polling import wait_until
 
 MiB = 1024 * 1024
 
@@ -74,7 +75,7 @@ async def test_resume_after_kill_9(tmp_path, origin, dfget):
     out = tmp_path / "out" / "slow.bin"
     args = (url, "-O", str(out), "--piece-length", "256KiB", "--concurrent-pieces", "2")
     process = await dfget.start(*args)
-    await _wait_for(lambda: origin.bytes_served >= MiB + 256 * 1024)
+    await wait_until(lambda: origin.bytes_served >= MiB + 256 * 1024, within=20, interval=0.02)
     await asyncio.sleep(0.2)  # let the pieces that arrived reach the store
     process.kill()
     await process.wait()
@@ -97,7 +98,7 @@ async def test_ctrl_c_leaves_nothing_and_keeps_pieces(tmp_path, origin, dfget):
     out = tmp_path / "out" / "slow.bin"
     args = (url, "-O", str(out), "--piece-length", "256KiB", "--concurrent-pieces", "2")
     process = await dfget.start(*args)
-    await _wait_for(lambda: origin.bytes_served >= MiB)
+    await wait_until(lambda: origin.bytes_served >= MiB, within=20, interval=0.02)
     await asyncio.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, stderr = await asyncio.wait_for(process.communicate(), 20)
@@ -120,12 +121,6 @@ async def test_origin_ignoring_range_still_gives_correct_bytes(tmp_path, origin,
     result = await dfget.run(url, "-O", str(tmp_path / "n.bin"), "--piece-length", "1MiB")
     assert result.code == 0, result.stderr
     assert (tmp_path / "n.bin").read_bytes() == data
-
-
-async def _wait_for(condition, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 def closed_port() -> int:

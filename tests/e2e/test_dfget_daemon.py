@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from damselfly.demo.hub_repos import HubRepo
 from damselfly.storage.store import Store
 from damselfly.testing.hf_hub import HfTestHub
-from damselfly.testing.hf_repos import HubRepo
 from damselfly.testing.origin import OriginServer
 
 MiB = 1024 * 1024

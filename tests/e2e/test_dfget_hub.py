@@ -26,16 +26,16 @@ import pytest
 
 from damselfly.cli.dfget_args import build_parser
 from damselfly.cli.dfget_jobs import request_from_args
-from damselfly.download.request import uses_hub_cache
-from damselfly.download.request_jobs import build_hub_layout
-from damselfly.testing.hf_hub import HfTestHub
-from damselfly.testing.hf_repos import (
+from damselfly.demo.hub_repos import (
     MINILM_REPO_ID,
     MINILM_SAFETENSORS_LENGTH,
     HubRepo,
     files_from_directory,
     minilm_model_dir,
 )
+from damselfly.download.request import uses_hub_cache
+from damselfly.download.request_jobs import build_hub_layout
+from damselfly.testing.hf_hub import HfTestHub
 from damselfly.testing.ms_hub import MsRepo, MsTestHub
 
 MiB = 1024 * 1024

@@ -16,8 +16,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from damselfly.testing.cluster import Completed, LocalCluster, Node, wait_until
+from damselfly.testing.cluster import Completed, LocalCluster, Node
 from damselfly.testing.origin import Behaviour
+from damselfly.testing.polling import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +54,7 @@ def assert_succeeded(
 
 
 async def origin_served(cluster: LocalCluster, at_least: float) -> None:
-    async with asyncio.timeout(30):
-        await wait_until(lambda: cluster.origin.bytes_served >= at_least)
+    await wait_until(lambda: cluster.origin.bytes_served >= at_least, within=30, interval=0.02)
 
 
 def closed_port() -> int:
@@ -104,8 +104,7 @@ async def test_scheduler_killed_mid_transfer_and_restarted(tmp_path):
         assert cluster.origin.bytes_served <= 1.02 * len(data)
 
         hosts = 1 + len(cluster.peers)  # rebuilt from the daemons' re-announcements
-        async with asyncio.timeout(15):
-            await wait_until(lambda: scheduler_knows(cluster, hosts))
+        await wait_until(lambda: scheduler_knows(cluster, hosts), within=15, interval=0.02)
         served = cluster.origin.bytes_served
         late = await cluster.add_daemon()
         run = await cluster.dfget(late, url, tmp_path / "late.bin", *PIECE)

@@ -17,7 +17,8 @@ from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import Decision, HostInfo, PieceDigest, TaskMeta, peer_id_of
 from damselfly.protocol.rendezvous import rendezvous_order
 from damselfly.storage.store import Store
-from damselfly.testing.fake_scheduler import LocalScheduler, wait_until
+from damselfly.testing.fake_scheduler import LocalScheduler
+from damselfly.testing.polling import wait_until
 
 KIB64 = 64 * 1024
 PIECES = 4

@@ -25,8 +25,8 @@ from damselfly.core.errors import (
 )
 from damselfly.core.pieces import ByteRange
 from damselfly.core.urls import HubUrl, parse_url
+from damselfly.demo.hub_repos import HubRepo
 from damselfly.testing.hf_hub import HfTestHub
-from damselfly.testing.hf_repos import HubRepo
 
 WEIGHTS = hashlib.sha256(b"seed").digest() * 10_000  # 320,000 bytes: an LFS file
 TINY = {

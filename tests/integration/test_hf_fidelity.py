@@ -30,9 +30,9 @@ from damselfly.backends.base import RequestOptions
 from damselfly.backends.hf import HfBackend
 from damselfly.core.digests import Digest
 from damselfly.core.urls import parse_url
+from damselfly.demo.hub_repos import MINILM_REPO_ID, HubRepo, files_from_directory
+from damselfly.demo.hub_repos import minilm_model_dir as find_minilm
 from damselfly.testing.hf_hub import HfTestHub
-from damselfly.testing.hf_repos import MINILM_REPO_ID, HubRepo, files_from_directory
-from damselfly.testing.hf_repos import minilm_model_dir as find_minilm
 from damselfly.testing.olah import OlahServer, build_mirror_repo, olah_available
 
 pytestmark = pytest.mark.skipif(

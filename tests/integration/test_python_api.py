@@ -27,8 +27,8 @@ from damselfly.core.errors import (
     SourceNotFoundError,
     UsageError,
 )
+from damselfly.demo.hub_repos import HubRepo
 from damselfly.testing.hf_hub import HfTestHub
-from damselfly.testing.hf_repos import HubRepo
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("huggingface_hub") is None, reason="huggingface_hub not installed"

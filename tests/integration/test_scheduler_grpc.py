@@ -20,6 +20,7 @@ from damselfly.config.scheduler import load
 from damselfly.protocol import scheduler_pb2 as pb
 from damselfly.protocol.scheduler_pb2_grpc import SchedulerStub
 from damselfly.scheduler.app import RunningScheduler, serve
+from damselfly.testing.polling import wait_until
 
 KIB64 = 64 * 1024
 PIECES = 4
@@ -80,12 +81,6 @@ async def register(stub: SchedulerStub, host_id: str, **meta: Any) -> pb.Registe
     return response
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
 async def test_announced_holder_is_proposed_as_parent_with_its_digests(
     scheduler: Scheduler,
 ) -> None:
@@ -144,7 +139,7 @@ async def test_seed_stream_receives_a_job_for_an_unknown_task(scheduler: Schedul
     stub = scheduler.stub
     await announce(stub, "seed-1", seed=True, port=4200)
     jobs = stub.WatchSeedJobs(pb.WatchSeedJobsRequest(host_id="seed-1"))
-    await eventually(lambda: scheduler.running.state.statistics().seeds_connected == 1)
+    await wait_until(lambda: scheduler.running.state.statistics().seeds_connected == 1)
     await announce(stub, "peer")
     response = await register(stub, "peer")
     assert response.decision == pb.WAIT_FOR_SEED
@@ -160,7 +155,7 @@ async def test_seed_stream_receives_a_job_for_an_unknown_task(scheduler: Schedul
 async def test_seed_stream_ends_cleanly_on_shutdown(scheduler: Scheduler) -> None:
     await announce(scheduler.stub, "seed-1", seed=True)
     jobs = scheduler.stub.WatchSeedJobs(pb.WatchSeedJobsRequest(host_id="seed-1"))
-    await eventually(lambda: scheduler.running.state.statistics().seeds_connected == 1)
+    await wait_until(lambda: scheduler.running.state.statistics().seeds_connected == 1)
     scheduler.stop()
     assert await asyncio.wait_for(jobs.read(), 3) is grpc.aio.EOF
     assert await jobs.code() == grpc.StatusCode.OK

@@ -9,10 +9,10 @@ import sys
 from collections.abc import Sequence
 
 from damselfly.cli import scheduler as scheduler_cli
-from damselfly.cli.demo import demo_root, print_report, run_demo
 from damselfly.cli.reporting import report_failure
 from damselfly.core.errors import EXIT_FAILURE, EXIT_OK, DamselflyError, UsageError
 from damselfly.core.units import parse_size
+from damselfly.demo.run import demo_root, print_report, run_demo
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,23 +38,21 @@ its commit and digest, then downloads it like one listed entry.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import os
 import re
-import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from damselfly.backends.base import Entry, ObjectStat
 from damselfly.core.digests import GIT_BLOB_SHA1
-from damselfly.core.errors import OutputError, SourceProtocolError, UsageError
+from damselfly.core.errors import SourceProtocolError, UsageError
 from damselfly.core.safe_paths import unsafe_path_reason
 from damselfly.core.urls import HubUrl
 from damselfly.download.file_download import download_file
+from damselfly.download.hub_files import has_length, output_errors, replace_atomically, same_sha256
 from damselfly.download.jobs import DownloadContext, FileJob, FileResult
 from damselfly.download.output_check import check_output_dir
 from damselfly.download.tree_download import (
@@ -69,7 +67,6 @@ MS_REVISION_PARAM = "ms_revision"
 METADATA_DIR = ".cache/huggingface"
 _ETAG_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-_HASH_CHUNK = 8 * 1024 * 1024
 
 
 class HubLayout(TreeLayout, Protocol):
@@ -154,7 +151,7 @@ class HfCacheLayout:
         blob = safe_output_path(self.repo_dir, f"blobs/{etag}")
         first_claim = etag not in self._claimed
         self._claimed.add(etag)
-        if not first_claim or _has_length(blob, entry.content_length):
+        if not first_claim or has_length(blob, entry.content_length):
             return None
         return blob
 
@@ -186,21 +183,21 @@ class HfCacheLayout:
         target = os.path.relpath(self.repo_dir / "blobs" / etag, directory)
         if link.is_symlink() and os.readlink(link) == target:
             return
-        with _output_errors(link):
+        with output_errors(link):
             directory.mkdir(parents=True, exist_ok=True)
-            _replace_atomically(link, lambda tmp: os.symlink(target, tmp))
+            replace_atomically(link, lambda tmp: os.symlink(target, tmp))
 
     def _write_ref(self) -> None:
         assert self._commit is not None
         if self._revision.lower() == self._commit:
             return
         ref = safe_output_path(self.repo_dir, f"refs/{self._revision}")
-        with _output_errors(ref):
+        with output_errors(ref):
             if ref.is_file() and ref.read_text(encoding="utf-8") == self._commit:
                 return
             ref.parent.mkdir(parents=True, exist_ok=True)
             data = self._commit.encode()  # no newline: huggingface_hub reads it verbatim
-            _replace_atomically(ref, lambda tmp: tmp.write_bytes(data))
+            replace_atomically(ref, lambda tmp: tmp.write_bytes(data))
 
 
 # -- a plain directory, with huggingface_hub's local-dir metadata ---------------------------
@@ -229,7 +226,7 @@ class HfLocalDirLayout(PlainLayout):
         if not tracked:
             return
         base = safe_output_path(self.root, METADATA_DIR)
-        with _output_errors(base):
+        with output_errors(base):
             base.mkdir(parents=True, exist_ok=True)
             ignore = base / ".gitignore"
             if not ignore.exists():
@@ -268,9 +265,9 @@ class HfLocalDirLayout(PlainLayout):
         path = self._metadata_path(entry)
         commit = dict(entry.params)[HF_REVISION_PARAM]
         text = f"{commit}\n{_etag(self._url, entry)}\n{time.time()}\n"
-        with _output_errors(path):
+        with output_errors(path):
             path.parent.mkdir(parents=True, exist_ok=True)
-            _replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # -- ModelScope cache ------------------------------------------------------------------------
@@ -295,7 +292,7 @@ class ModelScopeCacheLayout:
 
     def output_for(self, entry: Entry) -> Path | None:
         target = safe_output_path(self.snapshot_dir, _validated_path(self._url, entry))
-        if _has_length(target, entry.content_length) and _same_sha256(target, entry):
+        if has_length(target, entry.content_length) and same_sha256(target, entry):
             return None
         return target
 
@@ -376,50 +373,3 @@ def _hf_commit(url: HubUrl, entry: Entry) -> str:
     if _COMMIT_RE.match(commit) is None:
         raise SourceProtocolError(str(url), f"{entry.path!r} is not pinned to a commit")
     return commit
-
-
-def _has_length(path: Path, length: int | None) -> bool:
-    try:
-        stat = path.stat()
-    except OSError:
-        return False
-    return path.is_file() and length is not None and stat.st_size == length
-
-
-def _same_sha256(path: Path, entry: Entry) -> bool:
-    digest = entry.content_digest
-    if digest is None:
-        return True  # the hub vouches for no digest: the length is all we can check
-    if digest.algorithm != "sha256":
-        return False
-    hasher = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_HASH_CHUNK):
-                hasher.update(chunk)
-    except OSError:
-        return False
-    return hasher.hexdigest() == digest.hex
-
-
-def _replace_atomically(dest: Path, make: _Maker) -> None:
-    """Create ``dest`` through a hidden temp name and one rename (readers never see half)."""
-    tmp = dest.parent / f".{dest.name}.damselfly-{secrets.token_hex(6)}.tmp"
-    try:
-        make(tmp)
-        os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
-class _Maker(Protocol):
-    def __call__(self, tmp: Path, /) -> object: ...
-
-
-@contextlib.contextmanager
-def _output_errors(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        raise OutputError(str(path), exc.strerror or str(exc)) from exc

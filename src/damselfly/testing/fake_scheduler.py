@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -33,14 +33,6 @@ from damselfly.protocol.messages import (
 )
 from damselfly.scheduler.app import RunningScheduler, serve
 from damselfly.scheduler.state import SchedulerState
-
-
-async def wait_until(condition: Callable[[], bool], within: float = 3.0) -> None:
-    """Poll ``condition`` (every millisecond) until true; ``TimeoutError`` after ``within``
-    seconds. Polling, because the conditions are other components' state, with no event."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.001)
 
 
 class FakeSchedulerClient:

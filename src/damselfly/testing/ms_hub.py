@@ -17,8 +17,7 @@ Every answer is the hub's JSON envelope ``{Code, Message, RequestId, Success, Da
 use the live hub's business codes (10010205001 "record not found", 10010101004 unauthorized).
 A private repo needs the hub's token as ``Authorization: Bearer`` or cookie ``m_session_id``.
 
-History is linear: each tag given is an older commit, master is the newest; ``push`` adds a
-commit. A file's listed ``Revision`` is the commit that last changed it, as on the live hub.
+Repositories and their history: ``ms_repos.py``.
 """
 
 from __future__ import annotations
@@ -31,28 +30,22 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from damselfly.testing.ms_repos import BASE_TIME, MsRepo, RepoHistory, listing_entries
+
+__all__ = ["BASE_TIME", "DEFAULT_TOKEN", "HubRequest", "MsRepo", "MsTestHub", "main"]
 
 NOT_FOUND_CODE = 10010205001
 NOT_FOUND_MESSAGE = "获取模型目录树失败，信息：record not found"  # noqa: RUF001 (live text)
 UNAUTHORIZED_CODE = 10010101004
 UNAUTHORIZED_MESSAGE = "get model info failed, err: unauthorized permission"
 DEFAULT_TOKEN = "ms-test-token"
-BASE_TIME = 1_700_000_000
 _UNSATISFIABLE = (-1, -1)
-
-
-@dataclass(frozen=True)
-class MsRepo:
-    """A repository: master's files, older tagged versions, and whether it is private."""
-
-    files: Mapping[str, bytes]
-    tags: Mapping[str, Mapping[str, bytes]] = field(default_factory=dict)
-    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,50 +57,6 @@ class HubRequest:
     authorization: str | None
     session_cookie: str | None
     range: str | None
-
-
-@dataclass
-class _Commit:
-    id: str
-    files: dict[str, bytes]
-    changed_in: dict[str, str]  # path -> the commit that last changed it
-    created_at: int
-
-
-class _Repo:
-    def __init__(self, repo_id: str, spec: MsRepo) -> None:
-        self.repo_id = repo_id
-        self.private = spec.private
-        self.commits: list[_Commit] = []
-        self.tags: dict[str, str] = {}
-        for name, files in spec.tags.items():
-            self.tags[name] = self.push(files)
-        self.push(spec.files)
-
-    def push(self, files: Mapping[str, bytes]) -> str:
-        previous = self.commits[-1] if self.commits else None
-        seed = f"{self.repo_id}\0{len(self.commits)}\0" + "".join(
-            f"{p}\0{hashlib.sha256(b).hexdigest()}\0" for p, b in sorted(files.items())
-        )
-        commit_id = hashlib.sha1(seed.encode(), usedforsecurity=False).hexdigest()
-        changed_in = {
-            path: previous.changed_in[path]
-            if previous is not None and previous.files.get(path) == data
-            else commit_id
-            for path, data in files.items()
-        }
-        created = BASE_TIME + 60 * len(self.commits)
-        self.commits.append(_Commit(commit_id, dict(files), changed_in, created))
-        return commit_id
-
-    def resolve(self, revision: str) -> _Commit | None:
-        if revision == "master":
-            return self.commits[-1]
-        wanted = self.tags.get(revision, revision)
-        if len(wanted) < 7:
-            return None
-        matches = [c for c in self.commits if c.id.startswith(wanted)]
-        return matches[0] if len(matches) == 1 else None
 
 
 class MsTestHub:
@@ -138,7 +87,7 @@ class MsTestHub:
         self.requests: list[HubRequest] = []
         # Replace a listing's answer: (repo_type, repo_id) -> (status, JSON body).
         self.listing_overrides: dict[tuple[str, str], tuple[int, object]] = {}
-        self._repos: dict[tuple[str, str], _Repo] = {}
+        self._repos: dict[tuple[str, str], RepoHistory] = {}
         for repo_type, specs in (("models", repos or {}), ("datasets", datasets or {})):
             for repo_id, spec in specs.items():
                 self.add_repo(repo_id, spec, repo_type=repo_type)
@@ -152,7 +101,7 @@ class MsTestHub:
         self, repo_id: str, spec: Mapping[str, bytes] | MsRepo, *, repo_type: str = "models"
     ) -> None:
         repo = spec if isinstance(spec, MsRepo) else MsRepo(files=spec)
-        self._repos[(repo_type, repo_id)] = _Repo(repo_id, repo)
+        self._repos[(repo_type, repo_id)] = RepoHistory(repo_id, repo)
 
     def push(self, repo_id: str, files: Mapping[str, bytes], *, repo_type: str = "models") -> str:
         """Move master to a new commit with ``files``; returns the commit id."""
@@ -238,7 +187,7 @@ class MsTestHub:
             return _not_found()
         recursive = request.query.get("Recursive", "false").lower() == "true"
         root = request.query.get("Root", "").strip("/")
-        entries = _entries(commit, root, recursive, self.lfs_threshold)
+        entries = listing_entries(commit, root, recursive, self.lfs_threshold)
         if entries is None:
             return _not_found()
         return _ok({"Files": self._page(route, entries, request.query)})
@@ -319,7 +268,7 @@ class MsTestHub:
         self._record("unknown", request)
         return _error(404, NOT_FOUND_CODE, "not found")
 
-    def _authorized(self, request: web.Request) -> _Repo | web.Response:
+    def _authorized(self, request: web.Request) -> RepoHistory | web.Response:
         info = request.match_info
         repo = self._repos.get((info["repo_type"], f"{info['owner']}/{info['name']}"))
         if repo is None:
@@ -335,51 +284,6 @@ def _presented_tokens(request: web.Request) -> set[str]:
     if scheme.lower() == "bearer":
         found.add(value)
     return found - {""}
-
-
-def _entries(
-    commit: _Commit, root: str, recursive: bool, lfs_threshold: int
-) -> list[dict[str, Any]] | None:
-    """Listing entries below ``root`` (files and directories), or None if it does not exist."""
-    if root in commit.files:
-        return [_file_entry(commit, root, lfs_threshold)]
-    prefix = f"{root}/" if root else ""
-    below = [p for p in commit.files if p.startswith(prefix)]
-    if root and not below:
-        return None
-    files = [p for p in below if recursive or "/" not in p[len(prefix) :]]
-    dirs: set[str] = set()
-    for path in below:
-        parents = path[len(prefix) :].split("/")[:-1]
-        deepest = len(parents) if recursive else min(len(parents), 1)
-        dirs.update(prefix + "/".join(parents[:depth]) for depth in range(1, deepest + 1))
-    entries = [_file_entry(commit, p, lfs_threshold) for p in files]
-    entries += [_dir_entry(d) for d in dirs]
-    return sorted(entries, key=lambda e: str(e["Path"]))
-
-
-def _file_entry(commit: _Commit, path: str, lfs_threshold: int) -> dict[str, Any]:
-    data = commit.files[path]
-    return {
-        "CommitMessage": "upload",
-        "CommittedDate": commit.created_at,
-        "CommitterName": "damselfly-test",
-        "InCheck": False,
-        "IsLFS": len(data) >= lfs_threshold,
-        "Mode": "33188",
-        "Name": path.rsplit("/", 1)[-1],
-        "Path": path,
-        "Revision": commit.changed_in[path],
-        "Sha256": hashlib.sha256(data).hexdigest(),
-        "Size": len(data),
-        "Type": "blob",
-    }
-
-
-def _dir_entry(path: str) -> dict[str, Any]:
-    name = path.rsplit("/", 1)[-1]
-    entry: dict[str, Any] = {"IsLFS": False, "Mode": "16384", "Name": name, "Path": path}
-    return entry | {"Sha256": "", "Size": 0, "Type": "tree"}
 
 
 def _parse_range(value: str | None, length: int) -> tuple[int, int] | None:

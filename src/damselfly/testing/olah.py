@@ -35,7 +35,7 @@ from pathlib import Path
 
 import aiohttp
 
-from damselfly.testing.hf_repos import DEFAULT_LFS_THRESHOLD, FileSource, lfs_pointer
+from damselfly.demo.hub_repos import DEFAULT_LFS_THRESHOLD, FileSource, lfs_pointer
 
 STARTUP_TIMEOUT = 30.0
 _GIT_IDENTITY = {

@@ -35,37 +35,28 @@ import ssl
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 from types import TracebackType
 
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from multidict import CIMultiDict
 
-WRITE_CHUNK_LENGTH = 1024 * 1024
-UNSATISFIABLE = "unsatisfiable"
+from damselfly.testing.origin_bodies import (
+    UNSATISFIABLE,
+    Behaviour,
+    Blob,
+    CountingFileResponse,
+    blob_headers,
+    body_chunks,
+    cut_connection,
+    fast_path_ok,
+    parse_range_header,
+    retry_after_header,
+)
 
-
-@dataclass(frozen=True)
-class Behaviour:
-    """How the origin (mis)behaves for a path; the default is a well-behaved server."""
-
-    ignore_range: bool = False  # answer 200 with the whole body even when Range is sent
-    short_body: int | None = None  # close the connection after this many body bytes
-    fail_first: int = 0  # answer the first K requests with fail_status
-    fail_status: int = 503
-    retry_after: str | None = None  # Retry-After value on failures (seconds or HTTP-date)
-    require_token: str | None = None  # demand "Authorization: Bearer <token>" (else 401)
-    redirect_to: str | None = None  # answer redirect_status with this Location
-    redirect_status: int = 302
-    status: int | None = None  # always answer this status, no body
-    head_status: int | None = None  # answer HEAD with this status (e.g. 405)
-    delay: float = 0.0  # seconds to wait before answering
-    rate: int | None = None  # throttle the body to this many bytes per second
-    headers: tuple[tuple[str, str], ...] = ()  # extra response headers
+__all__ = ["UNSATISFIABLE", "Behaviour", "OriginServer", "RecordedRequest", "parse_range_header"]
 
 
 @dataclass(frozen=True)
@@ -78,15 +69,6 @@ class RecordedRequest:
     def header(self, name: str) -> str | None:
         lowered = name.lower()
         return next((v for k, v in self.headers if k.lower() == lowered), None)
-
-
-@dataclass(frozen=True)
-class _Blob:
-    size: int
-    etag: str
-    last_modified: str
-    data: bytes | None = None
-    path: Path | None = None
 
 
 @dataclass
@@ -111,7 +93,7 @@ class OriginServer:
         self._root = Path(root).resolve() if root is not None else None
         self._host, self._port = host, port
         self._ssl_context = ssl_context
-        self._blobs: dict[str, _Blob] = {}
+        self._blobs: dict[str, Blob] = {}
         self._behaviours: dict[str | None, Behaviour] = {}
         self._counters = _Counters()
         self._runner: web.AppRunner | None = None
@@ -163,7 +145,7 @@ class OriginServer:
         """Serve ``data`` at ``path`` (from memory; wins over the directory); returns the URL."""
         etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
         modified = formatdate(time.time(), usegmt=True)
-        self._blobs[_normal_path(path)] = _Blob(len(data), etag, modified, data=bytes(data))
+        self._blobs[_normal_path(path)] = Blob(len(data), etag, modified, data=bytes(data))
         return self.url(path)
 
     def remove(self, path: str) -> None:
@@ -222,7 +204,7 @@ class OriginServer:
         blob = self._find(path)
         if blob is None:
             return web.Response(status=404, text="not found\n")
-        if _fast_path_ok(blob, behaviour):
+        if fast_path_ok(blob, behaviour):
             return self._send_file(path, blob, behaviour)
         return await self._send_blob(request, path, blob, behaviour)
 
@@ -236,10 +218,10 @@ class OriginServer:
         if token is not None and request.headers.get("Authorization") != f"Bearer {token}":
             return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
         if behaviour.status is not None:
-            return web.Response(status=behaviour.status, headers=_retry_after(behaviour))
+            return web.Response(status=behaviour.status, headers=retry_after_header(behaviour))
         if self._counters.failures_by_path[path] < behaviour.fail_first:
             self._counters.failures_by_path[path] += 1
-            return web.Response(status=behaviour.fail_status, headers=_retry_after(behaviour))
+            return web.Response(status=behaviour.fail_status, headers=retry_after_header(behaviour))
         if behaviour.redirect_to is not None:
             location = {"Location": behaviour.redirect_to}
             return web.Response(status=behaviour.redirect_status, headers=location)
@@ -247,7 +229,7 @@ class OriginServer:
             return web.Response(status=behaviour.head_status)
         return None
 
-    def _find(self, path: str) -> _Blob | None:
+    def _find(self, path: str) -> Blob | None:
         blob = self._blobs.get(path)
         if blob is not None or self._root is None:
             return blob
@@ -257,20 +239,20 @@ class OriginServer:
         stat = candidate.stat()
         etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
         modified = formatdate(stat.st_mtime, usegmt=True)
-        return _Blob(stat.st_size, etag, modified, path=candidate)
+        return Blob(stat.st_size, etag, modified, path=candidate)
 
-    def _send_file(self, path: str, blob: _Blob, behaviour: Behaviour) -> web.StreamResponse:
+    def _send_file(self, path: str, blob: Blob, behaviour: Behaviour) -> web.StreamResponse:
         assert blob.path is not None
 
         def count(sent: int) -> None:
             self._counters.bytes_by_path[path] += sent
 
-        response = _CountingFileResponse(blob.path, count)
+        response = CountingFileResponse(blob.path, count)
         response.headers.update(behaviour.headers)
         return response
 
     async def _send_blob(
-        self, request: web.Request, path: str, blob: _Blob, behaviour: Behaviour
+        self, request: web.Request, path: str, blob: Blob, behaviour: Behaviour
     ) -> web.StreamResponse:
         wanted = None if behaviour.ignore_range else request.headers.get("Range")
         parsed = parse_range_header(wanted, blob.size)
@@ -279,109 +261,20 @@ class OriginServer:
             return web.Response(status=416, headers=headers)
         start, length = (0, blob.size) if parsed is None else parsed
         response = web.StreamResponse(status=200 if parsed is None else 206)
-        response.headers.update(_blob_headers(blob, behaviour, start, length, parsed is not None))
+        response.headers.update(blob_headers(blob, behaviour, start, length, parsed is not None))
         response.content_length = length
         await response.prepare(request)
         if request.method == "HEAD":
             return response
         limit = length if behaviour.short_body is None else min(length, behaviour.short_body)
-        async for chunk in _chunks(blob, start, limit, behaviour.rate):
+        async for chunk in body_chunks(blob, start, limit, behaviour.rate):
             await response.write(chunk)
             self._counters.bytes_by_path[path] += len(chunk)
         if limit < length:
-            _cut_connection(request)
+            cut_connection(request)
             return response
         await response.write_eof()
         return response
-
-
-def parse_range_header(value: str | None, size: int) -> tuple[int, int] | str | None:
-    """``(start, length)`` for one satisfiable range, ``UNSATISFIABLE``, or ``None`` (serve
-    the whole body: no header, a multi-range or a malformed one, as RFC 9110 allows)."""
-    unit, _, spec = (value or "").strip().partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()):
-        return None
-    if not first:  # suffix range: the last N bytes
-        suffix = min(int(last), size)
-        return (size - suffix, suffix) if suffix else UNSATISFIABLE
-    if not first.isdigit() or (last and not last.isdigit()):
-        return None
-    start = int(first)
-    if last and int(last) < start:
-        return None
-    end = size - 1 if not last else min(int(last), size - 1)
-    return (start, end - start + 1) if start < size else UNSATISFIABLE
-
-
-class _CountingFileResponse(web.FileResponse):
-    """``FileResponse`` (sendfile) that reports the body bytes it sent."""
-
-    def __init__(self, path: Path, on_sent: Callable[[int], None]) -> None:
-        super().__init__(path, chunk_size=WRITE_CHUNK_LENGTH)
-        self._on_sent = on_sent
-
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        writer = await super().prepare(request)
-        if request.method == "GET" and self.status in (200, 206):
-            self._on_sent(self.content_length or 0)
-        return writer
-
-
-def _fast_path_ok(blob: _Blob, behaviour: Behaviour) -> bool:
-    plain = not behaviour.ignore_range and behaviour.short_body is None and behaviour.rate is None
-    return blob.path is not None and plain
-
-
-def _blob_headers(
-    blob: _Blob, behaviour: Behaviour, start: int, length: int, ranged: bool
-) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict(
-        {
-            "Content-Type": "application/octet-stream",
-            "ETag": blob.etag,
-            "Last-Modified": blob.last_modified,
-        }
-    )
-    if not behaviour.ignore_range:
-        headers["Accept-Ranges"] = "bytes"
-    if ranged:
-        headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{blob.size}"
-    headers.update(behaviour.headers)
-    return headers
-
-
-async def _chunks(blob: _Blob, start: int, length: int, rate: int | None) -> AsyncIterator[bytes]:
-    step = WRITE_CHUNK_LENGTH if rate is None else max(1, rate // 20)
-    handle = None if blob.path is None else await asyncio.to_thread(blob.path.open, "rb")
-    try:
-        if handle is not None:
-            await asyncio.to_thread(handle.seek, start)
-        for offset in range(start, start + length, step):
-            size = min(step, start + length - offset)
-            if handle is None:
-                assert blob.data is not None
-                yield blob.data[offset : offset + size]
-            else:
-                yield await asyncio.to_thread(handle.read, size)
-            if rate is not None:
-                await asyncio.sleep(size / rate)
-    finally:
-        if handle is not None:
-            handle.close()
-
-
-def _cut_connection(request: web.Request) -> None:
-    """Close the socket mid-body (what a crashed or killed origin looks like)."""
-    transport = request.transport
-    if transport is not None:
-        transport.close()
-
-
-def _retry_after(behaviour: Behaviour) -> dict[str, str]:
-    return {} if behaviour.retry_after is None else {"Retry-After": behaviour.retry_after}
 
 
 def _normal_path(path: str) -> str:

@@ -5,20 +5,9 @@ at most ``limit_per_host`` per parent (the download engine keeps ~8 pieces in fl
 over a few parents), no cookies, no proxy from the environment, no decompression. The wire is
 ``protocol/pieces_http.py``.
 
-Every failure is a ``PeerError`` naming the parent, the task and the piece, so the download
-engine can tell what to do from the type alone:
-
-::
-
-    PeerError (core.errors)
-    └── PieceTransferError              parent, task_id, piece_number
-        ├── PieceNotHeldError           404: ask another parent (not storage's PieceNotHeldError)
-        ├── ParentBusyError             429: every upload slot busy; ``retry_after`` seconds
-        ├── ParentUnreachableError      connect failed, reset before the answer, watch cut off
-        ├── ParentStalledError          no byte for ``timeout_no_bytes`` seconds (TimeoutError)
-        ├── PieceLengthError            body shorter or longer than the piece
-        ├── ParentStatusError           any other status; carries ``status``
-        └── ParentProtocolError         malformed bitmap or watch line (also a ProtocolError)
+Every failure is a ``PeerError`` naming the parent, the task and the piece
+(``piece_errors.py`` draws the tree), so the download engine can tell what to do from the type
+alone.
 
 A piece arrives as the list of chunks asyncio received (``readchunk``), never joined: the
 caller hashes them and hands them to ``TaskStorage.write_piece`` as they are. A piece is
@@ -35,9 +24,32 @@ from types import TracebackType
 import aiohttp
 from yarl import URL
 
-from damselfly.core.errors import PeerError, ProtocolError
+from damselfly.core.errors import ProtocolError
 from damselfly.protocol import pieces_http as wire
 from damselfly.transport.http_session import next_chunk
+from damselfly.transport.piece_errors import (
+    ParentBusyError,
+    ParentProtocolError,
+    ParentStalledError,
+    ParentStatusError,
+    ParentUnreachableError,
+    PieceLengthError,
+    PieceNotHeldError,
+    PieceTransferError,
+)
+
+__all__ = [
+    "ParentBusyError",
+    "ParentProtocolError",
+    "ParentStalledError",
+    "ParentStatusError",
+    "ParentUnreachableError",
+    "PieceClient",
+    "PieceLengthError",
+    "PieceNotHeldError",
+    "PieceTransferError",
+    "create_peer_session",
+]
 
 LIMIT = 128
 LIMIT_PER_HOST = 4
@@ -49,53 +61,6 @@ WATCH_TIMEOUT_NO_BYTES = 3 * wire.WATCH_HEARTBEAT_INTERVAL
 MAX_BITMAP_BODY = 1024 * 1024
 _MAX_ERROR_BODY = 64 * 1024
 USER_AGENT = "damselfly-peer/0.1"
-
-
-class PieceTransferError(PeerError):
-    def __init__(
-        self, parent: str, reason: str, *, task_id: str, piece_number: int | None = None
-    ) -> None:
-        what = f"task {task_id}" + ("" if piece_number is None else f" piece {piece_number}")
-        super().__init__(f"parent {parent}: {what}: {reason}")
-        self.parent = parent
-        self.reason = reason
-        self.task_id = task_id
-        self.piece_number = piece_number
-
-
-class PieceNotHeldError(PieceTransferError, LookupError):
-    pass
-
-
-class ParentBusyError(PieceTransferError):
-    def __init__(
-        self, parent: str, *, task_id: str, piece_number: int | None, retry_after: float
-    ) -> None:
-        reason = f"busy (HTTP 429), retry after {retry_after:g}s"
-        super().__init__(parent, reason, task_id=task_id, piece_number=piece_number)
-        self.retry_after = retry_after
-
-
-class ParentUnreachableError(PieceTransferError, ConnectionError):
-    pass
-
-
-class ParentStalledError(PieceTransferError, TimeoutError):
-    pass
-
-
-class PieceLengthError(PieceTransferError):
-    pass
-
-
-class ParentStatusError(PieceTransferError):
-    def __init__(self, parent: str, status: int, *, task_id: str, piece_number: int | None) -> None:
-        super().__init__(parent, f"HTTP {status}", task_id=task_id, piece_number=piece_number)
-        self.status = status
-
-
-class ParentProtocolError(PieceTransferError, ProtocolError):
-    pass
 
 
 class _Request:

@@ -1,7 +1,7 @@
-"""The CDN half of the test Hugging Face hub, and the byte serving both halves share.
+"""The CDN half of the loopback Hugging Face hub, and the byte serving both halves share.
 
 The real hub answers ``/resolve`` for an LFS file with a 302 to a signed, expiring URL on
-another host (``cdn-lfs.hf.co``, ``cas-bridge.xethub.hf.co``). ``TestCdn`` is that host: its
+another host (``cdn-lfs.hf.co``, ``cas-bridge.xethub.hf.co``). ``LocalCdn`` is that host: its
 own aiohttp app on its own port, serving ``/repos/<aa>/<bb>/<repo hash>/<sha256>`` with
 
 - a signature check (HMAC over path and expiry, CloudFront-style ``Expires``, ``Signature``,
@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from damselfly.testing.hf_repos import RepoFile
+from damselfly.demo.hub_repos import RepoFile
 
 Clock = Callable[[], float]
 
@@ -124,7 +124,7 @@ async def serve_file(
     return response
 
 
-class TestCdn:
+class LocalCdn:
     """Signed-URL blob server; ``url_for`` is called by the hub when it answers a 302."""
 
     __test__ = False  # not a pytest test class

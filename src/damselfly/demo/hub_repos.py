@@ -1,4 +1,5 @@
-"""Repositories for the test hubs: contents, commits and tree entries, computed from files.
+"""Repositories for the loopback hubs (the demo's and the tests'): contents, commits, tree
+entries, computed from files.
 
 A ``HubRepo`` is what a test (or the benchmark) declares: a repo id, its files on ``main``
 (``{path: bytes | Path}``), optional extra branches and tags, and which files are LFS (every
