@@ -38,7 +38,6 @@ its commit and digest, then downloads it like one listed entry.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import time
@@ -58,6 +57,7 @@ from damselfly.download.output_check import check_output_dir
 from damselfly.download.tree_download import (
     PlainLayout,
     TreeLayout,
+    entry_job,
     safe_output_path,
     validate_listing,
 )
@@ -314,7 +314,7 @@ async def download_hub_file(
     output = layout.output_for(entry)
     result = None
     if output is not None:
-        result = await download_file(_entry_job(job, entry, output), ctx)
+        result = await download_file(entry_job(job, entry, output), ctx)
     layout.finish([entry])
     return result
 
@@ -328,22 +328,6 @@ def entry_from_stat(job: FileJob, stat: ObjectStat) -> Entry:
     name = HF_REVISION_PARAM if url.scheme == "hf" else MS_REVISION_PARAM
     params = ((name, pinned),) if pinned else ()
     return Entry(url, url.path, stat.content_length, stat.content_digest, params)
-
-
-def _entry_job(template: FileJob, entry: Entry, output: Path) -> FileJob:
-    options = template.options.with_params(**dict(entry.params))
-    return dataclasses.replace(
-        template,
-        url=entry.url,
-        output=output,
-        options=options,
-        name=entry.path,
-        expected_digest=entry.content_digest,
-        expected_length=entry.content_length,
-    )
-
-
-# -- helpers ---------------------------------------------------------------------------------
 
 
 def _check_revision_name(revision: str) -> None:

@@ -91,7 +91,7 @@ async def download_tree(job: TreeJob, ctx: DownloadContext) -> list[FileResult]:
     check_output_dir(layout.root)
     entries = await list_tree(job, ctx)
     placed = [(entry, layout.output_for(entry)) for entry in entries]
-    jobs = [_file_job(job.template, entry, out) for entry, out in placed if out is not None]
+    jobs = [entry_job(job.template, entry, out) for entry, out in placed if out is not None]
     limit = asyncio.Semaphore(max(1, job.concurrent_files))
 
     async def one(file_job: FileJob) -> FileResult:
@@ -107,7 +107,7 @@ async def download_tree(job: TreeJob, ctx: DownloadContext) -> list[FileResult]:
     return [task.result() for task in running]
 
 
-def _file_job(template: FileJob, entry: Entry, output: Path) -> FileJob:
+def entry_job(template: FileJob, entry: Entry, output: Path) -> FileJob:
     options = template.options
     if entry.params:
         options = options.with_params(**dict(entry.params))

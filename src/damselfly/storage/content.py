@@ -38,7 +38,6 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import blake3
 
@@ -260,12 +259,7 @@ class StoreLock:
             self._thread_lock.release()
             raise
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)

@@ -43,7 +43,6 @@ import time
 import weakref
 from collections import Counter
 from pathlib import Path
-from types import TracebackType
 
 from damselfly.core.errors import DiskFullError, StorageError
 from damselfly.core.pieces import piece_at, piece_count
@@ -210,12 +209,7 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- open_task steps -----------------------------------------------------------------------

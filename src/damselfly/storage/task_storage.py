@@ -22,7 +22,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from damselfly.core.digests import piece_digest_of_chunks
 from damselfly.core.errors import PieceDigestError, StorageError
@@ -164,12 +163,7 @@ class TaskStorage:
     def __enter__(self) -> TaskStorage:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- helpers -------------------------------------------------------------------------------

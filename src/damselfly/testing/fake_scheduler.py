@@ -13,24 +13,11 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Sequence
-from types import TracebackType
 from typing import Any
 
 from damselfly.config.scheduler import load
+from damselfly.protocol import messages as msg
 from damselfly.protocol.bitmap import PieceBitmap
-from damselfly.protocol.messages import (
-    Decision,
-    DigestPage,
-    HostInfo,
-    ParentInfo,
-    PeerReport,
-    PieceDigest,
-    Registration,
-    ReportAnswer,
-    TaskHolding,
-    TaskMeta,
-    peer_id_of,
-)
 from damselfly.scheduler.app import RunningScheduler, serve
 from damselfly.scheduler.state import SchedulerState
 
@@ -40,20 +27,20 @@ class FakeSchedulerClient:
     argument (``reports``, ``hosts``, ...), one made to fail by ``fail_next`` records it in
     ``failed_calls`` instead."""
 
-    def __init__(self, *, decision: Decision = Decision.BACK_TO_SOURCE) -> None:
+    def __init__(self, *, decision: msg.Decision = msg.Decision.BACK_TO_SOURCE) -> None:
         self.decision = decision
-        self.parents: tuple[ParentInfo, ...] = ()
-        self.answers: deque[ReportAnswer] = deque()  # for reports with want_parents, in order
+        self.parents: tuple[msg.ParentInfo, ...] = ()
+        self.answers: deque[msg.ReportAnswer] = deque()  # for reports with want_parents, in order
         self.digests: dict[str, dict[int, str]] = defaultdict(dict)
         self.page_size = 4096
         self.calls: list[str] = []
-        self.hosts: list[HostInfo] = []
-        self.holdings: list[TaskHolding] = []
-        self.registrations: list[tuple[str, TaskMeta, PieceBitmap]] = []
-        self.reports: list[PeerReport] = []
+        self.hosts: list[msg.HostInfo] = []
+        self.holdings: list[msg.TaskHolding] = []
+        self.registrations: list[tuple[str, msg.TaskMeta, PieceBitmap]] = []
+        self.reports: list[msg.PeerReport] = []
         self.left: list[str] = []
         self.failed_calls: list[tuple[str, Any]] = []
-        self.seed_jobs: asyncio.Queue[TaskMeta] = asyncio.Queue()
+        self.seed_jobs: asyncio.Queue[msg.TaskMeta] = asyncio.Queue()
         self._failures: dict[str, deque[BaseException]] = defaultdict(deque)
 
     def fail_next(self, method: str, error: BaseException, times: int = 1) -> None:
@@ -66,44 +53,50 @@ class FakeSchedulerClient:
             self.failed_calls.append((method, argument))
             raise self._failures[method].popleft()
 
-    async def announce_host(self, info: HostInfo) -> None:
+    async def announce_host(self, info: msg.HostInfo) -> None:
         self._called("announce_host", info)
         self.hosts.append(info)
 
-    async def announce_tasks(self, host_id: str, holdings: Sequence[TaskHolding]) -> None:
+    async def announce_tasks(self, host_id: str, holdings: Sequence[msg.TaskHolding]) -> None:
         self._called("announce_tasks", holdings)
         self.holdings.extend(holdings)
 
-    async def register_peer(self, host_id: str, task: TaskMeta, held: PieceBitmap) -> Registration:
+    async def register_peer(
+        self, host_id: str, task: msg.TaskMeta, held: PieceBitmap
+    ) -> msg.Registration:
         self._called("register_peer", task)
         self.registrations.append((host_id, task, held))
-        known = tuple(PieceDigest(n, d) for n, d in sorted(self.digests[task.task_id].items()))
-        peer_id = peer_id_of(host_id, task.task_id)
-        return Registration(peer_id, self.decision, self.parents, known, task.piece_count)
+        known = tuple(msg.PieceDigest(n, d) for n, d in sorted(self.digests[task.task_id].items()))
+        peer_id = msg.peer_id_of(host_id, task.task_id)
+        return msg.Registration(peer_id, self.decision, self.parents, known, task.piece_count)
 
-    async def report_peer(self, report: PeerReport) -> ReportAnswer:
+    async def report_peer(self, report: msg.PeerReport) -> msg.ReportAnswer:
         self._called("report_peer", report)
         self.reports.append(report)
         for digest in report.digests:
             self.digests[report.task_id].setdefault(digest.number, digest.digest)
         if not report.want_parents:
-            return ReportAnswer()
-        return self.answers.popleft() if self.answers else ReportAnswer(self.decision, self.parents)
+            return msg.ReportAnswer()
+        return (
+            self.answers.popleft()
+            if self.answers
+            else msg.ReportAnswer(self.decision, self.parents)
+        )
 
-    async def piece_digests(self, task_id: str, from_piece: int = 0) -> DigestPage:
+    async def piece_digests(self, task_id: str, from_piece: int = 0) -> msg.DigestPage:
         self._called("piece_digests", task_id)
         known = sorted(n for n in self.digests[task_id] if n >= from_piece)
-        page = tuple(PieceDigest(n, self.digests[task_id][n]) for n in known[: self.page_size])
-        return DigestPage(page, 0, len(known) > self.page_size)
+        page = tuple(msg.PieceDigest(n, self.digests[task_id][n]) for n in known[: self.page_size])
+        return msg.DigestPage(page, 0, len(known) > self.page_size)
 
-    async def all_piece_digests(self, task_id: str) -> tuple[PieceDigest, ...]:
+    async def all_piece_digests(self, task_id: str) -> tuple[msg.PieceDigest, ...]:
         return (await self.piece_digests(task_id)).digests
 
     async def leave_host(self, host_id: str) -> None:
         self._called("leave_host", host_id)
         self.left.append(host_id)
 
-    async def watch_seed_jobs(self, host_id: str) -> AsyncIterator[TaskMeta]:
+    async def watch_seed_jobs(self, host_id: str) -> AsyncIterator[msg.TaskMeta]:
         self._called("watch_seed_jobs", host_id)
         while True:
             yield await self.seed_jobs.get()
@@ -192,10 +185,5 @@ class LocalScheduler:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()

@@ -59,6 +59,24 @@ def create_origin_session(
         ssl=ssl_context or default_ssl_context(),
         ttl_dns_cache=60,
     )
+    return verbatim_session(
+        connector,
+        read_buffer_length=read_buffer_length,
+        user_agent=USER_AGENT,
+        max_field_size=16 * 1024,
+    )
+
+
+def verbatim_session(
+    connector: aiohttp.BaseConnector,
+    *,
+    read_buffer_length: int,
+    user_agent: str,
+    max_field_size: int = 8190,
+) -> aiohttp.ClientSession:
+    """A session that hands bodies over as sent (no decompression) and takes nothing from its
+    surroundings (no cookies, no proxy or netrc from the environment, no total timeout: the
+    callers time each read). Origin and peer sessions differ only in their connector."""
     return aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,
@@ -66,8 +84,8 @@ def create_origin_session(
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
         timeout=aiohttp.ClientTimeout(total=None),
-        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-        max_field_size=16 * 1024,
+        headers={"User-Agent": user_agent, "Accept-Encoding": "identity"},
+        max_field_size=max_field_size,
     )
 
 

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Iterator
-from types import TracebackType
 
 import aiohttp
 from yarl import URL
 
 from damselfly.core.errors import ProtocolError
 from damselfly.protocol import pieces_http as wire
-from damselfly.transport.http_session import next_chunk
+from damselfly.transport.http_session import next_chunk, verbatim_session
 from damselfly.transport.piece_errors import (
     ParentBusyError,
     ParentProtocolError,
@@ -95,15 +94,7 @@ def create_peer_session(
     connector = aiohttp.TCPConnector(
         limit=limit, limit_per_host=limit_per_host, keepalive_timeout=KEEPALIVE_TIMEOUT
     )
-    return aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        read_bufsize=read_buffer_length,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-        timeout=aiohttp.ClientTimeout(total=None),
-        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-    )
+    return verbatim_session(connector, read_buffer_length=read_buffer_length, user_agent=USER_AGENT)
 
 
 class PieceClient:
@@ -130,12 +121,7 @@ class PieceClient:
     async def __aenter__(self) -> PieceClient:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     # -- operations ----------------------------------------------------------------------------
