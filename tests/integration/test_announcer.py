@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from damselfly.core.digests import piece_digest
-from damselfly.daemon.announcer import Announcer
-from damselfly.daemon.scheduler_client import SchedulerClient
+from damselfly.daemon.engine.announcer import Announcer
 from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import Decision, HostInfo, PieceDigest, TaskMeta, peer_id_of
 from damselfly.protocol.rendezvous import rendezvous_order
 from damselfly.storage.store import Store
 from damselfly.testing.fake_scheduler import LocalScheduler, wait_until
+from damselfly.transport.scheduler.client import SchedulerClient
 
 KIB64 = 64 * 1024
 PIECES = 4

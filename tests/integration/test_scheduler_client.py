@@ -11,12 +11,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from damselfly.core.errors import ProtocolError
-from damselfly.daemon.scheduler_client import (
-    SchedulerClient,
-    SchedulerUnavailableError,
-    UnknownHostError,
-    UnknownTaskError,
-)
 from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import (
     Decision,
@@ -29,6 +23,12 @@ from damselfly.protocol.messages import (
 )
 from damselfly.protocol.rendezvous import rendezvous_order
 from damselfly.testing.fake_scheduler import LocalScheduler, wait_until
+from damselfly.transport.scheduler.client import (
+    SchedulerClient,
+    SchedulerUnavailableError,
+    UnknownHostError,
+    UnknownTaskError,
+)
 
 KIB64 = 64 * 1024
 PIECES = 4

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from damselfly.core.errors import ProtocolError
-from damselfly.daemon.reporter import MAX_REPORT_PIECES, MAX_RETRY_DELAY, PeerReporter
-from damselfly.daemon.scheduler_client import SchedulerUnavailableError, UnknownHostError
+from damselfly.daemon.engine.reporter import MAX_REPORT_PIECES, MAX_RETRY_DELAY, PeerReporter
 from damselfly.protocol.messages import BadParentReason, Decision, PieceDigest, ReportAnswer
 from damselfly.testing.fake_scheduler import FakeSchedulerClient, ManualWait, wait_until
+from damselfly.transport.scheduler.client import SchedulerUnavailableError, UnknownHostError
 
 TASK = hashlib.sha256(b"task").hexdigest()
 PARENT = f"parent-host/{TASK}"

@@ -25,20 +25,20 @@ from damselfly.config.base import split_host_port
 from damselfly.config.daemon import DaemonSettings
 from damselfly.config.paths import default_socket_path
 from damselfly.core.errors import ConfigError
-from damselfly.daemon.announcer import Announcer
-from damselfly.daemon.local_api import LocalApi
-from damselfly.daemon.metrics import EngineCounters, http_app
-from damselfly.daemon.peer_filler import EngineSettings, PeerFiller
-from damselfly.daemon.runner import StoreRunner
-from damselfly.daemon.scheduler_client import SchedulerClient
-from damselfly.daemon.seed import SeedWorker
-from damselfly.daemon.upload_server import UploadServer
+from damselfly.daemon.engine.announcer import Announcer
+from damselfly.daemon.engine.peer_filler import EngineSettings, PeerFiller
+from damselfly.daemon.engine.runner import StoreRunner
+from damselfly.daemon.engine.seed import SeedWorker
+from damselfly.daemon.servers.local_api import LocalApi
+from damselfly.daemon.servers.metrics import EngineCounters, http_app
+from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.download.events import NullObserver
 from damselfly.download.jobs import DownloadContext
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.protocol.messages import HostInfo, HostType
 from damselfly.storage.store import Store, default_store_dir
 from damselfly.transport.piece_client import PieceClient
+from damselfly.transport.scheduler.client import SchedulerClient
 
 log = logging.getLogger(__name__)
 

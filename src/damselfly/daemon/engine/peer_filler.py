@@ -26,15 +26,15 @@ from damselfly.core.digests import SUPPORTED_ALGORITHMS, Digest
 from damselfly.core.errors import SchedulerError
 from damselfly.core.ids import canonical_url, signature_params
 from damselfly.core.urls import HttpUrl, SourceUrl
-from damselfly.daemon.metrics import EngineCounters
-from damselfly.daemon.peer_download import NoParentError, PeerDownload, reporting
-from damselfly.daemon.reporter import PeerReporter, Rehome
-from damselfly.daemon.scheduler_client import SchedulerClient
+from damselfly.daemon.engine.peer_download import NoParentError, PeerDownload, reporting
+from damselfly.daemon.engine.reporter import PeerReporter, Rehome
+from damselfly.daemon.servers.metrics import EngineCounters
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller, SourceFiller
 from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import Decision, TaskMeta
 from damselfly.storage.metadata import PieceMeta
 from damselfly.transport.piece_client import PieceClient
+from damselfly.transport.scheduler.client import SchedulerClient
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from damselfly.core.errors import DamselflyError, ProtocolError, SchedulerError
-from damselfly.daemon.scheduler_client import SchedulerApi, UnknownHostError
 from damselfly.protocol.messages import (
     MAX_BAD_PARENTS,
     MAX_TEXT_LENGTH,
@@ -43,6 +42,7 @@ from damselfly.protocol.messages import (
     PieceDigest,
     ReportAnswer,
 )
+from damselfly.transport.scheduler.client import SchedulerApi, UnknownHostError
 
 log = logging.getLogger(__name__)
 

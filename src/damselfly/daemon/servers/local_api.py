@@ -14,7 +14,7 @@ Routes and events are in ``protocol/local_api.py``; the contract is ``docs/p2p.m
 - Secrets in a request (headers, tokens, ``env``) are never logged: only the redacted URL.
 
 For tests and experiments, the API runs alone (no P2P engine, ``StoreRunner`` reading origins):
-``python -m damselfly.daemon.local_api --socket PATH --storage-dir DIR`` prints
+``python -m damselfly.daemon.servers.local_api --socket PATH --storage-dir DIR`` prints
 ``listening on PATH`` once it accepts connections, and stops on SIGTERM or SIGINT.
 """
 
@@ -38,9 +38,9 @@ from damselfly import __version__
 from damselfly.config.paths import default_socket_path
 from damselfly.core.errors import EXIT_FAILURE, ConfigError, DamselflyError
 from damselfly.core.urls import parse_url
-from damselfly.daemon.event_stream import PROGRESS_INTERVAL, EventBuffer
-from damselfly.daemon.runner import DownloadRunner, StoreRunner
-from damselfly.daemon.unix_socket import (
+from damselfly.daemon.engine.runner import DownloadRunner, StoreRunner
+from damselfly.daemon.servers.event_stream import PROGRESS_INTERVAL, EventBuffer
+from damselfly.daemon.servers.unix_socket import (
     PeerCredentials,
     bind_unix_socket,
     peer_credentials,
@@ -223,7 +223,7 @@ def _group_id(group: str | None) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m damselfly.daemon.local_api")
+    parser = argparse.ArgumentParser(prog="python -m damselfly.daemon.servers.local_api")
     parser.add_argument("--socket", type=Path, default=None)
     parser.add_argument("--storage-dir", type=Path, default=None)
     parser.add_argument("--group", default=None)

@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING
 
 from damselfly.core.errors import PeerError, PieceDigestError, ProtocolError, SchedulerError
 from damselfly.core.pieces import piece_at
-from damselfly.daemon.piece_dispatcher import Assignment, PieceDispatcher
-from damselfly.daemon.reporter import PeerReporter
-from damselfly.daemon.scheduler_client import SchedulerClient
+from damselfly.daemon.engine.piece_dispatcher import Assignment, PieceDispatcher
+from damselfly.daemon.engine.reporter import PeerReporter
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller
 from damselfly.protocol.messages import BadParentReason, Decision, ParentInfo, Registration
 from damselfly.storage.metadata import PieceMeta
@@ -43,9 +42,10 @@ from damselfly.transport.piece_client import (
     PieceClient,
     PieceNotHeldError,
 )
+from damselfly.transport.scheduler.client import SchedulerClient
 
 if TYPE_CHECKING:
-    from damselfly.daemon.peer_filler import EngineSettings
+    from damselfly.daemon.engine.peer_filler import EngineSettings
 
 log = logging.getLogger(__name__)
 

@@ -60,8 +60,8 @@ from aiohttp import hdrs, web
 
 from damselfly.core.digests import PIECE_DIGEST_ALGORITHM
 from damselfly.core.errors import DamselflyError
-from damselfly.daemon.upload_limits import TokenBucket, UploadSlots
-from damselfly.daemon.upload_tasks import OwnWrites, SharedTask, TaskCache, fingerprint_of
+from damselfly.daemon.servers.upload_limits import TokenBucket, UploadSlots
+from damselfly.daemon.servers.upload_tasks import OwnWrites, SharedTask, TaskCache, fingerprint_of
 from damselfly.protocol import pieces_http as wire
 from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.store import Store

@@ -31,15 +31,15 @@ from collections.abc import Callable, Collection
 
 from damselfly.core.digests import parse_digest
 from damselfly.core.errors import DamselflyError, ProtocolError, SchedulerError
-from damselfly.daemon.scheduler_client import (
-    SchedulerClient,
-    SchedulerUnavailableError,
-    UnknownHostError,
-)
 from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import HostInfo, PieceDigest, TaskHolding, TaskMeta
 from damselfly.storage import metadata
 from damselfly.storage.store import Store
+from damselfly.transport.scheduler.client import (
+    SchedulerClient,
+    SchedulerUnavailableError,
+    UnknownHostError,
+)
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,14 @@ from pathlib import Path
 from damselfly.backends.base import RequestOptions
 from damselfly.core.errors import DamselflyError
 from damselfly.core.urls import parse_url
-from damselfly.daemon.metrics import EngineCounters
-from damselfly.daemon.peer_download import reporting
-from damselfly.daemon.peer_filler import ReportingSourceFiller
-from damselfly.daemon.reporter import PeerReporter, Rehome
-from damselfly.daemon.scheduler_client import SchedulerClient
+from damselfly.daemon.engine.peer_download import reporting
+from damselfly.daemon.engine.peer_filler import ReportingSourceFiller
+from damselfly.daemon.engine.reporter import PeerReporter, Rehome
+from damselfly.daemon.servers.metrics import EngineCounters
 from damselfly.download.file_download import fill_file
 from damselfly.download.jobs import DownloadContext, FileJob
 from damselfly.protocol.messages import TaskMeta
+from damselfly.transport.scheduler.client import SchedulerClient
 
 log = logging.getLogger(__name__)
 
