@@ -59,13 +59,11 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @contextlib.asynccontextmanager
 async def clients(*addresses: str) -> AsyncIterator[tuple[SchedulerClient, SchedulerClient]]:
     """The announcing daemon's client and a newcomer's."""
-    ours = SchedulerClient(list(addresses), timeout=2, retry_down_after=0.2)
-    theirs = SchedulerClient(list(addresses), timeout=2, retry_down_after=0.2)
-    try:
+    async with (
+        SchedulerClient(list(addresses), timeout=2, retry_down_after=0.2) as ours,
+        SchedulerClient(list(addresses), timeout=2, retry_down_after=0.2) as theirs,
+    ):
         yield ours, theirs
-    finally:
-        await ours.aclose()
-        await theirs.aclose()
 
 
 def holder_peer(scheduler: LocalScheduler, name: str) -> str | None:
