@@ -80,11 +80,13 @@ class SchedulerChannels:
         await self._background.start()
 
     async def aclose(self) -> None:
-        await self._background.aclose()
-        for channel in self._channels.values():
-            if channel.channel is not None:
-                await channel.channel.close()
-                channel.channel = channel.stub = None
+        try:
+            await self._background.aclose()
+        finally:
+            for held in self._channels.values():
+                if held.channel is not None:
+                    await held.channel.close()
+                    held.channel = held.stub = None
 
     async def __aenter__(self) -> SchedulerChannels:
         await self.start()
