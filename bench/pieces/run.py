@@ -30,7 +30,7 @@ import blake3
 
 from damselfly.core.pieces import piece_count
 from damselfly.core.units import format_size, parse_size
-from damselfly.daemon.upload_server import UploadServer
+from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.storage.store import Store
 from damselfly.transport.piece_client import PieceClient
 

@@ -1,5 +1,5 @@
 """The real ``dfget`` handing its download to a real daemon process (the local API alone:
-``python -m damselfly.daemon.local_api``), and falling back to standalone without one."""
+``python -m damselfly.testing.local_api_server``), and falling back to standalone without one."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ async def daemon(tmp_path) -> AsyncIterator[Daemon]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "damselfly.daemon.local_api",
+        "damselfly.testing.local_api_server",
         "--socket",
         str(socket_path),
         "--storage-dir",

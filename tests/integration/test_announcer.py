@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from damselfly.core.digests import piece_digest
-from damselfly.daemon.announcer import Announcer
-from damselfly.daemon.scheduler_client import SchedulerClient
+from damselfly.daemon.engine.announcer import Announcer
 from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import Decision, HostInfo, PieceDigest, TaskMeta, peer_id_of
 from damselfly.protocol.rendezvous import rendezvous_order
 from damselfly.storage.store import Store
 from damselfly.testing.fake_scheduler import LocalScheduler
 from damselfly.testing.polling import wait_until
+from damselfly.transport.scheduler.client import SchedulerClient
 
 KIB64 = 64 * 1024
 PIECES = 4
@@ -60,13 +60,11 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @contextlib.asynccontextmanager
 async def clients(*addresses: str) -> AsyncIterator[tuple[SchedulerClient, SchedulerClient]]:
     """The announcing daemon's client and a newcomer's."""
-    ours = SchedulerClient(list(addresses), timeout=2, retry_down_after=0.2)
-    theirs = SchedulerClient(list(addresses), timeout=2, retry_down_after=0.2)
-    try:
+    async with (
+        SchedulerClient(list(addresses), timeout=2, retry_down_after=0.2) as ours,
+        SchedulerClient(list(addresses), timeout=2, retry_down_after=0.2) as theirs,
+    ):
         yield ours, theirs
-    finally:
-        await ours.aclose()
-        await theirs.aclose()
 
 
 def holder_peer(scheduler: LocalScheduler, name: str) -> str | None:

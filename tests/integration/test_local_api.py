@@ -22,8 +22,8 @@ import pytest
 from damselfly.backends.registry import default_registry
 from damselfly.cli.daemon_client import OTHER_USER_WARNING, DaemonJobError, run_through_daemon
 from damselfly.core.errors import ConfigError
-from damselfly.daemon.local_api import LocalApi
-from damselfly.daemon.runner import StoreRunner
+from damselfly.daemon.engine.runner import StoreRunner
+from damselfly.daemon.servers.local_api import LocalApi
 from damselfly.download.events import CountingObserver, DownloadObserver
 from damselfly.download.request import DownloadRequest
 from damselfly.protocol.local_api import RunResult

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from damselfly.core.errors import PeerError, ProtocolError
-from damselfly.daemon.upload_server import UploadServer
+from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.storage.store import Store, TaskStorage
 from damselfly.transport.piece_client import (
     ParentBusyError,

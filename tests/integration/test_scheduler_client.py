@@ -11,12 +11,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from damselfly.core.errors import ProtocolError
-from damselfly.daemon.scheduler_client import (
-    SchedulerClient,
-    SchedulerUnavailableError,
-    UnknownHostError,
-    UnknownTaskError,
-)
 from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import (
     Decision,
@@ -30,6 +24,12 @@ from damselfly.protocol.messages import (
 from damselfly.protocol.rendezvous import rendezvous_order
 from damselfly.testing.fake_scheduler import LocalScheduler
 from damselfly.testing.polling import wait_until
+from damselfly.transport.scheduler.api import (
+    SchedulerUnavailableError,
+    UnknownHostError,
+    UnknownTaskError,
+)
+from damselfly.transport.scheduler.client import SchedulerClient
 
 KIB64 = 64 * 1024
 PIECES = 4
@@ -69,11 +69,8 @@ def peers_of(scheduler: LocalScheduler) -> set[str]:
 
 @contextlib.asynccontextmanager
 async def client(addresses: list[str], timeout: float = 2.0) -> AsyncIterator[SchedulerClient]:
-    made = SchedulerClient(addresses, timeout=timeout, retry_down_after=0.3)
-    try:
+    async with SchedulerClient(addresses, timeout=timeout, retry_down_after=0.3) as made:
         yield made
-    finally:
-        await made.aclose()
 
 
 @pytest.fixture
@@ -259,14 +256,14 @@ async def test_seed_jobs_stream_from_every_scheduler_and_survive_a_restart(
 
 
 async def test_aclose_ends_a_seed_job_watch(one: LocalScheduler) -> None:
-    seed = SchedulerClient([one.address], retry_down_after=0.3)
-    await seed.announce_host(host("seed-1", seed=True))
+    async with SchedulerClient([one.address], retry_down_after=0.3) as seed:
+        await seed.announce_host(host("seed-1", seed=True))
 
-    async def take_jobs() -> list[TaskMeta]:
-        return [meta async for meta in seed.watch_seed_jobs("seed-1")]
+        async def take_jobs() -> list[TaskMeta]:
+            return [meta async for meta in seed.watch_seed_jobs("seed-1")]
 
-    taker = asyncio.create_task(take_jobs())
-    await wait_until(lambda: one.state.statistics().seeds_connected == 1)
-    await seed.aclose()
-    assert await asyncio.wait_for(taker, 2) == []
+        taker = asyncio.create_task(take_jobs())
+        await wait_until(lambda: one.state.statistics().seeds_connected == 1)
+        await seed.aclose()
+        assert await asyncio.wait_for(taker, 2) == []
     await wait_until(lambda: one.state.statistics().seeds_connected == 0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from damselfly.daemon.upload_server import CHUNK_LENGTH, UploadServer
+from damselfly.daemon.servers.upload_server import CHUNK_LENGTH, UploadServer
 from damselfly.storage.store import Store, TaskStorage
 
 TASK_ID = "c3" * 32

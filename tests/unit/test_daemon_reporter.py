@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from damselfly.core.errors import ProtocolError
-from damselfly.daemon.reporter import MAX_REPORT_PIECES, MAX_RETRY_DELAY, PeerReporter
-from damselfly.daemon.scheduler_client import SchedulerUnavailableError, UnknownHostError
+from damselfly.daemon.engine.reporter import MAX_REPORT_PIECES, MAX_RETRY_DELAY, PeerReporter
 from damselfly.protocol.messages import BadParentReason, Decision, PieceDigest, ReportAnswer
 from damselfly.testing.fake_scheduler import FakeSchedulerClient, ManualWait
 from damselfly.testing.polling import wait_until
+from damselfly.transport.scheduler.api import SchedulerUnavailableError, UnknownHostError
 
 TASK = hashlib.sha256(b"task").hexdigest()
 PARENT = f"parent-host/{TASK}"
@@ -32,7 +32,7 @@ async def settle() -> None:
 
 
 class Harness:
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, rehome: bool = False, **options: Any) -> None:
         self.client = FakeSchedulerClient()
         self.timer = ManualWait()
         self.rehomes = 0
@@ -40,7 +40,7 @@ class Harness:
         options.setdefault("origin_reader", False)
         self.reporter = PeerReporter(
             self.client, "me", TASK, interval=INTERVAL, max_batch=4, wait=self.timer,
-            on_answer=self.answers.append, **options,
+            on_answer=self.answers.append, rehome=self.rehome if rehome else None, **options,
         )  # fmt: skip
 
     async def rehome(self) -> None:
@@ -122,8 +122,7 @@ async def test_an_origin_reader_reports_each_piece_at_once(harness: Harness) -> 
 
 
 async def test_unknown_host_rehomes_then_sends_the_same_batch_again() -> None:
-    h = Harness()
-    h.reporter.rehome = h.rehome
+    h = Harness(rehome=True)
     h.client.fail_next("report_peer", UnknownHostError("host me is not announced"))
     h.reporter.piece_gained(5, digest(5))
     async with asyncio.TaskGroup() as group:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from damselfly.core.errors import ProtocolError
-from damselfly.daemon.event_stream import EventBuffer
+from damselfly.daemon.servers.event_stream import EventBuffer
 from damselfly.protocol.local_api import (
     Failed,
     FileFinished,

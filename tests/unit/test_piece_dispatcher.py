@@ -1,4 +1,4 @@
-from damselfly.daemon.piece_dispatcher import PieceDispatcher
+from damselfly.daemon.engine.piece_dispatcher import PieceDispatcher
 
 
 def drain(dispatcher: PieceDispatcher):

@@ -7,7 +7,7 @@ import pytest
 
 from damselfly.backends.base import ObjectStat, RequestOptions
 from damselfly.core.urls import parse_url
-from damselfly.daemon.peer_filler import task_meta
+from damselfly.daemon.engine.peer_filler import task_meta
 from damselfly.download.jobs import FileJob, FillRequest
 
 TASK_ID = "a" * 64

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from damselfly.daemon.upload_limits import TokenBucket, UploadSlots
+from damselfly.daemon.servers.upload_limits import TokenBucket, UploadSlots
 
 
 class FakeClock:

@@ -1,9 +1,12 @@
-"""The one place dfdaemon is wired: settings -> store, piece server, scheduler client, download
-engine, local API, seed worker, announcer, metrics.
+"""The one place dfdaemon is wired: settings -> store, piece server, scheduler link, announcer,
+download engine, seed worker, local API, metrics.
 
 ``serve(settings, stop=...)`` starts everything, reports the bound addresses through
 ``on_ready``, runs the background loops in one ``TaskGroup`` until ``stop`` is set, then
-leaves the schedulers and closes every component in reverse order.
+leaves the schedulers and closes every component in reverse order. Every collaborator is
+handed over when its user is built: the announcer first, so the engine and the seed worker
+get its ``reannounce`` (their reporters' answer to a scheduler that forgot this host) and
+all three share one set of the tasks this host reads from their origin.
 """
 
 from __future__ import annotations
@@ -18,27 +21,27 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from damselfly.backends.registry import BackendRegistry, default_registry
 from damselfly.config.base import split_host_port
 from damselfly.config.daemon import DaemonSettings
 from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.core.errors import ConfigError
-from damselfly.daemon.announcer import Announcer
-from damselfly.daemon.local_api import LocalApi
-from damselfly.daemon.metrics import EngineCounters, http_app
-from damselfly.daemon.peer_filler import EngineSettings, PeerFiller
-from damselfly.daemon.runner import StoreRunner
-from damselfly.daemon.scheduler_client import SchedulerClient
-from damselfly.daemon.seed import SeedWorker
-from damselfly.daemon.upload_server import UploadServer
+from damselfly.daemon.engine.announcer import Announcer
+from damselfly.daemon.engine.counters import EngineCounters
+from damselfly.daemon.engine.peer_filler import PeerFiller
+from damselfly.daemon.engine.runner import StoreRunner
+from damselfly.daemon.engine.seed import SeedWorker
+from damselfly.daemon.engine.settings import EngineSettings
+from damselfly.daemon.servers.local_api import LocalApi
+from damselfly.daemon.servers.metrics import metrics_server
+from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.download.events import NullObserver
 from damselfly.download.jobs import DownloadContext
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.protocol.messages import HostInfo, HostType
 from damselfly.storage.store import Store
 from damselfly.transport.piece_client import PieceClient
+from damselfly.transport.scheduler.client import SchedulerClient
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,16 @@ async def serve(
         host_id = host_id_of(store.root)
         async with contextlib.AsyncExitStack() as stack:
             upload = await stack.enter_async_context(_upload_server(settings, store))
-            client = SchedulerClient(settings.schedulers)
-            stack.push_async_callback(client.aclose)
+            client = await stack.enter_async_context(SchedulerClient(settings.schedulers))
             pieces = await stack.enter_async_context(PieceClient())
+            origin_readers: set[str] = set()  # tasks this host reads from their origin
+            announcer = Announcer(
+                client,
+                store,
+                _host_info(settings, host_id, upload),
+                interval=settings.announce_interval,
+                origin_reader_tasks=lambda: origin_readers,
+            )
             engine = PeerFiller(
                 client,
                 host_id,
@@ -75,33 +85,36 @@ async def serve(
                 settings=_engine_settings(settings),
                 on_piece_stored=upload.piece_added,
                 counters=EngineCounters(),
+                rehome=announcer.reannounce,
+                origin_reader_tasks=origin_readers,
             )
             seeds = None
             if settings.seed:
                 registry = default_registry()
                 stack.push_async_callback(registry.aclose)
-                seed_ctx = _seed_context(store, registry, settings.download.source_concurrency)
-                seeds = _seed_worker(client, host_id, seed_ctx, upload, engine.counters)
+                seeds = SeedWorker(
+                    client,
+                    host_id,
+                    _seed_context(store, registry, settings.download.source_concurrency),
+                    on_piece_stored=upload.piece_added,
+                    counters=engine.counters,
+                    rehome=announcer.reannounce,
+                    origin_reader_tasks=origin_readers,
+                )
             socket_path = Path(settings.socket) if settings.socket else default_socket_path(env)
             runner = StoreRunner(
                 store, filler=engine, source_concurrency=settings.download.source_concurrency
             )
-            local = LocalApi(socket_path, runner, group=settings.socket_group or None)
-            await local.start()
-            stack.push_async_callback(local.aclose)
+            group = settings.socket_group or None
+            await stack.enter_async_context(LocalApi(socket_path, runner, group=group))
             metrics = await stack.enter_async_context(
-                _metrics_server(settings, engine, upload, lambda: not stop.is_set())
+                metrics_server(
+                    settings.metrics_listen,
+                    engine.counters,
+                    upload.statistics,
+                    healthy=lambda: not stop.is_set(),
+                )
             )
-            announcer = Announcer(
-                client,
-                store,
-                _host_info(settings, host_id, upload),
-                interval=settings.announce_interval,
-                origin_reader_tasks=lambda: _readers(engine, seeds),
-            )
-            engine.rehome = announcer.reannounce
-            if seeds is not None:
-                seeds.rehome = announcer.reannounce
             if on_ready is not None:
                 on_ready(RunningDaemon(host_id, upload.base_url, socket_path, metrics))
             await _run_until(stop, announcer, seeds)
@@ -119,10 +132,6 @@ async def _run_until(stop: asyncio.Event, announcer: Announcer, seeds: SeedWorke
         await asyncio.wait_for(announcer.leave(), timeout=2.0)
 
 
-def _readers(engine: PeerFiller, seeds: SeedWorker | None) -> set[str]:
-    return engine.origin_reader_tasks | (seeds.origin_reader_tasks if seeds else set())
-
-
 def _engine_settings(settings: DaemonSettings) -> EngineSettings:
     d = settings.download
     return EngineSettings(
@@ -138,16 +147,6 @@ def _seed_context(
 ) -> DownloadContext:
     policy = FetchPolicy(concurrency=source_concurrency)
     return DownloadContext(store=store, registry=registry, observer=NullObserver(), policy=policy)
-
-
-def _seed_worker(
-    client: SchedulerClient,
-    host_id: str,
-    ctx: DownloadContext,
-    upload: UploadServer,
-    counters: EngineCounters,
-) -> SeedWorker:
-    return SeedWorker(client, host_id, ctx, on_piece_stored=upload.piece_added, counters=counters)
 
 
 def _host_info(
@@ -215,25 +214,3 @@ async def _upload_server(settings: DaemonSettings, store: Store) -> AsyncIterato
         yield server
     finally:
         await server.aclose()
-
-
-@contextlib.asynccontextmanager
-async def _metrics_server(
-    settings: DaemonSettings,
-    engine: PeerFiller,
-    upload: UploadServer,
-    healthy: Callable[[], bool],
-) -> AsyncIterator[str]:
-    host, port = split_host_port(settings.metrics_listen)
-    runner = web.AppRunner(http_app(engine.counters, upload.statistics, healthy), access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ConfigError(f"metrics_listen {settings.metrics_listen}: {exc.strerror}") from exc
-        bound = runner.addresses[0]
-        yield f"{bound[0]}:{bound[1]}"
-    finally:
-        await runner.cleanup()

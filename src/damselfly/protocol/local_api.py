@@ -1,6 +1,6 @@
 """The local API wire between dfget and dfdaemon (a unix socket): paths and NDJSON events.
 
-Pure code, shared by the server (``daemon/local_api.py``) and the client
+Pure code, shared by the server (``daemon/servers/local_api.py``) and the client
 (``cli/daemon_client.py``); the contract is ``docs/p2p.md``, "Local API":
 
 - ``GET /v1/health`` -> ``{"version": ..., "pid": ...}``.

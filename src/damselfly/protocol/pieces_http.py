@@ -1,7 +1,7 @@
 """The piece-transfer wire between daemons: paths, headers, bitmaps and watch lines.
 
-Pure code (no sockets), shared by the upload server (``daemon/upload_server.py``) and the piece
-client (``transport/piece_client.py``). The contract is ``docs/p2p.md``, "Piece transfer":
+Pure code (no sockets), shared by the upload server (``daemon/servers/upload_server.py``) and
+the piece client (``transport/piece_client.py``). The contract is ``docs/p2p.md``, "Piece transfer":
 
 - ``GET /v1/tasks/{task_id}/pieces/{number}``: 200 with exactly the piece's bytes
   (``Content-Length`` = piece length), 404 when the piece is not held, 429 with

@@ -1,6 +1,6 @@
 """Scheduler stand-ins for daemon tests.
 
-- ``FakeSchedulerClient``: an in-memory ``SchedulerApi`` (``daemon/scheduler_client.py``) that
+- ``FakeSchedulerClient``: an in-memory ``SchedulerApi`` (``transport/scheduler/api.py``) that
   records every call, answers from simple scripts, and fails on demand (``fail_next``).
 - ``ManualWait``: a ``wait(event, seconds)`` the test drives (``elapse``), for loops that wake
   on an event or a timeout (``PeerReporter``) without real sleeping.

@@ -13,49 +13,51 @@ Routes and events are in ``protocol/local_api.py``; the contract is ``docs/p2p.m
   handler (``handler_cancellation``) and with it the download. A failed write does the same.
 - Secrets in a request (headers, tokens, ``env``) are never logged: only the redacted URL.
 
-For tests and experiments, the API runs alone (no P2P engine, ``StoreRunner`` reading origins):
-``python -m damselfly.daemon.local_api --socket PATH --storage-dir DIR`` prints
-``listening on PATH`` once it accepts connections, and stops on SIGTERM or SIGINT.
+For tests, ``python -m damselfly.testing.local_api_server`` runs the API alone (no P2P
+engine, ``StoreRunner`` reading origins).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import grp
 import logging
 import os
-import signal
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from aiohttp import hdrs, web
 
 from damselfly._version import __version__
-from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.core.error_groups import group_error
 from damselfly.core.errors import EXIT_FAILURE, ConfigError, DamselflyError
 from damselfly.core.urls import parse_url
-from damselfly.daemon.event_stream import PROGRESS_INTERVAL, EventBuffer
-from damselfly.daemon.runner import DownloadRunner, StoreRunner
-from damselfly.daemon.unix_socket import (
+from damselfly.daemon.servers.event_stream import PROGRESS_INTERVAL, EventBuffer
+from damselfly.daemon.servers.unix_socket import (
     PeerCredentials,
     bind_unix_socket,
     peer_credentials,
     remove_socket,
 )
+from damselfly.download.events import DownloadObserver
 from damselfly.download.request import DownloadRequest
 from damselfly.protocol import local_api as wire
-from damselfly.storage.store import Store
 
 log = logging.getLogger(__name__)
 
 OWNER_ONLY_MODE = 0o600
 GROUP_MODE = 0o660
 SHUTDOWN_TIMEOUT = 2.0  # seconds running downloads get when the daemon stops
+
+
+class DownloadRunner(Protocol):
+    """What runs a request (``engine/runner.StoreRunner``)."""
+
+    async def run(self, request: DownloadRequest, observer: DownloadObserver) -> wire.RunResult:
+        """Run the whole request; raise a ``DamselflyError`` on failure."""
+        ...
 
 
 class LocalApi:
@@ -217,48 +219,3 @@ def _group_id(group: str | None) -> int | None:
         return grp.getgrnam(group).gr_gid
     except KeyError:
         raise ConfigError(f"local API socket group {group!r}: no such group") from None
-
-
-# -- a daemon that is only the local API (tests, experiments) ----------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m damselfly.daemon.local_api")
-    parser.add_argument("--socket", type=Path, default=None)
-    parser.add_argument("--storage-dir", type=Path, default=None)
-    parser.add_argument("--group", default=None)
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=args.log_level.upper(),
-        format="dfdaemon: %(levelname)s: %(message)s",
-    )
-    try:
-        asyncio.run(_serve(args))
-    except DamselflyError as exc:
-        sys.stderr.write(f"dfdaemon: error: {exc}\n")
-        return exc.exit_code
-    return 0
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    path = args.socket or default_socket_path(os.environ)
-    stop = _stop_on_signal()  # before "listening": a prompt SIGTERM still cleans up
-    with Store(store_dir(args.storage_dir, os.environ)) as store:
-        async with LocalApi(path, StoreRunner(store), group=args.group):
-            sys.stdout.write(f"listening on {path}\n")
-            sys.stdout.flush()
-            await stop.wait()
-
-
-def _stop_on_signal() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    return stop
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,9 @@ content file for ``sendfile``/``pread``, and what is known to be good without ha
 pieces re-checked under the file's current fingerprint, and pieces this daemon's engine wrote
 (``OwnWrites``) while nobody else has written to the file since. ``TaskCache`` opens each task
 once (in a worker thread; ``Store.open_task`` may re-verify) however many requests wait, and
-closes evicted handles when their last request ends. See ``upload_server.py`` for the rules.
+closes evicted handles when their last request ends. Openers run as tasks of the server's
+``BackgroundTasks`` (``spawn``); each hands its outcome, error included, to every waiter, so a
+failed open never ends the server. See ``upload_server.py`` for the rules.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ import asyncio
 import contextlib
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
+
+import blake3
 
 from damselfly.core.errors import StorageError
 from damselfly.storage.store import Store, TaskStorage
 
 Fingerprint = tuple[int, int, int, int, int]
+Spawn = Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]
 
 
 def fingerprint_of(st: os.stat_result) -> Fingerprint:
@@ -106,7 +112,12 @@ class TaskCache:
     """An LRU of open ``SharedTask``s; one opener per task; retired handles close when idle."""
 
     def __init__(
-        self, store: Store, *, capacity: int, own_writes: dict[str, OwnWrites] | None = None
+        self,
+        store: Store,
+        *,
+        capacity: int,
+        spawn: Spawn,
+        own_writes: dict[str, OwnWrites] | None = None,
     ) -> None:
         if capacity <= 0:
             raise ValueError(f"open task limit must be > 0, got {capacity}")
@@ -114,7 +125,8 @@ class TaskCache:
         self._own_writes = {} if own_writes is None else own_writes
         self._capacity = capacity
         self._entries: OrderedDict[str, SharedTask] = OrderedDict()
-        self._opening: dict[str, asyncio.Task[SharedTask | None]] = {}
+        self._spawn = spawn
+        self._opening: dict[str, asyncio.Task[SharedTask | Exception | None]] = {}
         self._closed = False
         self.opened = 0
 
@@ -155,10 +167,17 @@ class TaskCache:
             return entry
         opening = self._opening.get(task_id)
         if opening is None:
-            opening = asyncio.create_task(self._open(task_id))
-            opening.add_done_callback(_retrieve_exception)
-            self._opening[task_id] = opening
-        return await asyncio.shield(opening)
+            opening = self._opening[task_id] = self._spawn(self._open_outcome(task_id))
+        outcome = await asyncio.shield(opening)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def _open_outcome(self, task_id: str) -> SharedTask | Exception | None:
+        try:
+            return await self._open(task_id)
+        except Exception as exc:  # the waiters raise it
+            return exc
 
     async def _open(self, task_id: str) -> SharedTask | None:
         try:
@@ -183,6 +202,16 @@ class TaskCache:
             entry.close()
 
 
-def _retrieve_exception(task: asyncio.Task[SharedTask | None]) -> None:
-    if not task.cancelled():
-        task.exception()  # the waiters re-raise it; this keeps asyncio from logging it
+def read_and_hash(fd: int, offset: int, length: int, hasher: blake3.blake3) -> bytes | None:
+    """Read exactly ``length`` bytes and feed them to ``hasher``; None if they are not there."""
+    try:
+        data = os.pread(fd, length, offset)
+        while len(data) < length:
+            more = os.pread(fd, length - len(data), offset + len(data))
+            if not more:
+                return None
+            data += more
+    except OSError:
+        return None  # an unreadable piece is as bad as a corrupt one
+    hasher.update(data)
+    return data

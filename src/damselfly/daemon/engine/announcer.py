@@ -11,7 +11,8 @@ that scheduler's connection generation, so a task is announced again when:
 - its scheduler reconnected, which is how a restart is noticed even between two ticks;
 - ``reannounce()`` was called: the daemon's answer to ``UnknownHostError`` (a scheduler that
   forgot this host without a reconnect, e.g. after expiring it), and ``PeerReporter``'s
-  ``rehome``; rounds asked for at the same time are merged.
+  ``rehome`` (``app.py`` hands this method to the engine and the seed worker when it builds
+  them); rounds asked for at the same time are merged.
 
 What is announced per task, rebuilt from the store: the URL, lengths and whole-file digest
 (request params are not stored: ``{}``), the bitmap of recorded pieces (read from metadata,
@@ -31,15 +32,12 @@ from collections.abc import Callable, Collection
 
 from damselfly.core.digests import parse_digest
 from damselfly.core.errors import DamselflyError, ProtocolError, SchedulerError
-from damselfly.daemon.scheduler_client import (
-    SchedulerClient,
-    SchedulerUnavailableError,
-    UnknownHostError,
-)
 from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import HostInfo, PieceDigest, TaskHolding, TaskMeta
 from damselfly.storage import metadata
 from damselfly.storage.store import Store
+from damselfly.transport.scheduler.api import SchedulerUnavailableError, UnknownHostError
+from damselfly.transport.scheduler.client import SchedulerClient
 
 log = logging.getLogger(__name__)
 

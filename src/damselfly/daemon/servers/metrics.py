@@ -8,37 +8,20 @@ conventions (``_total`` counters, base units): see docs/p2p.md, "Metrics and hea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from damselfly.daemon.upload_server import UploadStatistics
+from damselfly.config.base import split_host_port
+from damselfly.core.errors import ConfigError
+from damselfly.daemon.engine.counters import DURATION_BUCKETS, EngineCounters
+from damselfly.daemon.servers.upload_server import UploadStatistics
 
 PREFIX = "damselfly_daemon_"
-DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
-
-
-@dataclass
-class EngineCounters:
-    """Updated by the download engine; read at scrape time."""
-
-    source_bytes: int = 0
-    peer_bytes: int = 0
-    cache_hits: int = 0
-    task_failures: int = 0
-    active_tasks: int = 0
-    parents_in_use: int = 0
-    duration_counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
-    duration_sum: float = 0.0
-
-    def task_finished(self, seconds: float) -> None:
-        self.duration_sum += seconds
-        bucket = next((i for i, b in enumerate(DURATION_BUCKETS) if seconds <= b), -1)
-        self.duration_counts[bucket] += 1
 
 
 class _DaemonCollector(Collector):
@@ -108,3 +91,27 @@ def http_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     return app
+
+
+@contextlib.asynccontextmanager
+async def metrics_server(
+    listen: str,
+    engine: EngineCounters,
+    upload: Callable[[], UploadStatistics],
+    healthy: Callable[[], bool],
+) -> AsyncIterator[str]:
+    """Serve ``/metrics`` and ``/healthz`` on ``listen`` (``host:port``) for the duration of
+    the block; yields the bound ``host:port``."""
+    host, port = split_host_port(listen)
+    runner = web.AppRunner(http_app(engine, upload, healthy), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"metrics_listen {listen}: {exc.strerror}") from exc
+        bound = runner.addresses[0]
+        yield f"{bound[0]}:{bound[1]}"
+    finally:
+        await runner.cleanup()

@@ -36,9 +36,10 @@ before removing one.
 **Limits.** ``upload_slots`` concurrent piece responses (429 + ``Retry-After`` beyond; never a
 queue) and one ``TokenBucket`` (``upload_limits.py``) shared by every upload, charged per chunk.
 
-**Watch.** ``?watch=1`` streams newly held pieces. The download engine calls ``piece_added``
-after each stored piece, which wakes the task's watchers at once; the store is also polled
-every ``watch_poll_interval`` seconds for pieces written by another process.
+**Watch.** ``?watch=1`` streams newly held pieces (``upload_watch.py``). The download engine
+calls ``piece_added`` after each stored piece, which wakes the task's watchers at once; the
+store is also polled every ``watch_poll_interval`` seconds for pieces written by another
+process.
 
 Logging: never piece contents; debug for routine events, a warning only when a piece fails
 its re-check or the store fails under a request.
@@ -58,10 +59,18 @@ from dataclasses import dataclass, fields
 import blake3
 from aiohttp import hdrs, web
 
+from damselfly.core.background import BackgroundTasks
 from damselfly.core.digests import PIECE_DIGEST_ALGORITHM
 from damselfly.core.errors import DamselflyError
-from damselfly.daemon.upload_limits import TokenBucket, UploadSlots
-from damselfly.daemon.upload_tasks import OwnWrites, SharedTask, TaskCache, fingerprint_of
+from damselfly.daemon.servers.upload_limits import TokenBucket, UploadSlots
+from damselfly.daemon.servers.upload_tasks import (
+    OwnWrites,
+    SharedTask,
+    TaskCache,
+    fingerprint_of,
+    read_and_hash,
+)
+from damselfly.daemon.servers.upload_watch import PieceWatchers, abort_response
 from damselfly.protocol import pieces_http as wire
 from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.store import Store
@@ -98,22 +107,6 @@ class _Counters:
     pieces_rechecked: int = 0
     pieces_dropped: int = 0
     connections: int = 0
-    watchers: int = 0
-
-
-class _ChangeSignal:
-    """Wakes every watcher of one task; take ``current()`` *before* reading the store."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-        self.watchers = 0
-
-    def current(self) -> asyncio.Event:
-        return self._event
-
-    def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
 
 
 class UploadServer:
@@ -133,31 +126,35 @@ class UploadServer:
         shutdown_timeout: float = 2.0,
         on_piece_dropped: PieceDroppedCallback | None = None,
     ) -> None:
-        if watch_poll_interval <= 0 or watch_heartbeat_interval <= 0:
-            raise ValueError("watch intervals must be > 0 seconds")
+        self._watchers = PieceWatchers(
+            poll_interval=watch_poll_interval, heartbeat_interval=watch_heartbeat_interval
+        )
         self._host, self._port = host, port
         self._store = store
         self._own_writes: OrderedDict[str, OwnWrites] = OrderedDict()
-        self._tasks = TaskCache(store, capacity=open_task_limit, own_writes=self._own_writes)
+        self._background = BackgroundTasks()  # the task cache's openers
+        self._tasks = TaskCache(
+            store,
+            capacity=open_task_limit,
+            own_writes=self._own_writes,
+            spawn=self._background.start_soon,
+        )
         self._slots = UploadSlots(upload_slots)
         self._bucket = (
             None
             if rate_limit_bytes_per_second is None
             else TokenBucket(rate_limit_bytes_per_second)
         )
-        self._poll_interval = watch_poll_interval
-        self._heartbeat_interval = watch_heartbeat_interval
         self._shutdown_timeout = shutdown_timeout
         self._on_piece_dropped = on_piece_dropped
         self._counters = _Counters()
-        self._signals: dict[str, _ChangeSignal] = {}
         self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
         self._runner: web.AppRunner | None = None
-        self._closing = False
 
     # -- lifetime ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._background.start()
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get(wire.PIECE_ROUTE, self._handle_piece, allow_head=False)
         app.router.add_get(wire.BITMAP_ROUTE, self._handle_bitmap, allow_head=False)
@@ -169,6 +166,7 @@ class UploadServer:
             await web.TCPSite(runner, self._host, self._port, reuse_address=True).start()
         except BaseException:
             await runner.cleanup()
+            await self._background.aclose()
             raise
         self._runner = runner
         self._port = int(runner.addresses[0][1])
@@ -177,13 +175,12 @@ class UploadServer:
     async def aclose(self) -> None:
         """Stop listening, end watch streams, wait for uploads (up to ``shutdown_timeout``),
         then close every cached task."""
-        self._closing = True
-        for signal in self._signals.values():
-            signal.notify()
+        self._watchers.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
         await self._tasks.aclose()
+        await self._background.aclose()
 
     async def __aenter__(self) -> UploadServer:
         await self.start()
@@ -213,9 +210,7 @@ class UploadServer:
         own.pieces.add(number)
         with contextlib.suppress(OSError):  # gone: nothing to vouch for
             own.fingerprint = fingerprint_of(os.stat(self._store.content_path(task_id)))
-        signal = self._signals.get(task_id)
-        if signal is not None:
-            signal.notify()
+        self._watchers.notify(task_id)
 
     def forget_task(self, task_id: str) -> None:
         """Close the cached handle of ``task_id`` (once idle) so the store may remove it."""
@@ -225,7 +220,10 @@ class UploadServer:
     def statistics(self) -> UploadStatistics:
         counts = {f.name: getattr(self._counters, f.name) for f in fields(_Counters)}
         return UploadStatistics(
-            **counts, active_uploads=self._slots.in_use, tasks_opened=self._tasks.opened
+            **counts,
+            active_uploads=self._slots.in_use,
+            tasks_opened=self._tasks.opened,
+            watchers=self._watchers.open_streams,
         )
 
     # -- request handling ----------------------------------------------------------------------
@@ -265,7 +263,7 @@ class UploadServer:
             if task is None:
                 return self._not_found(f"task {task_id} is not held")
             if request.query.get(wire.WATCH_QUERY) in ("1", "true"):
-                return await self._watch(request, task)
+                return await self._watchers.serve(request, task)
             snapshot = wire.BitmapSnapshot(task.storage.piece_count, task.storage.finished_pieces())
             body = wire.encode_snapshot(snapshot)
             return web.Response(body=body, headers={hdrs.CONTENT_TYPE: wire.BITMAP_CONTENT_TYPE})
@@ -297,7 +295,7 @@ class UploadServer:
             return response
         except DamselflyError as exc:  # headers are out: all we can do is cut the body short
             _log.warning("task %s: piece %d: upload failed: %s", task.task_id, piece.number, exc)
-            _abort(request, response)
+            abort_response(request, response)
             return response
         self._counters.pieces_served += 1
         return response
@@ -325,7 +323,7 @@ class UploadServer:
         hasher = blake3.blake3()
         pending: bytes | None = None
         for offset, length in _chunks(piece, CHUNK_LENGTH):
-            chunk = await asyncio.to_thread(_read_and_hash, task.fileno, offset, length, hasher)
+            chunk = await asyncio.to_thread(read_and_hash, task.fileno, offset, length, hasher)
             if chunk is None:
                 return False
             if pending is not None:
@@ -365,84 +363,9 @@ class UploadServer:
             if self._on_piece_dropped is not None:
                 self._on_piece_dropped(task.task_id, piece.number)
         finally:
-            _abort(request, response)
-
-    # -- watching ------------------------------------------------------------------------------
-
-    async def _watch(self, request: web.Request, task: SharedTask) -> web.StreamResponse:
-        response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: wire.WATCH_CONTENT_TYPE})
-        signal = self._signals.setdefault(task.task_id, _ChangeSignal())
-        signal.watchers += 1
-        self._counters.watchers += 1
-        try:
-            await response.prepare(request)
-            await self._stream_changes(response, task, signal)
-        except ConnectionError:
-            response.force_close()
-        except DamselflyError as exc:
-            _log.warning("task %s: watch failed: %s", task.task_id, exc)
-            _abort(request, response)
-        finally:
-            self._counters.watchers -= 1
-            signal.watchers -= 1
-            if signal.watchers == 0:
-                self._signals.pop(task.task_id, None)
-        return response
-
-    async def _stream_changes(
-        self, response: web.StreamResponse, task: SharedTask, signal: _ChangeSignal
-    ) -> None:
-        storage, loop = task.storage, asyncio.get_running_loop()
-        wake = signal.current()
-        held = storage.finished_pieces()
-        await response.write(
-            wire.encode_watch_event(wire.BitmapSnapshot(storage.piece_count, held))
-        )
-        last_write = loop.time()
-        while len(held) < storage.piece_count and not self._closing:
-            await _wait(wake, min(self._poll_interval, self._heartbeat_interval))
-            wake = signal.current()
-            now_held = storage.finished_pieces()
-            lines = [wire.encode_watch_event(wire.PieceHeld(n)) for n in sorted(now_held - held)]
-            held |= now_held
-            if not lines and loop.time() - last_write >= self._heartbeat_interval:
-                lines = [wire.HEARTBEAT_LINE]
-            if lines:
-                await response.write(b"".join(lines))
-                last_write = loop.time()
-        if len(held) >= storage.piece_count:
-            await response.write(wire.encode_watch_event(wire.TaskComplete()))
-
-
-def _abort(request: web.Request, response: web.StreamResponse) -> None:
-    """End a response whose headers are out without finishing its body: close the connection
-    (buffered bytes are still flushed), so the child sees a short body, never a wrong one."""
-    if request.transport is not None:
-        request.transport.close()
-    response.force_close()
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
+            abort_response(request, response)
 
 
 def _chunks(piece: PieceMeta, step: int) -> list[tuple[int, int]]:
     end = piece.offset + piece.length
     return [(offset, min(step, end - offset)) for offset in range(piece.offset, end, step)]
-
-
-def _read_and_hash(fd: int, offset: int, length: int, hasher: blake3.blake3) -> bytes | None:
-    """Read exactly ``length`` bytes and feed them to ``hasher``; None if they are not there."""
-    try:
-        data = os.pread(fd, length, offset)
-        while len(data) < length:
-            more = os.pread(fd, length - len(data), offset + len(data))
-            if not more:
-                return None
-            data += more
-    except OSError:
-        return None  # an unreadable piece is as bad as a corrupt one
-    hasher.update(data)
-    return data

@@ -25,14 +25,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
 
 from damselfly.core.errors import PeerError, PieceDigestError, ProtocolError, SchedulerError
 from damselfly.core.pieces import piece_at
-from damselfly.daemon.piece_dispatcher import Assignment, PieceDispatcher
-from damselfly.daemon.reporter import PeerReporter
-from damselfly.daemon.scheduler_client import SchedulerClient
+from damselfly.daemon.engine.piece_dispatcher import Assignment, PieceDispatcher
+from damselfly.daemon.engine.reporter import PeerReporter, reporting
+from damselfly.daemon.engine.settings import EngineSettings, PieceStored
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller
 from damselfly.protocol.messages import BadParentReason, Decision, ParentInfo, Registration
 from damselfly.storage.metadata import PieceMeta
@@ -43,9 +41,7 @@ from damselfly.transport.piece_client import (
     PieceClient,
     PieceNotHeldError,
 )
-
-if TYPE_CHECKING:
-    from damselfly.daemon.peer_filler import EngineSettings
+from damselfly.transport.scheduler.api import SchedulerApi
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +57,6 @@ class NoParentError(PeerError):
     """No parent can serve the missing pieces and back-to-source is disabled."""
 
 
-@contextlib.asynccontextmanager
-async def reporting(reporter: PeerReporter) -> AsyncIterator[None]:
-    """Run ``reporter``'s flush loop for the duration of the block."""
-    runner = asyncio.create_task(reporter.run())
-    try:
-        yield
-    finally:
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
-
-
 class PeerDownload:
     def __init__(
         self,
@@ -80,12 +64,12 @@ class PeerDownload:
         ctx: DownloadContext,
         registration: Registration,
         reporter: PeerReporter,
-        client: SchedulerClient,
+        client: SchedulerApi,
         pieces: PieceClient,
         *,
         settings: EngineSettings,
         source: PieceFiller,
-        on_piece_stored: Callable[[str, int], None],
+        on_piece_stored: PieceStored,
     ) -> None:
         self._request = request
         self._ctx = ctx

@@ -18,7 +18,6 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from damselfly.backends.base import SECRET_HEADERS, is_secret_name
@@ -26,34 +25,24 @@ from damselfly.core.digests import SUPPORTED_ALGORITHMS, Digest
 from damselfly.core.errors import SchedulerError
 from damselfly.core.ids import canonical_url, signature_params
 from damselfly.core.urls import HttpUrl, SourceUrl
-from damselfly.daemon.metrics import EngineCounters
-from damselfly.daemon.peer_download import NoParentError, PeerDownload, reporting
-from damselfly.daemon.reporter import PeerReporter, Rehome
-from damselfly.daemon.scheduler_client import SchedulerClient
+from damselfly.daemon.engine.counters import EngineCounters
+from damselfly.daemon.engine.peer_download import NoParentError, PeerDownload
+from damselfly.daemon.engine.reporter import PeerReporter, reporting
+from damselfly.daemon.engine.settings import EngineSettings, PieceStored, Rehome
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller, SourceFiller
 from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import Decision, TaskMeta
 from damselfly.storage.metadata import PieceMeta
 from damselfly.transport.piece_client import PieceClient
+from damselfly.transport.scheduler.api import SchedulerApi
 
 log = logging.getLogger(__name__)
-
-PieceStored = Callable[[str, int], None]
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    concurrent_pieces: int = 8  # piece requests in flight per task
-    piece_timeout: float = 10.0  # seconds without a byte before a parent is given up
-    stall_timeout: float = 20.0  # seconds without a new piece before asking for parents
-    back_to_source: bool = True  # read the origin when no parent can serve
-    report_interval: float = 0.5
 
 
 class PeerFiller:
     def __init__(
         self,
-        client: SchedulerClient,
+        client: SchedulerApi,
         host_id: str,
         pieces: PieceClient,
         *,
@@ -61,6 +50,8 @@ class PeerFiller:
         on_piece_stored: PieceStored = lambda task_id, number: None,
         source: PieceFiller | None = None,
         counters: EngineCounters | None = None,
+        rehome: Rehome | None = None,
+        origin_reader_tasks: set[str] | None = None,
     ) -> None:
         self.counters = counters or EngineCounters()
         self._client = client
@@ -69,9 +60,9 @@ class PeerFiller:
         self._settings = settings or EngineSettings()
         self._on_piece_stored = on_piece_stored
         self._source = source or SourceFiller()
-        self.origin_reader_tasks: set[str] = set()
-        # how reporters recover when a scheduler forgot us (set to Announcer.reannounce)
-        self.rehome: Rehome | None = None
+        # tasks read from the origin here (shared with the seed worker and the announcer)
+        self.origin_reader_tasks = set() if origin_reader_tasks is None else origin_reader_tasks
+        self._rehome = rehome  # how reporters recover when a scheduler forgot us
 
     async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
         if request.task.is_complete:
@@ -109,7 +100,7 @@ class PeerFiller:
             meta.task_id,
             origin_reader=registration.decision is Decision.BACK_TO_SOURCE,
             interval=self._settings.report_interval,
-            rehome=self.rehome,
+            rehome=self._rehome,
         )
         if registration.decision is Decision.BACK_TO_SOURCE:
             if not settings.back_to_source:

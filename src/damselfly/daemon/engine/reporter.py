@@ -2,8 +2,9 @@
 
 The download engine calls ``piece_gained`` (sync, O(1): a dict insert) for every stored piece
 and ``parent_failed`` for every parent it gives up on; ``run`` (a background task owned by the
-caller) sends what is pending every ``interval`` seconds, or at once when ``max_batch`` pieces
-are waiting or, for an origin reader, when a piece with a digest is (children wait for it).
+caller: ``reporting()`` runs it for the length of a block) sends what is pending every
+``interval`` seconds, or at once when ``max_batch`` pieces are waiting or, for an origin
+reader, when a piece with a digest is (children wait for it).
 ``ask_for_parents`` sends at once and returns the scheduler's answer; ``want_parents_nowait``
 asks with the next background report and hands the answer to ``on_answer``. ``finish`` sends
 the rest with ``finished`` or ``failed`` and never raises.
@@ -28,11 +29,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from damselfly.core.background import BackgroundTasks
 from damselfly.core.errors import DamselflyError, ProtocolError, SchedulerError
-from damselfly.daemon.scheduler_client import SchedulerApi, UnknownHostError
+from damselfly.daemon.engine.settings import Rehome
 from damselfly.protocol.messages import (
     MAX_BAD_PARENTS,
     MAX_TEXT_LENGTH,
@@ -43,14 +45,22 @@ from damselfly.protocol.messages import (
     PieceDigest,
     ReportAnswer,
 )
+from damselfly.transport.scheduler.api import SchedulerApi, UnknownHostError
 
 log = logging.getLogger(__name__)
 
 MAX_REPORT_PIECES = 4096  # pieces per ReportPeer message; a longer backlog is sent in parts
 MAX_RETRY_DELAY = 2.0  # children wait for a reader's digests: retry soon after a restart
 
-Rehome = Callable[[], Awaitable[None]]
 Wait = Callable[[asyncio.Event, float], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def reporting(reporter: PeerReporter) -> AsyncIterator[None]:
+    """Run ``reporter``'s flush loop for the duration of the block (cancelled at its end)."""
+    async with BackgroundTasks() as background:
+        background.start_soon(reporter.run())
+        yield
 
 
 async def wait_or_timeout(event: asyncio.Event, seconds: float) -> None:
@@ -75,7 +85,7 @@ class PeerReporter:
         wait: Wait = wait_or_timeout,
     ) -> None:
         self.origin_reader = origin_reader
-        self.rehome = rehome
+        self._rehome = rehome
         self.reports_sent = 0
         self._client = client
         self._host_id = host_id
@@ -181,10 +191,10 @@ class PeerReporter:
         try:
             return await self._send(**flags)
         except UnknownHostError as exc:
-            if self.rehome is None:
+            if self._rehome is None:
                 raise
             log.info("task %s: %s; announcing again", self._task_id[:12], exc)
-            await self.rehome()
+            await self._rehome()
         return await self._send(**flags)
 
     async def _send(self, **flags: Any) -> ReportAnswer:

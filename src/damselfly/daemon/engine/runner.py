@@ -1,4 +1,5 @@
-"""What the local API hands a download request to: a ``DownloadRunner``.
+"""What the local API hands a download request to: ``StoreRunner`` (a ``DownloadRunner`` as
+``servers/local_api.py`` defines it).
 
 ``StoreRunner`` runs a request with the download layer (``download/request_jobs.run_request``)
 on the daemon's store: list (for ``-r``), fill every file's pieces with the given
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Protocol
 
 from damselfly.backends.registry import BackendRegistry, BackendSettings, default_registry
 from damselfly.core.errors import UsageError
@@ -28,12 +28,6 @@ from damselfly.protocol.local_api import RunResult
 from damselfly.storage.store import Store
 
 RegistryFactory = Callable[[BackendSettings], BackendRegistry]
-
-
-class DownloadRunner(Protocol):
-    async def run(self, request: DownloadRequest, observer: DownloadObserver) -> RunResult:
-        """Run the whole request; raise a ``DamselflyError`` on failure."""
-        ...
 
 
 class StoreRunner:

@@ -1,6 +1,6 @@
 """Seed peer: read new tasks from the origin when a scheduler says so.
 
-A seed streams ``SeedJob``s from every scheduler (``SchedulerClient.watch_seed_jobs``) and
+A seed streams ``SeedJob``s from every scheduler (``SchedulerApi.watch_seed_jobs``) and
 fills each task in its store with parallel range requests (``fill_file``), as the task's
 origin reader: every piece is reported with its digest and announced to the upload server the
 moment it is stored, so peers download it while the seed is still reading. A job carries no
@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from damselfly.backends.base import RequestOptions
 from damselfly.core.errors import DamselflyError
 from damselfly.core.urls import parse_url
-from damselfly.daemon.metrics import EngineCounters
-from damselfly.daemon.peer_download import reporting
-from damselfly.daemon.peer_filler import ReportingSourceFiller
-from damselfly.daemon.reporter import PeerReporter, Rehome
-from damselfly.daemon.scheduler_client import SchedulerClient
+from damselfly.daemon.engine.counters import EngineCounters
+from damselfly.daemon.engine.peer_filler import ReportingSourceFiller
+from damselfly.daemon.engine.reporter import PeerReporter, reporting
+from damselfly.daemon.engine.settings import PieceStored, Rehome
 from damselfly.download.file_download import fill_file
 from damselfly.download.jobs import DownloadContext, FileJob
 from damselfly.protocol.messages import TaskMeta
+from damselfly.transport.scheduler.api import SchedulerApi
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +33,15 @@ log = logging.getLogger(__name__)
 class SeedWorker:
     def __init__(
         self,
-        client: SchedulerClient,
+        client: SchedulerApi,
         host_id: str,
         ctx: DownloadContext,
         *,
-        on_piece_stored: Callable[[str, int], None] = lambda task_id, number: None,
+        on_piece_stored: PieceStored = lambda task_id, number: None,
         max_jobs: int = 4,
         counters: EngineCounters | None = None,
+        rehome: Rehome | None = None,
+        origin_reader_tasks: set[str] | None = None,
     ) -> None:
         self.counters = counters or EngineCounters()
         self._client = client
@@ -48,8 +49,9 @@ class SeedWorker:
         self._ctx = ctx
         self._on_piece_stored = on_piece_stored
         self._slots = asyncio.Semaphore(max_jobs)
-        self.origin_reader_tasks: set[str] = set()
-        self.rehome: Rehome | None = None  # set to Announcer.reannounce
+        # tasks read from the origin here (shared with the engine and the announcer)
+        self.origin_reader_tasks = set() if origin_reader_tasks is None else origin_reader_tasks
+        self._rehome = rehome
         self.jobs_done = 0
         self.jobs_failed = 0
 
@@ -74,7 +76,7 @@ class SeedWorker:
         """Fill one task from the origin, reporting pieces and digests as they land."""
         self.origin_reader_tasks.add(meta.task_id)
         reporter = PeerReporter(
-            self._client, self._host_id, meta.task_id, origin_reader=True, rehome=self.rehome
+            self._client, self._host_id, meta.task_id, origin_reader=True, rehome=self._rehome
         )
         ctx = DownloadContext(
             store=self._ctx.store,
