@@ -47,7 +47,8 @@ class NodeIdentity:
     """What a node certificate says: node id (CN), role, and the names it serves under."""
 
     node_id: str
-    role: Role
+    role: Role | None  # None: a server-only certificate (the enrollment service) that may do
+    # nothing in the cluster
     dns_names: tuple[str, ...] = ()
     ip_addresses: tuple[IpAddress, ...] = field(default=())
 
@@ -125,9 +126,9 @@ _BOTH_WAYS = x509.ExtendedKeyUsage(
 
 
 def _alt_names(identity: NodeIdentity) -> list[x509.GeneralName]:
-    names: list[x509.GeneralName] = [
-        x509.UniformResourceIdentifier(ROLE_URI_PREFIX + identity.role.value)
-    ]
+    names: list[x509.GeneralName] = []
+    if identity.role is not None:
+        names.append(x509.UniformResourceIdentifier(ROLE_URI_PREFIX + identity.role.value))
     names += [x509.DNSName(name) for name in identity.dns_names]
     names += [x509.IPAddress(ip) for ip in identity.ip_addresses]
     return names
