@@ -177,3 +177,18 @@ def test_a_loose_token_file_is_refused(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(SecurityError, match="chmod 600"):
         read_secret(path)
+
+
+async def test_a_denied_node_can_neither_renew_nor_enroll(
+    ca: ClusterCA, server: str, tmp_path: Path
+) -> None:
+    from damselfly.security.tokens import deny_node
+
+    token = create_token(ca.directory, Role.PEER, 3600)
+    files = await enroll(server, token, ca.fingerprint, tmp_path / "n", node_id="peer-1")
+    deny_node(ca.directory, "peer-1")
+    with pytest.raises(EnrollmentError, match="node peer-1 is denied"):
+        await renew(files.cert_file.parent)
+    again = create_token(ca.directory, Role.PEER, 3600)
+    with pytest.raises(EnrollmentError, match="node peer-1 is denied"):
+        await enroll(server, again, ca.fingerprint, tmp_path / "m", node_id="peer-1")

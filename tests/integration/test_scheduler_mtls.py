@@ -17,12 +17,14 @@ import grpc
 import pytest
 
 from damselfly.config.scheduler import load
+from damselfly.config.security import TlsSettings
 from damselfly.protocol import scheduler_pb2 as pb
 from damselfly.protocol.scheduler_pb2_grpc import SchedulerStub
 from damselfly.scheduler.app import RunningScheduler, serve
-from damselfly.security.files import NodeFiles, read_material
+from damselfly.security.certs import NodeIdentity, issue
+from damselfly.security.files import NodeFiles, read_material, write_material
 from damselfly.security.roles import Role
-from damselfly.security.tls import secure_channel
+from damselfly.security.tls import ChannelMaker, ReloadingFiles, secure_channel
 from damselfly.testing.pki import TestPki
 
 KIB64 = 64 * 1024
@@ -229,3 +231,20 @@ async def test_plain_text_mode_still_works_and_says_so(caplog: pytest.LogCapture
     assert warnings == [
         "running without TLS: any process that reaches this port is trusted (gRPC on 127.0.0.1:0)"
     ]
+
+
+async def test_the_channel_maker_follows_the_settings_and_renewals(
+    scheduler: RunningScheduler, pki: TestPki
+) -> None:
+    files = pki.node("peer-1", Role.PEER)
+    settings = TlsSettings(enabled=True, dir=files.cert_file.parent)
+    assert ChannelMaker.from_settings(settings).tls
+    assert not ChannelMaker.from_settings(TlsSettings()).tls
+    maker = ChannelMaker(ReloadingFiles(files, poll_interval=0.0))
+    async with maker.open(scheduler.grpc_address) as channel:
+        await announce(SchedulerStub(channel), "host-1")
+    assert maker.generation == 0
+    write_material(files.cert_file.parent, issue(pki.ca, NodeIdentity("peer-1", Role.PEER)))
+    assert maker.generation == 1  # the daemon reopens its channel
+    async with maker.open(scheduler.grpc_address) as channel:
+        await announce(SchedulerStub(channel), "host-1")  # same node id: still its host

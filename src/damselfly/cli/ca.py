@@ -7,6 +7,7 @@ Run these where the CA key lives (an operator's machine or the manager's host):
 - ``issue --dir D --role R --node-id ID --out DIR``: issue a node's key and certificate
   directly (for the scheduler, tests, or when the key may be made here);
 - ``token --dir D --role R [--ttl 1h]``: print a one-time join token on stdout;
+- ``deny --dir D --node-id ID``: refuse every later enrollment and renewal of that node;
 - ``serve --dir D [--listen 127.0.0.1:8005] [--san NAME]``: the enrollment service nodes call
   with ``damselfly enroll``; prints ``enrollment listening: https://host:port``.
 """
@@ -29,7 +30,7 @@ from damselfly.security.enrollment import EnrollmentService, serve_enrollment
 from damselfly.security.errors import SecurityError
 from damselfly.security.files import write_material
 from damselfly.security.roles import Role, parse_role
-from damselfly.security.tokens import create_token
+from damselfly.security.tokens import create_token, deny_node
 
 PROG = "damselfly ca"
 ROLES = [role.value for role in Role]
@@ -46,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     token.add_argument("--role", choices=ROLES, required=True, help="role of the joining node")
     token.add_argument("--ttl", default="1h", help="validity of the token (default 1h)")
     token.add_argument("--node-id", help="only this node id may use the token")
+    deny = _with_dir(commands.add_parser("deny", help="stop renewing a node's certificate"))
+    deny.add_argument("--node-id", required=True, help="the node to refuse from now on")
     serve = _with_dir(commands.add_parser("serve", help="run the enrollment service"))
     serve.add_argument("--listen", default="127.0.0.1:8005", help="host:port (127.0.0.1:8005)")
     serve.add_argument(
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     """Errors propagate to the umbrella command, which prints them on one line."""
     handlers = {
         "init": _init, "fingerprint": _fingerprint, "issue": _issue, "token": _token,
-        "serve": _serve,
+        "serve": _serve, "deny": _deny,
     }  # fmt: skip
     try:
         handlers[args.ca_command](args)
@@ -105,6 +108,11 @@ def _token(args: argparse.Namespace) -> None:
     ttl = parse_duration(args.ttl, what="--ttl")
     load_ca(args.dir)  # refuse to mint tokens next to a missing or loose CA
     print(create_token(args.dir, parse_role(args.role), ttl, node_id=args.node_id))
+
+
+def _deny(args: argparse.Namespace) -> None:
+    load_ca(args.dir)
+    deny_node(args.dir, args.node_id)
 
 
 def _serve(args: argparse.Namespace) -> None:

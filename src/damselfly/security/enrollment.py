@@ -46,7 +46,7 @@ from damselfly.security.errors import EnrollmentError, SecurityError
 from damselfly.security.files import write_material
 from damselfly.security.roles import parse_role, role_of
 from damselfly.security.tls import server_context
-from damselfly.security.tokens import redeem_token
+from damselfly.security.tokens import denied_nodes, redeem_token
 
 log = logging.getLogger(__name__)
 CA_PATH, ENROLL_PATH, RENEW_PATH = "/v1/ca", "/v1/enroll", "/v1/renew"
@@ -64,6 +64,7 @@ class EnrollmentService:
 
     def enroll(self, token: str, csr_pem: bytes, role: str | None = None) -> x509.Certificate:
         request = read_request(csr_pem)  # a malformed CSR does not use the token up
+        self._check_not_denied(request.node_id)
         grant = redeem_token(self.ca.directory, token)
         if role is not None and parse_role(role) is not grant.role:
             raise EnrollmentError(f"the join token is for role {grant.role}, not {role}")
@@ -80,6 +81,7 @@ class EnrollmentService:
     def renew(self, current_der: bytes, csr_pem: bytes) -> x509.Certificate:
         current = x509.load_der_x509_certificate(current_der)
         identity = identity_of(current, role_of(current))
+        self._check_not_denied(identity.node_id)
         request = read_request(csr_pem)
         if request.node_id != identity.node_id:
             raise EnrollmentError(f"a renewal keeps the node id {identity.node_id}")
@@ -87,6 +89,10 @@ class EnrollmentService:
         log.info("renewed node %s (%s), serial %x", identity.node_id, identity.role,
                  certificate.serial_number)  # fmt: skip
         return certificate
+
+    def _check_not_denied(self, node_id: str) -> None:
+        if node_id in denied_nodes(self.ca.directory):
+            raise EnrollmentError(f"node {node_id} is denied by the CA operator")
 
     # HTTP ----------------------------------------------------------------------------------
 

@@ -23,13 +23,21 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from damselfly.config.security import TlsSettings
 from damselfly.security.errors import SecurityError
-from damselfly.security.files import NodeFiles, NodeMaterial, files_stamp, read_material
+from damselfly.security.files import (
+    NodeFiles,
+    NodeMaterial,
+    files_stamp,
+    node_files_from,
+    read_material,
+)
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -204,8 +212,42 @@ def secure_channel(
     material: NodeMaterial,
     *,
     server_name: str | None = None,
-    options: list[tuple[str, object]] | None = None,
+    options: list[tuple[str, Any]] | None = None,
 ) -> grpc.aio.Channel:
     """A ``grpc.aio`` channel to ``address`` over mTLS (the daemon's scheduler link)."""
     all_options = [*(options or []), *grpc_channel_options(server_name)]
     return grpc.aio.secure_channel(address, grpc_channel_credentials(material), all_options)
+
+
+class ChannelMaker:
+    """How a client opens its gRPC channels (the daemon's scheduler link): plain text when
+    TLS is off, else mTLS with the node's *current* material. Channels keep the credentials
+    they were opened with: reopen them when ``generation`` moves (a renewal landed)."""
+
+    def __init__(self, source: ReloadingFiles | None, *, server_name: str | None = None) -> None:
+        self._source = source
+        self._server_name = server_name
+
+    @classmethod
+    def from_settings(cls, settings: TlsSettings) -> ChannelMaker:
+        if not settings.enabled:
+            return cls(None)
+        source = ReloadingFiles(node_files_from(settings))
+        return cls(source, server_name=settings.server_name)
+
+    @property
+    def tls(self) -> bool:
+        return self._source is not None
+
+    @property
+    def generation(self) -> int:
+        if self._source is None:
+            return 0
+        self._source.material()  # polls the files
+        return self._source.generation
+
+    def open(self, address: str, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
+        if self._source is None:
+            return grpc.aio.insecure_channel(address, options=options)
+        material = self._source.material()
+        return secure_channel(address, material, server_name=self._server_name, options=options)

@@ -78,6 +78,24 @@ def redeem_token(ca_dir: Path, token: str, *, now: float | None = None) -> Token
     return TokenGrant(parse_role(record["role"]), record.get("node_id"))
 
 
+DENIED_NAME = "denied-nodes"
+
+
+def deny_node(ca_dir: Path, node_id: str) -> None:
+    """Refuse every later enrollment and renewal of ``node_id`` (its certificate then dies
+    within its lifetime: there is no CRL)."""
+    denied = denied_nodes(ca_dir) | {node_id}
+    write_secret(ca_dir / DENIED_NAME, "".join(f"{n}\n" for n in sorted(denied)).encode())
+
+
+def denied_nodes(ca_dir: Path) -> frozenset[str]:
+    try:
+        text = (ca_dir / DENIED_NAME).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(line.strip() for line in text.splitlines() if line.strip())
+
+
 def prune_expired(ca_dir: Path, *, now: float | None = None) -> int:
     """Delete expired tokens' records; how many went."""
     directory = ca_dir / TOKENS_DIR
