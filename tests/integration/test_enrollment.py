@@ -192,3 +192,15 @@ async def test_a_denied_node_can_neither_renew_nor_enroll(
     again = create_token(ca.directory, Role.PEER, 3600)
     with pytest.raises(EnrollmentError, match="node peer-1 is denied"):
         await enroll(server, again, ca.fingerprint, tmp_path / "m", node_id="peer-1")
+
+
+async def test_a_node_cannot_ask_for_a_role_name(
+    ca: ClusterCA, server: str, tmp_path: Path
+) -> None:
+    token = create_token(ca.directory, Role.PEER, 3600)
+    with pytest.raises(EnrollmentError, match=r"400: scheduler\.role\.damselfly\.internal"):
+        await enroll(
+            server, token, ca.fingerprint, tmp_path / "n", node_id="p",
+            dns_names=["scheduler.role.damselfly.internal"],
+        )  # fmt: skip
+    assert len(list((ca.directory / TOKENS_DIR).iterdir())) == 1  # not used up

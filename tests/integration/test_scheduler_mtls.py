@@ -18,13 +18,21 @@ import pytest
 
 from damselfly.config.scheduler import load
 from damselfly.config.security import TlsSettings
+from damselfly.core.errors import SchedulerError
 from damselfly.protocol import scheduler_pb2 as pb
-from damselfly.protocol.scheduler_pb2_grpc import SchedulerStub
+from damselfly.protocol.scheduler_pb2_grpc import SchedulerStub, add_SchedulerServicer_to_server
 from damselfly.scheduler.app import RunningScheduler, serve
+from damselfly.scheduler.service import SchedulerService
+from damselfly.scheduler.state import SchedulerState
 from damselfly.security.certs import NodeIdentity, issue
 from damselfly.security.files import NodeFiles, read_material, write_material
 from damselfly.security.roles import Role
-from damselfly.security.tls import ChannelMaker, ReloadingFiles, secure_channel
+from damselfly.security.tls import (
+    ChannelMaker,
+    ReloadingFiles,
+    grpc_server_credentials,
+    secure_channel,
+)
 from damselfly.testing.pki import TestPki
 
 KIB64 = 64 * 1024
@@ -50,6 +58,8 @@ async def running_scheduler(tls: dict[str, Any] | None) -> AsyncIterator[Running
         serve(load(overrides=overrides), stop=stop, on_ready=ready.set_result)
     )
     await asyncio.wait([ready, server], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    if server.done():
+        server.result()  # serve() failed before it was ready: raise its error
     try:
         yield ready.result()
     finally:
@@ -238,8 +248,8 @@ async def test_the_channel_maker_follows_the_settings_and_renewals(
 ) -> None:
     files = pki.node("peer-1", Role.PEER)
     settings = TlsSettings(enabled=True, dir=files.cert_file.parent)
-    assert ChannelMaker.from_settings(settings).tls
-    assert not ChannelMaker.from_settings(TlsSettings()).tls
+    assert ChannelMaker.from_settings(settings, Role.SCHEDULER).tls
+    assert not ChannelMaker.from_settings(TlsSettings(), Role.SCHEDULER).tls
     maker = ChannelMaker(ReloadingFiles(files, poll_interval=0.0))
     async with maker.open(scheduler.grpc_address) as channel:
         await announce(SchedulerStub(channel), "host-1")
@@ -248,3 +258,34 @@ async def test_the_channel_maker_follows_the_settings_and_renewals(
     assert maker.generation == 1  # the daemon reopens its channel
     async with maker.open(scheduler.grpc_address) as channel:
         await announce(SchedulerStub(channel), "host-1")  # same node id: still its host
+
+
+async def test_a_peer_certificate_cannot_pass_for_the_scheduler(
+    scheduler: RunningScheduler, pki: TestPki
+) -> None:
+    """A rogue serving the scheduler's API with a peer certificate that lists 127.0.0.1: a
+    daemon's channel (which checks the scheduler role's name) does not connect to it."""
+    peer_files = pki.node("peer-1", Role.PEER)
+    rogue_state = SchedulerState()
+    rogue = grpc.aio.server()
+    add_SchedulerServicer_to_server(SchedulerService(rogue_state), rogue)
+    port = rogue.add_secure_port("127.0.0.1:0", grpc_server_credentials(ReloadingFiles(peer_files)))
+    await rogue.start()
+    settings = TlsSettings(enabled=True, dir=peer_files.cert_file.parent)
+    maker = ChannelMaker.from_settings(settings, Role.SCHEDULER)
+    try:
+        async with maker.open(f"127.0.0.1:{port}") as channel:
+            code = await status_of(lambda: announce(SchedulerStub(channel), "host-1"))
+        assert code is grpc.StatusCode.UNAVAILABLE
+        async with maker.open(scheduler.grpc_address) as channel:  # the real one
+            await announce(SchedulerStub(channel), "host-1")
+    finally:
+        await rogue.stop(None)
+    assert rogue_state.resources.hosts == {}
+
+
+async def test_the_scheduler_refuses_to_serve_with_another_role(pki: TestPki) -> None:
+    peer_files = pki.node("peer-1", Role.PEER)
+    with pytest.raises(SchedulerError, match="a peer certificate, not a scheduler's"):
+        async with running_scheduler({"enabled": True, "dir": str(peer_files.cert_file.parent)}):
+            pass

@@ -223,3 +223,20 @@ def test_fingerprint_is_of_the_der_certificate(tmp_path: Path) -> None:
     ca = init_ca(tmp_path / "ca")
     der = ca.certificate.public_bytes(serialization.Encoding.DER)
     assert fingerprint_of(ca.certificate) == "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def test_role_names_are_given_by_the_ca_only(tmp_path: Path) -> None:
+    ca = init_ca(tmp_path / "ca")
+    material = issue(ca, NodeIdentity("s1", Role.SCHEDULER, ("sched.example",)))
+    cert = x509.load_pem_x509_certificate(material.cert_pem)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == [
+        "scheduler.role.damselfly.internal",
+        "sched.example",
+    ]
+    assert identity_of(cert, Role.SCHEDULER).dns_names == ("sched.example",)
+    with pytest.raises(SecurityError, match="are the CA's"):
+        NodeIdentity("p1", Role.PEER, ("Scheduler.Role.Damselfly.Internal.",))
+    csr = make_request(new_private_key(), "p1", ["scheduler.role.damselfly.internal"])
+    with pytest.raises(EnrollmentError, match="are the CA's"):
+        read_request(csr)

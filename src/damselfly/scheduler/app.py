@@ -36,6 +36,7 @@ from damselfly.scheduler.resources import Clock
 from damselfly.scheduler.service import SchedulerService
 from damselfly.scheduler.state import SchedulerState, SchedulingLimits
 from damselfly.security.files import node_files_from
+from damselfly.security.roles import Role, caller_of_pem
 from damselfly.security.tls import ReloadingFiles, grpc_server_credentials
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,11 @@ def _add_port(server: Any, settings: SchedulerSettings) -> int:
         log.warning("%s (gRPC on %s)", PLAINTEXT_WARNING, settings.listen)
         port: int = server.add_insecure_port(settings.listen)
         return port
-    credentials = grpc_server_credentials(ReloadingFiles(node_files_from(settings.tls)))
-    port = server.add_secure_port(settings.listen, credentials)
+    source = ReloadingFiles(node_files_from(settings.tls))
+    role = caller_of_pem(source.material().cert_pem).role
+    if role is not Role.SCHEDULER:
+        raise SchedulerError(f"{source.files.cert_file}: a {role} certificate, not a scheduler's")
+    port = server.add_secure_port(settings.listen, grpc_server_credentials(source))
     log.info("gRPC over mTLS (cluster CA %s)", settings.tls.paths()[0])
     return port
 

@@ -1,15 +1,18 @@
 """Node certificates: who a node is (CN = node id), where it is (DNS/IP SANs) and its role.
 
-The role is carried as a URI subject alternative name, ``damselfly://role/<role>`` (exactly one;
-``roles.role_of`` reads it back). A URI SAN rather than an OU because SANs are what TLS stacks
+The role is carried as a URI subject alternative name, ``damselfly://role/<role>`` (exactly
+one; ``roles.role_of`` reads it back), and as the DNS name ``<role>.role.damselfly.internal``
+that clients check to know they reached a server of the role they meant
+(``roles.role_server_name``). A URI SAN rather than an OU because SANs are what TLS stacks
 expose reliably (gRPC's ``auth_context`` lists them) and a URI cannot be confused with a host
-name check. Node certificates are short-lived (24 h by default) and carry both the serverAuth
-and clientAuth usages: a node both serves (scheduler, piece port) and calls others.
+name. Node certificates are short-lived (24 h by default) and carry both the serverAuth and
+clientAuth usages: a node both serves (scheduler, piece port) and calls others.
 
 Certificates are issued two ways, both here: ``issue`` (the CA holder makes the key too:
-``damselfly ca issue``, tests, the demo) and ``sign_request`` (the node made its key and sent a
-CSR: enrollment and renewal). Either way the role and validity come from the CA side, never
-from the request; the CSR only proposes the node id and SANs.
+``damselfly ca issue``, tests, the demo) and ``read_request`` + ``sign`` (the node made its
+key and sent a CSR: enrollment and renewal). Either way the role and validity come from the CA
+side, never from the request; the CSR only proposes the node id and SANs, and may not ask for
+a role's name.
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ from damselfly.security.ca import (
 )
 from damselfly.security.errors import EnrollmentError, SecurityError
 from damselfly.security.files import NodeMaterial
-from damselfly.security.roles import ROLE_URI_PREFIX, Role, node_id_of
+from damselfly.security.roles import (
+    ROLE_DNS_SUFFIX,
+    ROLE_URI_PREFIX,
+    Role,
+    is_role_name,
+    node_id_of,
+    role_server_name,
+)
 
 DEFAULT_VALIDITY = datetime.timedelta(hours=24)
 MAX_VALIDITY = datetime.timedelta(days=366)
@@ -57,6 +67,9 @@ class NodeIdentity:
             check_host_id(self.node_id, "node id")
         except ProtocolError as exc:
             raise SecurityError(str(exc)) from exc
+        reserved = [name for name in self.dns_names if is_role_name(name)]
+        if reserved:
+            raise SecurityError(f"{reserved[0]}: names under {ROLE_DNS_SUFFIX} are the CA's")
 
 
 def parse_ips(values: Sequence[str]) -> tuple[IpAddress, ...]:
@@ -129,6 +142,7 @@ def _alt_names(identity: NodeIdentity) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = []
     if identity.role is not None:
         names.append(x509.UniformResourceIdentifier(ROLE_URI_PREFIX + identity.role.value))
+        names.append(x509.DNSName(role_server_name(identity.role)))
     names += [x509.DNSName(name) for name in identity.dns_names]
     names += [x509.IPAddress(ip) for ip in identity.ip_addresses]
     return names
@@ -178,6 +192,9 @@ def read_request(pem: bytes) -> SigningRequest:
     if len(common_names) != 1:
         raise EnrollmentError("the signing request must carry exactly one common name")
     dns, ips = _requested_names(csr)
+    reserved = [name for name in dns if is_role_name(name)]
+    if reserved:
+        raise EnrollmentError(f"{reserved[0]}: names under {ROLE_DNS_SUFFIX} are the CA's")
     return SigningRequest(public, str(common_names[0].value), dns, ips)
 
 
@@ -205,7 +222,7 @@ def identity_of(certificate: x509.Certificate, role: Role) -> NodeIdentity:
     """The identity a certificate states (to renew it with the same names)."""
     try:
         sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        dns = tuple(sans.get_values_for_type(x509.DNSName))
+        dns = tuple(n for n in sans.get_values_for_type(x509.DNSName) if not is_role_name(n))
         ips = _addresses(sans)
     except x509.ExtensionNotFound:
         dns, ips = (), ()

@@ -19,6 +19,9 @@ action                      roles allowed                 where it is checked
 ``admin``                   manager                       manager API (later)
 ==========================  ============================  ================================
 
+Clients check a server's role through its name: every certificate also carries the DNS name
+``<role>.role.damselfly.internal``, which only the CA adds (``role_server_name``).
+
 A *peer* reports origin digests legitimately in one case: the scheduler itself told it to read
 the origin (``BACK_TO_SOURCE``), so it is the task's origin reader. The scheduler allows a
 peer's digests only for a peer it chose as reader (``ReaderCheck`` in the scheduler service);
@@ -39,6 +42,7 @@ from cryptography.x509.oid import NameOID
 from damselfly.security.errors import SecurityError
 
 ROLE_URI_PREFIX = "damselfly://role/"
+ROLE_DNS_SUFFIX = ".role.damselfly.internal"
 
 
 class Role(enum.StrEnum):
@@ -68,6 +72,20 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
 
 def may(role: Role, action: Action) -> bool:
     return role in PERMISSIONS[action]
+
+
+def role_server_name(role: Role) -> str:
+    """The DNS name every certificate of ``role`` carries (``seed.role.damselfly.internal``).
+
+    Only the CA adds these names (requests for them are refused), so a client that checks the
+    server's name against ``role_server_name(Role.SCHEDULER)`` (gRPC's target name override)
+    checks the server's *role*: a peer certificate listing the scheduler's IP address cannot
+    pass for the scheduler."""
+    return role.value + ROLE_DNS_SUFFIX
+
+
+def is_role_name(name: str) -> bool:
+    return name.lower().rstrip(".").endswith(ROLE_DNS_SUFFIX)
 
 
 @dataclass(frozen=True)

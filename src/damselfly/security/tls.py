@@ -6,9 +6,11 @@ request is read. Python ``ssl`` contexts are TLS 1.3 only. gRPC (BoringSSL) expo
 setting in Python; two grpcio ends negotiate TLS 1.3.
 
 Host names: clients check that the server's certificate names the host they dialled (SAN DNS or
-IP); ``server_name`` overrides the name checked when a node is dialled by an address its
-certificate does not list. Servers do not check client host names (clients have none to prove);
-they read the client's role and node id from its certificate instead (``roles.py``).
+IP), or, inside the cluster, the name of the role they expect (``ChannelMaker.from_settings``:
+``scheduler.role.damselfly.internal``, a name only the CA gives, so a peer that lists the
+scheduler's IP address in its certificate still cannot pass for the scheduler). Servers do not
+check client host names (clients have none to prove); they read the client's role and node id
+from its certificate instead (``roles.py``).
 
 Renewal: ``ReloadingFiles`` re-reads the three files when one of them changed (polled at most
 once per ``poll_interval``); servers pick new material up at the next handshake
@@ -38,6 +40,7 @@ from damselfly.security.files import (
     node_files_from,
     read_material,
 )
+from damselfly.security.roles import Role, role_server_name
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -229,11 +232,13 @@ class ChannelMaker:
         self._server_name = server_name
 
     @classmethod
-    def from_settings(cls, settings: TlsSettings) -> ChannelMaker:
+    def from_settings(cls, settings: TlsSettings, server_role: Role) -> ChannelMaker:
+        """Channels to servers of ``server_role``: the server's certificate must carry that
+        role's name (``roles.role_server_name``) unless ``settings.server_name`` says else."""
         if not settings.enabled:
             return cls(None)
         source = ReloadingFiles(node_files_from(settings))
-        return cls(source, server_name=settings.server_name)
+        return cls(source, server_name=settings.server_name or role_server_name(server_role))
 
     @property
     def tls(self) -> bool:
