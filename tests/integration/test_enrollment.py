@@ -204,3 +204,31 @@ async def test_a_node_cannot_ask_for_a_role_name(
             dns_names=["scheduler.role.damselfly.internal"],
         )  # fmt: skip
     assert len(list((ca.directory / TOKENS_DIR).iterdir())) == 1  # not used up
+
+
+async def test_the_service_certificate_is_reissued(ca: ClusterCA, tmp_path: Path) -> None:
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    service = EnrollmentService(ca)
+    task = asyncio.create_task(
+        serve_enrollment(
+            service, "127.0.0.1:0", ["ca.example"], stop=stop, on_ready=ready.set_result,
+            refresh_interval=0.05,
+        )
+    )  # fmt: skip
+    await asyncio.wait_for(ready, 5)
+    files = NodeFiles.in_dir(ca.directory / "enrollment-service")
+    first = certificate(files)
+    assert (
+        x509.DNSName("ca.example")
+        in first.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    )
+    with pytest.raises(SecurityError, match="names 0 damselfly roles"):
+        role_of(first)
+    async with asyncio.timeout(5):
+        while certificate(files).serial_number == first.serial_number:
+            await asyncio.sleep(0.01)
+    token = create_token(ca.directory, Role.PEER, 3600)  # still serving, with the new one
+    await enroll(ready.result(), token, ca.fingerprint, tmp_path / "n", node_id="p")
+    stop.set()
+    await asyncio.wait_for(task, 5)

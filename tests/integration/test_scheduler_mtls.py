@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 
@@ -141,6 +142,12 @@ async def test_a_peer_certificate_cannot_act_as_a_seed(
         assert await status_of(jobs.read) is DENIED
     assert scheduler.state.statistics().seeds_connected == 0
     assert not scheduler.state.resources.hosts["fake-seed"].is_seed
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{scheduler.metrics_address}/metrics") as response,
+    ):
+        text = await response.text()
+    assert "damselfly_scheduler_access_refused_total 2.0" in text.splitlines()
 
 
 async def test_only_the_chosen_reader_reports_digests(

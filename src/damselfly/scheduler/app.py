@@ -82,7 +82,7 @@ async def serve(
     service = SchedulerService(state, tls=settings.tls.enabled)
     async with (
         _grpc_server(settings, service) as grpc_address,
-        _http_server(settings, state, lambda: not stop.is_set()) as metrics_address,
+        _http_server(settings, service, lambda: not stop.is_set()) as metrics_address,
     ):
         log.info("serving gRPC on %s, metrics on http://%s", grpc_address, metrics_address)
         if on_ready is not None:
@@ -147,10 +147,11 @@ def _add_port(server: Any, settings: SchedulerSettings) -> int:
 
 @contextlib.asynccontextmanager
 async def _http_server(
-    settings: SchedulerSettings, state: SchedulerState, is_serving: Callable[[], bool]
+    settings: SchedulerSettings, service: SchedulerService, is_serving: Callable[[], bool]
 ) -> AsyncIterator[str]:
     host, port = split_host_port(settings.metrics_listen)
-    runner = web.AppRunner(http_app(state, is_serving), access_log=None)
+    app = http_app(service.state, is_serving, lambda: service.access.refusals)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -71,6 +71,7 @@ class SchedulerService:
     """The servicer; register with ``pb2_grpc.add_SchedulerServicer_to_server``."""
 
     def __init__(self, state: SchedulerState, *, tls: bool = False) -> None:
+        self.state = state
         self._state = state
         self.access = Access(state, tls=tls)
         self._wakeups: dict[str, set[asyncio.Event]] = {}

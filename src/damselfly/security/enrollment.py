@@ -13,7 +13,8 @@ Routes (JSON bodies of at most 64 KiB):
   with the same node id, names and role. No token: the certificate is the proof.
 
 The service's own certificate is issued at start for the names it is reached by (``--san``;
-the listen address when it is an IP) and carries no role: it can do nothing in the cluster.
+the listen address when it is an IP), lives 7 days, is re-issued daily, and carries no role:
+it can do nothing in the cluster.
 Binds 127.0.0.1 by default. Tokens and keys are never logged.
 """
 
@@ -24,7 +25,6 @@ import datetime
 import ipaddress
 import json
 import logging
-import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,9 +43,9 @@ from damselfly.security.certs import (
     sign,
 )
 from damselfly.security.errors import EnrollmentError, SecurityError
-from damselfly.security.files import write_material
+from damselfly.security.files import NodeFiles, write_material
 from damselfly.security.roles import parse_role, role_of
-from damselfly.security.tls import server_context
+from damselfly.security.tls import ReloadingFiles, reloading_server_context
 from damselfly.security.tokens import denied_nodes, redeem_token
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ CA_PATH, ENROLL_PATH, RENEW_PATH = "/v1/ca", "/v1/enroll", "/v1/renew"
 MAX_BODY_LENGTH = 64 * 1024
 SERVICE_NAME = "enrollment"
 SERVICE_DIR = "enrollment-service"
+SERVICE_VALIDITY = datetime.timedelta(days=7)
+SERVICE_REFRESH_INTERVAL = 86400.0  # a day: six days of margin
 
 
 class EnrollmentService:
@@ -137,8 +139,8 @@ class EnrollmentService:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json()
-    except (ValueError, web.HTTPRequestEntityTooLarge):
+        body = await request.json()  # a body over MAX_BODY_LENGTH: 413 from aiohttp
+    except ValueError:
         body = None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text='{"error": "expected a JSON object"}')
@@ -159,9 +161,8 @@ def _error(error: SecurityError, status: int) -> web.Response:
 # Serving -------------------------------------------------------------------------------------
 
 
-def service_context(ca: ClusterCA, listen: str, names: Sequence[str]) -> ssl.SSLContext:
-    """Issue the service's own certificate (no role) into the CA dir and build its context:
-    the client certificate is optional (joining nodes have none) and verified when sent."""
+def service_identity(listen: str, names: Sequence[str]) -> NodeIdentity:
+    """The service's own identity: no role; the listen host and ``names`` as SANs."""
     host, _ = split_host_port(listen)
     dns, ips = [], []
     for name in [host, *names]:
@@ -169,9 +170,22 @@ def service_context(ca: ClusterCA, listen: str, names: Sequence[str]) -> ssl.SSL
             ips.append(ipaddress.ip_address(name))
         except ValueError:
             dns.append(name)
-    identity = NodeIdentity(SERVICE_NAME, None, tuple(dns), tuple(ips))
-    files = write_material(ca.directory / SERVICE_DIR, issue(ca, identity))
-    return server_context(files, client_cert=False)
+    return NodeIdentity(SERVICE_NAME, None, tuple(dns), tuple(ips))
+
+
+def issue_service_certificate(ca: ClusterCA, identity: NodeIdentity) -> NodeFiles:
+    material = issue(ca, identity, validity=SERVICE_VALIDITY)
+    return write_material(ca.directory / SERVICE_DIR, material)
+
+
+async def _refresh_service_certificate(
+    ca: ClusterCA, identity: NodeIdentity, interval: float
+) -> None:
+    """Re-issue the service's certificate long before it expires; new handshakes use it."""
+    while True:
+        await asyncio.sleep(interval)
+        issue_service_certificate(ca, identity)
+        log.info("enrollment service certificate renewed")
 
 
 async def serve_enrollment(
@@ -181,9 +195,13 @@ async def serve_enrollment(
     *,
     stop: asyncio.Event,
     on_ready: Callable[[str], None] | None = None,
+    refresh_interval: float = SERVICE_REFRESH_INTERVAL,
 ) -> None:
-    """Serve until ``stop``; ``on_ready`` gets ``https://host:port``."""
-    context = service_context(service.ca, listen, names)
+    """Serve until ``stop``; ``on_ready`` gets ``https://host:port``. The client certificate
+    is optional (joining nodes have none) and verified against the CA when sent."""
+    identity = service_identity(listen, names)
+    files = issue_service_certificate(service.ca, identity)
+    context = reloading_server_context(ReloadingFiles(files), client_cert=False)
     host, port = split_host_port(listen)
     runner = web.AppRunner(service.app(), access_log=None)
     await runner.setup()
@@ -197,6 +215,11 @@ async def serve_enrollment(
         shown = f"[{host}]" if ":" in host else host
         if on_ready is not None:
             on_ready(f"https://{shown}:{bound}")
-        await stop.wait()
+        async with asyncio.TaskGroup() as tasks:
+            refresher = tasks.create_task(
+                _refresh_service_certificate(service.ca, identity, refresh_interval)
+            )
+            await stop.wait()
+            refresher.cancel()
     finally:
         await runner.cleanup()

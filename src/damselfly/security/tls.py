@@ -36,6 +36,7 @@ from damselfly.security.errors import SecurityError
 from damselfly.security.files import (
     NodeFiles,
     NodeMaterial,
+    check_secret_mode,
     files_stamp,
     node_files_from,
     read_material,
@@ -109,6 +110,7 @@ def _base_context(purpose: int, material: NodeMaterial) -> ssl.SSLContext:
 
 
 def _load_chain(context: ssl.SSLContext, files: NodeFiles) -> None:
+    check_secret_mode(files.key_file)
     try:
         context.load_cert_chain(files.cert_file, files.key_file)
     except ssl.SSLError as exc:
@@ -132,13 +134,13 @@ def client_context(
 ) -> ssl.SSLContext:
     """A TLS 1.3 client context trusting only the cluster CA, presenting ``files``' certificate
     (``files=None``: no client certificate, only ``ca_pem`` trusted: a node enrolling)."""
-    if files is None and ca_pem is None:
-        raise SecurityError("a client context needs node files or a CA")
-    material = read_material(files) if files is not None else None
-    trusted = ca_pem if ca_pem is not None else material.ca_pem  # type: ignore[union-attr]
+    if ca_pem is None:
+        if files is None:
+            raise SecurityError("a client context needs node files or a CA")
+        ca_pem = read_material(files).ca_pem
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
-    context.load_verify_locations(cadata=trusted.decode("ascii"))
+    context.load_verify_locations(cadata=ca_pem.decode("ascii"))
     context.check_hostname = check_hostname
     if files is not None:
         _load_chain(context, files)
