@@ -240,3 +240,12 @@ def test_role_names_are_given_by_the_ca_only(tmp_path: Path) -> None:
     csr = make_request(new_private_key(), "p1", ["scheduler.role.damselfly.internal"])
     with pytest.raises(EnrollmentError, match="are the CA's"):
         read_request(csr)
+
+
+def test_the_caller_from_a_grpc_auth_context(tmp_path: Path) -> None:
+    from damselfly.security.roles import Caller, caller_of_auth_context
+
+    material = issue(init_ca(tmp_path / "ca"), NodeIdentity("seed-3", Role.SEED))
+    context = {"transport_security_type": [b"ssl"], "x509_pem_cert": [material.cert_pem]}
+    assert caller_of_auth_context(context) == Caller("seed-3", Role.SEED)
+    assert caller_of_auth_context({"transport_security_type": [b"insecure"]}) is None

@@ -18,6 +18,7 @@ Refusals raise ``AccessDeniedError`` (gRPC ``PERMISSION_DENIED``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
@@ -25,10 +26,12 @@ from typing import NoReturn
 from damselfly.protocol.messages import HostInfo, HostType, PeerReport, TaskHolding
 from damselfly.scheduler.state import SchedulerState
 from damselfly.security.errors import AccessDeniedError, SecurityError
-from damselfly.security.roles import Action, Caller, caller_of_auth_context, may
+from damselfly.security.roles import Action, Caller, caller_of_pem, may
 
 log = logging.getLogger(__name__)
 TLS_VERSION = b"TLSv1.3"
+# A daemon calls many times with the same certificate: parse each one once.
+_caller_of_pem = functools.lru_cache(maxsize=4096)(caller_of_pem)
 
 
 class Access:
@@ -45,13 +48,13 @@ class Access:
         version = auth_context.get("ssl_tls_version", [b""])
         if version and version[0] and version[0] != TLS_VERSION:
             self._refuse(f"TLS version {version[0].decode(errors='replace')}: TLS 1.3 required")
+        pems = auth_context.get("x509_pem_cert")
+        if not pems:
+            self._refuse("no client certificate")
         try:
-            caller = caller_of_auth_context(auth_context)
+            return _caller_of_pem(pems[0])
         except SecurityError as exc:
             self._refuse(str(exc))
-        if caller is None:
-            self._refuse("no client certificate")
-        return caller
 
     def _refuse(self, reason: str) -> NoReturn:
         self.refusals += 1
