@@ -143,3 +143,24 @@ def test_cli_bad_config_is_a_usage_error(
     assert main(["--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"damselfly scheduler: error: config {path}: max_parents")
+
+
+def test_one_variable_turns_tls_on_and_the_service_environment_wins(tmp_path: Path) -> None:
+    path = write(tmp_path, "tls:\n  enabled: false\n  server_name: sched.example\n")
+    on = load(path, {"DAMSELFLY_TLS_DIR": "/etc/damselfly/tls"})
+    assert (on.tls.enabled, on.tls.dir, on.tls.server_name) == (
+        True, Path("/etc/damselfly/tls"), "sched.example",
+    )  # fmt: skip
+    assert on.tls.paths()[2] == Path("/etc/damselfly/tls/tls.key")
+    off = load(path, {"DAMSELFLY_TLS_DIR": "/x", "DAMSELFLY_SCHEDULER_TLS__ENABLED": "false"})
+    assert not off.tls.enabled
+    assert not load(path, {}).tls.enabled
+    with pytest.raises(ConfigError, match=r"tls\.enabled needs tls\.dir"):
+        load(overrides={"tls": {"enabled": True}})
+
+
+def test_tls_dir_flag(tmp_path: Path) -> None:
+    from damselfly.cli.scheduler import _overrides, build_parser
+
+    args = build_parser().parse_args(["--tls-dir", str(tmp_path)])
+    assert _overrides(args) == {"tls": {"enabled": True, "dir": tmp_path}}

@@ -1,4 +1,4 @@
-"""``damselfly``: the umbrella command (``demo`` today; ``scheduler`` and ``manager`` later)."""
+"""``damselfly``: the umbrella command (``demo``, ``scheduler``, ``ca``, ``enroll``, ``renew``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+from damselfly.cli import ca as ca_cli
+from damselfly.cli import enroll as enroll_cli
 from damselfly.cli import scheduler as scheduler_cli
 from damselfly.cli.reporting import report_failure
 from damselfly.core.errors import EXIT_FAILURE, EXIT_OK, DamselflyError, UsageError
@@ -25,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--keep", action="store_true", help="keep the demo's files afterwards")
     scheduler_cli.add_arguments(commands.add_parser("scheduler", help="run the scheduler"))
+    ca_cli.add_arguments(commands.add_parser("ca", help="the cluster CA and enrollment service"))
+    enroll_cli.add_enroll_arguments(
+        commands.add_parser("enroll", help="join the cluster: get a certificate with a token")
+    )
+    enroll_cli.add_renew_arguments(
+        commands.add_parser("renew", help="renew this node's certificate")
+    )
     return parser
 
 
@@ -33,11 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "scheduler":
             return scheduler_cli.run(args)
+        if args.command in _COMMANDS:
+            return _COMMANDS[args.command](args)
         return _demo(args)
     except DamselflyError as exc:
         return report_failure("damselfly", exc, debug=False)
     except KeyboardInterrupt:
         return 130
+
+
+_COMMANDS = {"ca": ca_cli.run, "enroll": enroll_cli.run_enroll, "renew": enroll_cli.run_renew}
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """``damselfly scheduler``: run the scheduler until SIGTERM or SIGINT.
 
 Also runnable as ``python -m damselfly.cli.scheduler``. Settings: defaults < ``--config`` YAML
-< ``DAMSELFLY_SCHEDULER_*`` environment < flags. Once serving, one line goes to stdout:
-``scheduler listening: grpc=<host:port> metrics=<host:port>`` (useful with port 0).
+< ``DAMSELFLY_TLS_DIR`` < ``DAMSELFLY_SCHEDULER_*`` environment < flags. Once serving, one
+line goes to stdout: ``scheduler listening: grpc=<host:port> metrics=<host:port>`` (useful
+with port 0).
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--listen", help="gRPC address, host:port (default 127.0.0.1:8002)")
     parser.add_argument(
         "--metrics-listen", help="/metrics and /healthz address, host:port (default 127.0.0.1:8004)"
+    )
+    parser.add_argument(
+        "--tls-dir",
+        type=Path,
+        help="serve mTLS with the node material in this directory (tls.crt, tls.key, ca.crt; "
+        "also DAMSELFLY_TLS_DIR); without it the port is plain text",
     )
     parser.add_argument("-l", "--log-level", choices=["error", "warn", "info", "debug"])
     parser.add_argument(
@@ -63,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     flags = {"listen": args.listen, "metrics_listen": args.metrics_listen,
              "log_level": args.log_level}  # fmt: skip
-    return {name: value for name, value in flags.items() if value is not None}
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    if args.tls_dir is not None:
+        overrides["tls"] = {"enabled": True, "dir": args.tls_dir}
+    return overrides
 
 
 async def _serve_until_signal(settings: SchedulerSettings) -> None:

@@ -80,9 +80,13 @@ def load_settings(
     *,
     env_prefix: str,
     overrides: Mapping[str, Any] | None = None,
+    cluster: Mapping[str, Any] | None = None,
 ) -> SettingsT:
+    """``cluster`` is a layer between the file and the service's environment (settings every
+    service takes from one variable, e.g. ``DAMSELFLY_TLS_DIR``: ``config/security.py``)."""
     where = str(path) if path is not None else "defaults"
     values = _read_yaml(path) if path is not None else {}
+    values = _merge(values, dict(cluster or {}))
     try:
         values = _merge(values, _MappingEnvSource(model, env, env_prefix)())
     except (ValueError, TypeError) as exc:  # a malformed JSON value for a nested field

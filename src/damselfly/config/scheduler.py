@@ -21,6 +21,7 @@ from damselfly.config.base import (
     ServiceSettings,
     load_settings,
 )
+from damselfly.config.security import TlsSettings, cluster_tls
 from damselfly.protocol.messages import MAX_PIECE_COUNT
 
 ENV_PREFIX = "DAMSELFLY_SCHEDULER_"
@@ -111,6 +112,11 @@ class SchedulerSettings(ServiceSettings):
     weights: ScoreWeights = Field(
         default_factory=ScoreWeights, description="Weights of the parent evaluator."
     )
+    tls: TlsSettings = Field(
+        default_factory=TlsSettings,
+        description="mTLS on the gRPC port: client certificates from the cluster CA required, "
+        "each RPC checked against the caller's role (also on with DAMSELFLY_TLS_DIR).",
+    )
 
     @model_validator(mode="after")
     def _expiry_faster_than_ttl(self) -> SchedulerSettings:
@@ -124,7 +130,10 @@ def load(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> SchedulerSettings:
-    """Defaults < ``path`` (YAML) < ``env`` (``DAMSELFLY_SCHEDULER_*``) < ``overrides``."""
+    """Defaults < ``path`` (YAML) < ``DAMSELFLY_TLS_DIR`` < ``env`` (``DAMSELFLY_SCHEDULER_*``)
+    < ``overrides``."""
+    env = env or {}
     return load_settings(
-        SchedulerSettings, path, env or {}, env_prefix=ENV_PREFIX, overrides=overrides
-    )
+        SchedulerSettings, path, env, env_prefix=ENV_PREFIX, overrides=overrides,
+        cluster=cluster_tls(env),
+    )  # fmt: skip

@@ -3,9 +3,10 @@
 ``serve(settings, stop=..., on_ready=...)`` runs until ``stop`` is set:
 
 1. build the sans-IO ``SchedulerState`` from the settings;
-2. start the gRPC server on ``settings.listen`` and the HTTP server (``/metrics``,
-   ``/healthz``) on ``settings.metrics_listen`` (port 0 picks a free port; the bound
-   addresses go to ``on_ready``);
+2. start the gRPC server on ``settings.listen`` (mTLS with the cluster CA when ``settings.tls``
+   is on, every RPC checked against the caller's role; else plain text, with a warning) and
+   the HTTP server (``/metrics``, ``/healthz``) on ``settings.metrics_listen`` (port 0 picks
+   a free port; the bound addresses go to ``on_ready``);
 3. run the periodic host expiry in a ``TaskGroup`` until ``stop``;
 4. stop: end the seed-job streams, give running calls ``shutdown_grace`` seconds, close the
    HTTP server. Nothing outlives ``serve``.
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from damselfly.config.base import split_host_port
 from damselfly.config.scheduler import SchedulerSettings
+from damselfly.config.security import PLAINTEXT_WARNING
 from damselfly.core.errors import SchedulerError
 from damselfly.protocol import scheduler_pb2_grpc
 from damselfly.scheduler.evaluator import ScoreWeights
@@ -33,6 +35,9 @@ from damselfly.scheduler.metrics import http_app
 from damselfly.scheduler.resources import Clock
 from damselfly.scheduler.service import SchedulerService
 from damselfly.scheduler.state import SchedulerState, SchedulingLimits
+from damselfly.security.files import node_files_from
+from damselfly.security.roles import Role, caller_of_pem
+from damselfly.security.tls import ReloadingFiles, grpc_server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +79,10 @@ async def serve(
     clock: Clock = time.monotonic,
 ) -> None:
     state = SchedulerState(limits_from(settings), clock=clock)
-    service = SchedulerService(state)
+    service = SchedulerService(state, tls=settings.tls.enabled)
     async with (
         _grpc_server(settings, service) as grpc_address,
-        _http_server(settings, state, lambda: not stop.is_set()) as metrics_address,
+        _http_server(settings, service, lambda: not stop.is_set()) as metrics_address,
     ):
         log.info("serving gRPC on %s, metrics on http://%s", grpc_address, metrics_address)
         if on_ready is not None:
@@ -115,7 +120,7 @@ async def _grpc_server(
     _add_servicer(service, server)
     host, _ = split_host_port(settings.listen)
     try:
-        port = server.add_insecure_port(settings.listen)
+        port = _add_port(server, settings)
     except RuntimeError as exc:
         raise SchedulerError(f"cannot listen on {settings.listen}: {exc}") from exc
     await server.start()
@@ -126,12 +131,27 @@ async def _grpc_server(
         await server.stop(settings.shutdown_grace)
 
 
+def _add_port(server: Any, settings: SchedulerSettings) -> int:
+    if not settings.tls.enabled:
+        log.warning("%s (gRPC on %s)", PLAINTEXT_WARNING, settings.listen)
+        port: int = server.add_insecure_port(settings.listen)
+        return port
+    source = ReloadingFiles(node_files_from(settings.tls))
+    role = caller_of_pem(source.material().cert_pem).role
+    if role is not Role.SCHEDULER:
+        raise SchedulerError(f"{source.files.cert_file}: a {role} certificate, not a scheduler's")
+    port = server.add_secure_port(settings.listen, grpc_server_credentials(source))
+    log.info("gRPC over mTLS (cluster CA %s)", settings.tls.paths()[0])
+    return port
+
+
 @contextlib.asynccontextmanager
 async def _http_server(
-    settings: SchedulerSettings, state: SchedulerState, is_serving: Callable[[], bool]
+    settings: SchedulerSettings, service: SchedulerService, is_serving: Callable[[], bool]
 ) -> AsyncIterator[str]:
     host, port = split_host_port(settings.metrics_listen)
-    runner = web.AppRunner(http_app(state, is_serving), access_log=None)
+    app = http_app(service.state, is_serving, lambda: service.access.refusals)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

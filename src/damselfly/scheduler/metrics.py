@@ -22,13 +22,19 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class SchedulerCollector:
-    def __init__(self, state: SchedulerState) -> None:
+    def __init__(self, state: SchedulerState, refusals: Callable[[], int] = lambda: 0) -> None:
         self._state = state
+        self._refusals = refusals
 
     def collect(self) -> Iterator[Metric]:
         stats = self._state.statistics()
         yield from _gauges(stats)
         yield from _counters(stats)
+        yield CounterMetricFamily(
+            PREFIX + "access_refused",
+            "Calls refused by the role checks of mTLS (scheduler/access.py).",
+            value=self._refusals(),
+        )
         registrations = CounterMetricFamily(
             PREFIX + "register", "Peer registrations by decision.", labels=["decision"]
         )
@@ -62,15 +68,21 @@ def _counters(stats: SchedulerStatistics) -> Iterator[Metric]:
         yield CounterMetricFamily(PREFIX + name, documentation, value=value)
 
 
-def metrics_registry(state: SchedulerState) -> CollectorRegistry:
+def metrics_registry(
+    state: SchedulerState, refusals: Callable[[], int] = lambda: 0
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(SchedulerCollector(state))
+    registry.register(SchedulerCollector(state, refusals))
     return registry
 
 
-def http_app(state: SchedulerState, is_serving: Callable[[], bool]) -> web.Application:
+def http_app(
+    state: SchedulerState,
+    is_serving: Callable[[], bool],
+    refusals: Callable[[], int] = lambda: 0,
+) -> web.Application:
     """``GET /metrics`` and ``GET /healthz`` (200 while serving, 503 while stopping)."""
-    registry = metrics_registry(state)
+    registry = metrics_registry(state, refusals)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE})

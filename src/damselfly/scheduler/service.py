@@ -9,7 +9,9 @@ Errors are mapped once, here, to status codes with the error's message as detail
 - an unknown host or peer, or a non-seed watching seed jobs -> ``FAILED_PRECONDITION``: the
   daemon must announce (and re-register) again; this is also how a daemon learns that the
   scheduler restarted;
-- an unknown task in ``GetPieceDigests`` -> ``NOT_FOUND``.
+- an unknown task in ``GetPieceDigests`` -> ``NOT_FOUND``;
+- a caller whose certificate's role may not do this (``scheduler/access.py``, mTLS only) ->
+  ``PERMISSION_DENIED``.
 
 ``WatchSeedJobs`` streams stay open for the seed's lifetime; jobs queued by any RPC wake them.
 ``close()`` ends every stream cleanly (status OK) before the server stops.
@@ -37,9 +39,12 @@ from damselfly.protocol.scheduler_codec import (
     report_from_pb,
     task_meta_to_pb,
 )
+from damselfly.scheduler.access import Access
 from damselfly.scheduler.resources import UnknownTaskError
 from damselfly.scheduler.seeds import SeedJob
 from damselfly.scheduler.state import SchedulerState
+from damselfly.security.errors import AccessDeniedError
+from damselfly.security.roles import Caller
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,6 +55,8 @@ def status_for(error: DamselflyError) -> Any:
     """The gRPC status code for one of our errors."""
     if isinstance(error, ProtocolError):
         return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, AccessDeniedError):
+        return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(error, UnknownTaskError):
         return grpc.StatusCode.NOT_FOUND
     return grpc.StatusCode.FAILED_PRECONDITION
@@ -63,8 +70,10 @@ async def _abort(context: Context, error: DamselflyError) -> NoReturn:
 class SchedulerService:
     """The servicer; register with ``pb2_grpc.add_SchedulerServicer_to_server``."""
 
-    def __init__(self, state: SchedulerState) -> None:
+    def __init__(self, state: SchedulerState, *, tls: bool = False) -> None:
+        self.state = state
         self._state = state
+        self.access = Access(state, tls=tls)
         self._wakeups: dict[str, set[asyncio.Event]] = {}
         self._closing = False
 
@@ -75,9 +84,10 @@ class SchedulerService:
             for event in events:
                 event.set()
 
-    async def _guarded(self, context: Context, call: Callable[[], T]) -> T:
+    async def _guarded(self, context: Context, call: Callable[[Caller | None], T]) -> T:
+        """Run ``call(caller)``; our errors become the call's status."""
         try:
-            result = call()
+            result = call(self.access.caller(context.auth_context()))
         except DamselflyError as exc:
             log.debug("rejected %s: %s", type(exc).__name__, exc)
             await _abort(context, exc)
@@ -92,16 +102,22 @@ class SchedulerService:
     # Unary RPCs --------------------------------------------------------------------------
 
     async def AnnounceHost(self, request: pb.HostInfo, context: Context) -> pb.AnnounceHostResponse:
-        await self._guarded(context, lambda: self._state.host_announced(host_info_from_pb(request)))
+        def announce(caller: Caller | None) -> None:
+            info = host_info_from_pb(request)
+            self.access.host_announced(caller, info)
+            self._state.host_announced(info)
+
+        await self._guarded(context, announce)
         return pb.AnnounceHostResponse()
 
     async def AnnounceTasks(
         self, request: pb.AnnounceTasksRequest, context: Context
     ) -> pb.AnnounceTasksResponse:
-        def announce() -> None:
+        def announce(caller: Caller | None) -> None:
             host_id = check_host_id(request.host_id)
+            self.access.acts_for_host(caller, host_id)
             holdings = [holding_from_pb(h) for h in request.tasks]
-            self._state.tasks_announced(host_id, holdings)
+            self._state.tasks_announced(host_id, self.access.holdings(caller, holdings))
 
         await self._guarded(context, announce)
         return pb.AnnounceTasksResponse()
@@ -109,8 +125,8 @@ class SchedulerService:
     async def RegisterPeer(
         self, request: pb.RegisterPeerRequest, context: Context
     ) -> pb.RegisterPeerResponse:
-        def register() -> pb.RegisterPeerResponse:
-            check_host_id(request.host_id)
+        def register(caller: Caller | None) -> pb.RegisterPeerResponse:
+            self.access.acts_for_host(caller, check_host_id(request.host_id))
             return registration_to_pb(self._state.register_peer(*register_from_pb(request)))
 
         return await self._guarded(context, register)
@@ -118,15 +134,18 @@ class SchedulerService:
     async def ReportPeer(
         self, request: pb.ReportPeerRequest, context: Context
     ) -> pb.ReportPeerResponse:
-        def report() -> pb.ReportPeerResponse:
-            return report_answer_to_pb(self._state.report_peer(report_from_pb(request)))
+        def report(caller: Caller | None) -> pb.ReportPeerResponse:
+            peer_report = report_from_pb(request)
+            self.access.reported(caller, peer_report)
+            return report_answer_to_pb(self._state.report_peer(peer_report))
 
         return await self._guarded(context, report)
 
     async def GetPieceDigests(
         self, request: pb.GetPieceDigestsRequest, context: Context
     ) -> pb.GetPieceDigestsResponse:
-        def digests() -> pb.GetPieceDigestsResponse:
+        def digests(caller: Caller | None) -> pb.GetPieceDigestsResponse:
+            self.access.registered(caller)
             task_id = check_task_id(request.task_id)
             return digest_page_to_pb(self._state.piece_digests(task_id, request.from_piece))
 
@@ -135,7 +154,12 @@ class SchedulerService:
     async def LeaveHost(
         self, request: pb.LeaveHostRequest, context: Context
     ) -> pb.LeaveHostResponse:
-        await self._guarded(context, lambda: self._state.host_left(check_host_id(request.host_id)))
+        def leave(caller: Caller | None) -> None:
+            host_id = check_host_id(request.host_id)
+            self.access.acts_for_host(caller, host_id)
+            self._state.host_left(host_id)
+
+        await self._guarded(context, leave)
         return pb.LeaveHostResponse()
 
     # Seed jobs ---------------------------------------------------------------------------
@@ -144,7 +168,12 @@ class SchedulerService:
         self, request: pb.WatchSeedJobsRequest, context: Context
     ) -> AsyncIterator[pb.SeedJob]:
         host_id = request.host_id
-        await self._guarded(context, lambda: self._state.seed_connected(check_host_id(host_id)))
+
+        def connect(caller: Caller | None) -> None:
+            self.access.watches_seed_jobs(caller, check_host_id(host_id))
+            self._state.seed_connected(host_id)
+
+        await self._guarded(context, connect)
         wakeup = asyncio.Event()
         self._wakeups.setdefault(host_id, set()).add(wakeup)
         log.info("seed %s is watching for jobs", host_id)
