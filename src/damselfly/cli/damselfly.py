@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+from damselfly.cli import injector as injector_cli
 from damselfly.cli import scheduler as scheduler_cli
 from damselfly.cli.demo import demo_root, print_report, run_demo
 from damselfly.cli.reporting import report_failure
@@ -25,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--keep", action="store_true", help="keep the demo's files afterwards")
     scheduler_cli.add_arguments(commands.add_parser("scheduler", help="run the scheduler"))
+    injector_cli.add_arguments(
+        commands.add_parser("injector", help="run the Pod-injection webhook")
+    )
     return parser
 
 
@@ -33,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "scheduler":
             return scheduler_cli.run(args)
+        if args.command == "injector":
+            return injector_cli.run(args)
         return _demo(args)
     except DamselflyError as exc:
         return report_failure("damselfly", exc, debug=False)
