@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+from damselfly.cli import containerd_config as containerd_cli
 from damselfly.cli import injector as injector_cli
 from damselfly.cli import scheduler as scheduler_cli
 from damselfly.cli.demo import demo_root, print_report, run_demo
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     injector_cli.add_arguments(
         commands.add_parser("injector", help="run the Pod-injection webhook")
     )
+    containerd_cli.add_arguments(
+        commands.add_parser("containerd-config", help="point containerd at the daemon's mirror")
+    )
     return parser
 
 
@@ -39,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return scheduler_cli.run(args)
         if args.command == "injector":
             return injector_cli.run(args)
+        if args.command == "containerd-config":
+            return containerd_cli.run(args)
         return _demo(args)
     except DamselflyError as exc:
         return report_failure("damselfly", exc, debug=False)
