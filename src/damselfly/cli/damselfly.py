@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from damselfly.cli import containerd_config as containerd_cli
 from damselfly.cli import injector as injector_cli
+from damselfly.cli import report as report_cli
 from damselfly.cli import scheduler as scheduler_cli
 from damselfly.cli.demo import demo_root, print_report, run_demo
 from damselfly.cli.reporting import report_failure
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     containerd_cli.add_arguments(
         commands.add_parser("containerd-config", help="point containerd at the daemon's mirror")
     )
+    report_cli.add_arguments(commands.add_parser("report", help="rollout figures before/after"))
     return parser
 
 
@@ -45,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return injector_cli.run(args)
         if args.command == "containerd-config":
             return containerd_cli.run(args)
+        if args.command == "report":
+            return report_cli.run(args)
         return _demo(args)
     except DamselflyError as exc:
         return report_failure("damselfly", exc, debug=False)
