@@ -4,6 +4,8 @@ result checked against the Kubernetes schemas of two minor versions."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from damselfly.config.injector import CaBundle, InjectionPolicy
 from damselfly.injector.mutation import Outcome, mutate, review
@@ -202,3 +204,39 @@ def test_pointer_escapes_slash_and_tilde():
         "/metadata/annotations/damselfly.io~1injected"
     )
     assert pointer("a~b", 0) == "/a~0b/0"
+
+
+def _container(index: int, env: bool, mounts: bool) -> dict:
+    container: dict = {"name": f"c{index}", "image": "busybox"}
+    if env:
+        container["env"] = [{"name": "HTTPS_PROXY", "value": "mine"}] if index % 2 else []
+    if mounts:
+        container["volumeMounts"] = [{"name": "data", "mountPath": f"/data{index}"}]
+    return container
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shapes=st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=3),
+    init_shapes=st.lists(st.tuples(st.booleans(), st.booleans()), max_size=2),
+    has_annotations=st.booleans(),
+    models=st.sampled_from(["", "hf://org/model", "hf://a/b,modelscope://c/d"]),
+)
+def test_any_pod_shape_gets_a_patch_that_applies_and_validates(
+    shapes, init_shapes, has_annotations, models
+):
+    annotations = {**INJECT, "other": "x"} if has_annotations else dict(INJECT)
+    if models:
+        annotations["damselfly.io/models"] = models
+    spec = {"volumes": [{"name": "data", "emptyDir": {}}]}
+    if init_shapes:
+        spec["initContainers"] = [_container(9 + i, *s) for i, s in enumerate(init_shapes)]
+    containers = [_container(i, *s) for i, s in enumerate(shapes)]
+    obj = pod(annotations=annotations, containers=containers, **spec)
+    answer, outcome = inject(obj)
+    assert outcome is Outcome.INJECTED
+    patched = apply_answer(obj, answer)
+    validate_everywhere(patched)
+    for container in patched["spec"]["containers"] + patched["spec"].get("initContainers", []):
+        assert env_of(container)["HTTP_PROXY"] == PROXY
+    assert inject(patched)[1] is Outcome.ALREADY_INJECTED

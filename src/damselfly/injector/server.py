@@ -86,7 +86,7 @@ def http_app(policy: InjectionPolicy, metrics: InjectorMetrics) -> web.Applicati
 async def _json_body(request: web.Request) -> object:
     try:
         return json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None  # answered as a malformed review
 
 
