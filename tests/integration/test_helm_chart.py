@@ -162,7 +162,10 @@ def test_host_network_and_mtls_mount_each_roles_secret():
         "df-damselfly-seed-peer": "damselfly-seed-peer-tls",
         "df-damselfly-dfdaemon": "damselfly-dfdaemon-tls",
     }
-    assert "df-damselfly-dfdaemon" not in by_kind(objects, "NetworkPolicy")  # no effect there
+    policies = by_kind(objects, "NetworkPolicy")
+    assert "df-damselfly-dfdaemon" not in policies  # no effect on the node's network
+    grpc = policies["df-damselfly-scheduler"]["spec"]["ingress"][0]
+    assert grpc["from"][1] == {"ipBlock": {"cidr": "10.240.0.0/16"}}  # daemons on node addresses
     assert len(by_kind(objects, "ServiceMonitor")) == 5
     rules = by_kind(objects, "PrometheusRule")["df-damselfly"]
     assert rules["spec"] == yaml.safe_load((ROOT / "deploy/prometheus/rules.yml").read_text())
