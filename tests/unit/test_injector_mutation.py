@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from damselfly.cli.dfget_args import build_parser
 from damselfly.config.injector import CaBundle, InjectionPolicy
 from damselfly.injector.mutation import Outcome, mutate, review
 from damselfly.injector.patch import pointer
@@ -126,6 +127,8 @@ def test_models_annotation_adds_one_fetcher_per_model_and_a_shared_volume():
     assert fetch["command"][:5] == ["dfget", "-r", "hf://org/model", "-O", "/models/org/model"]
     assert fetch["command"][-2:] == ["-e", "/var/run/damselfly/dfdaemon.sock"]
     assert patched["spec"]["initContainers"][2]["command"][4] == "/models/qwen/q"
+    parsed = build_parser({}).parse_args(fetch["command"][1:])  # the real dfget accepts it
+    assert (parsed.recursive, parsed.output) == (True, "/models/org/model")
     models = next(v for v in patched["spec"]["volumes"] if v["name"] == "damselfly-models")
     assert models["emptyDir"] == {"sizeLimit": "50Gi"}
     for container in patched["spec"]["containers"] + patched["spec"]["initContainers"]:
