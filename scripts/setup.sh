@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian package -> a command it provides (to see whether it is installed).
-declare -A provides=([git]=git [curl]=curl [aria2]=aria2c [opentracker]=opentracker [mktorrent]=mktorrent)
-want_debs=(git curl)
+declare -A provides=([git]=git [curl]=curl [prometheus]=promtool [aria2]=aria2c [opentracker]=opentracker [mktorrent]=mktorrent)
+# prometheus: promtool checks the alert rules and the metrics expositions in the tests.
+want_debs=(git curl prometheus)
 [ "${DAMSELFLY_BENCH_DEPS:-0}" = 1 ] && want_debs+=(aria2 opentracker mktorrent)
 missing=()
 for deb in "${want_debs[@]}"; do

@@ -1,4 +1,5 @@
-"""``damselfly``: the umbrella command (``demo``, ``scheduler``, ``ca``, ``enroll``, ``renew``)."""
+"""``damselfly``: the umbrella command (``demo``, ``scheduler``, ``ca``, ``enroll``, ``renew``,
+``injector``, ``containerd-config``, ``report``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from damselfly.cli import ca as ca_cli
+from damselfly.cli import containerd_config as containerd_cli
 from damselfly.cli import enroll as enroll_cli
+from damselfly.cli import injector as injector_cli
+from damselfly.cli import report as report_cli
 from damselfly.cli import scheduler as scheduler_cli
 from damselfly.cli.reporting import report_failure
 from damselfly.core.errors import EXIT_FAILURE, EXIT_OK, DamselflyError, UsageError
@@ -34,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     enroll_cli.add_renew_arguments(
         commands.add_parser("renew", help="renew this node's certificate")
     )
+    injector_cli.add_arguments(
+        commands.add_parser("injector", help="run the Pod-injection webhook")
+    )
+    containerd_cli.add_arguments(
+        commands.add_parser("containerd-config", help="point containerd at the daemon's mirror")
+    )
+    report_cli.add_arguments(commands.add_parser("report", help="rollout figures before/after"))
     return parser
 
 
@@ -51,7 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-_COMMANDS = {"ca": ca_cli.run, "enroll": enroll_cli.run_enroll, "renew": enroll_cli.run_renew}
+_COMMANDS = {
+    "ca": ca_cli.run,
+    "enroll": enroll_cli.run_enroll,
+    "renew": enroll_cli.run_renew,
+    "injector": injector_cli.run,
+    "containerd-config": containerd_cli.run,
+    "report": report_cli.run,
+}
 
 
 def _demo(args: argparse.Namespace) -> int:
