@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from damselfly.config.base import ListenAddress, Seconds, Section
 
@@ -164,9 +164,8 @@ class ProxySettings(Section):
         "https://huggingface.co}].",
     )
 
-    @field_validator("ca_key")
-    @classmethod
-    def _key_with_cert(cls, key: Path | None, info: ValidationInfo) -> Path | None:
-        if (key is None) != (info.data.get("ca_cert") is None):
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> ProxySettings:
+        if (self.ca_key is None) != (self.ca_cert is None):
             raise ValueError("ca_cert and ca_key are given together or not at all")
-        return key
+        return self

@@ -35,6 +35,7 @@ class Listener:
         self._handler, self._stats, self._max = handler, stats, max_connections
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.host, self.port, backlog=1024)
@@ -46,10 +47,11 @@ class Listener:
         return [sock.getsockname()[:2] for sock in self._server.sockets]
 
     async def aclose(self) -> None:
+        self._closing = True
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):
-            task.cancel()
+            task.cancel()  # _accept ends quietly: the owner asked for it
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
@@ -68,6 +70,9 @@ class Listener:
         self._stats.open_connections += 1
         try:
             await self._handler(reader, writer)
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
         except Exception:
             log.exception("proxy connection failed")
         finally:
