@@ -22,7 +22,7 @@ from yarl import URL
 
 from damselfly.daemon.proxy.headers import Headers, decode, without
 from damselfly.daemon.proxy.mesh import MeshRequest, MeshResponse, MeshUnavailableError
-from damselfly.transport.http_session import default_ssl_context, next_chunk
+from damselfly.transport.http_session import default_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ class UpstreamReply:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            while chunk := await next_chunk(self.response):
+            # readany, not transport's next_chunk: a body-less response (HEAD, 304) shares
+            # aiohttp's EMPTY_PAYLOAD, whose readchunk() reports an endless run of empty chunks
+            while chunk := await self.response.content.readany():
                 yield chunk
         finally:
             self.response.release()
