@@ -70,7 +70,7 @@ def hub_ca():
 async def hub(hub_ca):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     hub_ca.issue_cert("127.0.0.1").configure_cert(context)
-    async with TlsHfTestHub(REPOS, ssl_context=context) as test_hub:
+    async with TlsHfTestHub(REPOS, ssl_context=context, page_size=2) as test_hub:
         yield test_hub
 
 
@@ -222,5 +222,8 @@ async def test_snapshot_download_through_the_mirror_endpoint(proxy, hub, tmp_pat
 
     _assert_downloads(results, cache)
     _assert_mesh(proxy, hub)
+    assert (
+        hub.stats.requests["GET /api/tree"] >= 3
+    )  # tiny: 2 pages (the Link rewritten), private: 1
     assert "proxy HEAD https://" in caplog.text
     assert TOKEN not in caplog.text

@@ -72,6 +72,9 @@ class Forwarder:
         except DamselflyError as exc:
             log.warning("proxy %s %s failed: %s", request.method, _without_query(url), exc)
             return error_reply(502, f"proxy: {exc.message}", label)
+        except Exception:
+            log.exception("proxy %s %s failed", request.method, _without_query(url))
+            return error_reply(502, "proxy: internal error", label)
 
     def _through_mesh(self, rule: CompiledRule | None, request: ClientRequest, url: str) -> bool:
         if rule is None or rule.rule.direct or request.body is not None:

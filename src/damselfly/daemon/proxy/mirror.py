@@ -67,10 +67,8 @@ class MirrorEndpoint:
             self.stats.request_finished(self.own_rule.label, "error", 0)
             await answer_error(conn, 400, "a hub mirror answers origin-form requests only")
             return False
-        body = conn.body() if has_body(request) else None
-        if body is None:
-            await conn.drain_body()
-        headers = end_to_end(decode(request.headers.raw_items()))
+        body = await conn.request_body(has_body(request))
+        headers = without(end_to_end(decode(request.headers.raw_items())), ["expect"])
         own_base = f"http://{get(headers, 'host') or self.mirror.listen}"
         method = request.method.decode("ascii")
         client_request = ClientRequest(method, self.upstream + target, headers, body)

@@ -18,7 +18,7 @@ import h11
 from damselfly.config.proxy import ProxySettings
 from damselfly.daemon.proxy.ca import ProxyCA
 from damselfly.daemon.proxy.exchange import ClientRequest, Forwarder
-from damselfly.daemon.proxy.headers import decode, end_to_end
+from damselfly.daemon.proxy.headers import decode, end_to_end, without
 from damselfly.daemon.proxy.listener import (
     RequestHandler,
     answer_error,
@@ -86,10 +86,8 @@ class ProxyServer:
         return await self._forward(conn, request, target)
 
     async def _forward(self, conn: HttpConnection, request: h11.Request, url: str) -> bool:
-        body = conn.body() if has_body(request) else None
-        if body is None:
-            await conn.drain_body()
-        headers = end_to_end(decode(request.headers.raw_items()))
+        body = await conn.request_body(has_body(request))
+        headers = without(end_to_end(decode(request.headers.raw_items())), ["expect"])
         method = request.method.decode("ascii")
         reply = await self.forwarder.forward(ClientRequest(method, url, headers, body))
         return await send_reply(conn, reply, self.stats)

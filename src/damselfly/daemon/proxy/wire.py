@@ -70,6 +70,16 @@ class HttpConnection:
             else:
                 await self._receive(None)
 
+    async def request_body(self, present: bool) -> AsyncIterator[bytes] | None:
+        """The body to stream on, or None (after consuming the end of a body-less request).
+        A client waiting for ``100 Continue`` gets it: the body will be read."""
+        if not present:
+            await self.drain_body()
+            return None
+        if self.h11.they_are_waiting_for_100_continue:
+            await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+        return self.body()
+
     async def drain_body(self) -> None:
         async for _ in self.body():
             pass
