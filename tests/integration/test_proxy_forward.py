@@ -238,3 +238,12 @@ async def test_authorization_reaches_the_origin_but_no_log(proxy, origin, caplog
     mesh = proxy.forwarder.mesh
     assert mesh.authorized_requests == 1
     assert "hf_secret_token_value" not in repr(mesh.records)
+
+
+async def test_an_oversized_request_head_is_refused(origin, tmp_path):
+    async with ProxyService(
+        _settings(origin, max_header_length=1024), data_dir=tmp_path
+    ) as service:
+        head = f"GET {origin}/echo HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 4096}\r\n\r\n"
+        answer = await _raw(service, head.encode())
+        assert answer.startswith(b"HTTP/1.1 431 ")

@@ -49,13 +49,20 @@ class HttpConnection:
         while True:
             event = self._next_event()
             if isinstance(event, h11.Request):
-                return event
+                return self._within_limit(event)
             if isinstance(event, h11.ConnectionClosed):
                 return None
             timeout = idle_timeout if deadline is None else deadline - time.monotonic()
             received = await self._receive(timeout)
             if deadline is None and received:
                 deadline = time.monotonic() + header_timeout
+
+    def _within_limit(self, request: h11.Request) -> h11.Request:
+        """h11 bounds only a head still incomplete; one that arrived whole is measured here."""
+        length = len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers)
+        if length > self.max_header_length:
+            raise ProtocolViolation(431, "request head too large")
+        return request
 
     async def body(self) -> AsyncIterator[bytes]:
         """The current request's body, until its end."""
