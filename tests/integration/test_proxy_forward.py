@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 
 import aiohttp
 import pytest
@@ -219,6 +220,21 @@ async def test_listens_on_loopback_only_by_default(tmp_path):
     settings = ProxySettings(listen="127.0.0.1:0")
     async with ProxyService(settings, data_dir=tmp_path) as service:
         assert {host for host, _ in service.proxy.addresses} == {"127.0.0.1"}
+        other = _non_loopback_address()
+        if other is not None:
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.open_connection(other, service.proxy.port)
+
+
+def _non_loopback_address() -> str | None:
+    """This machine's address on its default route, found without sending a packet."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("198.18.0.1", 9))  # UDP connect: routing only, nothing is sent
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
 
 
 async def test_authorization_reaches_the_origin_but_no_log(proxy, origin, caplog):

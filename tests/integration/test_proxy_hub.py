@@ -211,6 +211,14 @@ async def test_snapshot_download_through_https_proxy(proxy, hub, tmp_path, caplo
     assert TOKEN not in caplog.text
     heads = [r for r in hub.stats.log if r.method == "HEAD"]
     assert heads  # metadata went to the hub itself, not to the mesh
+    (cdn_get,) = [r for r in proxy.forwarder.mesh.records if r.url.startswith(hub.cdn.base_url)]
+    assert cdn_get.linked is not None  # the hub's HEAD answer names the CDN URL's content
+    assert cdn_get.linked.sha256 == hashlib.sha256(WEIGHTS).hexdigest()
+    assert cdn_get.linked.size == len(WEIGHTS)
+    assert cdn_get.linked.commit == REPOS[0].refs["main"]
+    assert cdn_get.linked.resolve_url.endswith(
+        "/acme/tiny/resolve/" + REPOS[0].refs["main"] + "/model.safetensors"
+    )
 
 
 async def test_snapshot_download_through_the_mirror_endpoint(proxy, hub, tmp_path, caplog):

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from damselfly.config.proxy import ProxyRule, ProxySettings
 from damselfly.daemon.proxy.headers import end_to_end, split_credentials
+from damselfly.daemon.proxy.links import LinkedFile, LinkMemo
 from damselfly.daemon.proxy.mesh import MeshRequest, parse_range
 from damselfly.daemon.proxy.routing import RuleSet, is_content, upgrade_scheme
 
@@ -146,3 +147,25 @@ def test_use_https_upgrades_the_origin_scheme():
     rules = RuleSet([ProxyRule(regx=r"^http://mirror/", use_https=True)])
     assert upgrade_scheme("http://mirror/x", rules.match("http://mirror/x")) == "https://mirror/x"
     assert upgrade_scheme("http://other/x", None) == "http://other/x"
+
+
+def test_the_link_memo_remembers_hub_redirects_until_they_expire():
+    now = [0.0]
+    memo = LinkMemo(capacity=2, ttl=10, clock=lambda: now[0])
+    cdn = "https://cdn.example/repos/x?Signature=s"
+    redirect = [
+        ("Location", cdn),
+        ("X-Linked-Etag", '"abc123"'),
+        ("X-Linked-Size", "42"),
+        ("X-Repo-Commit", "c0ffee"),
+    ]
+    memo.observe("https://hub/org/m/resolve/main/w.bin?x=1", 302, redirect)
+    memo.observe("https://hub/org/m/resolve/main/other", 200, redirect)  # not a redirect
+    linked = memo.lookup(cdn)
+    assert linked == LinkedFile("https://hub/org/m/resolve/main/w.bin", "abc123", 42, "c0ffee")
+    now[0] = 11
+    assert memo.lookup(cdn) is None
+    for index in range(3):
+        memo.observe("https://hub/f", 302, [("Location", f"/{index}"), ("X-Linked-Etag", "e")])
+    assert memo.lookup("https://hub/0") is None  # the oldest was dropped at capacity
+    assert memo.lookup("https://hub/2") is not None

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from damselfly.daemon.proxy.links import LinkedFile
 from damselfly.daemon.proxy.mesh import MeshFetcher, MeshRequest, MeshResponse
 from damselfly.testing.hf_hub import HfTestHub
 
@@ -42,6 +43,7 @@ class MeshRecord:
     url: str
     headers: tuple[tuple[str, str], ...]
     byte_range: tuple[int | None, int | None] | None
+    linked: LinkedFile | None = None
 
 
 @dataclass
@@ -52,7 +54,8 @@ class RecordingMeshFetcher:
     bytes_served: int = 0
 
     async def fetch(self, request: MeshRequest) -> MeshResponse:
-        self.records.append(MeshRecord(request.url, request.headers, request.byte_range))
+        record = MeshRecord(request.url, request.headers, request.byte_range, request.linked)
+        self.records.append(record)
         self.authorized_requests += request.authorization is not None
         response = await self.inner.fetch(request)
         return MeshResponse(

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from damselfly.core.errors import DamselflyError
 from damselfly.daemon.proxy.headers import Headers, end_to_end, get, split_credentials, without
+from damselfly.daemon.proxy.links import LinkMemo
 from damselfly.daemon.proxy.mesh import MeshFetcher, MeshRequest, MeshResponse, parse_range
 from damselfly.daemon.proxy.routing import CompiledRule, RuleSet, is_content, upgrade_scheme
 from damselfly.daemon.proxy.upstream import Upstream
@@ -58,6 +59,7 @@ def error_reply(status: int, message: str, rule: str = "") -> Reply:
 class Forwarder:
     def __init__(self, rules: RuleSet, mesh: MeshFetcher, upstream: Upstream) -> None:
         self.rules, self.mesh, self.upstream = rules, mesh, upstream
+        self.links = LinkMemo()
 
     async def forward(self, request: ClientRequest, fallback: CompiledRule | None = None) -> Reply:
         """``fallback``: the rule to apply when none matches (a mirror endpoint's own)."""
@@ -85,13 +87,15 @@ class Forwarder:
         headers, authorization = split_credentials(without(request.headers, ["range", "host"]))
         byte_range = parse_range(_range(request))
         assert not isinstance(byte_range, str)
-        mesh_request = MeshRequest(url, tuple(headers), byte_range, authorization, label)
+        linked = self.links.lookup(url)
+        mesh_request = MeshRequest(url, tuple(headers), byte_range, authorization, label, linked)
         response = await self.mesh.fetch(mesh_request)
         outcome = "mesh" if response.source == "mesh" else "direct"
         return _reply(response, label, outcome)
 
     async def _from_origin(self, request: ClientRequest, url: str, label: str) -> Reply:
         reply = await self.upstream.send(request.method, url, request.headers, request.body)
+        self.links.observe(url, reply.status, reply.headers)
         return Reply(
             reply.status, end_to_end(reply.headers), reply.chunks(), label, "direct", reply.aclose
         )

@@ -21,9 +21,15 @@ keeps:
   ``Content-Type``, ``Last-Modified``, ``X-Repo-Commit``, ``X-Linked-*``...); hop-by-hop
   headers are removed by the proxy either way. An origin error (401, 403, 404...) is returned
   as a response with its status, headers and body, not raised: the SDKs read ``X-Error-Code``.
+- ``request.linked``, when set, is what the hub said about this (CDN) URL when it redirected
+  the client there: the file's sha256, size and commit, and the ``resolve`` URL. A fetcher
+  names the task by that content rather than by the signed, expiring URL.
 - ``request.authorization`` is the client's credential for the *origin* only: a fetcher may
   send it to the origin (to read it, or to check access before serving cached bytes), and
   must never store it, log it, put it in a task id, or send it to peers or the scheduler.
+  A fetcher that serves bytes from the store or from peers checks access first, with the
+  client's own credentials against the origin (e.g. a ``HEAD`` of the URL), and answers the
+  origin's 401/403/404 instead of content when access is denied.
   It is a ``SecretStr``: ``str()``/``repr()`` print ``**********``; only
   ``get_secret_value()`` reveals it, at the one place that builds the origin request.
   ``request.headers`` never contains it (nor ``Proxy-Authorization``, cookies, or hop-by-hop
@@ -41,6 +47,7 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from damselfly.core.errors import BackendError
+from damselfly.daemon.proxy.links import LinkedFile
 
 ByteRange = tuple[int | None, int | None]
 """``(first, last)`` inclusive, as in ``Range: bytes=first-last``."""
@@ -59,6 +66,7 @@ class MeshRequest:
     byte_range: ByteRange | None = None
     authorization: SecretStr | None = field(default=None, repr=False)
     rule: str = ""  # the matched rule's label, for metrics and logs
+    linked: LinkedFile | None = None  # what the hub said about this CDN URL (``links.py``)
 
 
 @dataclass
