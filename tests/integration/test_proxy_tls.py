@@ -104,3 +104,19 @@ async def test_an_origin_the_bundle_does_not_vouch_for_is_refused(tmp_path, tls_
         writer.close()
     assert answer.startswith(b"HTTP/1.1 502 ")
     assert BODY not in answer
+
+
+async def test_a_malformed_request_inside_an_intercepted_connection_is_400(
+    tmp_path, tls_origin, bundle
+):
+    async with ProxyService(_settings(bundle, ["127.0.0.1"]), data_dir=tmp_path) as service:
+        trust = [service.ca.path.read_text()]
+        reader, writer, _ = await _connect(service, tls_origin, trust)
+        writer.write(b"GET http://elsewhere/ HTTP/1.1\r\nHost: x\r\n\r\n")  # not origin-form
+        answer = await reader.read()
+        writer.close()
+        reader, writer, _ = await _connect(service, tls_origin, trust)
+        follow_up = await _get(reader, writer)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert follow_up.endswith(BODY)

@@ -27,7 +27,7 @@ from damselfly.daemon.proxy.listener import (
 )
 from damselfly.daemon.proxy.metrics import ProxyStatistics
 from damselfly.daemon.proxy.tunnel import open_tunnel, pipe
-from damselfly.daemon.proxy.wire import HttpConnection
+from damselfly.daemon.proxy.wire import ClientGone, HttpConnection
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +102,15 @@ class ProxyServer:
         if authority is None:
             await self._refuse(conn, 400, f"bad CONNECT target {target!r}")
             return
-        await conn.drain_body()
         host, port = authority
-        if self.ca is not None and self.forwarder.rules.intercepts(host):
-            await self._intercept(conn, host, port)
-        else:
-            await self._tunnel(conn, host, port)
+        try:
+            await conn.drain_body()
+            if self.ca is not None and self.forwarder.rules.intercepts(host):
+                await self._intercept(conn, host, port)
+            else:
+                await self._tunnel(conn, host, port)
+        except ClientGone:
+            log.debug("proxy: client left during CONNECT to %s:%d", host, port)
 
     async def _tunnel(self, conn: HttpConnection, host: str, port: int) -> None:
         try:
@@ -115,9 +118,13 @@ class ProxyServer:
         except OSError as exc:
             await self._refuse(conn, 502, f"cannot reach {host}:{port}: {exc.strerror or exc}")
             return
-        await conn.send_head(200, [], reason="Connection Established")
+        try:
+            await conn.send_head(200, [], reason="Connection Established")
+        except ClientGone:
+            upstream[1].close()
+            raise
         early = conn.switched_bytes()
-        rule = self.forwarder.rules.match(f"https://{host}:{port}/")
+        rule = self.forwarder.rules.match(_origin(host, port) + "/")
         sent = await pipe(conn.reader, conn.writer, upstream, early)
         self.stats.request_finished(rule.label if rule else "", "tunnel", sent)
 
@@ -136,7 +143,7 @@ class ProxyServer:
             self.stats.request_finished("", "error", 0)
             return
         inner = HttpConnection(conn.reader, conn.writer, max_header_length=conn.max_header_length)
-        origin = f"https://{_bracket(host)}" + ("" if port == 443 else f":{port}")
+        origin = _origin(host, port)
 
         async def handle_inner(inner: HttpConnection, request: h11.Request) -> bool:
             target = request.target.decode("latin-1")
@@ -147,5 +154,7 @@ class ProxyServer:
         await self._serve(inner, handle_inner)
 
 
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+def _origin(host: str, port: int) -> str:
+    """``https://host[:port]`` as a client would write the URL of a CONNECT target."""
+    bracketed = f"[{host}]" if ":" in host else host
+    return f"https://{bracketed}" + ("" if port == 443 else f":{port}")
