@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
+from damselfly.config.base import Section, example_yaml
 from damselfly.config.proxy import ProxyRule, ProxySettings
 from damselfly.daemon.proxy.headers import end_to_end, split_credentials
 from damselfly.daemon.proxy.links import LinkedFile, LinkMemo
@@ -169,3 +170,13 @@ def test_the_link_memo_remembers_hub_redirects_until_they_expire():
         memo.observe("https://hub/f", 302, [("Location", f"/{index}"), ("X-Linked-Etag", "e")])
     assert memo.lookup("https://hub/0") is None  # the oldest was dropped at capacity
     assert memo.lookup("https://hub/2") is not None
+
+
+def test_the_example_config_round_trips():
+    class Daemon(Section):
+        """A daemon's settings with the proxy section."""
+
+        proxy: ProxySettings = Field(ProxySettings(), description="Proxy.")
+
+    rendered = yaml.safe_load(example_yaml(Daemon))
+    assert Daemon.model_validate(rendered).proxy == ProxySettings()

@@ -30,7 +30,9 @@ class ProxyService:
         self.settings = settings
         self.statistics = ProxyStatistics()
         self.upstream = Upstream(
-            ca_bundle=settings.upstream_ca_bundle, timeout=settings.upstream_timeout
+            ca_bundle=settings.upstream_ca_bundle,
+            timeout=settings.upstream_timeout,
+            max_connections=settings.max_connections,
         )
         self.forwarder = Forwarder(
             RuleSet(settings.proxies), mesh or DirectFetcher(self.upstream), self.upstream

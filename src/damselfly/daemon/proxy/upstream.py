@@ -62,13 +62,19 @@ class UpstreamReply:
 class Upstream:
     """The proxy's client side; ``start()`` inside the event loop, ``aclose()`` at the end."""
 
-    def __init__(self, *, ca_bundle: Path | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self, *, ca_bundle: Path | None = None, timeout: float = 30.0, max_connections: int = 1024
+    ) -> None:
+        # One client connection has at most one request upstream at a time, so the client cap
+        # bounds the pool; no per-host limit, or long downloads from one CDN host would queue
+        # every other request to it behind them.
+        self._max_connections = max_connections
         self._ssl = origin_ssl_context(ca_bundle)
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=32, ssl=self._ssl)
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl)
         self._session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
