@@ -154,12 +154,12 @@ class HttpConnection:
         return bool(data)
 
     async def _send(self, event: h11.Event) -> None:
-        try:
-            data = self.h11.send(event)
+        try:  # passthrough: body bytes are handed on as they are, not joined into a copy
+            pieces = self.h11.send_with_data_passthrough(event)
         except h11.LocalProtocolError as exc:
             raise ClientGone(f"cannot send: {exc}") from exc
-        if data:
-            self.writer.write(data)
+        if pieces:
+            self.writer.writelines(pieces)
             try:
                 await self.writer.drain()
             except (ConnectionError, OSError) as exc:
