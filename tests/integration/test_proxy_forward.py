@@ -81,7 +81,7 @@ def _settings(origin: str, **overrides) -> ProxySettings:
 @pytest.fixture
 async def proxy(origin, tmp_path):
     service = ProxyService(_settings(origin), data_dir=tmp_path)
-    service.forwarder.mesh = RecordingMeshFetcher(DirectFetcher(service.upstream))
+    service.use_mesh(RecordingMeshFetcher(DirectFetcher(service.upstream)))
     async with service:
         yield service
 

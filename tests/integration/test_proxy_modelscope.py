@@ -54,7 +54,7 @@ async def proxy(hub, tmp_path):
         mirrors=[HubMirror(listen="127.0.0.1:0", upstream=hub.endpoint, hub="modelscope")],
     )
     service = ProxyService(settings, data_dir=tmp_path / "daemon")
-    service.forwarder.mesh = RecordingMeshFetcher(DirectFetcher(service.upstream))
+    service.use_mesh(RecordingMeshFetcher(DirectFetcher(service.upstream)))
     async with service:
         yield service
 

@@ -68,6 +68,11 @@ class ProxyService:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def use_mesh(self, mesh: MeshFetcher) -> None:
+        """Serve content through ``mesh`` from now on; ``DirectFetcher(self.upstream)`` is
+        the origin fallback an engine-backed fetcher can wrap."""
+        self.forwarder.mesh = mesh
+
     def collector(self) -> ProxyCollector:
         return ProxyCollector(self.statistics)
 
