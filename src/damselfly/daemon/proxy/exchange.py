@@ -1,0 +1,119 @@
+"""One request forwarded: rule lookup, mesh or origin, and the reply to stream back.
+
+``Forwarder.forward`` is the whole policy of the proxy in a few lines: find the rule, send
+file content of non-``direct`` rules to the ``MeshFetcher``, everything else to the origin as
+it came. The forward proxy, its TLS interception and the hub mirror endpoints all call it
+with an absolute URL; they differ only in how they learn that URL and in how they adjust the
+reply (``mirror.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from damselfly.core.errors import DamselflyError
+from damselfly.daemon.proxy.headers import Headers, end_to_end, get, split_credentials, without
+from damselfly.daemon.proxy.links import LinkMemo
+from damselfly.daemon.proxy.mesh import MeshFetcher, MeshRequest, MeshResponse, parse_range
+from damselfly.daemon.proxy.routing import CompiledRule, RuleSet, is_content, upgrade_scheme
+from damselfly.daemon.proxy.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClientRequest:
+    method: str
+    url: str  # absolute
+    headers: Headers  # end-to-end headers as the client sent them, credentials included
+    body: AsyncIterator[bytes] | None = None  # None: the request has no body
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Headers
+    body: AsyncIterator[bytes]
+    rule: str
+    outcome: str  # "mesh" | "direct" | "error"
+    on_close: Callable[[], Coroutine[Any, Any, None]] | None = None
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        if self.on_close is not None:
+            await self.on_close()
+
+
+def error_reply(status: int, message: str, rule: str = "") -> Reply:
+    body = (message + "\n").encode()
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    return Reply(status, headers, _once(body), rule, "error")
+
+
+class Forwarder:
+    def __init__(self, rules: RuleSet, mesh: MeshFetcher, upstream: Upstream) -> None:
+        self.rules, self.mesh, self.upstream = rules, mesh, upstream
+        self.links = LinkMemo()
+
+    async def forward(self, request: ClientRequest, fallback: CompiledRule | None = None) -> Reply:
+        """``fallback``: the rule to apply when none matches (a mirror endpoint's own)."""
+        rule = self.rules.match(request.url) or fallback
+        url = upgrade_scheme(request.url, rule)
+        label = rule.label if rule is not None else ""
+        log.debug("proxy %s %s (rule %s)", request.method, _without_query(url), label or "-")
+        try:
+            if self._through_mesh(rule, request, url):
+                return await self._from_mesh(request, url, label)
+            return await self._from_origin(request, url, label)
+        except DamselflyError as exc:
+            log.warning("proxy %s %s failed: %s", request.method, _without_query(url), exc)
+            return error_reply(502, f"proxy: {exc.message}", label)
+        except Exception:
+            log.exception("proxy %s %s failed", request.method, _without_query(url))
+            return error_reply(502, "proxy: internal error", label)
+
+    def _through_mesh(self, rule: CompiledRule | None, request: ClientRequest, url: str) -> bool:
+        if rule is None or rule.rule.direct or request.body is not None:
+            return False
+        return is_content(request.method, url) and parse_range(_range(request)) != "multi"
+
+    async def _from_mesh(self, request: ClientRequest, url: str, label: str) -> Reply:
+        headers, authorization = split_credentials(without(request.headers, ["range", "host"]))
+        byte_range = parse_range(_range(request))
+        assert not isinstance(byte_range, str)
+        linked = self.links.lookup(url)
+        mesh_request = MeshRequest(url, tuple(headers), byte_range, authorization, label, linked)
+        response = await self.mesh.fetch(mesh_request)
+        outcome = "mesh" if response.source == "mesh" else "direct"
+        return _reply(response, label, outcome)
+
+    async def _from_origin(self, request: ClientRequest, url: str, label: str) -> Reply:
+        reply = await self.upstream.send(request.method, url, request.headers, request.body)
+        self.links.observe(url, reply.status, reply.headers)
+        return Reply(
+            reply.status, end_to_end(reply.headers), reply.chunks(), label, "direct", reply.aclose
+        )
+
+
+def _reply(response: MeshResponse, label: str, outcome: str) -> Reply:
+    headers = end_to_end(response.headers)
+    return Reply(response.status, headers, response.body, label, outcome, response.on_close)
+
+
+def _range(request: ClientRequest) -> str | None:
+    return get(request.headers, "range")
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data

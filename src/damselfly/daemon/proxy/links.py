@@ -1,0 +1,65 @@
+"""What the hub said about a file before the client fetched it from the CDN.
+
+huggingface_hub sends ``HEAD /{repo}/resolve/{rev}/{path}`` to the hub, reads the 302's
+``X-Linked-Etag`` (the file's sha256), ``X-Linked-Size`` and ``X-Repo-Commit``, then ``GET``s
+the signed CDN URL from ``Location``. That GET alone names nothing stable (the signature
+changes per request), so the proxy remembers each redirect it passed through and hands the
+matching ``LinkedFile`` to the ``MeshFetcher``: the engine can then name the task by content
+(the hub-vouched sha256), the same task ``dfget hf://`` creates for that file at that commit.
+Entries expire with the signed URLs (``ttl``) and the memo is bounded (``capacity``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+from damselfly.daemon.proxy.headers import Headers, get
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class LinkedFile:
+    resolve_url: str  # the hub URL the client asked about (no query string)
+    sha256: str | None  # X-Linked-Etag, unquoted
+    size: int | None  # X-Linked-Size
+    commit: str | None  # X-Repo-Commit
+
+
+class LinkMemo:
+    def __init__(
+        self,
+        capacity: int = 4096,
+        ttl: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.capacity, self.ttl, self.clock = capacity, ttl, clock
+        self._entries: OrderedDict[str, tuple[LinkedFile, float]] = OrderedDict()
+
+    def observe(self, url: str, status: int, headers: Headers) -> None:
+        """Remember a hub redirect that carries ``X-Linked-*`` headers."""
+        location = get(headers, "location")
+        linked_etag = get(headers, "x-linked-etag")
+        if status not in REDIRECTS or location is None or linked_etag is None:
+            return
+        size = get(headers, "x-linked-size")
+        linked = LinkedFile(
+            resolve_url=url.split("?", 1)[0],
+            sha256=linked_etag.strip().removeprefix("W/").strip('"') or None,
+            size=int(size) if size is not None and size.isdigit() else None,
+            commit=get(headers, "x-repo-commit"),
+        )
+        self._entries[urljoin(url, location)] = (linked, self.clock() + self.ttl)
+        self._entries.move_to_end(urljoin(url, location))
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def lookup(self, url: str) -> LinkedFile | None:
+        entry = self._entries.get(url)
+        if entry is None or entry[1] < self.clock():
+            return None
+        return entry[0]

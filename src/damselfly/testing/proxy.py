@@ -1,0 +1,75 @@
+"""Fakes for the proxy's tests: a TLS test hub, and a ``MeshFetcher`` that records.
+
+``TlsHfTestHub`` is ``HfTestHub`` (hub and CDN) served over TLS with a certificate from a
+test CA (trustme), so real clients reach ``https://127.0.0.1:<port>`` through the proxy.
+
+``RecordingMeshFetcher`` stands in for the daemon's engine-backed fetcher: it serves through
+an inner fetcher (normally ``DirectFetcher``) and keeps what a real mesh would persist about
+each request (URL, headers, range: ``records``), plus counts of requests and bytes, so a test
+can assert what went through the mesh and that no credential was handed over to be kept.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from damselfly.daemon.proxy.links import LinkedFile
+from damselfly.daemon.proxy.mesh import MeshFetcher, MeshRequest, MeshResponse
+from damselfly.testing.hf_hub import HfTestHub
+
+
+class TlsHfTestHub(HfTestHub):
+    def __init__(self, *args: Any, ssl_context: ssl.SSLContext, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ssl_context = ssl_context
+
+    async def _serve(self, app: web.Application, port: int) -> str:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, self._host, port, ssl_context=self._ssl_context).start()
+        return f"https://{self._host}:{runner.addresses[0][1]}"
+
+
+@dataclass(frozen=True)
+class MeshRecord:
+    """What the fake mesh was given to keep (never the authorization)."""
+
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    byte_range: tuple[int | None, int | None] | None
+    linked: LinkedFile | None = None
+
+
+@dataclass
+class RecordingMeshFetcher:
+    inner: MeshFetcher
+    records: list[MeshRecord] = field(default_factory=list)
+    authorized_requests: int = 0
+    bytes_served: int = 0
+
+    async def fetch(self, request: MeshRequest) -> MeshResponse:
+        record = MeshRecord(request.url, request.headers, request.byte_range, request.linked)
+        self.records.append(record)
+        self.authorized_requests += request.authorization is not None
+        response = await self.inner.fetch(request)
+        return MeshResponse(
+            response.status,
+            response.headers,
+            self._count(response.body),
+            response.on_close,
+            source="mesh",
+        )
+
+    def paths(self) -> list[str]:
+        return [record.url.split("?", 1)[0].split("/", 3)[-1] for record in self.records]
+
+    async def _count(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in body:
+            self.bytes_served += len(chunk)
+            yield chunk
