@@ -26,7 +26,7 @@ import trustme
 from damselfly.config.proxy import HubMirror, ProxyCerts, ProxyRule, ProxySettings
 from damselfly.daemon.proxy.service import ProxyService
 from damselfly.daemon.proxy.upstream import DirectFetcher
-from damselfly.testing.hf_repos import HubRepo
+from damselfly.demo.hub_repos import HubRepo
 from damselfly.testing.proxy import RecordingMeshFetcher, TlsHfTestHub
 
 pytestmark = pytest.mark.skipif(
