@@ -94,5 +94,6 @@ async def next_chunk(response: aiohttp.ClientResponse) -> bytes:
     end. HTTP chunk boundaries carry no data and are skipped. Read timeouts propagate."""
     while True:
         data, end_of_http_chunk = await response.content.readchunk()
-        if data or not end_of_http_chunk:
+        # aiohttp's shared empty body (HEAD, 204, 304) answers (b"", True) for ever.
+        if data or not end_of_http_chunk or response.content.at_eof():
             return data
