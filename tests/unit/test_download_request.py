@@ -228,3 +228,21 @@ def test_default_socket_path(uid, env, expected):
     expected = expected or "/home/u/.cache/damselfly/dfdaemon.sock"
     assert default_socket_path(env, uid) == Path(expected)
     assert str(SYSTEM_SOCKET_PATH) == "/var/run/damselfly/dfdaemon.sock"
+
+
+def test_hf_options_are_resolved_once_by_dfget_as_the_user(tmp_path):
+    """The token file is read by dfget (a daemon may not be able to read it); the request
+    carries the result typed, and flags of another scheme are ignored."""
+    token_file = tmp_path / "token"
+    token_file.write_text("file_tok3n\n")
+    env = {"HF_TOKEN_PATH": str(token_file), "HF_ENDPOINT": "http://127.0.0.1:9/"}
+    argv = ["hf://owner/repo/f.bin", "-O", "/o", "--hf-revision", "v2", "--ms-token", "x"]
+    request = request_from_args(build_parser({}).parse_args(argv), env, Path("/work"))
+    assert request.source == HfOptions(
+        token=SecretStr("file_tok3n"), revision="v2", endpoint="http://127.0.0.1:9"
+    )
+    token_file.unlink()  # the daemon side never reads it again
+    options = build_file_job(DownloadRequest.from_json(request.to_json())).options
+    assert options.param("hf_token") == "file_tok3n"
+    https = ["https://h/f", "-O", "/o", "--hf-token", "t", "--hf-cache"]
+    assert request_from_args(build_parser({}).parse_args(https), env, Path("/w")).source is None

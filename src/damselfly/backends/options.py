@@ -22,7 +22,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, SecretStr
 
-from damselfly.core.urls import SourceUrl
+from damselfly.core.urls import SourceUrl, UrlParser, parse_url
 
 Secret = Annotated[
     SecretStr, PlainSerializer(lambda s: s.get_secret_value(), return_type=str, when_used="json")
@@ -77,6 +77,8 @@ class OptionsSpec:
     add_flags: AddFlags = _no_flags
     env_names: frozenset[str] = frozenset()  # environment variables ``resolve`` reads
     env_prefixes: tuple[str, ...] = ()
+    # for a scheme ``core/urls.py`` does not know: its URLs in one of the core URL shapes
+    url_parser: UrlParser | None = None
 
 
 def flag_group(parser: argparse.ArgumentParser, title: str) -> Any:
@@ -105,6 +107,13 @@ class OptionsCatalog:
         scheme = scheme_of(url)
         spec = self.spec_for(scheme)
         return spec.resolve(flags, env, scheme) if spec is not None else None
+
+    def parse_url(self, url: str) -> SourceUrl:
+        """``core.urls.parse_url``, also for the schemes registered with a ``url_parser``."""
+        extra = {
+            s: spec.url_parser for spec in self._specs if spec.url_parser for s in spec.schemes
+        }
+        return parse_url(url, extra)
 
     def env_name_allowed(self, name: str) -> bool:
         return any(name in s.env_names or name.startswith(s.env_prefixes) for s in self._specs)

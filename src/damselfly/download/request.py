@@ -40,7 +40,7 @@ from pydantic import (
 from damselfly.backends.options import SourceOptions, scheme_of
 from damselfly.backends.registry import options_catalog
 from damselfly.core.errors import ProtocolError, UsageError
-from damselfly.core.urls import SourceUrl, parse_url
+from damselfly.core.urls import SourceUrl
 from damselfly.download.request_checks import request_problems, validation_message
 from damselfly.storage.metadata import scrub_url
 
@@ -111,7 +111,7 @@ class DownloadRequest(BaseModel):
     @functools.cached_property
     def source_url(self) -> SourceUrl:
         """The URL, parsed once per request."""
-        return parse_url(self.url)
+        return options_catalog().parse_url(self.url)
 
     @functools.cached_property
     def resolved_source(self) -> SourceOptions | None:
