@@ -2,7 +2,7 @@
 
 One ``opendal.AsyncOperator`` serves one resolved configuration (service, bucket, endpoint,
 region, credentials); operators are cached, least recently used first out. Configuration is
-resolved per request from one table, ``STORES``:
+resolved per request from one table, ``STORES`` (``objectstore_stores.py``):
 
 - each ``Setting`` is an OpenDAL config key; its request param is ``<scheme>_<key>``
   (``s3_region``, ``abs_account_key``, ``hdfs_delegation``) unless the table names another;
