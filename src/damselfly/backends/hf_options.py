@@ -10,40 +10,24 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from typing import ClassVar
 
 from pydantic import SecretStr
 
 from damselfly.backends.hf_api import DEFAULT_ENDPOINT, DEFAULT_REVISION, resolve_hf_token
+from damselfly.backends.hub_options import HubOptions, add_hub_flags
 from damselfly.backends.options import (
     FlagDefaults,
     Flags,
     OptionsSpec,
-    Params,
-    Secret,
-    SourceOptions,
-    flag_group,
-    secret_value,
 )
-from damselfly.core.urls import SourceUrl
 
 
-class HfOptions(SourceOptions):
-    token: Secret | None = None
+class HfOptions(HubOptions):
+    param_prefix: ClassVar[str] = "hf"
+
     revision: str = DEFAULT_REVISION
-    endpoint: str = DEFAULT_ENDPOINT  # no trailing slash
-    cache: bool = False  # into the Hugging Face cache (``--hf-cache``)
-
-    def request_params(self, url: SourceUrl) -> Params:
-        values = {
-            "hf_endpoint": self.endpoint,
-            "hf_token": secret_value(self.token),
-            "hf_revision": self.revision,
-        }
-        return tuple((k, v) for k, v in values.items() if v)
-
-    @property
-    def cache_requested(self) -> bool:
-        return self.cache
+    endpoint: str = DEFAULT_ENDPOINT
 
     @classmethod
     def resolve(
@@ -76,16 +60,8 @@ def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> HfOptions:
 
 
 def _add_flags(parser: argparse.ArgumentParser, e: FlagDefaults) -> None:
-    hub = flag_group(parser, "model hubs")
-    hub.add_argument("--hf-token", default=e.text("hf_token"))
-    hub.add_argument("--hf-revision", default=e.text("hf_revision"))
-    hub.add_argument("--hf-base-url", default=e.text("hf_base_url"))
-    hub.add_argument(
-        "--hf-cache",
-        action="store_true",
-        default=e.flag("hf_cache"),
-        help="hf:// into the Hugging Face cache (HF_HUB_CACHE; with -O: the cache dir)",
-    )
+    help_ = "hf:// into the Hugging Face cache (HF_HUB_CACHE; with -O: the cache dir)"
+    add_hub_flags(parser, e, "hf", help_)
 
 
 HF_OPTIONS = OptionsSpec(

@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from typing import ClassVar
 
 from pydantic import SecretStr
 
+from damselfly.backends.hub_options import HubOptions, add_hub_flags
 from damselfly.backends.options import (
     FlagDefaults,
     Flags,
     OptionsSpec,
-    Params,
-    Secret,
-    SourceOptions,
-    flag_group,
-    secret_value,
 )
-from damselfly.core.urls import SourceUrl
 
 DEFAULT_ENDPOINT = "https://modelscope.cn"
 DEFAULT_REVISION = "master"
@@ -47,23 +43,11 @@ def resolve_ms_token(explicit: str | None, env: Mapping[str, str]) -> str | None
     return None
 
 
-class ModelScopeOptions(SourceOptions):
-    token: Secret | None = None
+class ModelScopeOptions(HubOptions):
+    param_prefix: ClassVar[str] = "ms"
+
     revision: str = DEFAULT_REVISION
-    endpoint: str = DEFAULT_ENDPOINT  # no trailing slash
-    cache: bool = False  # into the ModelScope cache (``--ms-cache``)
-
-    def request_params(self, url: SourceUrl) -> Params:
-        values = {
-            "ms_endpoint": self.endpoint,
-            "ms_token": secret_value(self.token),
-            "ms_revision": self.revision,
-        }
-        return tuple((k, v) for k, v in values.items() if v)
-
-    @property
-    def cache_requested(self) -> bool:
-        return self.cache
+    endpoint: str = DEFAULT_ENDPOINT
 
 
 def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> ModelScopeOptions:
@@ -77,16 +61,8 @@ def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> ModelScopeOpt
 
 
 def _add_flags(parser: argparse.ArgumentParser, e: FlagDefaults) -> None:
-    hub = flag_group(parser, "model hubs")
-    hub.add_argument("--ms-token", default=e.text("ms_token"))
-    hub.add_argument("--ms-revision", default=e.text("ms_revision"))
-    hub.add_argument("--ms-base-url", default=e.text("ms_base_url"))
-    hub.add_argument(
-        "--ms-cache",
-        action="store_true",
-        default=e.flag("ms_cache"),
-        help="modelscope:// into the ModelScope cache (MODELSCOPE_CACHE; with -O: the cache dir)",
-    )
+    help_ = "modelscope:// into the ModelScope cache (MODELSCOPE_CACHE; with -O: the cache dir)"
+    add_hub_flags(parser, e, "ms", help_)
 
 
 MODELSCOPE_OPTIONS = OptionsSpec(
