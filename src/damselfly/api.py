@@ -35,7 +35,8 @@ from urllib.parse import quote
 
 from damselfly.backends.base import RequestOptions
 from damselfly.backends.hf import HfBackend
-from damselfly.backends.hf_api import DEFAULT_REVISION, normalize_endpoint, resolve_hf_token
+from damselfly.backends.hf_api import DEFAULT_REVISION, normalize_endpoint
+from damselfly.backends.hf_options import HfOptions
 from damselfly.backends.registry import BackendSettings, default_registry
 from damselfly.config.paths import store_dir
 from damselfly.core.errors import InvalidUrlError, UsageError
@@ -135,14 +136,9 @@ class _HubRepo:
         endpoint: str | None,
     ) -> _HubRepo:
         url = _repo_url(repo_id, repo_type)
-        revision = revision or DEFAULT_REVISION
-        env = os.environ
-        params = {
-            "hf_endpoint": normalize_endpoint(endpoint or env.get("HF_ENDPOINT")),
-            "hf_token": _token(token, env),
-            "hf_revision": revision,
-        }
-        return cls(url, revision, RequestOptions().with_params(**params))
+        options = _hf_options(revision, token, endpoint, os.environ)
+        params = RequestOptions(params=options.request_params(url))
+        return cls(url, options.revision, params)
 
     def template(self, output: Path) -> FileJob:
         # The layout owns its files: a stale or partial one is replaced, never refused.
@@ -169,13 +165,18 @@ def _file_url(repo: HubUrl, path: str) -> HubUrl:
     return url
 
 
-def _token(token: str | bool | None, env: Mapping[str, str]) -> str | None:
+def _hf_options(
+    revision: str | None, token: str | bool | None, endpoint: str | None, env: Mapping[str, str]
+) -> HfOptions:
+    """The HF backend's own resolution; ``token=False`` sends none, ``True`` requires one."""
+    base = normalize_endpoint(endpoint or env.get("HF_ENDPOINT"))
     if token is False:
-        return None
-    found = resolve_hf_token(token if isinstance(token, str) else None, env)
-    if token is True and found is None:
+        return HfOptions(revision=revision or DEFAULT_REVISION, endpoint=base)
+    explicit = token if isinstance(token, str) else None
+    options = HfOptions.resolve(token=explicit, revision=revision, endpoint=base, env=env)
+    if token is True and options.token is None:
         raise UsageError("token=True but no token found: set HF_TOKEN or log in")
-    return found
+    return options
 
 
 def _patterns(patterns: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 
+from damselfly.backends.hf_options import HfOptions
 from damselfly.backends.registry import default_registry
 from damselfly.cli.daemon_client import OTHER_USER_WARNING, DaemonJobError, run_through_daemon
 from damselfly.core.errors import ConfigError
@@ -350,13 +352,24 @@ async def test_secrets_in_a_request_are_never_logged_or_echoed(tmp_path, api, or
         origin.url("/gone.bin") + "?X-Amz-Signature=sig0123&X-Amz-Credential=cred0123",
         tmp_path / "gone.bin",
         headers=(("Authorization", "Bearer tok0123"),),
-        hf_token="hf0123",
-        storage_access_key_secret="key0123",
         env={"AWS_SECRET_ACCESS_KEY": "env0123", "HOME": "/home/u"},
     )
     status, events = await post(api.path, request.to_json().encode())
     assert (status, events[-1]["event"]) == (200, "error")
     assert "gone.bin" in caplog.text  # the download was logged, by its scrubbed URL
     shown = caplog.text + json.dumps(events)
-    for secret in ("sig0123", "cred0123", "tok0123", "hf0123", "key0123", "env0123"):
+    for secret in ("sig0123", "cred0123", "tok0123", "env0123"):
         assert secret not in shown
+
+
+async def test_source_option_secrets_are_never_logged_or_echoed(tmp_path, api, origin, caplog):
+    """A hub token travels in the request's typed source options; it reaches the backend and
+    nothing else."""
+    caplog.set_level("DEBUG", logger="damselfly")
+    endpoint = origin.url("/hub").rstrip("/")
+    source = HfOptions(token=SecretStr("hf0123"), endpoint=endpoint)
+    request = request_for("hf://owner/repo/gone.bin", tmp_path / "gone.bin", source=source)
+    status, events = await post(api.path, request.to_json().encode())
+    assert (status, events[-1]["event"]) == (200, "error")
+    assert "owner/repo" in caplog.text
+    assert "hf0123" not in caplog.text + json.dumps(events)

@@ -9,12 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from damselfly.backends.base import Entry, RangeNotHonouredError, RequestOptions
-from damselfly.backends.modelscope import (
-    API_ATTEMPTS,
-    ModelScopeBackend,
-    resolve_ms_endpoint,
-    resolve_ms_token,
-)
+from damselfly.backends.modelscope import API_ATTEMPTS, ModelScopeBackend
+from damselfly.backends.modelscope_options import resolve_ms_endpoint, resolve_ms_token
 from damselfly.core.digests import Digest
 from damselfly.core.errors import (
     BackendError,

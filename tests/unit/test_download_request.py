@@ -7,7 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from damselfly.backends.hf_options import HfOptions
+from damselfly.backends.modelscope_options import ModelScopeOptions
+from damselfly.backends.objectstore_options import ObjectStoreOptions
 from damselfly.cli.dfget_args import build_parser
 from damselfly.cli.dfget_jobs import request_from_args
 from damselfly.config.paths import SYSTEM_SOCKET_PATH, default_socket_path
@@ -33,12 +37,6 @@ FULL = DownloadRequest(
     content_for_task_id="id-text",
     max_files=7,
     concurrent_files=3,
-    hf_token="hf_tok3n",
-    hf_revision="v1",
-    hf_cache=True,
-    ms_token="ms_tok3n",
-    storage_access_key_secret="k3y",
-    storage_session_token="sess10n",
     insecure=True,
     timeout=90.5,
     origin_retries=2,
@@ -46,12 +44,41 @@ FULL = DownloadRequest(
     back_to_source=False,
     env={"HF_TOKEN": "env_tok3n", "HOME": "/home/u"},
 )
+HF = DownloadRequest(
+    url="hf://owner/repo/f.bin",
+    source=HfOptions(token=SecretStr("hf_tok3n"), revision="v1", cache=True),
+)
+MS = DownloadRequest(
+    url="modelscope://owner/repo/f.bin", source=ModelScopeOptions(token=SecretStr("ms_tok3n"))
+)
+S3 = DownloadRequest(
+    url="s3://bucket/f.bin",
+    output="/o",
+    source=ObjectStoreOptions(
+        access_key_secret=SecretStr("k3y"),
+        session_token=SecretStr("sess10n"),
+        environment={"s3_secret_access_key": SecretStr("env_s3cret")},
+    ),
+)
 
 
-def test_json_round_trip_keeps_every_field():
-    text = FULL.to_json()
-    assert DownloadRequest.from_json(text) == FULL
-    assert DownloadRequest.from_json(text.encode()) == FULL
+@pytest.mark.parametrize("request_", [FULL, HF, MS, S3])
+def test_json_round_trip_keeps_every_field(request_):
+    text = request_.to_json()
+    assert DownloadRequest.from_json(text) == request_
+    assert DownloadRequest.from_json(text.encode()) == request_
+    assert type(DownloadRequest.from_json(text).source) is type(request_.source)
+
+
+def test_secrets_travel_in_clear_only_in_the_json():
+    assert '"token":"hf_tok3n"' in HF.to_json()
+    assert DownloadRequest.from_json(HF.to_json()).resolved_source.request_params(
+        HF.source_url
+    ) == (
+        ("hf_endpoint", "https://huggingface.co"),
+        ("hf_token", "hf_tok3n"),
+        ("hf_revision", "v1"),
+    )
 
 
 def test_minimal_request_takes_defaults():
@@ -71,14 +98,21 @@ def test_minimal_request_takes_defaults():
         ("[1, 2]", "expected a JSON object"),
         ('{"output": "/o"}', "missing field: url"),
         ('{"url": "u", "outptu": "/o"}', r"unknown field\(s\): outptu"),
-        ('{"url": 5}', "url: expected a string"),
-        ('{"url": "u", "recursive": "yes"}', "recursive: expected true or false"),
-        ('{"url": "u", "piece_length": true}', "piece_length: expected a number"),
-        ('{"url": "u", "piece_length": 1.5}', "piece_length: expected an integer"),
-        ('{"url": "u", "include": "*.json"}', "include: expected a list"),
-        ('{"url": "u", "include": [1]}', r"include\[0\]: expected a string"),
-        ('{"url": "u", "headers": [["A"]]}', r"headers\[0\]: expected 2 items"),
-        ('{"url": "u", "env": {"HOME": 1}}', "expected a string"),
+        ('{"url": 5}', "url: Input should be a valid string"),
+        ('{"url": "u", "recursive": "yes"}', "recursive: Input should be a valid boolean"),
+        ('{"url": "u", "piece_length": true}', "piece_length: Input should be a valid integer"),
+        ('{"url": "u", "piece_length": 1.5}', "piece_length: Input should be a valid integer"),
+        ('{"url": "u", "include": "*.json"}', "include: Input should be a valid (tuple|array)"),
+        ('{"url": "u", "include": [1]}', r"include\[0\]: Input should be a valid string"),
+        ('{"url": "u", "headers": [["A"]]}', r"headers\[0\]\[1\]: Field required"),
+        ('{"url": "u", "env": {"HOME": 1}}', "Input should be a valid string"),
+        ('{"url": "hf://o/r", "source": {"tokn": "t"}}', r"unknown field\(s\): source.tokn"),
+        (
+            '{"url": "hf://o/r", "source": {"cache": 1}}',
+            "source.cache: Input should be a valid bool",
+        ),
+        ('{"url": "https://h/f", "source": {}}', "https:// takes no source options"),
+        ('{"url": "s3://b/k", "source": {"environment": {"s3_region": 5}}}', "valid string"),
     ],
 )
 def test_malformed_json_is_a_protocol_error(body, message):
@@ -105,9 +139,10 @@ def test_invalid_values_are_usage_errors(fields, message):
 
 
 def test_repr_hides_secrets_and_signed_query():
-    shown = repr(FULL)
+    shown = " ".join(repr(r) for r in (FULL, HF, MS, S3))
     for secret in ("s3cret", "hf_tok3n", "ms_tok3n", "k3y", "sess10n", "env_tok3n", "sig"):
         assert secret not in shown
+    assert "env_s3cret" not in shown
     assert "https://h/f.bin" in shown
     assert "output='/data/f.bin'" in shown
 
@@ -163,9 +198,9 @@ def test_request_from_args_resolves_paths_and_parses_values():
 
 def test_object_store_environment_becomes_params_flags_win():
     env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_SECRET_ACCESS_KEY": "from-env"}
-    request = DownloadRequest(
-        url="s3://bucket/key", output="/o", storage_access_key_secret="from-flag", env=env
-    )
+    argv = ["s3://bucket/key", "-O", "/o", "--storage-access-key-secret", "from-flag"]
+    request = request_from_args(build_parser({}).parse_args(argv), env, Path("/work"))
+    request = DownloadRequest.from_json(request.to_json())  # as the daemon gets it
     options = build_file_job(request).options
     assert options.param("s3_endpoint") == "http://127.0.0.1:9"
     assert options.param("s3_secret_access_key") == "from-flag"
@@ -193,3 +228,21 @@ def test_default_socket_path(uid, env, expected):
     expected = expected or "/home/u/.cache/damselfly/dfdaemon.sock"
     assert default_socket_path(env, uid) == Path(expected)
     assert str(SYSTEM_SOCKET_PATH) == "/var/run/damselfly/dfdaemon.sock"
+
+
+def test_hf_options_are_resolved_once_by_dfget_as_the_user(tmp_path):
+    """The token file is read by dfget (a daemon may not be able to read it); the request
+    carries the result typed, and flags of another scheme are ignored."""
+    token_file = tmp_path / "token"
+    token_file.write_text("file_tok3n\n")
+    env = {"HF_TOKEN_PATH": str(token_file), "HF_ENDPOINT": "http://127.0.0.1:9/"}
+    argv = ["hf://owner/repo/f.bin", "-O", "/o", "--hf-revision", "v2", "--ms-token", "x"]
+    request = request_from_args(build_parser({}).parse_args(argv), env, Path("/work"))
+    assert request.source == HfOptions(
+        token=SecretStr("file_tok3n"), revision="v2", endpoint="http://127.0.0.1:9"
+    )
+    token_file.unlink()  # the daemon side never reads it again
+    options = build_file_job(DownloadRequest.from_json(request.to_json())).options
+    assert options.param("hf_token") == "file_tok3n"
+    https = ["https://h/f", "-O", "/o", "--hf-token", "t", "--hf-cache"]
+    assert request_from_args(build_parser({}).parse_args(https), env, Path("/w")).source is None

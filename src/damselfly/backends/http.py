@@ -40,14 +40,20 @@ from damselfly.backends.base import (
     SECRET_HEADERS,
     Entry,
     ObjectStat,
-    RangeNotHonouredError,
     RequestOptions,
     exists_by_stat,
 )
+from damselfly.backends.http_responses import (
+    connection_reason,
+    expected_length,
+    one_line,
+    read_body,
+    stat_from_head,
+    stat_of,
+    status_error,
+)
 from damselfly.core.errors import (
     BackendError,
-    SourceAuthError,
-    SourceNotFoundError,
     SourceProtocolError,
     SourceStatusError,
     SourceTimeoutError,
@@ -55,7 +61,7 @@ from damselfly.core.errors import (
 )
 from damselfly.core.pieces import ByteRange
 from damselfly.core.urls import HttpUrl, SourceUrl
-from damselfly.transport.http_session import create_origin_session, next_chunk, tls_for_request
+from damselfly.transport.http_session import create_origin_session, tls_for_request
 
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -123,7 +129,7 @@ class HttpBackend:
                 raise
             return await self._stat_by_probe(http_url, options)
         response.release()
-        return _stat_from_head(response)
+        return stat_from_head(response)
 
     async def exists(self, url: SourceUrl, options: RequestOptions) -> bool:
         return await exists_by_stat(self, url, options)
@@ -141,8 +147,8 @@ class HttpBackend:
             return
         response = await self._open(http_url, "GET", byte_range, options, accept={200, 206})
         try:
-            expected = _expected_length(response, http_url, byte_range)
-            async for chunk in _body(response, http_url, expected, options.timeout):
+            expected = expected_length(response, http_url, byte_range)
+            async for chunk in read_body(response, http_url, expected, options.timeout):
                 yield chunk
         finally:
             response.release()
@@ -155,12 +161,12 @@ class HttpBackend:
         if response.status == 206:
             content_range = hh.parse_content_range(headers.get("Content-Range"))
             length = content_range.complete_length if content_range else None
-            return _stat(response, length, supports_ranges=True)
+            return stat_of(response, length, supports_ranges=True)
         if response.status == 416:
             length = hh.parse_unsatisfied_range(headers.get("Content-Range"))
-            return _stat(response, length, supports_ranges=length is not None)
+            return stat_of(response, length, supports_ranges=length is not None)
         length = hh.parse_content_length(headers.get("Content-Length"))
-        return _stat(response, length, supports_ranges=False)
+        return stat_of(response, length, supports_ranges=False)
 
     async def _open(
         self,
@@ -197,7 +203,7 @@ class HttpBackend:
         if response.status in accept:
             return response
         response.release()
-        error = _status_error(url, response)
+        error = status_error(url, response)
         if response.status in RETRY_STATUSES:
             retry_after = hh.parse_retry_after(response.headers.get("Retry-After"))
             raise _Retryable(error, retry_after)
@@ -240,14 +246,14 @@ class HttpBackend:
             )
         except aiohttp.ClientConnectorCertificateError as exc:
             reason = f"TLS certificate verification failed: {exc.certificate_error}"
-            raise SourceUnreachableError(url.redacted(), _one_line(reason)) from exc
+            raise SourceUnreachableError(url.redacted(), one_line(reason)) from exc
         except aiohttp.ClientSSLError as exc:
-            raise SourceUnreachableError(url.redacted(), _one_line(f"TLS error: {exc}")) from exc
+            raise SourceUnreachableError(url.redacted(), one_line(f"TLS error: {exc}")) from exc
         except TimeoutError as exc:
             reason = f"no answer within {options.timeout:g}s"
             raise _Retryable(SourceTimeoutError(url.redacted(), reason)) from exc
         except aiohttp.ClientError as exc:
-            reason = _connection_reason(exc)
+            reason = connection_reason(exc)
             raise _Retryable(SourceUnreachableError(url.redacted(), reason)) from exc
 
     def _client(self) -> aiohttp.ClientSession:
@@ -302,116 +308,3 @@ def _yarl_url(text: str) -> URL:
     re-quoted); quote it only when it holds characters that cannot go on the wire as is."""
     clean = text.isascii() and text.isprintable() and " " not in text
     return URL(text, encoded=clean)
-
-
-def _status_error(url: HttpUrl, response: aiohttp.ClientResponse) -> BackendError:
-    status = response.status
-    reason = _one_line(f"HTTP {status} {response.reason or ''}".strip())
-    if status in (401, 403):
-        return SourceAuthError(url.redacted(), status, reason)
-    if status in (404, 410):
-        return SourceNotFoundError(url.redacted(), status, reason)
-    return SourceStatusError(url.redacted(), status, reason)
-
-
-def _connection_reason(exc: aiohttp.ClientError) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return _one_line(f"cannot resolve host: {exc.os_error}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return _one_line(f"cannot connect: {exc.os_error.strerror or exc.os_error}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server closed the connection before answering"
-    return _one_line(f"connection failed: {exc.__class__.__name__}: {exc}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _stat_from_head(response: aiohttp.ClientResponse) -> ObjectStat:
-    headers = response.headers
-    length = hh.parse_content_length(headers.get("Content-Length"))
-    return _stat(response, length, hh.accepts_byte_ranges(headers.get("Accept-Ranges")))
-
-
-def _stat(
-    response: aiohttp.ClientResponse, length: int | None, supports_ranges: bool
-) -> ObjectStat:
-    headers = response.headers
-    return ObjectStat(
-        content_length=length,
-        supports_ranges=supports_ranges,
-        etag=headers.get("ETag"),
-        last_modified=headers.get("Last-Modified"),
-        content_digest=hh.content_digest(headers),
-        content_type=headers.get("Content-Type"),
-    )
-
-
-def _expected_length(
-    response: aiohttp.ClientResponse, url: HttpUrl, byte_range: ByteRange | None
-) -> int | None:
-    """How many body bytes must arrive; a wrong range raises before any byte is read."""
-    declared = hh.parse_content_length(response.headers.get("Content-Length"))
-    if byte_range is None:
-        if response.status != 200:
-            raise SourceProtocolError(url.redacted(), f"HTTP {response.status} to a plain GET")
-        return declared
-    _check_range(response, url, byte_range, declared)
-    return byte_range.length
-
-
-def _check_range(
-    response: aiohttp.ClientResponse, url: HttpUrl, byte_range: ByteRange, declared: int | None
-) -> None:
-    wanted = f"bytes {byte_range.start}-{byte_range.end - 1}"
-    if response.status == 200:
-        if byte_range.start == 0 and declared == byte_range.length:
-            return  # asked for the whole file, got the whole file
-        raise RangeNotHonouredError(
-            url.redacted(), f"asked for {wanted}, server ignored Range (HTTP 200)"
-        )
-    got = response.headers.get("Content-Range")
-    parsed = hh.parse_content_range(got)
-    if parsed is None or (parsed.first, parsed.length) != (byte_range.start, byte_range.length):
-        raise RangeNotHonouredError(url.redacted(), f"asked for {wanted}, got Content-Range {got}")
-    if declared is not None and declared != byte_range.length:
-        raise RangeNotHonouredError(
-            url.redacted(), f"asked for {wanted}, got Content-Length {declared}"
-        )
-
-
-async def _body(
-    response: aiohttp.ClientResponse, url: HttpUrl, expected: int | None, read_timeout: float
-) -> AsyncIterator[bytes]:
-    received = 0
-    while True:
-        chunk = await _read_chunk(response, url, expected, received, read_timeout)
-        if not chunk:
-            break
-        received += len(chunk)
-        if expected is not None and received > expected:
-            raise SourceProtocolError(
-                url.redacted(), f"expected {expected} bytes, got more ({received})"
-            )
-        yield chunk
-    if expected is not None and received < expected:
-        raise SourceProtocolError(url.redacted(), f"expected {expected} bytes, got {received}")
-
-
-async def _read_chunk(
-    response: aiohttp.ClientResponse,
-    url: HttpUrl,
-    expected: int | None,
-    received: int,
-    read_timeout: float,
-) -> bytes:
-    try:
-        return await next_chunk(response)
-    except TimeoutError as exc:
-        reason = f"no data for {read_timeout:g}s after {received} bytes"
-        raise SourceTimeoutError(url.redacted(), reason) from exc
-    except aiohttp.ClientError as exc:
-        wanted = "an unknown number of" if expected is None else str(expected)
-        reason = f"expected {wanted} bytes, got {received} (connection closed early)"
-        raise SourceProtocolError(url.redacted(), reason) from exc

@@ -2,7 +2,7 @@
 
 One ``opendal.AsyncOperator`` serves one resolved configuration (service, bucket, endpoint,
 region, credentials); operators are cached, least recently used first out. Configuration is
-resolved per request from one table, ``STORES``:
+resolved per request from one table, ``STORES`` (``objectstore_stores.py``):
 
 - each ``Setting`` is an OpenDAL config key; its request param is ``<scheme>_<key>``
   (``s3_region``, ``abs_account_key``, ``hdfs_delegation``) unless the table names another;
@@ -24,11 +24,10 @@ catch the rest downstream.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Mapping
 from contextlib import aclosing, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC
 from email.utils import format_datetime
 from os import environ as os_environ
@@ -38,16 +37,18 @@ import opendal
 import opendal.exceptions
 
 from damselfly.backends.base import Entry, ObjectStat, RequestOptions, is_secret_name
+from damselfly.backends.objectstore_errors import (
+    MAPPED_ERRORS,
+    first_line,
+    map_opendal_error,
+    redact,
+    strip_url,
+)
+from damselfly.backends.objectstore_stores import STORES, StoreSpec
 from damselfly.core.errors import (
-    BackendError,
     ConfigError,
-    DamselflyError,
-    SourceAuthError,
-    SourceNotFoundError,
     SourceProtocolError,
-    SourceStatusError,
     SourceTimeoutError,
-    SourceUnreachableError,
 )
 from damselfly.core.pieces import ByteRange
 from damselfly.core.safe_paths import unsafe_path_reason
@@ -59,118 +60,6 @@ READ_CHUNK_LENGTH = 1024 * 1024
 OPERATOR_CACHE_SIZE = 32
 DEFAULT_WEBHDFS_PORT = 9870
 
-
-@dataclass(frozen=True)
-class Setting:
-    key: str  # OpenDAL config key
-    env: tuple[str, ...] = ()  # fallbacks, first one set wins
-    secret: bool = False  # never shown anywhere
-    credential: bool = False  # any credential present -> signed access
-    param: str | None = None  # param suffix when it differs from ``key``
-    boolean: bool = False  # true/false/1/0/yes/no/on/off
-    invert: bool = False  # the param means the opposite of the OpenDAL key
-
-
-@dataclass(frozen=True)
-class StoreSpec:
-    service: str  # OpenDAL service name
-    bucket_key: str | None  # config key the URL's bucket goes to (None: hdfs)
-    settings: tuple[Setting, ...]
-    fixed: Mapping[str, str] = field(default_factory=dict)
-    anonymous: Mapping[str, str] = field(default_factory=dict)
-    defaults: Mapping[str, str] = field(default_factory=dict)
-    default_endpoint: str | None = None  # str.format over the config plus host and port
-
-    def param_name(self, scheme: str, setting: Setting) -> str:
-        return f"{scheme}_{setting.param or setting.key}"
-
-
-_NO_DISCOVERY = {"disable_config_load": "true"}
-_SKIP_SIGNATURE = {"skip_signature": "true"}
-
-STORES: Mapping[str, StoreSpec] = {
-    "s3": StoreSpec(
-        "s3",
-        "bucket",
-        (
-            Setting("endpoint", ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")),
-            Setting("region", ("AWS_REGION", "AWS_DEFAULT_REGION")),
-            Setting("access_key_id", ("AWS_ACCESS_KEY_ID",), credential=True),
-            Setting("secret_access_key", ("AWS_SECRET_ACCESS_KEY",), secret=True, credential=True),
-            Setting("session_token", ("AWS_SESSION_TOKEN",), secret=True),
-            Setting(
-                "enable_virtual_host_style", param="force_path_style", boolean=True, invert=True
-            ),
-        ),
-        fixed={**_NO_DISCOVERY, "disable_ec2_metadata": "true"},
-        anonymous=_SKIP_SIGNATURE,
-        defaults={"region": "us-east-1"},
-    ),
-    "gs": StoreSpec(
-        "gcs",
-        "bucket",
-        (
-            Setting("endpoint"),
-            Setting("credential_path", ("GOOGLE_APPLICATION_CREDENTIALS",), credential=True),
-            Setting("token", secret=True, credential=True),
-        ),
-        fixed={**_NO_DISCOVERY, "disable_vm_metadata": "true"},
-        anonymous=_SKIP_SIGNATURE,
-    ),
-    "abs": StoreSpec(
-        "azblob",
-        "container",
-        (
-            Setting("endpoint"),
-            Setting("account_name", ("AZURE_STORAGE_ACCOUNT",)),
-            Setting("account_key", ("AZURE_STORAGE_KEY",), secret=True, credential=True),
-            Setting("sas_token", ("AZURE_STORAGE_SAS_TOKEN",), secret=True, credential=True),
-        ),
-        anonymous=_SKIP_SIGNATURE,
-        default_endpoint="https://{account_name}.blob.core.windows.net",
-    ),
-    "oss": StoreSpec(
-        "oss",
-        "bucket",
-        (
-            Setting("endpoint", ("OSS_ENDPOINT",)),
-            Setting("access_key_id", ("OSS_ACCESS_KEY_ID",), credential=True),
-            Setting("access_key_secret", ("OSS_ACCESS_KEY_SECRET",), secret=True, credential=True),
-            Setting("security_token", ("OSS_SESSION_TOKEN",), secret=True),
-        ),
-        anonymous=_SKIP_SIGNATURE,
-    ),
-    "obs": StoreSpec(
-        "obs",
-        "bucket",
-        (
-            Setting("endpoint", ("OBS_ENDPOINT",)),
-            Setting("access_key_id", ("OBS_ACCESS_KEY_ID",), credential=True),
-            Setting("secret_access_key", ("OBS_SECRET_ACCESS_KEY",), secret=True, credential=True),
-        ),
-    ),
-    "cos": StoreSpec(
-        "cos",
-        "bucket",
-        (
-            Setting("endpoint", ("COS_ENDPOINT",)),
-            Setting("secret_id", ("COS_SECRET_ID",), credential=True),
-            Setting("secret_key", ("COS_SECRET_KEY",), secret=True, credential=True),
-            Setting("security_token", ("COS_SECURITY_TOKEN",), secret=True),
-        ),
-        fixed=_NO_DISCOVERY,
-    ),
-    "hdfs": StoreSpec(
-        "webhdfs",
-        None,
-        (
-            Setting("endpoint"),
-            Setting("delegation", secret=True, credential=True),
-            Setting("user_name", ("HADOOP_USER_NAME",)),
-        ),
-        default_endpoint="http://{host}:{port}",
-    ),
-}
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -268,7 +157,7 @@ class ObjectStoreBackend:
             async for chunk in self._chunks(target, reader, byte_range, options.timeout):
                 yield chunk
         finally:
-            with suppress(*_MAPPED_ERRORS):  # a read-only reader has nothing left to lose
+            with suppress(*MAPPED_ERRORS):  # a read-only reader has nothing left to lose
                 await reader.close()
 
     async def _chunks(
@@ -304,7 +193,7 @@ class ObjectStoreBackend:
         scheme, spec = _spec_for(url)
         config, secrets = _resolve(scheme, spec, url, options, self._env())
         operator = self._operator(url, scheme, spec, config, secrets)
-        endpoint = _strip_url(config.get("endpoint", f"the default {spec.service} endpoint"))
+        endpoint = strip_url(config.get("endpoint", f"the default {spec.service} endpoint"))
         return _Target(operator, _path_of(url), url.redacted(), endpoint, secrets)
 
     def _env(self) -> Mapping[str, str]:
@@ -326,7 +215,7 @@ class ObjectStoreBackend:
         try:
             operator = opendal.AsyncOperator(spec.service, **config)
         except opendal.exceptions.ConfigInvalid as exc:
-            detail = _redact(_first_line(str(exc)), secrets)
+            detail = redact(first_line(str(exc)), secrets)
             raise ConfigError(_config_message(url, scheme, spec, detail)) from exc
         self._operators[key] = operator
         if len(self._operators) > self._cache_size:
@@ -460,116 +349,5 @@ async def _call(target: _Target, awaitable: Awaitable[T], call_timeout: float) -
             return await awaitable
     except TimeoutError as exc:
         raise SourceTimeoutError(target.shown, f"no answer within {call_timeout:g}s") from exc
-    except _MAPPED_ERRORS as exc:
+    except MAPPED_ERRORS as exc:
         raise map_opendal_error(exc, target.shown, target.endpoint, target.secrets) from exc
-
-
-# --- error mapping -------------------------------------------------------------------------
-
-_OPENDAL_ERRORS: tuple[type[Exception], ...] = tuple(
-    value
-    for value in vars(opendal.exceptions).values()
-    if isinstance(value, type) and issubclass(value, Exception)
-)
-_MAPPED_ERRORS: tuple[type[Exception], ...] = (*_OPENDAL_ERRORS, OSError)
-_KIND_RE = re.compile(r"^(\w+) \((?:permanent|temporary|persistent)\)")
-_STATUS_RE = re.compile(r"status: (\d{3})\b")
-_CODE_RE = re.compile(r'code: "(\w+)", message: "([^"\n]*)"')
-_SOURCE_RE = re.compile(r"(?:Source:\s*\n\s*|source: )([^\n]+)")
-_URL_QUERY_RE = re.compile(r"(\w+://[^\s?#\"',}]+)[?#][^\s\"',}]*")
-_NOT_FOUND_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "BlobNotFound", "ContainerNotFound"})
-_AUTH_CODES = frozenset(
-    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
-    | {"InvalidToken", "AuthenticationFailed", "AuthorizationFailure", "AllAccessDisabled"}
-)
-_UNREACHABLE_MARKERS = (
-    "error sending request",
-    "tcp connect error",
-    "dns error",
-    "connection refused",
-    "connection reset",
-    "connection closed",
-    "broken pipe",
-)
-
-
-@dataclass(frozen=True)
-class _Failure:
-    kind: str
-    status: int | None
-    code: str | None
-    detail: str  # one line, redacted
-    text: str  # lower-cased full text, for classification only (never shown)
-
-
-def map_opendal_error(
-    exc: BaseException, shown_url: str, endpoint: str, secrets: tuple[str, ...] = ()
-) -> DamselflyError:
-    """Turn an OpenDAL exception (or the ``OSError`` its file reads raise) into our tree."""
-    failure = _describe(exc, secrets)
-    status, code = failure.status, failure.code
-    if code in _NOT_FOUND_CODES or failure.kind == "NotFound" or status in (404, 410):
-        return SourceNotFoundError(shown_url, status or 404, f"not found ({failure.detail})")
-    if code in _AUTH_CODES or failure.kind == "PermissionDenied" or status in (401, 403):
-        return SourceAuthError(shown_url, status or 403, f"access denied ({failure.detail})")
-    if failure.kind == "ConfigInvalid":
-        return ConfigError(f"{shown_url}: invalid configuration ({failure.detail})")
-    if "signing credential" in failure.text:
-        return SourceAuthError(shown_url, 401, f"no usable credentials ({failure.detail})")
-    return _transport_error(failure, shown_url, endpoint)
-
-
-def _transport_error(failure: _Failure, shown_url: str, endpoint: str) -> BackendError:
-    if failure.kind == "RangeNotSatisfied" or failure.status == 416:
-        return SourceProtocolError(shown_url, f"range not satisfiable ({failure.detail})")
-    if failure.kind == "RateLimited" or failure.status == 429:
-        return SourceStatusError(shown_url, 429, f"rate limited ({failure.detail})")
-    if any(marker in failure.text for marker in _UNREACHABLE_MARKERS):
-        return SourceUnreachableError(shown_url, f"cannot reach {endpoint} ({failure.detail})")
-    if "timed out" in failure.text or "timeout" in failure.text:
-        return SourceTimeoutError(shown_url, f"timed out ({failure.detail})")
-    if "too little data" in failure.text:
-        return SourceProtocolError(shown_url, f"object ended early ({failure.detail})")
-    if failure.status is not None:
-        return SourceStatusError(shown_url, failure.status, f"HTTP {failure.status}")
-    return BackendError(shown_url, f"{failure.kind} ({failure.detail})")
-
-
-def _describe(exc: BaseException, secrets: tuple[str, ...]) -> _Failure:
-    text = str(exc)
-    match = _KIND_RE.match(text)
-    kind = match.group(1) if match else type(exc).__name__
-    status_match = _STATUS_RE.search(text)
-    code_match = _CODE_RE.search(text)
-    source_match = _SOURCE_RE.search(text)
-    if code_match:
-        detail = f"{code_match.group(1)}: {code_match.group(2)}"
-    elif source_match:
-        detail = source_match.group(1)
-    elif status_match:
-        detail = f"HTTP {status_match.group(1)}"
-    else:
-        detail = _first_line(text).split(", context:")[0]
-    return _Failure(
-        kind=kind,
-        status=int(status_match.group(1)) if status_match else None,
-        code=code_match.group(1) if code_match else None,
-        detail=_redact(detail, secrets),
-        text=text.lower(),
-    )
-
-
-def _first_line(text: str) -> str:
-    return text.strip().split("\n", 1)[0]
-
-
-def _strip_url(text: str) -> str:
-    text = re.sub(r"(\w+://)[^/@\s]*@", r"\1", text)  # userinfo
-    return _URL_QUERY_RE.sub(r"\1", text)
-
-
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    text = _strip_url(" ".join(text.split()))
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text[:300]

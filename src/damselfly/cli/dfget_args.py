@@ -3,6 +3,9 @@
 The environment is read when the parser is built (at run time, never at import): a flag on
 the command line wins over its variable, which wins over the default. List flags take a
 comma-separated variable (``DFGET_INCLUDE_FILES='*.json,*.safetensors'``).
+
+The flags of one scheme (``--hf-*``, ``--ms-*``, ``--storage-*``) come from that scheme's
+backend through the registry (``backends/options.py``), with the same ``DFGET_`` defaults.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 from collections.abc import Mapping
 
 from damselfly._version import __version__
+from damselfly.backends.registry import options_catalog
 from damselfly.core.errors import UsageError
 
 LOG_LEVELS = ("error", "warn", "info", "debug")
@@ -164,37 +168,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "-l", "--log-level", choices=LOG_LEVELS, default=e.text("log_level", "warn")
     )
-    _add_source_flags(parser, e)
+    options_catalog().add_flags(parser, e)  # each scheme's own flags (hubs, object storage)
     parser.add_argument("-V", "--version", action="version", version=f"dfget {__version__}")
     return parser
-
-
-def _add_source_flags(parser: argparse.ArgumentParser, e: _Env) -> None:
-    hub = parser.add_argument_group("model hubs")
-    hub.add_argument("--hf-token", default=e.text("hf_token"))
-    hub.add_argument("--hf-revision", default=e.text("hf_revision"))
-    hub.add_argument("--hf-base-url", default=e.text("hf_base_url"))
-    hub.add_argument(
-        "--hf-cache",
-        action="store_true",
-        default=e.flag("hf_cache"),
-        help="hf:// into the Hugging Face cache (HF_HUB_CACHE; with -O: the cache dir)",
-    )
-    hub.add_argument("--ms-token", default=e.text("ms_token"))
-    hub.add_argument("--ms-revision", default=e.text("ms_revision"))
-    hub.add_argument("--ms-base-url", default=e.text("ms_base_url"))
-    hub.add_argument(
-        "--ms-cache",
-        action="store_true",
-        default=e.flag("ms_cache"),
-        help="modelscope:// into the ModelScope cache (MODELSCOPE_CACHE; with -O: the cache dir)",
-    )
-    store = parser.add_argument_group("object storage")
-    store.add_argument("--storage-endpoint", default=e.text("storage_endpoint"))
-    store.add_argument("--storage-region", default=e.text("storage_region"))
-    store.add_argument("--storage-access-key-id", default=e.text("storage_access_key_id"))
-    store.add_argument("--storage-access-key-secret", default=e.text("storage_access_key_secret"))
-    store.add_argument("--storage-session-token", default=e.text("storage_session_token"))
 
 
 def _int(value: str | None) -> int | None:

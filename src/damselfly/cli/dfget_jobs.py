@@ -2,7 +2,10 @@
 this process or in dfdaemon, turns it into jobs: ``download/request_jobs.py``).
 
 Everything the user can get wrong is checked here, before any daemon is asked: sizes,
-durations, headers. Relative paths are made absolute against ``cwd``.
+durations, headers. Relative paths are made absolute against ``cwd``. The URL scheme's own
+flags and environment (a hub token, object-store credentials) are resolved here, once, by that
+scheme's backend (``backends/options.py``): a token file is read as the user, since a daemon
+may not be able to read it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
+from damselfly.backends.registry import options_catalog
 from damselfly.core.errors import UsageError
 from damselfly.core.units import parse_duration, parse_size
 from damselfly.download.request import DownloadRequest, job_env
@@ -36,39 +40,18 @@ def request_from_args(
         content_for_task_id=args.content_for_calculating_task_id,
         max_files=args.max_files,
         concurrent_files=max(1, args.max_concurrent_requests),
-        hf_token=_hf_token(args, env),
-        hf_revision=args.hf_revision,
-        hf_base_url=args.hf_base_url,
-        hf_cache=args.hf_cache,
-        ms_token=args.ms_token,
-        ms_revision=args.ms_revision,
-        ms_base_url=args.ms_base_url,
-        ms_cache=args.ms_cache,
-        storage_endpoint=args.storage_endpoint,
-        storage_region=args.storage_region,
-        storage_access_key_id=args.storage_access_key_id,
-        storage_access_key_secret=args.storage_access_key_secret,
-        storage_session_token=args.storage_session_token,
         insecure=args.insecure,
         timeout=parse_duration(args.timeout, what="--timeout"),
         origin_retries=max(0, args.origin_retries),
         concurrent_pieces=max(1, args.concurrent_pieces),
         back_to_source=not args.disable_back_to_source,
+        source=options_catalog().resolve(args.url, vars(args), env),
         env=job_env(env),
     )
 
 
 def _size(text: str | None) -> int | None:
     return parse_size(text, what="--piece-length") if text else None
-
-
-def _hf_token(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
-    """The token file is read here, as the user: a daemon may not be able to read it."""
-    if not (args.url or "").lower().startswith("hf://"):
-        return args.hf_token  # type: ignore[no-any-return]
-    from damselfly.backends.hf_api import resolve_hf_token  # only for hub URLs: startup
-
-    return resolve_hf_token(args.hf_token, env)
 
 
 def parse_header(text: str) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
@@ -148,8 +149,12 @@ class HubUrl:
 SourceUrl = HttpUrl | FileUrl | ObjectUrl | HdfsUrl | HubUrl
 
 
-def parse_url(raw: str) -> SourceUrl:
-    """Parse ``raw`` into a typed URL, or raise ``InvalidUrlError``."""
+UrlParser = Callable[[str], SourceUrl]
+
+
+def parse_url(raw: str, extra_schemes: Mapping[str, UrlParser] | None = None) -> SourceUrl:
+    """Parse ``raw`` into a typed URL, or raise ``InvalidUrlError``. ``extra_schemes``: parsers
+    of schemes registered beyond the built-in ones (see ``backends/options.py``)."""
     if not raw or raw.strip() != raw:
         raise InvalidUrlError(raw, "url", "empty or surrounded by whitespace")
     if any(ord(c) < 0x20 or c == "\x7f" for c in raw):
@@ -158,6 +163,8 @@ def parse_url(raw: str) -> SourceUrl:
     if not sep or not scheme:
         raise InvalidUrlError(raw, "scheme", "missing (expected e.g. https://, s3://, hf://)")
     scheme = scheme.lower()
+    if extra_schemes and scheme in extra_schemes and scheme not in SUPPORTED_SCHEMES:
+        return extra_schemes[scheme](raw)
     if scheme not in SUPPORTED_SCHEMES:
         supported = ", ".join(sorted(SUPPORTED_SCHEMES))
         raise InvalidUrlError(raw, "scheme", f"{scheme!r} is not supported ({supported})")

@@ -6,9 +6,10 @@ huggingface_hub's metadata, or nowhere special); ``build_jobs`` makes the ``File
 ``TreeJob``; ``run_request`` runs the whole request under its ``timeout`` and answers with a
 ``RunResult`` (counts, plus what dfget prints on stdout: a hub cache path).
 
-Credentials come from the request's flags first, then its ``env`` (never the process
-environment): a daemon serves callers with other environments. Object-store settings found in
-``env`` become request params here, exactly as the backend would have read them.
+Per-scheme settings come resolved in ``request.source`` (the scheme's typed options, see
+``backends/options.py``); they become the backend's request params here. A request built
+without them gets the scheme's defaults resolved from its ``env`` (never the process
+environment): a daemon serves callers with other environments.
 """
 
 from __future__ import annotations
@@ -20,26 +21,16 @@ from damselfly.backends.registry import BackendSettings
 from damselfly.core.digests import parse_digest
 from damselfly.core.errors import UsageError
 from damselfly.core.pieces import validate_piece_length
-from damselfly.core.urls import HubUrl, SourceUrl, parse_url
+from damselfly.core.urls import HubUrl, SourceUrl
 from damselfly.download.deadline import deadline
 from damselfly.download.file_download import download_file
-from damselfly.download.hub_layouts import (
-    HfCacheLayout,
-    HfLocalDirLayout,
-    HubLayout,
-    ModelScopeCacheLayout,
-    default_hf_cache_dir,
-    default_ms_cache_dir,
-    download_hub_file,
-)
+from damselfly.download.hub_layouts import HubLayout, download_hub_file
+from damselfly.download.hub_placement import hub_layout
 from damselfly.download.jobs import DownloadContext, FileJob, FileResult
 from damselfly.download.request import DownloadRequest, uses_hub_cache
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.download.tree_download import TreeJob, download_tree
 from damselfly.protocol.local_api import RunResult
-
-DEFAULT_HF_ENDPOINT = "https://huggingface.co"
-
 
 # -- running -----------------------------------------------------------------------------------
 
@@ -79,7 +70,7 @@ def summarise(results: list[FileResult], stdout: str = "") -> RunResult:
 
 def _announcement(request: DownloadRequest, layout: HubLayout | None) -> str:
     """With a hub cache, the path of what was asked for is the command's data (stdout)."""
-    url = parse_url(request.url)
+    url = request.source_url
     where = layout.location(url.path) if layout and isinstance(url, HubUrl) else None
     return f"{where}\n" if where is not None and uses_hub_cache(request) else ""
 
@@ -106,7 +97,7 @@ def build_jobs(request: DownloadRequest, layout: HubLayout | None = None) -> Fil
 
 
 def build_file_job(request: DownloadRequest) -> FileJob:
-    url = parse_url(request.url)
+    url = request.source_url
     if request.output is None and not uses_hub_cache(request):
         raise UsageError("-O/--output is required")
     if request.piece_length is not None:
@@ -146,104 +137,17 @@ def build_tree_job(request: DownloadRequest, layout: HubLayout | None = None) ->
 
 
 def build_hub_layout(request: DownloadRequest) -> HubLayout | None:
-    """Where a hub download lands: a hub's cache (its dir: the output, else the hub's default),
-    or for ``hf:// -r -O dir`` a plain dir with huggingface_hub's metadata; else ``None``."""
-    url = parse_url(request.url)
-    if not isinstance(url, HubUrl):
-        return None
-    output = Path(request.output) if request.output else None
-    if uses_hub_cache(request) and url.scheme == "hf":
-        cache = output or default_hf_cache_dir(request.env).absolute()
-        return HfCacheLayout(cache, url, request.hf_revision or "main")
-    if uses_hub_cache(request):
-        cache = output or default_ms_cache_dir(request.env).absolute()
-        return ModelScopeCacheLayout(cache, url, request.ms_revision or "master")
-    if url.scheme == "hf" and request.recursive and output is not None:
-        return HfLocalDirLayout(output, url)
-    return None
+    """Where a hub download lands (``hub_placement.hub_layout``); ``None``: at ``-O``."""
+    return hub_layout(
+        request.source_url, request.resolved_source, request.output, request.recursive, request.env
+    )
 
 
 # -- request options ---------------------------------------------------------------------------
 
 
 def request_options(request: DownloadRequest, url: SourceUrl) -> RequestOptions:
-    params = _object_store_params(request, url) + _hub_params(request, url)
+    """Headers, TLS, and the params the URL scheme's own options give its backend."""
+    source = request.resolved_source
+    params = source.request_params(url) if source is not None else ()
     return RequestOptions(headers=request.headers, insecure=request.insecure, params=params)
-
-
-# dfget's generic --storage-* flags, as each store names them (None: the store has no such).
-_STORAGE_FLAG_PARAMS: dict[str, tuple[str | None, ...]] = {
-    # scheme: (endpoint, region, key id, key secret, session token)
-    "s3": ("endpoint", "region", "access_key_id", "secret_access_key", "session_token"),
-    "oss": ("endpoint", None, "access_key_id", "access_key_secret", "security_token"),
-    "obs": ("endpoint", None, "access_key_id", "secret_access_key", None),
-    "cos": ("endpoint", None, "secret_id", "secret_key", "security_token"),
-    "abs": ("endpoint", None, "account_name", "account_key", "sas_token"),
-    "gs": ("endpoint", None, None, None, "token"),
-}
-
-
-def _object_store_params(request: DownloadRequest, url: SourceUrl) -> tuple[tuple[str, str], ...]:
-    """The ``--storage-*`` flags, then the store's environment variables from ``env``."""
-    flags = _storage_flag_params(request, url)
-    given = {name for name, _ in flags}
-    return flags + tuple((k, v) for k, v in _object_store_env(request, url) if k not in given)
-
-
-def _storage_flag_params(request: DownloadRequest, url: SourceUrl) -> tuple[tuple[str, str], ...]:
-    names = _STORAGE_FLAG_PARAMS.get(url.scheme)
-    if names is None:
-        return ()
-    values = (
-        request.storage_endpoint,
-        request.storage_region,
-        request.storage_access_key_id,
-        request.storage_access_key_secret,
-        request.storage_session_token,
-    )
-    return tuple(
-        (f"{url.scheme}_{name}", value)
-        for name, value in zip(names, values, strict=True)
-        if name and value
-    )
-
-
-def _object_store_env(request: DownloadRequest, url: SourceUrl) -> list[tuple[str, str]]:
-    """Each setting's first environment variable that is set, as the backend reads them."""
-    from damselfly.backends.objectstore import STORES  # only for object-store URLs: startup
-
-    spec = STORES.get(url.scheme)
-    if spec is None:
-        return []
-    found = []
-    for setting in spec.settings:
-        value = next((request.env[n] for n in setting.env if request.env.get(n)), None)
-        if value:
-            found.append((spec.param_name(url.scheme, setting), value))
-    return found
-
-
-def _hub_params(request: DownloadRequest, url: SourceUrl) -> tuple[tuple[str, str], ...]:
-    """Endpoint, token and revision of the hub the URL names (and only that hub's token)."""
-    env = request.env
-    if url.scheme == "hf":
-        from damselfly.backends.hf_api import resolve_hf_token  # only for hub URLs: startup
-
-        values = {
-            "hf_endpoint": request.hf_base_url or env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT,
-            "hf_token": resolve_hf_token(request.hf_token, env),
-            "hf_revision": request.hf_revision or "main",
-        }
-    elif url.scheme == "modelscope":
-        from damselfly.backends.modelscope import resolve_ms_endpoint, resolve_ms_token
-
-        values = {
-            "ms_endpoint": resolve_ms_endpoint(request.ms_base_url, env),
-            "ms_token": resolve_ms_token(request.ms_token, env),
-            "ms_revision": request.ms_revision or "master",
-        }
-    else:
-        return ()
-    return tuple(
-        (k, v.rstrip("/") if k.endswith("endpoint") else v) for k, v in values.items() if v
-    )

@@ -1,0 +1,138 @@
+"""HTTP answers checked at the edge: status codes and connection failures as typed errors,
+``ObjectStat`` from headers, bodies held to the length and range that were promised."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from damselfly.backends import http_headers as hh
+from damselfly.backends.base import (
+    ObjectStat,
+    RangeNotHonouredError,
+)
+from damselfly.core.errors import (
+    BackendError,
+    SourceAuthError,
+    SourceNotFoundError,
+    SourceProtocolError,
+    SourceStatusError,
+    SourceTimeoutError,
+)
+from damselfly.core.pieces import ByteRange
+from damselfly.core.urls import HttpUrl
+from damselfly.transport.http_session import next_chunk
+
+
+def status_error(url: HttpUrl, response: aiohttp.ClientResponse) -> BackendError:
+    status = response.status
+    reason = one_line(f"HTTP {status} {response.reason or ''}".strip())
+    if status in (401, 403):
+        return SourceAuthError(url.redacted(), status, reason)
+    if status in (404, 410):
+        return SourceNotFoundError(url.redacted(), status, reason)
+    return SourceStatusError(url.redacted(), status, reason)
+
+
+def connection_reason(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return one_line(f"cannot resolve host: {exc.os_error}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return one_line(f"cannot connect: {exc.os_error.strerror or exc.os_error}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server closed the connection before answering"
+    return one_line(f"connection failed: {exc.__class__.__name__}: {exc}")
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def stat_from_head(response: aiohttp.ClientResponse) -> ObjectStat:
+    headers = response.headers
+    length = hh.parse_content_length(headers.get("Content-Length"))
+    return stat_of(response, length, hh.accepts_byte_ranges(headers.get("Accept-Ranges")))
+
+
+def stat_of(
+    response: aiohttp.ClientResponse, length: int | None, supports_ranges: bool
+) -> ObjectStat:
+    headers = response.headers
+    return ObjectStat(
+        content_length=length,
+        supports_ranges=supports_ranges,
+        etag=headers.get("ETag"),
+        last_modified=headers.get("Last-Modified"),
+        content_digest=hh.content_digest(headers),
+        content_type=headers.get("Content-Type"),
+    )
+
+
+def expected_length(
+    response: aiohttp.ClientResponse, url: HttpUrl, byte_range: ByteRange | None
+) -> int | None:
+    """How many body bytes must arrive; a wrong range raises before any byte is read."""
+    declared = hh.parse_content_length(response.headers.get("Content-Length"))
+    if byte_range is None:
+        if response.status != 200:
+            raise SourceProtocolError(url.redacted(), f"HTTP {response.status} to a plain GET")
+        return declared
+    check_range(response, url, byte_range, declared)
+    return byte_range.length
+
+
+def check_range(
+    response: aiohttp.ClientResponse, url: HttpUrl, byte_range: ByteRange, declared: int | None
+) -> None:
+    wanted = f"bytes {byte_range.start}-{byte_range.end - 1}"
+    if response.status == 200:
+        if byte_range.start == 0 and declared == byte_range.length:
+            return  # asked for the whole file, got the whole file
+        raise RangeNotHonouredError(
+            url.redacted(), f"asked for {wanted}, server ignored Range (HTTP 200)"
+        )
+    got = response.headers.get("Content-Range")
+    parsed = hh.parse_content_range(got)
+    if parsed is None or (parsed.first, parsed.length) != (byte_range.start, byte_range.length):
+        raise RangeNotHonouredError(url.redacted(), f"asked for {wanted}, got Content-Range {got}")
+    if declared is not None and declared != byte_range.length:
+        raise RangeNotHonouredError(
+            url.redacted(), f"asked for {wanted}, got Content-Length {declared}"
+        )
+
+
+async def read_body(
+    response: aiohttp.ClientResponse, url: HttpUrl, expected: int | None, read_timeout: float
+) -> AsyncIterator[bytes]:
+    received = 0
+    while True:
+        chunk = await read_chunk(response, url, expected, received, read_timeout)
+        if not chunk:
+            break
+        received += len(chunk)
+        if expected is not None and received > expected:
+            raise SourceProtocolError(
+                url.redacted(), f"expected {expected} bytes, got more ({received})"
+            )
+        yield chunk
+    if expected is not None and received < expected:
+        raise SourceProtocolError(url.redacted(), f"expected {expected} bytes, got {received}")
+
+
+async def read_chunk(
+    response: aiohttp.ClientResponse,
+    url: HttpUrl,
+    expected: int | None,
+    received: int,
+    read_timeout: float,
+) -> bytes:
+    try:
+        return await next_chunk(response)
+    except TimeoutError as exc:
+        reason = f"no data for {read_timeout:g}s after {received} bytes"
+        raise SourceTimeoutError(url.redacted(), reason) from exc
+    except aiohttp.ClientError as exc:
+        wanted = "an unknown number of" if expected is None else str(expected)
+        reason = f"expected {wanted} bytes, got {received} (connection closed early)"
+        raise SourceProtocolError(url.redacted(), reason) from exc

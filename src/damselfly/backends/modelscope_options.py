@@ -1,0 +1,75 @@
+"""The ModelScope backend's options: token, revision, endpoint, cache; flags and resolution.
+
+``--ms-base-url`` else ``MODELSCOPE_ENDPOINT`` else ``MODELSCOPE_DOMAIN`` (a bare domain means
+``https://<domain>``) else modelscope.cn; ``--ms-token`` else ``MODELSCOPE_API_TOKEN``;
+``--ms-revision`` else ``master``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import ClassVar
+
+from pydantic import SecretStr
+
+from damselfly.backends.hub_options import HubOptions, add_hub_flags
+from damselfly.backends.options import (
+    FlagDefaults,
+    Flags,
+    OptionsSpec,
+)
+
+DEFAULT_ENDPOINT = "https://modelscope.cn"
+DEFAULT_REVISION = "master"
+
+
+def resolve_ms_endpoint(explicit: str | None, env: Mapping[str, str]) -> str:
+    """The endpoint (see the module docstring), without a trailing slash."""
+    for value in (explicit, env.get("MODELSCOPE_ENDPOINT")):
+        if value and value.strip():
+            return value.strip().rstrip("/")
+    domain = (env.get("MODELSCOPE_DOMAIN") or "").strip().rstrip("/")
+    if domain:
+        return domain if "://" in domain else f"https://{domain}"
+    return DEFAULT_ENDPOINT
+
+
+def resolve_ms_token(explicit: str | None, env: Mapping[str, str]) -> str | None:
+    """``--ms-token``, else ``MODELSCOPE_API_TOKEN``, else no token."""
+    for value in (explicit, env.get("MODELSCOPE_API_TOKEN")):
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+class ModelScopeOptions(HubOptions):
+    param_prefix: ClassVar[str] = "ms"
+
+    revision: str = DEFAULT_REVISION
+    endpoint: str = DEFAULT_ENDPOINT
+
+
+def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> ModelScopeOptions:
+    token = resolve_ms_token(flags.get("ms_token"), env)
+    return ModelScopeOptions(
+        token=SecretStr(token) if token else None,
+        revision=flags.get("ms_revision") or DEFAULT_REVISION,
+        endpoint=resolve_ms_endpoint(flags.get("ms_base_url"), env).rstrip("/"),
+        cache=bool(flags.get("ms_cache")),
+    )
+
+
+def _add_flags(parser: argparse.ArgumentParser, e: FlagDefaults) -> None:
+    help_ = "modelscope:// into the ModelScope cache (MODELSCOPE_CACHE; with -O: the cache dir)"
+    add_hub_flags(parser, e, "ms", help_)
+
+
+MODELSCOPE_OPTIONS = OptionsSpec(
+    name="modelscope",
+    schemes=frozenset({"modelscope"}),
+    model=ModelScopeOptions,
+    resolve=_resolve,
+    add_flags=_add_flags,
+    env_prefixes=("MODELSCOPE_",),
+)
