@@ -25,15 +25,13 @@ from damselfly.cli.dfget_jobs import request_from_args
 from damselfly.cli.progress import make_display
 from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.config.paths import default_socket_path, store_dir
-from damselfly.core.errors import EXIT_OK, DamselflyError, UsageError
+from damselfly.core.errors import EXIT_INTERRUPTED, EXIT_OK, DamselflyError, UsageError
 from damselfly.core.units import format_size
 from damselfly.download.events import CountingObserver
 from damselfly.download.request import DownloadRequest, uses_hub_cache
 from damselfly.protocol.local_api import RunResult
 
 log = logging.getLogger("damselfly.dfget")
-
-EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from damselfly.cli.reporting import configure_logging, report_failure
-from damselfly.config.base import example_yaml
+from damselfly.cli.service_runner import run_service
 from damselfly.config.scheduler import SchedulerSettings, load
-from damselfly.core.errors import EXIT_OK
 from damselfly.scheduler.app import RunningScheduler, serve
 
 PROG = "damselfly scheduler"
@@ -53,18 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run with parsed arguments (also the entry of the ``damselfly`` umbrella command)."""
-    if args.print_example_config:
-        sys.stdout.write(example_yaml(SchedulerSettings))
-        return EXIT_OK
-    try:
-        settings = load(args.config, os.environ, _overrides(args))
-        configure_logging(PROG, settings.log_level, timestamps=True)
-        asyncio.run(_serve_until_signal(settings))
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        return report_failure(PROG, exc, debug=args.log_level == "debug")
-    return EXIT_OK
+    overrides = _overrides(args)
+    return run_service(
+        args, prog=PROG, model=SchedulerSettings, load=load, overrides=overrides, serve=_serve
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -76,11 +64,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-async def _serve_until_signal(settings: SchedulerSettings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+async def _serve(settings: SchedulerSettings, stop: asyncio.Event) -> None:
     await serve(settings, stop=stop, on_ready=_announce)
 
 
