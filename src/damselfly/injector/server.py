@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from damselfly.config.base import split_host_port
 from damselfly.config.injector import InjectionPolicy, InjectorSettings
 from damselfly.core.errors import ConfigError
 from damselfly.injector.mutation import Outcome, Verdict, review
+from damselfly.transport.http_listener import listening
 
 log = logging.getLogger("damselfly.injector")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -127,18 +127,7 @@ async def serve(
 ) -> None:
     """Serve until ``stop`` is set; ``on_ready`` gets the bound ``host:port``."""
     context = server_ssl_context(settings.tls_cert, settings.tls_key)
-    runner = web.AppRunner(http_app(settings.policy, InjectorMetrics.create()), access_log=None)
-    await runner.setup()
-    try:
-        host, port = split_host_port(settings.listen)
-        site = web.TCPSite(runner, host, port, ssl_context=context)
-        await site.start()
-        on_ready(_bound_address(runner))
+    app = http_app(settings.policy, InjectorMetrics.create())
+    async with listening(app, settings.listen, setting="listen", ssl_context=context) as address:
+        on_ready(address)
         await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
-def _bound_address(runner: web.AppRunner) -> str:
-    host, port = runner.addresses[0][:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from aiohttp import web
 
 from damselfly.config.base import split_host_port
 from damselfly.config.scheduler import SchedulerSettings
@@ -38,6 +37,7 @@ from damselfly.scheduler.state import SchedulerState, SchedulingLimits
 from damselfly.security.files import node_files_from
 from damselfly.security.roles import Role, caller_of_pem
 from damselfly.security.tls import ReloadingFiles, grpc_server_credentials
+from damselfly.transport.http_listener import listening
 
 log = logging.getLogger(__name__)
 
@@ -149,17 +149,6 @@ def _add_port(server: Any, settings: SchedulerSettings) -> int:
 async def _http_server(
     settings: SchedulerSettings, service: SchedulerService, is_serving: Callable[[], bool]
 ) -> AsyncIterator[str]:
-    host, port = split_host_port(settings.metrics_listen)
     app = http_app(service.state, is_serving, lambda: service.access.refusals)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise SchedulerError(f"cannot listen on {settings.metrics_listen}: {exc}") from exc
-        bound_port = runner.addresses[0][1]
-        yield _render(host, bound_port)
-    finally:
-        await runner.cleanup()
+    async with listening(app, settings.metrics_listen, setting="metrics_listen") as address:
+        yield address

@@ -16,10 +16,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from damselfly.config.base import split_host_port
-from damselfly.core.errors import ConfigError
 from damselfly.daemon.engine.counters import DURATION_BUCKETS, EngineCounters
 from damselfly.daemon.servers.upload_server import UploadStatistics
+from damselfly.transport.http_listener import listening
 
 PREFIX = "damselfly_daemon_"
 
@@ -102,16 +101,6 @@ async def metrics_server(
 ) -> AsyncIterator[str]:
     """Serve ``/metrics`` and ``/healthz`` on ``listen`` (``host:port``) for the duration of
     the block; yields the bound ``host:port``."""
-    host, port = split_host_port(listen)
-    runner = web.AppRunner(http_app(engine, upload, healthy), access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ConfigError(f"metrics_listen {listen}: {exc.strerror}") from exc
-        bound = runner.addresses[0]
-        yield f"{bound[0]}:{bound[1]}"
-    finally:
-        await runner.cleanup()
+    app = http_app(engine, upload, healthy)
+    async with listening(app, listen, setting="metrics_listen") as address:
+        yield address
