@@ -20,9 +20,12 @@ def _app() -> web.Application:
 
 
 async def test_serves_on_the_yielded_address_until_the_block_ends() -> None:
-    async with listening(_app(), "127.0.0.1:0", setting="metrics_listen") as address:
-        async with aiohttp.ClientSession() as session, session.get(f"http://{address}/") as r:
-            assert (r.status, await r.text()) == (200, "hello")
+    async with (
+        listening(_app(), "127.0.0.1:0", setting="metrics_listen") as address,
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{address}/") as response,
+    ):
+        assert (response.status, await response.text()) == (200, "hello")
     with pytest.raises(aiohttp.ClientConnectionError):
         async with aiohttp.ClientSession() as session, session.get(f"http://{address}/"):
             pass
