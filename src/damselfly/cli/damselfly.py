@@ -1,4 +1,4 @@
-"""``damselfly``: the umbrella command (``demo`` today; ``scheduler`` and ``manager`` later)."""
+"""``damselfly``: the umbrella command (``demo``, ``scheduler``, ``manager``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+from damselfly.cli import manager as manager_cli
 from damselfly.cli import scheduler as scheduler_cli
 from damselfly.cli.demo import demo_root, print_report, run_demo
 from damselfly.cli.reporting import report_failure
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--keep", action="store_true", help="keep the demo's files afterwards")
     scheduler_cli.add_arguments(commands.add_parser("scheduler", help="run the scheduler"))
+    manager_cli.add_arguments(commands.add_parser("manager", help="run the manager"))
     return parser
 
 
@@ -33,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "scheduler":
             return scheduler_cli.run(args)
+        if args.command == "manager":
+            return manager_cli.run(args)
         return _demo(args)
     except DamselflyError as exc:
         return report_failure("damselfly", exc, debug=False)
