@@ -175,7 +175,7 @@ def _refusal(status: int, payload: Any) -> str:
 
 def _field_problem(item: Any) -> str:
     where = ".".join(str(part) for part in item.get("loc", [])[1:]) or "body"
-    return f"{where}: {item.get('msg', 'invalid')}"
+    return f"{where}: {str(item.get('msg', 'invalid')).removeprefix('Value error, ')}"
 
 
 def _describe(exc: BaseException) -> str:
