@@ -19,6 +19,8 @@ PreheatState = Literal["pending", "running", "succeeded", "failed"]
 FileState = Literal["pending", "running", "succeeded", "failed"]
 RuleKind = Literal["url", "repo", "image", "application", "tag"]
 API_PREFIX = "/api/v1"
+MAX_ID = 2**31 - 1
+MAX_RATE = 2**62
 
 
 class Wire(BaseModel):
@@ -58,10 +60,12 @@ class MemberEndpoint(Wire):
 
 
 class RateLimitValues(Wire):
-    download_bps: int | None = Field(None, ge=1, description="download bytes/s")
-    upload_bps: int | None = Field(None, ge=1, description="upload bytes/s")
-    back_to_source_bps: int | None = Field(None, ge=1, description="origin bytes/s")
-    requests_per_second: float | None = Field(None, gt=0, description="download requests/s")
+    download_bps: int | None = Field(None, ge=1, le=MAX_RATE, description="download bytes/s")
+    upload_bps: int | None = Field(None, ge=1, le=MAX_RATE, description="upload bytes/s")
+    back_to_source_bps: int | None = Field(None, ge=1, le=MAX_RATE, description="origin bytes/s")
+    requests_per_second: float | None = Field(
+        None, gt=0, le=1e9, allow_inf_nan=False, description="download requests/s"
+    )
 
 
 class RateLimitSpec(RateLimitValues):
@@ -124,8 +128,8 @@ class PreheatRequest(Wire):
 
 class PreheatFile(Wire):
     url: str = Field(min_length=1, max_length=2048)
-    length: int | None = Field(None, ge=0)
-    completed_length: int = Field(0, ge=0)
+    length: int | None = Field(None, ge=0, le=MAX_RATE)
+    completed_length: int = Field(0, ge=0, le=MAX_RATE)
     state: FileState = "pending"
     error: str = Field("", max_length=2048)
 
@@ -142,11 +146,11 @@ class PreheatJob(PreheatRequest):
 
 
 class PreheatClaim(Wire):
-    member_id: int = Field(ge=1)
+    member_id: int = Field(ge=1, le=MAX_ID)
 
 
 class PreheatReport(Wire):
-    member_id: int = Field(ge=1)
+    member_id: int = Field(ge=1, le=MAX_ID)
     files: list[PreheatFile] = []
     state: Literal["running", "succeeded", "failed"] = "running"
     error: str = Field("", max_length=2048)

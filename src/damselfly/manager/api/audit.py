@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from damselfly.manager import audit
-from damselfly.manager.api.common import get_or_404
+from damselfly.manager.api.common import RowId, get_or_404
 from damselfly.manager.auth import Admin, Reader, SessionDep
 from damselfly.manager.db.models import AuditEntry
 
@@ -20,7 +20,7 @@ router = APIRouter(tags=["audit"])
 class AuditOut(BaseModel):
     id: int
     entity: str
-    entity_id: int
+    entity_id: RowId
     action: str
     actor: str
     at: datetime
@@ -43,7 +43,7 @@ def list_audit(
 
 
 @router.post("/audit/{entry_id}/rollback", status_code=201)
-def rollback(entry_id: int, session: SessionDep, who: Admin) -> AuditOut:
+def rollback(entry_id: RowId, session: SessionDep, who: Admin) -> AuditOut:
     """Re-apply the entry's "before"; answers the new audit entry of that rollback."""
     entry = get_or_404(session, AuditEntry, entry_id, "audit entry")
     done = audit.rollback(session, entry, who.name)

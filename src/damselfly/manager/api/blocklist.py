@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 
 from damselfly.core.blocklist import validate_pattern
 from damselfly.manager import audit
-from damselfly.manager.api.common import get_or_404, row_values
+from damselfly.manager.api.common import RowId, get_or_404, row_values
 from damselfly.manager.auth import Admin, Reader, SessionDep
 from damselfly.manager.db.models import BlockRule, utcnow
 from damselfly.protocol.manager import RuleKind
@@ -69,12 +69,12 @@ def list_rules(
 
 
 @router.get("/blocklist/{rule_id}")
-def get_rule(rule_id: int, session: SessionDep, _who: Reader) -> RuleOut:
+def get_rule(rule_id: RowId, session: SessionDep, _who: Reader) -> RuleOut:
     return _out(get_or_404(session, BlockRule, rule_id, "blocklist rule"))
 
 
 @router.patch("/blocklist/{rule_id}")
-def update_rule(rule_id: int, body: RuleUpdate, session: SessionDep, who: Admin) -> RuleOut:
+def update_rule(rule_id: RowId, body: RuleUpdate, session: SessionDep, who: Admin) -> RuleOut:
     row = get_or_404(session, BlockRule, rule_id, "blocklist rule")
     if body.until is not None and body.until.tzinfo is None:
         raise HTTPException(422, "until must carry a time zone")
@@ -90,7 +90,7 @@ def update_rule(rule_id: int, body: RuleUpdate, session: SessionDep, who: Admin)
 
 
 @router.delete("/blocklist/{rule_id}", status_code=204)
-def remove_rule(rule_id: int, session: SessionDep, who: Admin) -> Response:
+def remove_rule(rule_id: RowId, session: SessionDep, who: Admin) -> Response:
     row = get_or_404(session, BlockRule, rule_id, "blocklist rule")
     before = audit.snapshot(row)
     session.delete(row)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
@@ -12,6 +12,9 @@ from damselfly.config.manager import ManagerSettings
 from damselfly.manager.db.models import Base
 
 RowT = TypeVar("RowT", bound=Base)
+MAX_ROW_ID = 2**31 - 1
+
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a row id")]
 
 
 def settings(request: Request) -> ManagerSettings:

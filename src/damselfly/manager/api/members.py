@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select, update
 
-from damselfly.manager.api.common import SettingsDep, get_or_404, row_values
+from damselfly.manager.api.common import RowId, SettingsDep, get_or_404, row_values
 from damselfly.manager.auth import Admin, MemberWriter, Reader, SessionDep
 from damselfly.manager.db.models import Member as MemberRow
 from damselfly.manager.db.models import utcnow
@@ -36,7 +36,7 @@ def register(
 
 
 @router.post("/members/{member_id}/keepalive", status_code=204)
-def keepalive(member_id: int, session: SessionDep, _who: MemberWriter) -> Response:
+def keepalive(member_id: RowId, session: SessionDep, _who: MemberWriter) -> Response:
     """The cheap call: one UPDATE; 404 tells the member to register again."""
     done = session.execute(
         update(MemberRow).where(MemberRow.id == member_id).values(last_seen=utcnow())
@@ -60,7 +60,7 @@ def list_members(
 
 
 @router.delete("/members/{member_id}", status_code=204)
-def remove_member(member_id: int, session: SessionDep, _who: Admin) -> Response:
+def remove_member(member_id: RowId, session: SessionDep, _who: Admin) -> Response:
     session.delete(get_or_404(session, MemberRow, member_id, "member"))
     session.commit()
     return Response(status_code=204)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response
 from sqlalchemy import select
 
-from damselfly.manager.api.common import get_or_404, row_values
+from damselfly.manager.api.common import RowId, get_or_404, row_values
 from damselfly.manager.auth import Admin, MemberWriter, Reader, SessionDep
 from damselfly.manager.db.models import Member as MemberRow
 from damselfly.manager.db.models import PreheatJob as JobRow
@@ -52,7 +52,7 @@ def list_jobs(
 
 
 @router.get("/preheat/{job_id}")
-def get_job(job_id: int, session: SessionDep, _who: Reader) -> PreheatJob:
+def get_job(job_id: RowId, session: SessionDep, _who: Reader) -> PreheatJob:
     return _out(get_or_404(session, JobRow, job_id, "preheat job"))
 
 
@@ -72,7 +72,7 @@ def claim_job(body: PreheatClaim, session: SessionDep, _who: MemberWriter) -> An
 
 @router.post("/preheat/{job_id}/report")
 def report_progress(
-    job_id: int, body: PreheatReport, session: SessionDep, _who: MemberWriter
+    job_id: RowId, body: PreheatReport, session: SessionDep, _who: MemberWriter
 ) -> PreheatJob:
     row = get_or_404(session, JobRow, job_id, "preheat job")
     if row.member_id != body.member_id or row.state in FINISHED:

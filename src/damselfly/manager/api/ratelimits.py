@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Response
 from sqlalchemy import select
 
 from damselfly.manager import audit
-from damselfly.manager.api.common import get_or_404
+from damselfly.manager.api.common import RowId, get_or_404
 from damselfly.manager.auth import Admin, Reader, SessionDep
 from damselfly.manager.db.models import RateLimit as RateLimitRow
 from damselfly.manager.db.models import utcnow
@@ -45,7 +45,7 @@ def list_rate_limits(session: SessionDep, _who: Reader) -> list[RateLimit]:
 
 
 @router.delete("/ratelimits/{limit_id}", status_code=204)
-def remove_rate_limit(limit_id: int, session: SessionDep, who: Admin) -> Response:
+def remove_rate_limit(limit_id: RowId, session: SessionDep, who: Admin) -> Response:
     row = get_or_404(session, RateLimitRow, limit_id, "rate limit")
     before = audit.snapshot(row)
     session.delete(row)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from damselfly.manager.api.common import SettingsDep, get_or_404
+from damselfly.manager.api.common import RowId, SettingsDep, get_or_404
 from damselfly.manager.auth import Admin, Reader, SessionDep, issue_token
 from damselfly.manager.db.models import Token, User, utcnow
 
@@ -58,7 +58,7 @@ def list_tokens(session: SessionDep, who: Reader) -> list[TokenOut]:
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: int, session: SessionDep, _who: Admin) -> Response:
+def revoke_token(token_id: RowId, session: SessionDep, _who: Admin) -> Response:
     row = get_or_404(session, Token, token_id, "token")
     row.revoked_at = row.revoked_at or utcnow()
     session.commit()
