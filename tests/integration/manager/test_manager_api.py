@@ -203,3 +203,34 @@ def _age_members(harness: ManagerHarness, seconds: float) -> None:
         past = datetime.now(UTC) - timedelta(seconds=seconds)
         session.execute(update(Member).values(last_seen=past))
         session.commit()
+
+
+def test_expired_tokens_are_refused(client: TestClient, harness: ManagerHarness) -> None:
+    from sqlalchemy import update
+
+    from damselfly.manager.db.models import Token
+
+    with harness.database.session() as session:
+        session.execute(update(Token).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        session.commit()
+    assert client.get(f"{V1}/users", headers=harness.headers("admin")).status_code == 401
+
+
+def test_rule_updates_are_audited_and_dead_members_leave_the_dynconfig(
+    client: TestClient, harness: ManagerHarness
+) -> None:
+    admin, node = harness.headers("admin"), harness.headers("member")
+    rule = client.post(f"{V1}/blocklist", json={"kind": "tag", "pattern": "t"}, headers=admin)
+    until = "2099-01-01T00:00:00Z"
+    patched = client.patch(f"{V1}/blocklist/{rule.json()['id']}",
+                           json={"reason": "why", "until": until}, headers=admin)  # fmt: skip
+    assert patched.json()["reason"] == "why"
+    assert patched.json()["until"] == until
+    entry = client.get(f"{V1}/audit", headers=admin).json()[0]
+    assert (entry["action"], entry["before"]["reason"], entry["after"]["reason"]) == (
+        "update", "", "why",
+    )  # fmt: skip
+    client.post(f"{V1}/members", json={"role": "seed", "hostname": "s"}, headers=node)
+    assert len(client.get(f"{V1}/dynconfig", headers=node).json()["seeds"]) == 1
+    _age_members(harness, seconds=5)
+    assert client.get(f"{V1}/dynconfig", headers=node).json()["seeds"] == []
