@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from damselfly.manager.api.common import RowId, get_or_404, row_values
 from damselfly.manager.auth import Admin, MemberWriter, Reader, SessionDep
@@ -28,6 +28,7 @@ from damselfly.protocol.manager import (
 
 router = APIRouter(tags=["preheat"])
 FINISHED = ("succeeded", "failed")
+CLAIM_ATTEMPTS = 5
 
 
 @router.post("/preheat", status_code=201)
@@ -61,13 +62,27 @@ def claim_job(body: PreheatClaim, session: SessionDep, _who: MemberWriter) -> An
     seed = get_or_404(session, MemberRow, body.member_id, "member")
     if seed.role != "seed":
         raise HTTPException(409, f"member {seed.id} is a {seed.role}, not a seed")
-    query = select(JobRow).where(JobRow.state == "pending").order_by(JobRow.id).limit(1)
-    row = session.scalar(query.with_for_update(skip_locked=True))
-    if row is None:
-        return Response(status_code=204)
-    row.state, row.member_id, row.updated_at = "running", seed.id, utcnow()
+    for _attempt in range(CLAIM_ATTEMPTS):
+        row = session.scalar(
+            select(JobRow).where(JobRow.state == "pending").order_by(JobRow.id).limit(1)
+        )
+        if row is None:
+            return Response(status_code=204)
+        if _take(session, row.id, seed.id):
+            session.refresh(row)
+            return _out(row)
+    raise HTTPException(409, "pending jobs are being claimed by other seeds; try again")
+
+
+def _take(session: SessionDep, job_id: int, member_id: int) -> bool:
+    """A conditional UPDATE: of two seeds racing for one job, exactly one wins."""
+    done = session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.state == "pending")
+        .values(state="running", member_id=member_id, updated_at=utcnow())
+    )
     session.commit()
-    return _out(row)
+    return bool(getattr(done, "rowcount", 0))
 
 
 @router.post("/preheat/{job_id}/report")

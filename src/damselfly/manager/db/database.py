@@ -55,7 +55,13 @@ def _engine(url: str) -> Engine:
     except Exception as exc:
         raise ConfigError(f"database_url: not a database URL ({type(exc).__name__})") from exc
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        try:
+            return create_engine(parsed, pool_pre_ping=True)
+        except ImportError as exc:
+            raise ConfigError(
+                f"database_url: no driver for {parsed.drivername} "
+                "(PostgreSQL: pip install 'damselfly[postgres]')"
+            ) from exc
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
