@@ -5,11 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian package -> a command it provides (to see whether it is installed).
-declare -A provides=([git]=git [curl]=curl [aria2]=aria2c [opentracker]=opentracker [mktorrent]=mktorrent)
-want_debs=(git curl postgresql)
+declare -A provides=([git]=git [curl]=curl [chromium]=chromium [aria2]=aria2c [opentracker]=opentracker [mktorrent]=mktorrent)
+want_debs=(git curl postgresql chromium)
 [ "${DAMSELFLY_BENCH_DEPS:-0}" = 1 ] && want_debs+=(aria2 opentracker mktorrent)
 missing=()
-# postgresql (the manager's tests run a real server): its binaries are off PATH.
+# postgresql and chromium: the manager's tests run a real server and drive its console;
+# postgresql's binaries are off PATH.
 installed() {
     if [ "$1" = postgresql ]; then compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
     else command -v "${provides[$1]}" >/dev/null 2>&1; fi

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from damselfly.config.base import split_host_port
 from damselfly.config.manager import ManagerSettings
 from damselfly.core.errors import ConfigError
+from damselfly.manager import console
 from damselfly.manager.api import api_router
 from damselfly.manager.db.database import Database, open_database
 from damselfly.manager.metrics import ManagerMetrics
@@ -40,6 +41,7 @@ def create_app(settings: ManagerSettings, database: Database) -> FastAPI:
     app.state.database = database
     app.state.metrics = ManagerMetrics(database, settings)
     app.include_router(api_router())
+    app.include_router(console.router)
     app.add_exception_handler(IntegrityError, _conflict)
     app.add_middleware(_RequestCounter, counter=app.state.metrics.requests)
 
