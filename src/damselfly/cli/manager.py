@@ -28,20 +28,35 @@ PROG = "damselfly manager"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", type=Path, help="YAML settings file")
-    parser.add_argument("--listen", help="HTTP address, host:port (default 127.0.0.1:8080)")
-    parser.add_argument("--data-dir", help="directory of the embedded SQLite database")
-    parser.add_argument("--database-url", help="e.g. postgresql+psycopg://user@host/db")
-    parser.add_argument("-l", "--log-level", choices=["error", "warn", "info", "debug"])
-    parser.add_argument(
-        "--print-example-config", action="store_true", help="print a commented example config"
-    )
+    _settings_flags(parser, None)
     actions = parser.add_subparsers(dest="manager_command")
-    actions.add_parser("serve", help="run the manager (the default)")
+    serve = actions.add_parser("serve", help="run the manager (the default)")
     admin = actions.add_parser("create-admin", help="create an admin user; prints its token")
+    for action in (serve, admin):  # the flags also after the action, without resetting them
+        _settings_flags(action, argparse.SUPPRESS)
     admin.add_argument("--name", required=True, help="the admin's user name")
     admin.add_argument("--lifetime", default="90d", help="token lifetime (default 90d)")
     return parser
+
+
+def _settings_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--config", type=Path, default=default, help="YAML settings file")
+    parser.add_argument(
+        "--listen", default=default, help="HTTP address, host:port (default 127.0.0.1:8080)"
+    )
+    parser.add_argument("--data-dir", default=default, help="directory of the SQLite database")
+    parser.add_argument(
+        "--database-url", default=default, help="e.g. postgresql+psycopg://user@host/db"
+    )
+    parser.add_argument(
+        "-l", "--log-level", default=default, choices=["error", "warn", "info", "debug"]
+    )
+    parser.add_argument(
+        "--print-example-config",
+        action="store_true",
+        default=default if default is argparse.SUPPRESS else False,
+        help="print a commented example config",
+    )
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from damselfly.config.base import ListenAddress, Seconds, ServiceSettings, load_settings
@@ -77,11 +77,12 @@ class ManagerSettings(ServiceSettings):
         description="Default lifetime of a new personal access token (seconds).",
     )
 
-    @model_validator(mode="after")
-    def _known_database(self) -> ManagerSettings:
-        if self.database_url and not self.database_url.startswith(("sqlite", "postgresql")):
-            raise ValueError("database_url must be sqlite:///... or postgresql+psycopg://...")
-        return self
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        if url and not url.startswith(("sqlite", "postgresql")):
+            raise ValueError("expected sqlite:///... or postgresql+psycopg://...")
+        return url
 
     def resolved_database_url(self, env: Mapping[str, str]) -> str:
         """The URL to connect to; the embedded SQLite file by default."""
