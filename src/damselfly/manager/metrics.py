@@ -7,6 +7,7 @@ when Prometheus scrapes, so they are never stale and cost nothing between scrape
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -41,28 +42,39 @@ class _DatabaseCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         with self.database.session() as session:
             now = utcnow()
-            members = GaugeMetricFamily(
-                "damselfly_manager_members", "Registered members by role and health",
-                labels=["role", "alive"],
-            )  # fmt: skip
-            since = alive_since(self.settings, now)
-            counts = _grouped(session, select(Member.role, Member.last_seen >= since, func.count()))
-            for role in ROLES:
-                for alive in (True, False):
-                    members.add_metric([role, str(alive).lower()], counts.get((role, alive), 0))
-            yield members
-            active = or_(BlockRule.until.is_(None), BlockRule.until > now)
-            rules = session.scalar(select(func.count()).select_from(BlockRule).where(active))
-            yield GaugeMetricFamily(
-                "damselfly_manager_blocklist_rules", "Active blocklist rules", value=rules or 0
-            )
-            jobs = GaugeMetricFamily(
-                "damselfly_manager_preheat_jobs", "Preheat jobs by state", labels=["state"]
-            )
-            by_state = _grouped(session, select(PreheatJob.state, func.count()))
-            for state in STATES:
-                jobs.add_metric([state], by_state.get((state,), 0))
-            yield jobs
+            yield self._members(session, alive_since(self.settings, now))
+            yield _rules(session, now)
+            yield _jobs(session)
+
+    @staticmethod
+    def _members(session: Any, since: datetime) -> Metric:
+        family = GaugeMetricFamily(
+            "damselfly_manager_members", "Registered members by role and health",
+            labels=["role", "alive"],
+        )  # fmt: skip
+        counts = _grouped(session, select(Member.role, Member.last_seen >= since, func.count()))
+        for role in ROLES:
+            for alive in (True, False):
+                family.add_metric([role, str(alive).lower()], counts.get((role, alive), 0))
+        return family
+
+
+def _rules(session: Any, now: datetime) -> Metric:
+    active = or_(BlockRule.until.is_(None), BlockRule.until > now)
+    count = session.scalar(select(func.count()).select_from(BlockRule).where(active))
+    return GaugeMetricFamily(
+        "damselfly_manager_blocklist_rules", "Active blocklist rules", value=count or 0
+    )
+
+
+def _jobs(session: Any) -> Metric:
+    family = GaugeMetricFamily(
+        "damselfly_manager_preheat_jobs", "Preheat jobs by state", labels=["state"]
+    )
+    by_state = _grouped(session, select(PreheatJob.state, func.count()))
+    for state in STATES:
+        family.add_metric([state], by_state.get((state,), 0))
+    return family
 
 
 def _grouped(session: Any, query: Any) -> dict[tuple[Any, ...], int]:
