@@ -19,7 +19,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from damselfly.config.base import split_host_port
 from damselfly.config.manager import ManagerSettings
@@ -43,6 +43,7 @@ def create_app(settings: ManagerSettings, database: Database) -> FastAPI:
     app.include_router(api_router())
     app.include_router(console.router)
     app.add_exception_handler(IntegrityError, _conflict)
+    app.add_exception_handler(DataError, _unstorable)
     app.add_middleware(_RequestCounter, counter=app.state.metrics.requests)
 
     @app.get("/healthz", include_in_schema=False)
@@ -59,6 +60,12 @@ def create_app(settings: ManagerSettings, database: Database) -> FastAPI:
 
 async def _conflict(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "conflicts with an existing row"}, status_code=409)
+
+
+async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL refuses some values SQLite takes (a NUL character in text, ...)."""
+    detail = "a value the database cannot store (e.g. a NUL character)"
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 class _RequestCounter:

@@ -234,3 +234,16 @@ def test_rule_updates_are_audited_and_dead_members_leave_the_dynconfig(
     assert len(client.get(f"{V1}/dynconfig", headers=node).json()["seeds"]) == 1
     _age_members(harness, seconds=5)
     assert client.get(f"{V1}/dynconfig", headers=node).json()["seeds"] == []
+
+
+def test_values_postgresql_cannot_store_are_refused_not_a_server_error(
+    client: TestClient, harness: ManagerHarness
+) -> None:
+    admin = harness.headers("admin")
+    rule = client.post(f"{V1}/blocklist", json={"kind": "tag", "pattern": "a\x00b"}, headers=admin)
+    audit = client.get(f"{V1}/audit", params={"entity": "a\x00b"}, headers=admin)
+    if harness.database.engine.dialect.name == "postgresql":
+        assert (rule.status_code, audit.status_code) == (422, 422)
+        assert "NUL" in rule.json()["detail"]
+    else:  # SQLite stores a NUL character like any other
+        assert (rule.status_code, audit.status_code) == (201, 200)

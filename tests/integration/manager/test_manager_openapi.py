@@ -20,10 +20,10 @@ OPENAPI = "/api/v1/openapi.json"
 MUTATING = ("post", "put", "patch", "delete")
 
 
-@pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerHarness]:
-    path = tmp_path_factory.mktemp("openapi") / "manager.sqlite3"
-    harness = manager_harness(f"sqlite:///{path}")
+@pytest.fixture
+def fuzzed(database_url: str) -> Iterator[ManagerHarness]:
+    """A manager on SQLite and one on PostgreSQL (which refuses more, e.g. NUL in text)."""
+    harness = manager_harness(database_url)
     yield harness
     harness.database.close()
 
