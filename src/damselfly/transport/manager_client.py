@@ -10,11 +10,12 @@ optional: a member without one never builds a link.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from damselfly.protocol.manager import API_PREFIX, DynamicConfig, Member, Member
 
 log = logging.getLogger("damselfly.manager_client")
 CACHE_MODE = 0o600
+DEFAULT_INTERVAL = 10.0  # seconds, until the first config names the manager's intervals
+MIN_INTERVAL = 0.01
 
 
 class ManagerError(DamselflyError):
@@ -142,15 +145,50 @@ class DynconfigCache:
 
 
 class ManagerLink:
-    """What a member holds: the current dynamic config, refreshed when asked."""
+    """What a member holds: the current dynamic config, refreshed when asked or by ``run``."""
 
-    def __init__(self, client: ManagerClient, cache: DynconfigCache, role: str, host: str) -> None:
+    def __init__(
+        self,
+        client: ManagerClient,
+        cache: DynconfigCache,
+        role: str,
+        host: str,
+        on_change: Callable[[DynamicConfig], None] | None = None,
+    ) -> None:
         self.client = client
         self.cache = cache
         self.role = role
         self.host = host
+        self.on_change = on_change
         self.config = cache.load()
+        self.member_id: int | None = None
         self._etag = f'"{self.config.version}"' if self.config is not None else ""
+
+    async def run(self, registration: MemberRegistration) -> None:
+        """Register, then keep alive and poll the config, each at the interval the config
+        names, until cancelled. Failures are logged and retried at the next interval."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._keep_alive(registration))
+            group.create_task(self._poll())
+
+    async def _keep_alive(self, registration: MemberRegistration) -> None:
+        while True:
+            try:
+                if self.member_id is None or not await self.client.keepalive(self.member_id):
+                    self.member_id = (await self.client.register(registration)).id
+            except ManagerError as exc:
+                log.warning("manager keepalive failed: %s", exc)
+            await asyncio.sleep(self._interval("keepalive_interval"))
+
+    async def _poll(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self._interval("config_interval"))
+
+    def _interval(self, name: str) -> float:
+        if self.config is None:
+            return DEFAULT_INTERVAL
+        return max(MIN_INTERVAL, float(getattr(self.config, name)))
 
     async def refresh(self) -> bool:
         """Poll once; ``True`` when the config changed. A failure keeps the last config."""
@@ -163,6 +201,8 @@ class ManagerLink:
             return False
         self.cache.save(config)
         self.config, self._etag = config, etag
+        if self.on_change is not None:
+            self.on_change(config)
         return True
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from damselfly.protocol.manager import MemberRegistration
+from damselfly.protocol.manager import DynamicConfig, MemberRegistration
 from damselfly.testing.manager import ServedManager, serving_manager
 from damselfly.transport.manager_client import (
     DynconfigCache,
@@ -80,3 +82,35 @@ def test_a_corrupt_cache_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "dynconfig.json"
     path.write_text("{not json")
     assert DynconfigCache(path).load() is None
+
+
+async def test_run_registers_keeps_alive_and_follows_changes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
+    async with serving_manager(url, keepalive_interval=0.05, config_interval=0.05) as served:
+        changes: asyncio.Queue[DynamicConfig] = asyncio.Queue()
+        client = ManagerClient(served.url, served.tokens["member"])
+        link = ManagerLink(client, DynconfigCache(tmp_path / "dyn.json"), "seed", "s1",
+                           on_change=changes.put_nowait)  # fmt: skip
+        registration = MemberRegistration(role="seed", hostname="s1", port=4000)
+        running = asyncio.create_task(link.run(registration))
+        admin = ManagerClient(served.url, served.tokens["admin"])
+        try:
+            first = await asyncio.wait_for(changes.get(), 10)
+            while not first.seeds:  # the first poll may come before the registration
+                first = await asyncio.wait_for(changes.get(), 10)
+            assert [s.hostname for s in first.seeds] == ["s1"]
+            await admin.call("DELETE", f"/members/{link.member_id}")  # forgotten: re-registers
+            await admin.call("POST", "/blocklist", body={"kind": "tag", "pattern": "t"})
+            while True:
+                config = await asyncio.wait_for(changes.get(), 10)
+                if config.blocklist and config.seeds:
+                    break
+            assert [r.pattern for r in config.blocklist] == ["t"]
+            _status, members, _headers = await admin.call("GET", "/members")
+            assert [(m["hostname"], m["alive"]) for m in members] == [("s1", True)]
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            await client.aclose()
+            await admin.aclose()
