@@ -167,6 +167,7 @@ class ManagerLink:
     async def run(self, registration: MemberRegistration) -> None:
         """Register, then keep alive and poll the config, each at the interval the config
         names, until cancelled. Failures are logged and retried at the next interval."""
+        await self.refresh()  # the intervals come with the config
         async with asyncio.TaskGroup() as group:
             group.create_task(self._keep_alive(registration))
             group.create_task(self._poll())
@@ -182,8 +183,8 @@ class ManagerLink:
 
     async def _poll(self) -> None:
         while True:
-            await self.refresh()
             await asyncio.sleep(self._interval("config_interval"))
+            await self.refresh()
 
     def _interval(self, name: str) -> float:
         if self.config is None:
