@@ -65,6 +65,7 @@ async def test_blocklist_rollback_and_preheat_in_the_console(
     await page.fill("#token", manager.tokens["admin"])
     await page.click("#login-form button")
     await page.wait_for_selector("#app", state="visible")
+    assert await page.text_content("#who") == "logged in as root (admin)"
     await page.screenshot(path=artifacts / "1-logged-in.png")
 
     await page.fill("#rule-pattern", "hf://org/model")

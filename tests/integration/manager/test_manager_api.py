@@ -33,6 +33,7 @@ def test_tokens_are_checked_shown_once_and_revocable(
     listed = client.get(f"{V1}/tokens", headers=mine).json()
     assert all("token" not in row for row in listed)
     assert client.get(f"{V1}/users", headers=mine).status_code == 200
+    assert client.get(f"{V1}/me", headers=mine).json()["name"] == "viewer"
     revoked = client.delete(f"{V1}/tokens/{created.json()['id']}", headers=harness.headers("admin"))
     assert revoked.status_code == 204
     assert client.get(f"{V1}/users", headers=mine).status_code == 401

@@ -37,6 +37,18 @@ def create_user(body: UserCreate, session: SessionDep, _who: Admin) -> UserOut:
     return UserOut.model_validate(user, from_attributes=True)
 
 
+class Me(BaseModel):
+    name: str
+    role: str
+    token_id: int
+
+
+@router.get("/me")
+def whoami(who: Reader) -> Me:
+    """Who the token acts as (the console shows it; a cheap token check for scripts)."""
+    return Me(name=who.name, role=who.role, token_id=who.token_id)
+
+
 @router.get("/users")
 def list_users(session: SessionDep, _who: Reader) -> list[UserOut]:
     rows = session.scalars(select(User).order_by(User.id))

@@ -148,12 +148,13 @@ function logout(message) {
 
 async function start() {
   if (!token()) { return; }
-  try { await refresh(); } catch (e) { showError(e.message); return; }
+  let me;
+  try { me = await api("GET", "/me"); await refresh(); } catch (e) { showError(e.message); return; }
   showError("");
   document.getElementById("login").hidden = true;
   document.getElementById("app").hidden = false;
   document.getElementById("logout").hidden = false;
-  document.getElementById("who").textContent = "logged in";
+  document.getElementById("who").textContent = "logged in as " + me.name + " (" + me.role + ")";
   clearInterval(timer);
   timer = setInterval(() => refresh().catch((e) => showError(e.message)), REFRESH_MS);
 }
