@@ -119,7 +119,9 @@ async def serve(
         app = create_app(settings, database)
         listener = _bind(settings.listen)
         host, port = listener.getsockname()[:2]
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+        )
         server = _QuietServer(config)
         serving = asyncio.create_task(server.serve(sockets=[listener]))
         if on_ready is not None:  # the socket already listens: connections wait in its backlog
