@@ -3,7 +3,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 
-.PHONY: demo test check lint bench-single bench-hub bench-swarm setup
+.PHONY: demo test check lint bench-single bench-hub bench-swarm bench-manager setup
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -29,6 +29,9 @@ bench-single: $(STAMP)
 
 bench-hub: $(STAMP)
 	$(BIN)/python bench/hub/run.py $(BENCH_ARGS)
+
+bench-manager: $(STAMP)
+	$(BIN)/python -m bench.manager.run $(BENCH_ARGS)
 
 # Needs root (network namespaces, tc); installs aria2, opentracker, mktorrent and matplotlib.
 TIER ?= smoke

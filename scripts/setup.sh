@@ -5,13 +5,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian package -> a command it provides (to see whether it is installed).
-declare -A provides=([git]=git [curl]=curl [prometheus]=promtool [aria2]=aria2c [opentracker]=opentracker [mktorrent]=mktorrent)
+declare -A provides=([git]=git [curl]=curl [prometheus]=promtool [chromium]=chromium [aria2]=aria2c [opentracker]=opentracker [mktorrent]=mktorrent)
 # prometheus: promtool checks the alert rules and the metrics expositions in the tests.
-want_debs=(git curl prometheus)
+want_debs=(git curl prometheus postgresql chromium)
 [ "${DAMSELFLY_BENCH_DEPS:-0}" = 1 ] && want_debs+=(aria2 opentracker mktorrent)
 missing=()
+# postgresql and chromium: the manager's tests run a real server and drive its console;
+# postgresql's binaries are off PATH.
+installed() {
+    if [ "$1" = postgresql ]; then compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+    else command -v "${provides[$1]}" >/dev/null 2>&1; fi
+}
 for deb in "${want_debs[@]}"; do
-    command -v "${provides[$deb]}" >/dev/null 2>&1 || missing+=("$deb")
+    installed "$deb" || missing+=("$deb")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then

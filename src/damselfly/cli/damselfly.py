@@ -1,5 +1,5 @@
-"""``damselfly``: the umbrella command (``demo``, ``scheduler``, ``ca``, ``enroll``, ``renew``,
-``injector``, ``containerd-config``, ``report``)."""
+"""``damselfly``: the umbrella command (``demo``, ``scheduler``, ``manager``, ``ca``,
+``enroll``, ``renew``, ``injector``, ``containerd-config``, ``report``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from damselfly.cli import ca as ca_cli
 from damselfly.cli import containerd_config as containerd_cli
 from damselfly.cli import enroll as enroll_cli
 from damselfly.cli import injector as injector_cli
+from damselfly.cli import manager as manager_cli
 from damselfly.cli import report as report_cli
 from damselfly.cli import scheduler as scheduler_cli
 from damselfly.cli.reporting import report_failure
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser("containerd-config", help="point containerd at the daemon's mirror")
     )
     report_cli.add_arguments(commands.add_parser("report", help="rollout figures before/after"))
+    manager_cli.add_arguments(commands.add_parser("manager", help="run the manager"))
     return parser
 
 
@@ -69,6 +71,7 @@ _COMMANDS = {
     "injector": injector_cli.run,
     "containerd-config": containerd_cli.run,
     "report": report_cli.run,
+    "manager": manager_cli.run,
 }
 
 

@@ -1,0 +1,156 @@
+"""Wire models of the manager's REST API that its members and dfctl read and write.
+
+The manager serves them (``manager/api``), the members' client (``transport/manager_client``)
+and ``dfctl`` parse them; neither side imports the other. Times are ISO 8601 in UTC;
+bandwidths are bytes per second; ``None`` means "no limit" / "no expiry".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from damselfly.core.blocklist import BlockRule
+
+MemberRole = Literal["scheduler", "seed", "peer"]
+PreheatState = Literal["pending", "running", "succeeded", "failed"]
+FileState = Literal["pending", "running", "succeeded", "failed"]
+RuleKind = Literal["url", "repo", "image", "application", "tag"]
+API_PREFIX = "/api/v1"
+MAX_ID = 2**31 - 1
+MAX_RATE = 2**62
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# Membership ----------------------------------------------------------------------------------
+
+
+class MemberRegistration(Wire):
+    role: MemberRole
+    hostname: str = Field(min_length=1, max_length=255)
+    ip: str = Field("", max_length=64)
+    port: int = Field(0, ge=0, le=65535, description="gRPC (scheduler) or piece server port")
+    idc: str = Field("", max_length=255)
+    location: str = Field("", max_length=255)
+    version: str = Field("", max_length=64)
+
+
+class Member(MemberRegistration):
+    id: int
+    registered_at: datetime
+    last_seen: datetime
+    alive: bool
+
+
+class MemberEndpoint(Wire):
+    id: int
+    hostname: str
+    ip: str
+    port: int
+    idc: str = ""
+    location: str = ""
+
+
+# Rate limits ---------------------------------------------------------------------------------
+
+
+class RateLimitValues(Wire):
+    download_bps: int | None = Field(None, ge=1, le=MAX_RATE, description="download bytes/s")
+    upload_bps: int | None = Field(None, ge=1, le=MAX_RATE, description="upload bytes/s")
+    back_to_source_bps: int | None = Field(None, ge=1, le=MAX_RATE, description="origin bytes/s")
+    requests_per_second: float | None = Field(
+        None, gt=0, le=1e9, allow_inf_nan=False, description="download requests/s"
+    )
+
+
+class RateLimitSpec(RateLimitValues):
+    scope: Literal["cluster", "host"] = "cluster"
+    host: str = Field("", max_length=255, description="the hostname, for scope host")
+
+
+class RateLimit(RateLimitSpec):
+    id: int
+    updated_at: datetime
+
+
+class EffectiveRateLimits(Wire):
+    cluster: RateLimitValues | None = None
+    host: RateLimitValues | None = None
+
+
+# Blocklist -----------------------------------------------------------------------------------
+
+
+class BlockRuleWire(Wire):
+    id: int
+    kind: RuleKind
+    pattern: str
+    reason: str = ""
+    until: datetime | None = None
+
+    def to_rule(self) -> BlockRule:
+        return BlockRule(self.id, self.kind, self.pattern, self.reason, self.until)
+
+
+# Dynamic config ------------------------------------------------------------------------------
+
+
+class DynamicConfig(Wire):
+    """What a member polls; ``version`` is also the ETag of the answer."""
+
+    version: str
+    config_interval: float
+    keepalive_interval: float
+    schedulers: list[MemberEndpoint] = []
+    seeds: list[MemberEndpoint] = []
+    blocklist: list[BlockRuleWire] = []
+    rate_limits: EffectiveRateLimits = EffectiveRateLimits()
+
+    def block_rules(self) -> list[BlockRule]:
+        return [rule.to_rule() for rule in self.blocklist]
+
+
+# Preheat -------------------------------------------------------------------------------------
+
+
+class PreheatRequest(Wire):
+    kind: Literal["url", "repo", "image"]
+    url: str = Field(min_length=1, max_length=2048, description="URL, hub repo or image ref")
+    revision: str = Field("", max_length=255)
+    include: list[str] = []
+    exclude: list[str] = []
+
+
+class PreheatFile(Wire):
+    url: str = Field(min_length=1, max_length=2048)
+    length: int | None = Field(None, ge=0, le=MAX_RATE)
+    completed_length: int = Field(0, ge=0, le=MAX_RATE)
+    state: FileState = "pending"
+    error: str = Field("", max_length=2048)
+
+
+class PreheatJob(PreheatRequest):
+    id: int
+    state: PreheatState
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    member_id: int | None = None
+    error: str = ""
+    files: list[PreheatFile] = []
+
+
+class PreheatClaim(Wire):
+    member_id: int = Field(ge=1, le=MAX_ID)
+
+
+class PreheatReport(Wire):
+    member_id: int = Field(ge=1, le=MAX_ID)
+    files: list[PreheatFile] = []
+    state: Literal["running", "succeeded", "failed"] = "running"
+    error: str = Field("", max_length=2048)
