@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
+
+from damselfly.core.lifecycle import AsyncResource
 
 T = TypeVar("T")
 
 
-class BackgroundTasks:
+class BackgroundTasks(AsyncResource):
     def __init__(self) -> None:
         self._stack = contextlib.AsyncExitStack()
         self._group: asyncio.TaskGroup | None = None
@@ -62,12 +63,3 @@ class BackgroundTasks:
         for task in list(self._running):
             task.cancel()
         await self._stack.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()

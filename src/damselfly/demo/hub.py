@@ -42,6 +42,7 @@ from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 
+from damselfly.core.lifecycle import AsyncResource
 from damselfly.demo.hub_cdn import Clock, HubStats, LocalCdn, serve_file
 from damselfly.demo.hub_repos import (
     HubRepo,
@@ -53,7 +54,7 @@ REPO_TYPES = ("models", "datasets", "spaces")
 _TIMESTAMP = "2024-01-01T00:00:00.000Z"
 
 
-class LocalHfHub:
+class LocalHfHub(AsyncResource):
     def __init__(
         self,
         repos: Iterable[HubRepo] = (),
@@ -100,13 +101,6 @@ class LocalHfHub:
         runners, self._runners = self._runners, []
         for runner in reversed(runners):
             await runner.cleanup()
-
-    async def __aenter__(self) -> LocalHfHub:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def _serve(self, app: web.Application, port: int) -> str:
         runner = web.AppRunner(app, access_log=None)

@@ -36,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from damselfly.core.lifecycle import AsyncResource
 from damselfly.testing.ms_repos import BASE_TIME, MsRepo, RepoHistory, listing_entries
 
 __all__ = ["BASE_TIME", "DEFAULT_TOKEN", "HubRequest", "MsRepo", "MsTestHub", "main"]
@@ -59,7 +60,7 @@ class HubRequest:
     range: str | None
 
 
-class MsTestHub:
+class MsTestHub(AsyncResource):
     """``async with MsTestHub(repos={"owner/name": {"a.txt": b"..."}}) as hub: hub.endpoint``."""
 
     def __init__(
@@ -116,13 +117,6 @@ class MsTestHub:
         return [r for r in self.requests if r.route == route]
 
     # -- lifecycle -----------------------------------------------------------------------
-
-    async def __aenter__(self) -> MsTestHub:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self._app(), access_log=None)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import aiohttp
 
+from damselfly.core.lifecycle import AsyncResource
 from damselfly.demo.hub_repos import DEFAULT_LFS_THRESHOLD, FileSource, lfs_pointer
 
 STARTUP_TIMEOUT = 30.0
@@ -137,7 +138,7 @@ def _free_port(host: str) -> int:
         return port
 
 
-class OlahServer:
+class OlahServer(AsyncResource):
     """``async with OlahServer(mirrors, workdir) as olah:`` then use ``olah.endpoint``."""
 
     def __init__(self, mirrors: Path, workdir: Path, *, host: str = "127.0.0.1") -> None:
@@ -154,13 +155,6 @@ class OlahServer:
     @property
     def log_path(self) -> Path:
         return self.workdir / "olah.out"
-
-    async def __aenter__(self) -> OlahServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         executable = olah_executable()

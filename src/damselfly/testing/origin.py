@@ -42,6 +42,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from damselfly.core.lifecycle import AsyncResource
 from damselfly.testing.origin_bodies import (
     UNSATISFIABLE,
     Behaviour,
@@ -77,7 +78,7 @@ class _Counters:
     failures_by_path: Counter[str] = field(default_factory=Counter)
 
 
-class OriginServer:
+class OriginServer(AsyncResource):
     """``async with OriginServer(root=..., files=...) as origin:`` -> ``origin.url(path)``."""
 
     def __init__(
@@ -98,13 +99,6 @@ class OriginServer:
         self._runner: web.AppRunner | None = None
         for path, data in (files or {}).items():
             self.put(path, data)
-
-    async def __aenter__(self) -> OriginServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         app = web.Application()

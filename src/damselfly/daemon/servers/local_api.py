@@ -25,7 +25,6 @@ import grp
 import logging
 import os
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 from aiohttp import hdrs, web
@@ -33,6 +32,7 @@ from aiohttp import hdrs, web
 from damselfly._version import __version__
 from damselfly.core.error_groups import group_error
 from damselfly.core.errors import EXIT_FAILURE, ConfigError, DamselflyError
+from damselfly.core.lifecycle import AsyncResource
 from damselfly.core.urls import parse_url
 from damselfly.daemon.servers.event_stream import PROGRESS_INTERVAL, EventBuffer
 from damselfly.daemon.servers.unix_socket import (
@@ -60,7 +60,7 @@ class DownloadRunner(Protocol):
         ...
 
 
-class LocalApi:
+class LocalApi(AsyncResource):
     def __init__(
         self,
         socket_path: Path,
@@ -113,15 +113,6 @@ class LocalApi:
         if self._inode is not None:
             remove_socket(self._path, self._inode)
             self._inode = None
-
-    async def __aenter__(self) -> LocalApi:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     # -- routes ------------------------------------------------------------------------------
 
