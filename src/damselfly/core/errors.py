@@ -21,7 +21,8 @@ Several classes also subclass a builtin so callers who think in builtins still c
     │   ├── SourceStatusError           an HTTP-like status we cannot use; carries ``status``
     │   │   ├── SourceAuthError         401/403 (PermissionError)
     │   │   └── SourceNotFoundError     404 / no such object (FileNotFoundError)
-    │   └── SourceProtocolError         ignored Range, short body, bad listing, ...
+    │   ├── SourceProtocolError         ignored Range, short body, bad listing, ...
+    │   └── SourceChangedError          the object changed at the origin mid-download
     ├── IntegrityError                  bytes do not match their digest
     │   ├── PieceDigestError            one piece failed verification
     │   └── FileDigestError             the whole file failed verification
@@ -113,6 +114,16 @@ class SourceNotFoundError(SourceStatusError, FileNotFoundError):
 
 class SourceProtocolError(BackendError):
     pass
+
+
+class SourceChangedError(BackendError):
+    """The origin now serves another version than the one the download started from
+    (another validator or total length): bytes of the two must never meet in one file."""
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        reason = "changed at the origin during the download"
+        super().__init__(url, f"{reason} ({detail})" if detail else reason)
+        self.detail = detail
 
 
 class IntegrityError(DamselflyError):
