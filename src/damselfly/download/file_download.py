@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 from damselfly.backends.base import ObjectStat
 from damselfly.core.digests import Digest
+from damselfly.core.error_groups import group_error
 from damselfly.core.errors import (
     DiskFullError,
     IntegrityError,
@@ -136,7 +137,7 @@ async def _fill_task(
     advance_tasks: set[asyncio.Future[None]] = set()
     request = FillRequest(job, task, stat, digest, on_piece)
     try:
-        source_bytes = await ctx.filler.fill(request, ctx)
+        source_bytes = await _filled(request, ctx)
         await asyncio.gather(*advance_tasks)
         if checker is not None:
             await checker.verify()
@@ -148,6 +149,15 @@ async def _fill_task(
             pending.cancel()
     task.mark_succeeded()
     return source_bytes
+
+
+async def _filled(request: FillRequest, ctx: DownloadContext) -> int:
+    """``ctx.filler.fill``, with a failed task group (the daemon's parents and origin
+    fallback) turned into the one error it stands for, so that ``except`` clauses see it."""
+    try:
+        return await ctx.filler.fill(request, ctx)
+    except BaseExceptionGroup as group:
+        raise group_error(group) from None
 
 
 def _digest_checker(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from damselfly.backends.base import Backend, RangeNotHonouredError, RequestOptions, open_stream
 from damselfly.core.digests import piece_digest_of_chunks
-from damselfly.core.error_groups import group_error
+from damselfly.core.error_groups import group_error, leaf_errors
 from damselfly.core.errors import (
     SourceChangedError,
     SourceProtocolError,
@@ -109,8 +109,8 @@ class SourceFetcher:
                     group.create_task(self._worker(runs))
         except BaseExceptionGroup as group:
             changed = group.subgroup(SourceChangedError)
-            if changed is not None:  # one line, whatever the other workers met
-                raise group_error(changed) from None
+            if changed is not None:  # the first one alone: the others say the same
+                raise leaf_errors(changed)[0] from None
             if group.subgroup(RangeNotHonouredError) is not None:
                 return False
             raise group_error(group) from None

@@ -99,6 +99,8 @@ class OriginServer:
         self._blobs: dict[str, Blob] = {}
         # path -> [(after bytes, new blob)], in the order they take effect
         self._replacements: dict[str, list[tuple[int, Blob]]] = {}
+        self._bytes_at_head: Counter[str] = Counter()  # bytes_by_path at the path's last HEAD
+        self._armed: set[str] = set()  # paths HEADed since their last swap
         self._behaviours: dict[str | None, Behaviour] = {}
         self._counters = _Counters()
         self._runner: web.AppRunner | None = None
@@ -160,9 +162,9 @@ class OriginServer:
         dated: bool = True,
     ) -> None:
         """Serve ``data`` at ``path`` from the first request that starts once ``after_length``
-        body bytes of ``path`` went out (``etag``/``dated`` as in ``put``; the new date is an
-        hour after now, so it differs from the old one). Calls queue up: the next swap waits
-        for its own byte count."""
+        body bytes of ``path`` went out since a HEAD of it (a client starting: each swap
+        waits for a HEAD after the previous one, so a queued second swap hits the client's
+        restart). ``etag``/``dated`` as in ``put``; the new date is an hour after now."""
         queued = self._replacements.setdefault(_normal_path(path), [])
         when = time.time() + 3600 * (len(queued) + 1)
         queued.append((after_length, _blob(data, etag, dated, when)))
@@ -220,6 +222,9 @@ class OriginServer:
         refusal = self._refusal(request, path, behaviour)
         if refusal is not None:
             return refusal
+        if request.method == "HEAD":
+            self._bytes_at_head[path] = self._counters.bytes_by_path[path]
+            self._armed.add(path)
         blob = self._find(path)
         if blob is None:
             return web.Response(status=404, text="not found\n")
@@ -250,8 +255,10 @@ class OriginServer:
 
     def _find(self, path: str) -> Blob | None:
         queued = self._replacements.get(path)
-        if queued and self._counters.bytes_by_path[path] >= queued[0][0]:
+        sent = self._counters.bytes_by_path[path] - self._bytes_at_head[path]
+        if queued and path in self._armed and sent >= queued[0][0]:
             self._blobs[path] = queued.pop(0)[1]
+            self._armed.discard(path)
         blob = self._blobs.get(path)
         if blob is not None or self._root is None:
             return blob
