@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from damselfly.backends.base import RequestOptions, SourceVersion
+from damselfly.backends.file import FileBackend
 from damselfly.backends.http import HttpBackend, RetryPolicy
 from damselfly.backends.registry import BackendRegistry
 from damselfly.core.errors import SourceChangedError
@@ -217,3 +218,21 @@ async def test_a_seed_never_fills_a_task_from_another_version(tmp_path):
             await fill_file(seed_job, ctx)
         assert store.get_task("b" * 64) is None
     assert backend.call_count("get") == 0
+
+
+async def test_a_local_file_rewritten_since_stat_is_another_version(tmp_path):
+    source = tmp_path / "src.bin"
+    source.write_bytes(os.urandom(LENGTH))
+    backend = FileBackend()
+    url = parse_url(source.as_uri())
+    stat = await backend.stat(url, RequestOptions())
+    options = RequestOptions().expecting(stat.version)
+    assert len(b"".join([c async for c in backend.get(url, ByteRange(0, PIECE), options)])) == PIECE
+    os.utime(source, ns=(0, stat_mtime_ns(source) + 1_000_000_000))
+    with pytest.raises(SourceChangedError, match="ETag"):
+        async for _ in backend.get(url, ByteRange(0, PIECE), options):
+            pass
+
+
+def stat_mtime_ns(path: Path) -> int:
+    return path.stat().st_mtime_ns
