@@ -37,9 +37,22 @@ Several classes also subclass a builtin so callers who think in builtins still c
 
 from __future__ import annotations
 
+QUOTE_LENGTH = 200  # characters of user input an error message quotes
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+
+def shorten(text: str, limit: int = QUOTE_LENGTH) -> str:
+    """User input as a message quotes it: at most ``limit`` characters, then ``...`` (a
+    70,000-character URL must not make a 140 KB error line)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def quoted(text: str, limit: int = QUOTE_LENGTH) -> str:
+    """``repr`` of user input, cut by ``shorten``."""
+    return repr(shorten(text, limit))
 
 
 class DamselflyError(Exception):
@@ -65,7 +78,7 @@ class InvalidUrlError(UsageError, ValueError):
     """A URL that does not parse; ``part`` names what is wrong (scheme, host, bucket, ...)."""
 
     def __init__(self, url: str, part: str, reason: str) -> None:
-        super().__init__(f"invalid URL {url!r}: {part}: {reason}")
+        super().__init__(f"invalid URL {quoted(url)}: {part}: {shorten(reason)}")
         self.url = url
         self.part = part
         self.reason = reason
@@ -80,7 +93,7 @@ class BackendError(DamselflyError):
     http_status = 502
 
     def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"{url}: {reason}")
+        super().__init__(f"{shorten(url)}: {reason}")
         self.url = url
         self.reason = reason
 
@@ -162,7 +175,7 @@ class OutputError(StorageError):
     exit_code = EXIT_FAILURE
 
     def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"output {path}: {reason}")
+        super().__init__(f"output {shorten(path)}: {reason}")
         self.path = path
         self.reason = reason
 
