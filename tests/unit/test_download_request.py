@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from damselfly.backends.hf_options import HfOptions
 from damselfly.backends.modelscope_options import ModelScopeOptions
 from damselfly.backends.objectstore_options import ObjectStoreOptions
-from damselfly.cli.dfget_args import build_parser
+from damselfly.cli.dfget_args import build_parser, parse_args
 from damselfly.cli.dfget_jobs import request_from_args
 from damselfly.config.paths import SYSTEM_SOCKET_PATH, default_socket_path
 from damselfly.core.errors import ProtocolError, UsageError
@@ -184,16 +184,24 @@ def test_job_env_keeps_only_what_job_building_reads():
 
 def test_request_from_args_resolves_paths_and_parses_values():
     argv = ["https://h/f", "-O", "sub/f.bin", "--piece-length", "8MiB", "--timeout", "1m30s"]
-    argv += ["-H", "X-A: 1", "--disable-back-to-source", "--max-concurrent-requests", "0"]
-    args = build_parser({}).parse_args(argv)
+    argv += ["-H", "X-A: 1", "--disable-back-to-source", "--max-concurrent-requests", "3"]
+    args = parse_args(argv, {})
     env = {"HOME": "/home/u", "PATH": "/bin", "AWS_REGION": "r"}
     request = request_from_args(args, env, Path("/work"))
     assert request.output == "/work/sub/f.bin"
     assert (request.piece_length, request.timeout) == (8 << 20, 90.0)
     assert request.headers == (("X-A", "1"),)
     assert request.back_to_source is False
-    assert request.concurrent_files == 1
+    assert request.concurrent_files == 3
     assert request.env == {"HOME": "/home/u", "AWS_REGION": "r"}
+
+
+def test_out_of_range_numbers_are_refused_not_clamped():
+    argv = ["https://h/f", "-O", "f.bin", "--max-concurrent-requests", "0"]
+    with pytest.raises(UsageError, match="--max-concurrent-requests 0: must be from 1 to 256"):
+        parse_args(argv, {})
+    with pytest.raises(UsageError, match="--concurrent-pieces -3"):
+        parse_args(["https://h/f", "-O", "f.bin"], {"DFGET_CONCURRENT_PIECES": "-3"})
 
 
 def test_object_store_environment_becomes_params_flags_win():

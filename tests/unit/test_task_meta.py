@@ -36,7 +36,11 @@ def test_plain_url_can_go_to_a_seed_with_its_shareable_params():
         params=(("hf_revision", "c" * 40), ("hf_endpoint", "http://hub")),
     )
     assert meta.needs_credentials is False
-    assert dict(meta.params) == {"hf_revision": "c" * 40, "hf_endpoint": "http://hub"}
+    assert dict(meta.params) == {
+        "hf_revision": "c" * 40,
+        "hf_endpoint": "http://hub",
+        "source_version": f"length:{10 << 20}",  # no validator: the length names the version
+    }
     assert (meta.task_id, meta.content_length, meta.piece_length) == (TASK_ID, 10 << 20, 4 << 20)
 
 
@@ -69,3 +73,10 @@ def test_git_blob_digests_stay_local_and_sha256_travels():
     ]:
         request = FillRequest(job, _Task(), ObjectStat(1, True), digest, lambda piece: None)
         assert task_meta(request).digest == wire
+
+
+def test_the_version_named_by_the_task_id_goes_to_the_seed():
+    job = FileJob(url=parse_url("https://h/f"), output=Path("/tmp/x"))
+    stat = ObjectStat(10 << 20, True, etag='"v1"', last_modified="Mon, 01 Jan 2001 00:00:00 GMT")
+    meta = task_meta(FillRequest(job, _Task(), stat, None, lambda piece: None))
+    assert dict(meta.params) == {"source_version": '"v1"'}

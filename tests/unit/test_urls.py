@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from damselfly.core.errors import InvalidUrlError, UsageError
+from damselfly.core.errors import InvalidUrlError, UsageError, quoted
 from damselfly.core.urls import (
     SUPPORTED_SCHEMES,
     FileUrl,
@@ -88,6 +88,10 @@ INVALID = [
     ("http://host:0/", "port"),
     ("hdfs://nn:abc/p", "port"),
     ("hdfs:///p", "host"),
+    ("http://" + "a" * 64 + ".example/", "host"),  # a label of more than 63
+    ("http://" + ".".join(["a" * 60] * 5) + "/", "host"),  # a name of more than 253
+    ("http://a..example/", "host"),
+    ("hdfs://" + "n" * 64 + ":8020/p", "host"),
     ("file://relative/x", "path"),
     ("file:///a%00b", "path"),
     ("s3:///key", "bucket"),
@@ -120,7 +124,7 @@ def test_malformed_urls_name_the_wrong_part(raw: str, part: str) -> None:
         parse_url(raw)
     assert caught.value.part == part
     assert caught.value.url == raw
-    assert str(caught.value).startswith(f"invalid URL {raw!r}: {part}: ")
+    assert str(caught.value).startswith(f"invalid URL {quoted(raw)}: {part}: ")
 
 
 def test_invalid_url_error_is_a_usage_error_and_a_value_error() -> None:
@@ -208,3 +212,17 @@ def test_hub_url_helpers() -> None:
     child = url.with_path("data/x.parquet")
     assert child == HubUrl("hf", "datasets", "owner", "repo", "data/x.parquet")
     assert str(child) == "hf://datasets/owner/repo/data/x.parquet"
+
+
+def test_a_long_url_is_cut_in_the_message_not_in_the_error() -> None:
+    raw = "http://host/" + "x" * 70_000 + "\x01"
+    with pytest.raises(InvalidUrlError) as caught:
+        parse_url(raw)
+    assert caught.value.url == raw
+    assert len(str(caught.value)) < 300
+    assert "...'" in str(caught.value)
+
+
+def test_longest_valid_host_name_parses() -> None:
+    host = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters
+    assert parse_url(f"http://{host}/x").host == host

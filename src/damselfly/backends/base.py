@@ -20,6 +20,7 @@ revisions) travel in ``RequestOptions`` and never in the backend's own state.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -47,6 +48,9 @@ class RequestOptions:
     timeout: float = DEFAULT_REQUEST_TIMEOUT
     insecure: bool = False
     params: tuple[tuple[str, str], ...] = ()
+    # The version every read must still find (set once the first ``stat`` answered): a
+    # backend that can tell raises ``SourceChangedError`` rather than mix two versions.
+    expected: SourceVersion | None = None
 
     def param(self, name: str, default: str | None = None) -> str | None:
         for key, value in self.params:
@@ -57,14 +61,17 @@ class RequestOptions:
     def with_params(self, **values: str | None) -> RequestOptions:
         kept = tuple((k, v) for k, v in self.params if k not in values)
         added = tuple((k, v) for k, v in values.items() if v is not None)
-        return RequestOptions(self.headers, self.timeout, self.insecure, kept + added)
+        return dataclasses.replace(self, params=kept + added)
+
+    def expecting(self, version: SourceVersion | None) -> RequestOptions:
+        return dataclasses.replace(self, expected=version)
 
     def __repr__(self) -> str:
         headers = [(k, "***" if k.lower() in SECRET_HEADERS else v) for k, v in self.headers]
         params = [(k, "***" if is_secret_name(k) else v) for k, v in self.params]
         return (
             f"RequestOptions(headers={headers}, timeout={self.timeout}, "
-            f"insecure={self.insecure}, params={params})"
+            f"insecure={self.insecure}, params={params}, expected={self.expected})"
         )
 
 
@@ -73,6 +80,62 @@ def is_secret_name(name: str) -> bool:
     lowered = name.lower()
     words = ("token", "secret", "password", "credential", "delegation")
     return any(word in lowered for word in words) or lowered.endswith("_key")
+
+
+def opaque_tag(etag: str) -> str:
+    """An ETag without its weakness mark: two tags name one version when these are equal."""
+    return etag.removeprefix("W/")
+
+
+@dataclass(frozen=True)
+class SourceVersion:
+    """Which version of an object a download started from: its validators and total length.
+
+    A *strong* ETag names exact bytes; a weak one (``W/"..."``) or a ``Last-Modified`` date
+    still changes when the object is replaced, so any of them detects a change, but only a
+    strong ETag or a date may ride in ``If-Range``. With none of them only a length change
+    can be seen: such origins are read in one stream (``docs/reliability.md``)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    content_length: int | None = None
+
+    @property
+    def strong_etag(self) -> str | None:
+        return self.etag if self.etag and not self.etag.startswith("W/") else None
+
+    @property
+    def if_range(self) -> str | None:
+        """The value for ``If-Range``: a strong ETag, else the date, else nothing."""
+        return self.strong_etag or self.last_modified
+
+    @property
+    def has_validator(self) -> bool:
+        return bool(self.etag or self.last_modified)
+
+    def identity(self) -> str:
+        """The version's part of a task id: the ETag, else the date, else the length (each
+        but the ETag marked), else ``""``."""
+        if self.etag:
+            return self.etag
+        if self.last_modified:
+            return f"last-modified:{self.last_modified}"
+        return "" if self.content_length is None else f"length:{self.content_length}"
+
+    def change_from(
+        self, etag: str | None, last_modified: str | None, content_length: int | None
+    ) -> str | None:
+        """What differs in an answer that describes ``etag``/``last_modified``/length, or
+        ``None`` when it may be the same version (a validator the answer omits is no change)."""
+        if self.etag and etag and opaque_tag(etag) != opaque_tag(self.etag):
+            return f"ETag {self.etag} became {etag}"
+        dated = not self.etag and self.last_modified
+        if dated and last_modified not in (None, self.last_modified):
+            return f"Last-Modified {self.last_modified} became {last_modified}"
+        lengths = (self.content_length, content_length)
+        if None not in lengths and content_length != self.content_length:
+            return f"length {self.content_length} became {content_length}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -87,6 +150,10 @@ class ObjectStat:
     content_type: str | None = None
     # Backend-specific facts a later call may reuse (e.g. a resolved CDN URL); not identity.
     extras: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def version(self) -> SourceVersion:
+        return SourceVersion(self.etag, self.last_modified, self.content_length)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from damselfly.backends.base import Entry, ObjectStat, RequestOptions, exists_by
 from damselfly.core.errors import (
     BackendError,
     SourceAuthError,
+    SourceChangedError,
     SourceNotFoundError,
     SourceProtocolError,
 )
@@ -46,7 +47,7 @@ class FileBackend:
         return ObjectStat(
             content_length=info.st_size,
             supports_ranges=True,
-            etag=f'"{info.st_mtime_ns:x}-{info.st_size:x}"',
+            etag=_etag(info),
             last_modified=formatdate(info.st_mtime, usegmt=True),
         )
 
@@ -59,6 +60,7 @@ class FileBackend:
         file_url = _require_file(url)
         handle = await asyncio.to_thread(_open, file_url)
         try:
+            _check_version(file_url, os.fstat(handle.fileno()), options)
             start = 0 if byte_range is None else byte_range.start
             length = None if byte_range is None else byte_range.length
             async for chunk in _read(handle, file_url, start, length):
@@ -69,6 +71,18 @@ class FileBackend:
     async def list(self, url: SourceUrl, options: RequestOptions) -> list[Entry]:
         file_url = _require_file(url)
         return await asyncio.to_thread(_list_directory, file_url)
+
+
+def _etag(info: os.stat_result) -> str:
+    return f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
+
+
+def _check_version(url: FileUrl, info: os.stat_result, options: RequestOptions) -> None:
+    """A file rewritten since ``stat`` (new mtime or size) is another version."""
+    expected = options.expected
+    change = expected.change_from(_etag(info), None, info.st_size) if expected else None
+    if change is not None:
+        raise SourceChangedError(url.redacted(), change)
 
 
 def _require_file(url: SourceUrl) -> FileUrl:

@@ -5,7 +5,10 @@ Layers, top to bottom (each converts the layer below's failures into its own):
 1. ``stat`` / ``get`` / ``exists`` / ``list``: the ``Backend`` operations. ``stat`` sends HEAD
    and falls back to ``GET Range: bytes=0-0`` when HEAD is refused (405/501). ``get`` checks a
    ranged answer (206 with the exact ``Content-Range``) before handing out a single byte, then
-   counts bytes so a short or long body is an error, never a silently wrong file. (One
+   counts bytes so a short or long body is an error, never a silently wrong file. Once the
+   first answer is known (``RequestOptions.expected``), ranged requests carry ``If-Range``
+   and every answer's ETag / Last-Modified / total length must match it, else
+   ``SourceChangedError``: two versions never meet in one file. (One
    exception to "a ranged request needs a 206": a 200 whose length equals a range that
    starts at 0 and covers the whole file carries exactly the bytes asked for, so it is used.)
 2. ``_open``: retries with exponential backoff and jitter (``RetryPolicy``) on connection
@@ -44,6 +47,7 @@ from damselfly.backends.base import (
     exists_by_stat,
 )
 from damselfly.backends.http_responses import (
+    check_version,
     connection_reason,
     expected_length,
     one_line,
@@ -145,8 +149,10 @@ class HttpBackend:
         http_url = _require_http(url)
         if byte_range is not None and byte_range.length <= 0:
             return
-        response = await self._open(http_url, "GET", byte_range, options, accept={200, 206})
+        accept = {200, 206} if options.expected is None else {200, 206, 412}
+        response = await self._open(http_url, "GET", byte_range, options, accept=accept)
         try:
+            check_version(response, http_url, options.expected)
             expected = expected_length(response, http_url, byte_range)
             async for chunk in read_body(response, http_url, expected, options.timeout):
                 yield chunk
@@ -280,6 +286,9 @@ def _request_headers(
         headers["Authorization"] = "Basic " + base64.b64encode(userinfo).decode("ascii")
     if byte_range is not None:
         headers["Range"] = byte_range.http_header()
+        validator = options.expected.if_range if options.expected else None
+        if validator:  # a changed origin then answers 200 with its new version, never a mix
+            headers["If-Range"] = validator
     return headers
 
 

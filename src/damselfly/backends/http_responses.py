@@ -11,10 +11,12 @@ from damselfly.backends import http_headers as hh
 from damselfly.backends.base import (
     ObjectStat,
     RangeNotHonouredError,
+    SourceVersion,
 )
 from damselfly.core.errors import (
     BackendError,
     SourceAuthError,
+    SourceChangedError,
     SourceNotFoundError,
     SourceProtocolError,
     SourceStatusError,
@@ -67,6 +69,26 @@ def stat_of(
         content_digest=hh.content_digest(headers),
         content_type=headers.get("Content-Type"),
     )
+
+
+def check_version(
+    response: aiohttp.ClientResponse, url: HttpUrl, version: SourceVersion | None
+) -> None:
+    """Refuse an answer from another version than the download started from, before any of
+    its bytes is read: another ETag (or date, without one), or another total length."""
+    if version is None:
+        return
+    if response.status == 412:
+        raise SourceChangedError(url.redacted(), "HTTP 412 Precondition Failed")
+    headers = response.headers
+    if response.status == 206:
+        content_range = hh.parse_content_range(headers.get("Content-Range"))
+        total = content_range.complete_length if content_range else None
+    else:
+        total = hh.parse_content_length(headers.get("Content-Length"))
+    change = version.change_from(headers.get("ETag"), headers.get("Last-Modified"), total)
+    if change is not None:
+        raise SourceChangedError(url.redacted(), change)
 
 
 def expected_length(

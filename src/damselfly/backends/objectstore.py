@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import format_datetime
 from os import environ as os_environ
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import opendal
 import opendal.exceptions
@@ -152,7 +152,7 @@ class ObjectStoreBackend:
             raise SourceProtocolError(target.shown, "is a directory prefix; list it instead")
         if byte_range is not None and byte_range.length <= 0:
             return
-        reader = await _call(target, _open(target, byte_range), options.timeout)
+        reader = await _call(target, _open(target, byte_range, options), options.timeout)
         try:
             async for chunk in self._chunks(target, reader, byte_range, options.timeout):
                 yield chunk
@@ -223,11 +223,19 @@ class ObjectStoreBackend:
         return operator
 
 
-def _open(target: _Target, byte_range: ByteRange | None) -> Awaitable[opendal.file.AsyncFile]:
-    """A reader over the object, or over exactly ``byte_range`` of it (one ranged GET)."""
-    if byte_range is None:
-        return target.operator.open(target.path, "rb")
-    return target.operator.open(target.path, "rb", offset=byte_range.start, size=byte_range.length)
+def _open(
+    target: _Target, byte_range: ByteRange | None, options: RequestOptions
+) -> Awaitable[opendal.file.AsyncFile]:
+    """A reader over the object, or over exactly ``byte_range`` of it (one ranged GET); with
+    the ETag the download started from as ``If-Match`` (a replaced object answers 412 ->
+    ``SourceChangedError``), where the service supports conditional reads."""
+    etag = options.expected.strong_etag if options.expected else None
+    extra: dict[str, Any] = {}
+    if etag and target.operator.capability().read_with_if_match:
+        extra["if_match"] = etag
+    if byte_range is not None:
+        extra.update(offset=byte_range.start, size=byte_range.length)
+    return target.operator.open(target.path, "rb", **extra)
 
 
 def _spec_for(url: SourceUrl) -> tuple[str, StoreSpec]:

@@ -16,6 +16,7 @@ from damselfly.core.errors import (
     ConfigError,
     DamselflyError,
     SourceAuthError,
+    SourceChangedError,
     SourceNotFoundError,
     SourceProtocolError,
     SourceStatusError,
@@ -69,6 +70,8 @@ def map_opendal_error(
         return SourceNotFoundError(shown_url, status or 404, f"not found ({failure.detail})")
     if code in _AUTH_CODES or failure.kind == "PermissionDenied" or status in (401, 403):
         return SourceAuthError(shown_url, status or 403, f"access denied ({failure.detail})")
+    if failure.kind == "ConditionNotMatch" or status == 412:
+        return SourceChangedError(shown_url, "the ETag no longer matches")
     if failure.kind == "ConfigInvalid":
         return ConfigError(f"{shown_url}: invalid configuration ({failure.detail})")
     if "signing credential" in failure.text:

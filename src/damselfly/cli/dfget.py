@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from damselfly.cli.dfget_args import build_parser
+from damselfly.cli.dfget_args import parse_args
 from damselfly.cli.dfget_jobs import request_from_args
 from damselfly.cli.progress import make_display
 from damselfly.cli.reporting import configure_logging, report_failure
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     debug = False
     try:
-        args = build_parser(env).parse_args(argv)
+        args = parse_args(argv, env)
         debug = args.log_level == "debug"
         configure_logging("dfget", args.log_level)
         return asyncio.run(run(args, env))

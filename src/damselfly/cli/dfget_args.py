@@ -6,19 +6,69 @@ comma-separated variable (``DFGET_INCLUDE_FILES='*.json,*.safetensors'``).
 
 The flags of one scheme (``--hf-*``, ``--ms-*``, ``--storage-*``) come from that scheme's
 backend through the registry (``backends/options.py``), with the same ``DFGET_`` defaults.
+
+``parse_args`` is the door: a usage error is one line (``UsageError``, exit 2) ending in "see
+dfget --help", never argparse's usage block; every number is held to its range
+(``NUMBER_RANGES``) whether it came from a flag or a variable; ``-I``/``--exclude`` on the
+command line need ``-r``.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 from damselfly._version import __version__
 from damselfly.backends.registry import options_catalog
-from damselfly.core.errors import UsageError
+from damselfly.core.errors import UsageError, shorten
 
 LOG_LEVELS = ("error", "warn", "info", "debug")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+SEE_HELP = "see dfget --help"
+
+# dest -> (flag, least, most or None): what each number may be, from a flag or DFGET_<FLAG>
+NUMBER_RANGES: dict[str, tuple[str, int, int | None]] = {
+    "priority": ("--priority", 0, 6),
+    "concurrent_pieces": ("--concurrent-pieces", 1, 256),
+    "origin_retries": ("--origin-retries", 0, 100),
+    "max_files": ("--max-files", 1, None),
+    "max_concurrent_requests": ("--max-concurrent-requests", 1, 256),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose complaints are a ``UsageError`` (one line), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{shorten(message)} ({SEE_HELP})")
+
+
+def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
+    """dfget's flags, parsed and checked (see the module docstring)."""
+    args = build_parser(env).parse_args(argv)
+    check_numbers(args)
+    _check_recursive_only(args, _Env(env))
+    return args
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    for dest, (flag, least, most) in NUMBER_RANGES.items():
+        value = getattr(args, dest)
+        if value is None or (least <= value and (most is None or value <= most)):
+            continue
+        bound = f"at least {least}" if most is None else f"from {least} to {most}"
+        raise UsageError(f"{flag} {value}: must be {bound} ({SEE_HELP})")
+
+
+def _check_recursive_only(args: argparse.Namespace, env: _Env) -> None:
+    """A filter of a directory's files means nothing for one file: refuse it, rather than
+    download the file whatever the filter says (a ``DFGET_`` variable may stay set)."""
+    if args.recursive:
+        return
+    for dest, flag in (("include_files", "-I/--include-files"), ("exclude", "--exclude")):
+        if len(getattr(args, dest)) > len(env.items(dest)):
+            raise UsageError(f"{flag} selects files of a directory: it needs -r ({SEE_HELP})")
 
 
 class _Env:
@@ -43,7 +93,7 @@ class _Env:
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     e = _Env(env)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dfget",
         description="Download a file or a directory (-r) through the damselfly mesh, "
         "or straight from the origin when no dfdaemon is running.",
@@ -81,7 +131,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--tag", default=e.text("tag", ""))
     parser.add_argument("--application", default=e.text("application", ""))
     parser.add_argument(
-        "-p", "--priority", type=int, choices=range(7), default=_int(e.text("priority", "6"))
+        "-p", "--priority", type=int, default=_int(e.text("priority", "6")), help="0 to 6"
     )
     parser.add_argument(
         "--timeout", default=e.text("timeout", "2h"), help="give up after this long (default 2h)"
@@ -179,4 +229,4 @@ def _int(value: str | None) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise UsageError(f"environment value {value!r}: not an integer") from None
+        raise UsageError(f"environment value {shorten(value)!r}: not an integer") from None

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from damselfly.backends.registry import options_catalog
-from damselfly.core.errors import UsageError
+from damselfly.core.errors import UsageError, quoted
+from damselfly.core.pieces import validate_piece_length
 from damselfly.core.units import parse_duration, parse_size
 from damselfly.download.request import DownloadRequest, job_env
 
@@ -39,11 +40,11 @@ def request_from_args(
         force_hard_link=args.force_hard_link,
         content_for_task_id=args.content_for_calculating_task_id,
         max_files=args.max_files,
-        concurrent_files=max(1, args.max_concurrent_requests),
+        concurrent_files=args.max_concurrent_requests,
         insecure=args.insecure,
         timeout=parse_duration(args.timeout, what="--timeout"),
-        origin_retries=max(0, args.origin_retries),
-        concurrent_pieces=max(1, args.concurrent_pieces),
+        origin_retries=args.origin_retries,
+        concurrent_pieces=args.concurrent_pieces,
         back_to_source=not args.disable_back_to_source,
         source=options_catalog().resolve(args.url, vars(args), env),
         env=job_env(env),
@@ -51,14 +52,19 @@ def request_from_args(
 
 
 def _size(text: str | None) -> int | None:
-    return parse_size(text, what="--piece-length") if text else None
+    """``--piece-length``, checked here: before any daemon or origin is asked."""
+    if not text:
+        return None
+    length = parse_size(text, what="--piece-length")
+    validate_piece_length(length)
+    return length
 
 
 def parse_header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     name = name.strip()
     if not sep or not name or any(c.isspace() for c in name):
-        raise UsageError(f"header {text!r}: expected 'Name: value'")
+        raise UsageError(f"header {quoted(text)}: expected 'Name: value'")
     if "\r" in value or "\n" in value:
-        raise UsageError(f"header {name!r}: value contains a line break")
+        raise UsageError(f"header {quoted(name)}: value contains a line break")
     return name, value.strip()

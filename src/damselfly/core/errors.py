@@ -21,7 +21,8 @@ Several classes also subclass a builtin so callers who think in builtins still c
     │   ├── SourceStatusError           an HTTP-like status we cannot use; carries ``status``
     │   │   ├── SourceAuthError         401/403 (PermissionError)
     │   │   └── SourceNotFoundError     404 / no such object (FileNotFoundError)
-    │   └── SourceProtocolError         ignored Range, short body, bad listing, ...
+    │   ├── SourceProtocolError         ignored Range, short body, bad listing, ...
+    │   └── SourceChangedError          the object changed at the origin mid-download
     ├── IntegrityError                  bytes do not match their digest
     │   ├── PieceDigestError            one piece failed verification
     │   └── FileDigestError             the whole file failed verification
@@ -36,10 +37,23 @@ Several classes also subclass a builtin so callers who think in builtins still c
 
 from __future__ import annotations
 
+QUOTE_LENGTH = 200  # characters of user input an error message quotes
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+def shorten(text: str, limit: int = QUOTE_LENGTH) -> str:
+    """User input as a message quotes it: at most ``limit`` characters, then ``...`` (a
+    70,000-character URL must not make a 140 KB error line)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def quoted(text: str, limit: int = QUOTE_LENGTH) -> str:
+    """``repr`` of user input, cut by ``shorten``."""
+    return repr(shorten(text, limit))
 
 
 class DamselflyError(Exception):
@@ -65,7 +79,7 @@ class InvalidUrlError(UsageError, ValueError):
     """A URL that does not parse; ``part`` names what is wrong (scheme, host, bucket, ...)."""
 
     def __init__(self, url: str, part: str, reason: str) -> None:
-        super().__init__(f"invalid URL {url!r}: {part}: {reason}")
+        super().__init__(f"invalid URL {quoted(url)}: {part}: {shorten(reason)}")
         self.url = url
         self.part = part
         self.reason = reason
@@ -80,7 +94,7 @@ class BackendError(DamselflyError):
     http_status = 502
 
     def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"{url}: {reason}")
+        super().__init__(f"{shorten(url)}: {reason}")
         self.url = url
         self.reason = reason
 
@@ -114,6 +128,16 @@ class SourceNotFoundError(SourceStatusError, FileNotFoundError):
 
 class SourceProtocolError(BackendError):
     pass
+
+
+class SourceChangedError(BackendError):
+    """The origin now serves another version than the one the download started from
+    (another validator or total length): bytes of the two must never meet in one file."""
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        reason = "changed at the origin during the download"
+        super().__init__(url, f"{reason} ({detail})" if detail else reason)
+        self.detail = detail
 
 
 class IntegrityError(DamselflyError):
@@ -152,7 +176,7 @@ class OutputError(StorageError):
     exit_code = EXIT_FAILURE
 
     def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"output {path}: {reason}")
+        super().__init__(f"output {shorten(path)}: {reason}")
         self.path = path
         self.reason = reason
 

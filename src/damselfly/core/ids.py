@@ -13,8 +13,10 @@ Two ways to name a task, strongest first:
    check, not a name: it does not change the id, so runs with and without it share pieces.
 2. **By location**: ``sha256`` over the canonical URL (scheme and host lower-case, default port
    dropped, userinfo and fragment dropped, signature and user-filtered query parameters
-   removed, the rest sorted), plus tag, application, the origin's version marker (an ETag, a
-   resolved commit; so a moved branch or a replaced object is a new task) and piece length.
+   removed, the rest sorted), plus tag, application, the origin's version marker (an ETag,
+   else ``last-modified:<date>``, else ``length:<n>``: ``SourceVersion.identity``; a resolved
+   commit for hubs) and piece length: a moved branch or a replaced object is a new task, so
+   pieces of two versions never meet in one task, in a store or in the mesh.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from damselfly.core.errors import UsageError
+from damselfly.core.errors import UsageError, quoted
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -16,7 +16,8 @@ def parse_size(text: str, *, what: str = "size") -> int:
     """``4MiB``, ``4M`` and ``4mb`` are all 4 * 1024**2 (binary units, as Dragonfly)."""
     match = _SIZE_RE.match(text)
     if not match:
-        raise UsageError(f"{what} {text!r}: expected a number with an optional unit (e.g. 4MiB)")
+        reason = "expected a number with an optional unit (e.g. 4MiB)"
+        raise UsageError(f"{what} {quoted(text)}: {reason}")
     number, unit, _binary = match.groups()
     return int(float(number) * 1024 ** _SIZE_POWERS[unit.lower()])
 
@@ -30,13 +31,13 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
         pass
     parts = _DURATION_RE.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
-        raise UsageError(f"{what} {text!r}: expected e.g. 90s, 10m, 2h or 1h30m")
+        raise UsageError(f"{what} {quoted(text)}: expected e.g. 90s, 10m, 2h or 1h30m")
     return _positive(sum(float(n) * _DURATION_SECONDS[u] for n, u in parts), text, what)
 
 
 def _positive(value: float, text: str, what: str) -> float:
     if value <= 0:
-        raise UsageError(f"{what} {text!r}: must be greater than zero")
+        raise UsageError(f"{what} {quoted(text)}: must be greater than zero")
     return value
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
-from damselfly.core.errors import InvalidUrlError
+from damselfly.core.errors import InvalidUrlError, quoted
 
 OBJECT_STORE_SCHEMES = frozenset({"s3", "gs", "abs", "oss", "obs", "cos"})
 HUB_SCHEMES = frozenset({"hf", "modelscope"})
@@ -37,6 +37,8 @@ HUB_REPO_TYPES = {
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,253}[a-z0-9]$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-_.]*[A-Za-z0-9])?$|^\[[0-9A-Fa-f:.]+\]$")
+MAX_HOST_LENGTH = 253  # RFC 1035: a name of at most 253 characters...
+MAX_LABEL_LENGTH = 63  # ...in labels of at most 63
 _REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
 
@@ -167,7 +169,7 @@ def parse_url(raw: str, extra_schemes: Mapping[str, UrlParser] | None = None) ->
         return extra_schemes[scheme](raw)
     if scheme not in SUPPORTED_SCHEMES:
         supported = ", ".join(sorted(SUPPORTED_SCHEMES))
-        raise InvalidUrlError(raw, "scheme", f"{scheme!r} is not supported ({supported})")
+        raise InvalidUrlError(raw, "scheme", f"{quoted(scheme)} is not supported ({supported})")
     if scheme in ("http", "https"):
         return _parse_http(raw, scheme)
     if scheme == "file":
@@ -196,8 +198,7 @@ def _parse_http(raw: str, scheme: str) -> HttpUrl:
     host = parts.hostname or ""
     if not host:
         raise InvalidUrlError(raw, "host", "missing")
-    if not _HOST_RE.match(host) and not _HOST_RE.match(f"[{host}]"):
-        raise InvalidUrlError(raw, "host", f"{host!r} is not a valid host name")
+    _check_host(raw, host)
     if port == 0:
         raise InvalidUrlError(raw, "port", "0 is not a usable port")
     default_port = 443 if scheme == "https" else 80
@@ -212,6 +213,25 @@ def _parse_http(raw: str, scheme: str) -> HttpUrl:
         username=username,
         password=password,
     )
+
+
+def _check_host(raw: str, host: str) -> None:
+    """A host name the resolver can take: the regular expression, then DNS's lengths (an
+    IPv6 address has no labels)."""
+    if not _HOST_RE.match(host) and not _HOST_RE.match(f"[{host}]"):
+        raise InvalidUrlError(raw, "host", f"{quoted(host)} is not a valid host name")
+    if ":" in host:
+        return
+    if len(host) > MAX_HOST_LENGTH:
+        reason = f"{len(host)} characters long (at most {MAX_HOST_LENGTH})"
+        raise InvalidUrlError(raw, "host", reason)
+    labels = host.rstrip(".").split(".")
+    if any(not label for label in labels):
+        raise InvalidUrlError(raw, "host", f"{quoted(host)} has an empty label")
+    longest = max(len(label) for label in labels)
+    if longest > MAX_LABEL_LENGTH:
+        reason = f"a label of {longest} characters (at most {MAX_LABEL_LENGTH})"
+        raise InvalidUrlError(raw, "host", reason)
 
 
 def _parse_file(raw: str, rest: str) -> FileUrl:
@@ -230,7 +250,7 @@ def _parse_object(raw: str, scheme: str, rest: str) -> ObjectUrl:
     if not bucket:
         raise InvalidUrlError(raw, "bucket", "missing")
     if not _BUCKET_RE.match(bucket) or ".." in bucket:
-        raise InvalidUrlError(raw, "bucket", f"{bucket!r} is not a valid bucket name")
+        raise InvalidUrlError(raw, "bucket", f"{quoted(bucket)} is not a valid bucket name")
     if "?" in key or "#" in key:
         key = key.split("?", 1)[0].split("#", 1)[0]
     key = unquote(key)
@@ -244,6 +264,7 @@ def _parse_hdfs(raw: str) -> HdfsUrl:
         raise InvalidUrlError(raw, "port", "0 is not a usable port")
     if not parts.hostname:
         raise InvalidUrlError(raw, "host", "missing (hdfs://namenode:port/path)")
+    _check_host(raw, parts.hostname)
     if not parts.path.startswith("/"):
         raise InvalidUrlError(raw, "path", "missing")
     return HdfsUrl(host=parts.hostname, port=port, path=unquote(parts.path))
@@ -263,7 +284,7 @@ def _parse_hub(raw: str, scheme: str, rest: str) -> HubUrl:
     owner, repo = segments[0], segments[1]
     for part, value in (("owner", owner), ("repository", repo)):
         if not _REPO_PART_RE.match(value) or ".." in value or len(value) > 96:
-            raise InvalidUrlError(raw, part, f"{value!r} is not a valid name")
+            raise InvalidUrlError(raw, part, f"{quoted(value)} is not a valid name")
     path = unquote("/".join(segments[2:]).rstrip("/"))
     _check_relative_path(raw, "path", path, allow_trailing_slash=False)
     return HubUrl(scheme=scheme, repo_type=repo_type, owner=owner, repo=repo, path=path)

@@ -4,20 +4,29 @@
 name the task, open (or resume) it in the store, fetch the missing pieces while checking the
 whole-file digest, record the outcome, then deliver the output atomically (hard link or copy).
 Nothing appears at the output path unless every byte is verified.
+
+Consistency with the origin: the task is named after the version ``stat`` found (ETag, else
+Last-Modified, else length) and every read is held to it (``RequestOptions.expected``). When
+the origin changes mid-download the task's pieces are dropped and the download starts once
+more from the new version; a second change (or a task named by a scheduler, whose id fixes
+the version) fails with ``SourceChangedError``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 
 from damselfly.backends.base import ObjectStat
 from damselfly.core.digests import Digest
+from damselfly.core.error_groups import group_error
 from damselfly.core.errors import (
     DiskFullError,
     IntegrityError,
+    SourceChangedError,
     SourceProtocolError,
 )
 from damselfly.core.ids import canonical_url, task_id, task_id_for_text
@@ -29,6 +38,11 @@ from damselfly.download.streaming import stream_without_length
 from damselfly.storage.metadata import PieceMeta, TaskState
 from damselfly.storage.store import TaskStorage
 
+# A request param naming the version a task id was computed from (``SourceVersion.identity``):
+# a seed given that task refuses to fill it from another version.
+SOURCE_VERSION_PARAM = "source_version"
+_log = logging.getLogger(__name__)
+
 
 async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     started = time.monotonic()
@@ -38,7 +52,7 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
     if stat.content_length is None:
         return await stream_without_length(job, ctx, started)
-    filled = await _fill_from_stat(job, ctx, stat, stat.content_length)
+    filled = await _fill_latest(job, ctx, stat)
     with _storage_errors_name(job):
         delivery = ctx.store.deliver(
             filled.task_id, job.output, overwrite=job.overwrite, hard_link=job.hard_link
@@ -61,15 +75,33 @@ async def fill_file(job: FileJob, ctx: DownloadContext) -> FilledTask:
     stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
     if stat.content_length is None:
         raise SourceProtocolError(job.url.redacted(), "the origin gives no length; cannot cache")
-    filled = await _fill_from_stat(job, ctx, stat, stat.content_length)
+    filled = await _fill_latest(job, ctx, stat)
     ctx.observer.file_finished(job.display_name)
     return filled
 
 
-async def _fill_from_stat(
-    job: FileJob, ctx: DownloadContext, stat: ObjectStat, content_length: int
-) -> FilledTask:
+async def _fill_latest(job: FileJob, ctx: DownloadContext, stat: ObjectStat) -> FilledTask:
+    """Fill the task of the version ``stat`` describes; if the origin changes meanwhile, once
+    more from its new version (not a task a scheduler named: its id fixes the version)."""
+    try:
+        return await _fill_from_stat(job, ctx, stat)
+    except SourceChangedError as exc:
+        if job.task_id is not None:
+            raise
+        _log.warning("%s; starting again from the new version", exc)
+    stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
+    try:
+        return await _fill_from_stat(job, ctx, stat)
+    except SourceChangedError as exc:
+        raise SourceChangedError(job.url.redacted(), "again, after a restart") from exc
+
+
+async def _fill_from_stat(job: FileJob, ctx: DownloadContext, stat: ObjectStat) -> FilledTask:
     _check_listing_agrees(job, stat)
+    _check_version_agrees(job, stat)
+    content_length = stat.content_length
+    if content_length is None:
+        raise SourceChangedError(job.url.redacted(), "the origin no longer gives a length")
     digest = job.expected_digest or stat.content_digest
     piece_length = choose_piece_length(content_length, job.piece_length)
     tid = job.task_id or _task_id(job, stat, piece_length)
@@ -105,11 +137,11 @@ async def _fill_task(
     advance_tasks: set[asyncio.Future[None]] = set()
     request = FillRequest(job, task, stat, digest, on_piece)
     try:
-        source_bytes = await ctx.filler.fill(request, ctx)
+        source_bytes = await _filled(request, ctx)
         await asyncio.gather(*advance_tasks)
         if checker is not None:
             await checker.verify()
-    except IntegrityError:
+    except (IntegrityError, SourceChangedError):
         _forget_pieces(task)
         raise
     finally:
@@ -117,6 +149,15 @@ async def _fill_task(
             pending.cancel()
     task.mark_succeeded()
     return source_bytes
+
+
+async def _filled(request: FillRequest, ctx: DownloadContext) -> int:
+    """``ctx.filler.fill``, with a failed task group (the daemon's parents and origin
+    fallback) turned into the one error it stands for, so that ``except`` clauses see it."""
+    try:
+        return await ctx.filler.fill(request, ctx)
+    except BaseExceptionGroup as group:
+        raise group_error(group) from None
 
 
 def _digest_checker(
@@ -146,7 +187,7 @@ def _task_id(job: FileJob, stat: ObjectStat, piece_length: int) -> str:
         job.url,
         piece_length=piece_length,
         content_digest=stat.content_digest,
-        version=stat.etag or "",
+        version=stat.version.identity(),
         tag=job.tag,
         application=job.application,
         filtered_query_params=job.filtered_query_params,
@@ -161,6 +202,13 @@ def _check_listing_agrees(job: FileJob, stat: ObjectStat) -> None:
         )
 
 
+def _check_version_agrees(job: FileJob, stat: ObjectStat) -> None:
+    """A job that names the version its task id stands for (a seed's) must find it."""
+    wanted = job.options.param(SOURCE_VERSION_PARAM)
+    if wanted and wanted != stat.version.identity():
+        raise SourceChangedError(job.url.redacted(), "not the version the task was named after")
+
+
 @contextlib.contextmanager
 def _storage_errors_name(job: FileJob) -> Iterator[None]:
     """A full disk is reported with the download it stopped."""
@@ -171,7 +219,8 @@ def _storage_errors_name(job: FileJob) -> Iterator[None]:
 
 
 def _forget_pieces(task: TaskStorage) -> None:
-    """The whole file failed its digest: no piece of it may be resumed or served."""
+    """The whole file failed its digest, or the origin changed under it: no piece of it may
+    be resumed or served."""
     for number in task.finished_pieces():
         task.drop_piece(number)
     task.mark_failed()

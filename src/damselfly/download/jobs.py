@@ -84,20 +84,25 @@ class PieceFiller(Protocol):
 
 
 class SourceFiller:
-    """Every missing piece from the origin, by parallel range requests."""
+    """Every missing piece from the origin, by parallel range requests, each held to the
+    version ``stat`` described. An origin that gives no validator (no ETag, no date) and no
+    digest is read in one stream: separate requests could not be told apart from two
+    versions."""
 
     async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
         job = request.job
         backend = ctx.registry.for_url(job.url)
+        version = request.stat.version
         fetcher = SourceFetcher(
             backend,
             job.url,
-            job.options,
+            job.options.expecting(version),
             request.task,
             policy=ctx.policy,
             on_piece=request.on_piece,
         )
-        await fetcher.run(supports_ranges=request.stat.supports_ranges)
+        checkable = version.has_validator or request.content_digest is not None
+        await fetcher.run(supports_ranges=request.stat.supports_ranges and checkable)
         return fetcher.source_bytes
 
 

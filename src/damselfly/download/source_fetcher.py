@@ -13,8 +13,10 @@ one ``pwritev`` at its offset) in a worker thread while reading goes on. At most
 pushes back on the network.
 
 A run that breaks off keeps the pieces it completed; the rest is retried. When the origin
-ignores ``Range`` the whole body is read as one run and cut into pieces, skipping (not
-rewriting) the pieces already held.
+ignores ``Range`` the whole body is read as one run and cut into pieces; a piece already held
+is not rewritten but compared, so an origin without validators that changed shows up as
+``SourceChangedError`` instead of a file of two versions. Version checks of the answers
+themselves are the backend's (``RequestOptions.expected``); a change is never retried here.
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from damselfly.backends.base import Backend, RangeNotHonouredError, RequestOptions, open_stream
-from damselfly.core.error_groups import group_error
-from damselfly.core.errors import SourceProtocolError, SourceTimeoutError, SourceUnreachableError
+from damselfly.core.digests import piece_digest_of_chunks
+from damselfly.core.error_groups import group_error, leaf_errors
+from damselfly.core.errors import (
+    SourceChangedError,
+    SourceProtocolError,
+    SourceTimeoutError,
+    SourceUnreachableError,
+)
 from damselfly.core.pieces import ByteRange, Piece, piece_at
 from damselfly.core.urls import SourceUrl
 from damselfly.storage.metadata import PieceMeta
@@ -100,6 +108,9 @@ class SourceFetcher:
                 for _ in range(min(self._policy.concurrency, len(runs))):
                     group.create_task(self._worker(runs))
         except BaseExceptionGroup as group:
+            changed = group.subgroup(SourceChangedError)
+            if changed is not None:  # the first one alone: the others say the same
+                raise leaf_errors(changed)[0] from None
             if group.subgroup(RangeNotHonouredError) is not None:
                 return False
             raise group_error(group) from None
@@ -144,10 +155,17 @@ class SourceFetcher:
 
     async def _store_piece(self, piece: Piece, chunks: list[memoryview]) -> None:
         if piece.number in self._held:  # single-stream fallback: already stored earlier
+            await asyncio.to_thread(self._check_held, piece, chunks)
             return
         meta = await asyncio.to_thread(self._task.write_piece, piece.number, chunks)
         self._held.add(piece.number)
         self._on_piece(meta)
+
+    def _check_held(self, piece: Piece, chunks: list[memoryview]) -> None:
+        held = self._task.piece_meta(piece.number)
+        if held is not None and held.digest != piece_digest_of_chunks(chunks):
+            detail = f"piece {piece.number} differs from the one read before"
+            raise SourceChangedError(self._url.redacted(), detail)
 
     def _piece(self, number: int) -> Piece:
         return piece_at(number, self._task.content_length, self._task.piece_length)

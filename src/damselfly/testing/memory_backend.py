@@ -13,19 +13,29 @@ Failure injection, all per URL and deterministic:
 - ``put(..., truncate_at=N)``: ``get`` stops after the object's first ``N`` bytes and raises
   ``SourceProtocolError`` (a connection closed early).
 
+Every object has a strong ETag (a hash of its bytes, unless ``etag`` is given; none with
+``no_validator=True``), and a ``get`` whose ``options.expected`` names another ETag or length
+raises ``SourceChangedError``, as ``HttpBackend`` does for a replaced file.
+
 It records every call (``calls``) and counts body bytes handed out (``bytes_served``), so a
 test can assert that the origin was read about once.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from damselfly.backends.base import Entry, ObjectStat, RangeNotHonouredError, RequestOptions
 from damselfly.core.digests import Digest
-from damselfly.core.errors import BackendError, SourceNotFoundError, SourceProtocolError
+from damselfly.core.errors import (
+    BackendError,
+    SourceChangedError,
+    SourceNotFoundError,
+    SourceProtocolError,
+)
 from damselfly.core.pieces import ByteRange
 from damselfly.core.urls import SourceUrl, parse_url
 
@@ -82,8 +92,11 @@ class MemoryBackend:
         content_digest: Digest | None = None,
         ignore_ranges: bool = False,
         truncate_at: int | None = None,
+        no_validator: bool = False,
     ) -> SourceUrl:
         parsed = parse_url(url) if isinstance(url, str) else url
+        if etag is None and not no_validator:
+            etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
         self.objects[parsed.redacted()] = MemoryObject(
             bytes(data), etag, content_digest, ignore_ranges, truncate_at
         )
@@ -129,6 +142,10 @@ class MemoryBackend:
     ) -> AsyncIterator[bytes]:
         obj = self._lookup("get", url, options, byte_range)
         key = url.redacted()
+        expected = options.expected
+        change = expected.change_from(obj.etag, None, len(obj.data)) if expected else None
+        if change is not None:
+            raise SourceChangedError(key, change)
         start, end = _bounds(obj, key, byte_range)
         stop = end if obj.truncate_at is None else min(end, max(start, obj.truncate_at))
         for offset in range(start, stop, self.chunk_length):

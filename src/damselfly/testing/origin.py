@@ -14,7 +14,10 @@ Misbehaviours are a frozen ``Behaviour`` set for one path or for all paths
 (``origin.set_behaviour(Behaviour(ignore_range=True), "/model.bin")``): ignore ``Range``,
 close the connection after N body bytes, fail the first K requests with 503/429 and
 ``Retry-After``, require a bearer token, redirect elsewhere, answer a fixed status, refuse
-HEAD, wait before answering, throttle the body, add response headers. Every request's method,
+HEAD, wait before answering, throttle the body, add response headers. ``replace_after`` swaps
+a file for another version once N body bytes of it went out (each answer is served whole from
+the version it started with, as a real origin does), with or without new validators. Every
+request's method,
 path and headers are recorded (``origin.requests``) so tests can check what arrived.
 
 Unmodified files from the directory go out through ``web.FileResponse`` (``sendfile``), which
@@ -52,6 +55,7 @@ from damselfly.testing.origin_bodies import (
     body_chunks,
     cut_connection,
     fast_path_ok,
+    if_range_holds,
     parse_range_header,
     retry_after_header,
 )
@@ -94,6 +98,10 @@ class OriginServer(AsyncResource):
         self._host, self._port = host, port
         self._ssl_context = ssl_context
         self._blobs: dict[str, Blob] = {}
+        # path -> [(after bytes, new blob)], in the order they take effect
+        self._replacements: dict[str, list[tuple[int, Blob]]] = {}
+        self._bytes_at_head: Counter[str] = Counter()  # bytes_by_path at the path's last HEAD
+        self._armed: set[str] = set()  # paths HEADed since their last swap
         self._behaviours: dict[str | None, Behaviour] = {}
         self._counters = _Counters()
         self._runner: web.AppRunner | None = None
@@ -129,12 +137,31 @@ class OriginServer(AsyncResource):
     def url(self, path: str) -> str:
         return self.base_url + _normal_path(path)
 
-    def put(self, path: str, data: bytes) -> str:
-        """Serve ``data`` at ``path`` (from memory; wins over the directory); returns the URL."""
-        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-        modified = formatdate(time.time(), usegmt=True)
-        self._blobs[_normal_path(path)] = Blob(len(data), etag, modified, data=bytes(data))
+    def put(
+        self, path: str, data: bytes, *, etag: bool = True, dated: bool = True, when: float = 0
+    ) -> str:
+        """Serve ``data`` at ``path`` (from memory; wins over the directory); returns the URL.
+        ``etag=False`` sends no ETag, ``dated=False`` no Last-Modified (``when``, epoch
+        seconds, else now)."""
+        self._blobs[_normal_path(path)] = _blob(data, etag, dated, when or time.time())
         return self.url(path)
+
+    def replace_after(
+        self,
+        path: str,
+        after_length: int,
+        data: bytes,
+        *,
+        etag: bool = True,
+        dated: bool = True,
+    ) -> None:
+        """Serve ``data`` at ``path`` from the first request that starts once ``after_length``
+        body bytes of ``path`` went out since a HEAD of it (a client starting: each swap
+        waits for a HEAD after the previous one, so a queued second swap hits the client's
+        restart). ``etag``/``dated`` as in ``put``; the new date is an hour after now."""
+        queued = self._replacements.setdefault(_normal_path(path), [])
+        when = time.time() + 3600 * (len(queued) + 1)
+        queued.append((after_length, _blob(data, etag, dated, when)))
 
     def remove(self, path: str) -> None:
         self._blobs.pop(_normal_path(path), None)
@@ -189,6 +216,9 @@ class OriginServer(AsyncResource):
         refusal = self._refusal(request, path, behaviour)
         if refusal is not None:
             return refusal
+        if request.method == "HEAD":
+            self._bytes_at_head[path] = self._counters.bytes_by_path[path]
+            self._armed.add(path)
         blob = self._find(path)
         if blob is None:
             return web.Response(status=404, text="not found\n")
@@ -218,6 +248,11 @@ class OriginServer(AsyncResource):
         return None
 
     def _find(self, path: str) -> Blob | None:
+        queued = self._replacements.get(path)
+        sent = self._counters.bytes_by_path[path] - self._bytes_at_head[path]
+        if queued and path in self._armed and sent >= queued[0][0]:
+            self._blobs[path] = queued.pop(0)[1]
+            self._armed.discard(path)
         blob = self._blobs.get(path)
         if blob is not None or self._root is None:
             return blob
@@ -242,7 +277,8 @@ class OriginServer(AsyncResource):
     async def _send_blob(
         self, request: web.Request, path: str, blob: Blob, behaviour: Behaviour
     ) -> web.StreamResponse:
-        wanted = None if behaviour.ignore_range else request.headers.get("Range")
+        honour = not behaviour.ignore_range and if_range_holds(request, blob)
+        wanted = request.headers.get("Range") if honour else None
         parsed = parse_range_header(wanted, blob.size)
         if isinstance(parsed, str):  # UNSATISFIABLE
             headers = {"Content-Range": f"bytes */{blob.size}"}
@@ -263,6 +299,12 @@ class OriginServer(AsyncResource):
             return response
         await response.write_eof()
         return response
+
+
+def _blob(data: bytes, etag: bool, dated: bool, when: float) -> Blob:
+    tag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"' if etag else None
+    modified = formatdate(when, usegmt=True) if dated else None
+    return Blob(len(data), tag, modified, data=bytes(data))
 
 
 def _normal_path(path: str) -> str:

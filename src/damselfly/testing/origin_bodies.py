@@ -41,8 +41,8 @@ class Behaviour:
 @dataclass(frozen=True)
 class Blob:
     size: int
-    etag: str
-    last_modified: str
+    etag: str | None  # None: the origin sends no ETag
+    last_modified: str | None  # None: no Last-Modified
     data: bytes | None = None
     path: Path | None = None
 
@@ -90,13 +90,11 @@ def fast_path_ok(blob: Blob, behaviour: Behaviour) -> bool:
 def blob_headers(
     blob: Blob, behaviour: Behaviour, start: int, length: int, ranged: bool
 ) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict(
-        {
-            "Content-Type": "application/octet-stream",
-            "ETag": blob.etag,
-            "Last-Modified": blob.last_modified,
-        }
-    )
+    headers: CIMultiDict[str] = CIMultiDict({"Content-Type": "application/octet-stream"})
+    if blob.etag is not None:
+        headers["ETag"] = blob.etag
+    if blob.last_modified is not None:
+        headers["Last-Modified"] = blob.last_modified
     if not behaviour.ignore_range:
         headers["Accept-Ranges"] = "bytes"
     if ranged:
@@ -125,6 +123,12 @@ async def body_chunks(
     finally:
         if handle is not None:
             handle.close()
+
+
+def if_range_holds(request: web.Request, blob: Blob) -> bool:
+    """RFC 9110 13.1.5: serve the range only if ``If-Range`` (when sent) names this version."""
+    wanted = request.headers.get("If-Range")
+    return wanted is None or wanted in (blob.etag, blob.last_modified)
 
 
 def cut_connection(request: web.Request) -> None:

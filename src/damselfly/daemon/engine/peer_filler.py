@@ -29,6 +29,7 @@ from damselfly.daemon.engine.counters import EngineCounters
 from damselfly.daemon.engine.peer_download import NoParentError, PeerDownload
 from damselfly.daemon.engine.reporter import PeerReporter, reporting
 from damselfly.daemon.engine.settings import EngineSettings, PieceStored, Rehome
+from damselfly.download.file_download import SOURCE_VERSION_PARAM
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller, SourceFiller
 from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import Decision, TaskMeta
@@ -181,6 +182,8 @@ def task_meta(request: FillRequest) -> TaskMeta:
     job = request.job
     secret_headers = any(name.lower() in SECRET_HEADERS for name, _ in job.options.headers)
     params = {k: v for k, v in job.options.params if k in SHAREABLE_PARAMS}
+    if version := request.stat.version.identity():
+        params[SOURCE_VERSION_PARAM] = version  # a seed fills the task only from this version
     needs_credentials = secret_headers or any(
         is_secret_name(k) and v for k, v in job.options.params
     )
