@@ -189,7 +189,11 @@ def host_id_of(root: Path) -> str:
 @contextlib.contextmanager
 def _store(settings: DaemonSettings) -> Iterator[Store]:
     root = store_dir(settings.storage_dir, os.environ)
-    store = Store(root, quota_bytes=settings.storage_quota or None)
+    store = Store(
+        root,
+        quota_bytes=settings.storage_quota or None,
+        max_age_seconds=settings.storage_max_age or None,
+    )
     try:
         yield store
     finally:

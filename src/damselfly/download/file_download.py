@@ -85,7 +85,11 @@ async def _fill_from_stat(
     ):
         reused = _held_bytes(task)
         ctx.observer.file_started(job.display_name, task.content_length, reused)
-        fetched = await _fill_task(job, ctx, task, stat, digest)
+        try:
+            fetched = await _fill_task(job, ctx, task, stat, digest)
+        except DiskFullError:
+            task.release_space()  # else the failed task keeps the space the next one needs
+            raise
     return FilledTask(tid, content_length, fetched, reused)
 
 
@@ -172,9 +176,7 @@ def _storage_errors_name(job: FileJob) -> Iterator[None]:
 
 def _forget_pieces(task: TaskStorage) -> None:
     """The whole file failed its digest: no piece of it may be resumed or served."""
-    for number in task.finished_pieces():
-        task.drop_piece(number)
-    task.mark_failed()
+    task.release_space()
 
 
 def _held_bytes(task: TaskStorage) -> int:

@@ -5,9 +5,9 @@ SQLite metadata file and one sparse content file per task. Several threads and s
 processes may use one root at once; ``flock`` pins keep an open task from being evicted and a
 ``store.lock`` serialises task creation against eviction (see ``content.py``).
 
-``open_task`` reads like its steps: validate -> (under the store lock) make room within the
-quota -> open or create the content file -> record the task -> pin it -> (outside the lock)
-check the recorded pieces -> settle the state.
+``open_task`` reads like its steps: validate -> (under the store lock) make room by age, quota
+and free space, or refuse (``admission.py``) -> open or create the content file -> record the
+task -> pin it -> (outside the lock) check the recorded pieces -> settle the state.
 
 What is re-verified when: a task that *succeeded* and whose content file still has the
 fingerprint recorded when all its pieces were last verified (size, mtime, inode, device; see
@@ -44,9 +44,10 @@ import weakref
 from collections import Counter
 from pathlib import Path
 
-from damselfly.core.errors import DiskFullError, StorageError
+from damselfly.core.errors import StorageError
 from damselfly.core.pieces import piece_at, piece_count
 from damselfly.core.redact import scrub_url
+from damselfly.storage.admission import Admission
 from damselfly.storage.content import (
     DIR_MODE,
     ContentFile,
@@ -57,6 +58,7 @@ from damselfly.storage.content import (
 from damselfly.storage.gc import GarbageCollector
 from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskMeta, TaskState
 from damselfly.storage.output import DeliveryMethod, deliver_file
+from damselfly.storage.space import DiskSpace, SpaceReserve
 from damselfly.storage.sqlite_metadata import SqliteMetadataStore
 from damselfly.storage.task_storage import TaskStorage
 
@@ -67,7 +69,12 @@ logger = logging.getLogger(__name__)
 
 class Store:
     def __init__(
-        self, root: Path, *, quota_bytes: int | None = None, metadata: MetadataStore | None = None
+        self,
+        root: Path,
+        *,
+        quota_bytes: int | None = None,
+        max_age_seconds: float | None = None,
+        metadata: MetadataStore | None = None,
     ) -> None:
         if quota_bytes is not None and quota_bytes < 0:
             raise ValueError(f"quota must be >= 0 bytes, got {quota_bytes}")
@@ -75,11 +82,23 @@ class Store:
         self.quota_bytes = quota_bytes
         self._layout = ContentLayout(root)
         _make_dirs(self._layout.content_dir)
+        reserve = SpaceReserve(root / "metadata.reserve")
         self._owns_metadata = metadata is None
         self._metadata = (
-            metadata if metadata is not None else SqliteMetadataStore(root / "metadata.db")
+            metadata
+            if metadata is not None
+            else SqliteMetadataStore(root / "metadata.db", reserve=reserve)
         )
         self._gc = GarbageCollector(self._layout, self._metadata)
+        self._space = DiskSpace(self._layout, reserve)
+        self._admission = Admission(
+            root,
+            self._gc,
+            self._space,
+            reserve,
+            quota_bytes=quota_bytes,
+            max_age_seconds=max_age_seconds,
+        )
         self._store_lock = StoreLock(root / "store.lock")
         self._pins: Counter[str] = Counter()
         self._pins_lock = threading.Lock()
@@ -102,7 +121,7 @@ class Store:
         validate_task_id(task_id)
         _validate_lengths(content_length, piece_length)
         with self._store_lock:
-            self._ensure_room(task_id, content_length)
+            self._admission.admit(task_id, content_length, self._pinned() | {task_id})
             content, kept_size = self._open_content(task_id, content_length, piece_length)
             try:
                 self._record(task_id, url, content_length, piece_length, content_digest)
@@ -162,14 +181,15 @@ class Store:
         """Logical size of this store's own content files (see ``gc.py`` for why logical)."""
         return self._gc.usage_bytes()
 
+    def free_bytes(self) -> int:
+        """Free space on the store's file system, as an unprivileged writer sees it."""
+        return self._space.free_bytes()
+
     def collect_garbage(self, needed_bytes: int = 0) -> int:
-        """Remove orphans and evict LRU tasks not open until ``needed_bytes`` are freed and
-        usage is within the quota; returns the bytes freed."""
+        """Remove orphans, expire old tasks and evict LRU tasks not open until
+        ``needed_bytes`` are freed and usage is within the quota; returns the bytes freed."""
         with self._store_lock:
-            target = needed_bytes
-            if self.quota_bytes is not None:
-                target = max(target, self._gc.usage_bytes() - self.quota_bytes)
-            return self._gc.collect(target, self._pinned()).freed_bytes
+            return self._admission.collect(needed_bytes, self._pinned())
 
     # -- output --------------------------------------------------------------------------------
 
@@ -213,23 +233,6 @@ class Store:
         self.close()
 
     # -- open_task steps -----------------------------------------------------------------------
-
-    def _ensure_room(self, task_id: str, content_length: int) -> None:
-        if self.quota_bytes is None:
-            return
-        in_use = self._gc.usage_bytes() - self._layout.size_of(task_id)
-        shortfall = in_use + content_length - self.quota_bytes
-        if shortfall <= 0:
-            return
-        pinned = self._pinned() | {task_id}
-        evictable = self._gc.evictable_bytes(pinned)
-        if evictable < shortfall:
-            room = max(0, self.quota_bytes - in_use) + evictable
-            raise DiskFullError(
-                f"task {task_id}: storage quota: needs {content_length} bytes, "
-                f"quota {self.quota_bytes}, only {room} can be freed"
-            )
-        self._gc.collect(shortfall, pinned)
 
     def _open_content(
         self, task_id: str, content_length: int, piece_length: int
