@@ -208,3 +208,21 @@ def test_hub_url_helpers() -> None:
     child = url.with_path("data/x.parquet")
     assert child == HubUrl("hf", "datasets", "owner", "repo", "data/x.parquet")
     assert str(child) == "hf://datasets/owner/repo/data/x.parquet"
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("a" * 64 + ".example", "a label is longer than 63 characters"),
+        (".".join(["a" * 50] * 6), "longer than 253 characters"),
+    ],
+)
+def test_dns_length_limits_are_url_errors(host: str, reason: str) -> None:
+    with pytest.raises(InvalidUrlError) as info:
+        parse_url(f"http://{host}/f")
+    assert info.value.part == "host"
+    assert info.value.reason == reason
+
+
+def test_a_label_of_63_characters_is_fine() -> None:
+    assert parse_url(f"http://{'a' * 63}.example/f").host == "a" * 63 + ".example"

@@ -36,6 +36,8 @@ HUB_REPO_TYPES = {
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,253}[a-z0-9]$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-_.]*[A-Za-z0-9])?$|^\[[0-9A-Fa-f:.]+\]$")
+_MAX_HOST_LENGTH = 253
+_MAX_LABEL_LENGTH = 63
 _REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 
 
@@ -184,6 +186,16 @@ def _split(raw: str) -> tuple[SplitResult, int | None]:
         raise InvalidUrlError(raw, "port", str(exc)) from exc
 
 
+def _check_dns_lengths(raw: str, host: str) -> None:
+    """DNS limits (RFC 1035): found here, not as an encoding error deep in the resolver."""
+    if host.startswith("[") or ":" in host:
+        return
+    if len(host.rstrip(".")) > _MAX_HOST_LENGTH:
+        raise InvalidUrlError(raw, "host", f"longer than {_MAX_HOST_LENGTH} characters")
+    if any(len(label) > _MAX_LABEL_LENGTH for label in host.split(".")):
+        raise InvalidUrlError(raw, "host", f"a label is longer than {_MAX_LABEL_LENGTH} characters")
+
+
 def _parse_http(raw: str, scheme: str) -> HttpUrl:
     parts, port = _split(raw)
     host = parts.hostname or ""
@@ -191,6 +203,7 @@ def _parse_http(raw: str, scheme: str) -> HttpUrl:
         raise InvalidUrlError(raw, "host", "missing")
     if not _HOST_RE.match(host) and not _HOST_RE.match(f"[{host}]"):
         raise InvalidUrlError(raw, "host", f"{host!r} is not a valid host name")
+    _check_dns_lengths(raw, host)
     if port == 0:
         raise InvalidUrlError(raw, "port", "0 is not a usable port")
     default_port = 443 if scheme == "https" else 80

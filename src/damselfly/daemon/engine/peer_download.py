@@ -26,6 +26,7 @@ import contextlib
 import logging
 import random
 
+from damselfly.core.error_groups import group_error
 from damselfly.core.errors import PeerError, PieceDigestError, ProtocolError, SchedulerError
 from damselfly.core.pieces import piece_at
 from damselfly.daemon.engine.piece_dispatcher import Assignment, PieceDispatcher
@@ -106,16 +107,23 @@ class PeerDownload:
         """Fill the task; returns the bytes read from the origin (fallback only)."""
         self._last_progress = _now()
         try:
-            async with reporting(self._reporter), asyncio.TaskGroup() as group:
-                self._group = group
-                self._add_parents(self._registration.parents)
-                await self._loop()
-                self._stop_children()
+            await self._run_group()
         except BaseException:
             await self._reporter.finish(failed=True, reason="download failed")
             raise
         await self._reporter.finish()
         return self.source_bytes
+
+    async def _run_group(self) -> None:
+        """The watchers, fetches and loop in one group; its failure is one error."""
+        try:
+            async with reporting(self._reporter), asyncio.TaskGroup() as group:
+                self._group = group
+                self._add_parents(self._registration.parents)
+                await self._loop()
+                self._stop_children()
+        except BaseExceptionGroup as errors:
+            raise group_error(errors) from None
 
     # -- the loop ------------------------------------------------------------------------------
 
