@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fault_helpers import mount_tmpfs, unmount
+from fault_helpers import Dfget, mount_tmpfs, unmount
 
 
 @pytest.fixture
@@ -16,3 +17,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount_tmpfs(where, "32m")
     yield where
     unmount(where)
+
+
+@pytest.fixture
+def dfget(tmp_path: Path) -> Dfget:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DFGET_")}
+    env["DAMSELFLY_STORAGE_DIR"] = str(tmp_path / "store")
+    return Dfget(store=tmp_path / "store", env=env)

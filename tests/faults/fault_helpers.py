@@ -7,9 +7,13 @@ delivered, and the one line a failure prints. See ``docs/reliability.md`` for th
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,3 +50,24 @@ def one_error_line(run: Completed, prog: str = "dfget") -> str:
     assert lines[0].startswith(f"{prog}: error: "), run.stderr
     assert not LEAKS.search(lines[0]), lines[0]
     return lines[0]
+
+
+@dataclass
+class Dfget:
+    """The real ``dfget`` command with its own store (``DAMSELFLY_STORAGE_DIR``)."""
+
+    store: Path
+    env: dict[str, str]
+
+    async def run(self, *args: str, timeout: float = 60) -> Completed:
+        started = time.monotonic()
+        process = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "damselfly.cli.dfget", *args],
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+        assert process.returncode is not None
+        seconds = time.monotonic() - started
+        return Completed(process.returncode, stdout.decode(), stderr.decode(), seconds)

@@ -2,14 +2,18 @@
 
 ``download_file`` reads as its steps: check the output path, ask the origin what the file is,
 name the task, open (or resume) it in the store, fetch the missing pieces while checking the
-whole-file digest, record the outcome, then deliver the output atomically (hard link or copy).
-Nothing appears at the output path unless every byte is verified.
+whole-file digest, record the outcome, then deliver the output atomically (a copy or reflink,
+a hard link with ``--force-hard-link``), every piece re-hashed on the way; pieces that rotted
+in the store are fetched again once. Nothing appears at the output path unless every byte is
+verified.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 import time
 from collections.abc import Iterator
 
@@ -27,7 +31,11 @@ from damselfly.download.jobs import DownloadContext, FileJob, FileResult, Filled
 from damselfly.download.output_check import check_output, check_same_filesystem
 from damselfly.download.streaming import stream_without_length
 from damselfly.storage.metadata import PieceMeta, TaskState
+from damselfly.storage.output import DeliveryMethod
 from damselfly.storage.store import TaskStorage
+from damselfly.storage.verification import CorruptContentError
+
+log = logging.getLogger(__name__)
 
 
 async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
@@ -39,10 +47,13 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     if stat.content_length is None:
         return await stream_without_length(job, ctx, started)
     filled = await _fill_from_stat(job, ctx, stat, stat.content_length)
-    with _storage_errors_name(job):
-        delivery = ctx.store.deliver(
-            filled.task_id, job.output, overwrite=job.overwrite, hard_link=job.hard_link
-        )
+    try:
+        delivery = await _deliver(job, ctx, filled)
+    except CorruptContentError as exc:
+        log.warning("%s: %s; fetching them again", job.url.redacted(), exc)
+        again = await _fill_from_stat(job, ctx, stat, stat.content_length)
+        filled = dataclasses.replace(filled, source_bytes=filled.source_bytes + again.source_bytes)
+        delivery = await _deliver(job, ctx, filled)
     ctx.observer.file_finished(job.display_name)
     elapsed = time.monotonic() - started
     return FileResult(
@@ -54,6 +65,19 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
         delivery,
         elapsed,
     )
+
+
+async def _deliver(job: FileJob, ctx: DownloadContext, filled: FilledTask) -> DeliveryMethod:
+    """A verified copy (or reflink) in a worker thread; a hard link only when forced
+    (``--force-hard-link``): an output linked to the store changes when the store does."""
+    with _storage_errors_name(job):
+        return await asyncio.to_thread(
+            ctx.store.deliver,
+            filled.task_id,
+            job.output,
+            overwrite=job.overwrite,
+            hard_link=job.require_hard_link,
+        )
 
 
 async def fill_file(job: FileJob, ctx: DownloadContext) -> FilledTask:

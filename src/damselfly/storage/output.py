@@ -17,6 +17,13 @@ Rules (what a user of ``dfget -O`` can rely on):
   to a copy (``copy_file_range``, else ``sendfile``) across filesystems (EXDEV) or where links
   are refused. A hard-linked output shares its inode with the store's content file, which is
   why the store never truncates a content file in place.
+- ``verify``, if given, is called with the staged temp file (link or copy) before it appears
+  at ``dest``; if it raises, nothing is delivered (``Store.deliver`` re-hashes every piece
+  there, see ``verification.py``).
+- Copies go through ``copy_file_range``, which makes a reflink (copy-on-write, no bytes
+  moved) where the file system can (btrfs, XFS with reflink, bcachefs), else copies in the
+  kernel. A copy or reflink shares nothing writable with the store: rot or a write in the
+  store never reaches a delivered file, nor the other way round.
 - ENOSPC/EDQUOT during the copy -> ``DiskFullError`` naming ``dest``, nothing left behind.
 - The output's mode is 0644 minus the process umask (also for a hard link, whose content file
   lives in a 0700 directory, so widening its mode exposes nothing).
@@ -29,6 +36,7 @@ import enum
 import errno
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from damselfly.core.errors import OutputError, StorageError
@@ -47,12 +55,21 @@ class DeliveryMethod(enum.StrEnum):
     COPY = "copy"
 
 
-def deliver_file(src: Path, dest: Path, *, overwrite: bool, hard_link: bool) -> DeliveryMethod:
+def deliver_file(
+    src: Path,
+    dest: Path,
+    *,
+    overwrite: bool,
+    hard_link: bool,
+    verify: Callable[[Path], None] | None = None,
+) -> DeliveryMethod:
     """Make ``dest`` hold the bytes of ``src``, atomically; see the module docstring."""
     check_destination(dest, overwrite=overwrite)
     tmp = dest.parent / f".{dest.name}.damselfly-{secrets.token_hex(6)}.tmp"
     try:
         method = _stage(src, tmp, dest, hard_link=hard_link)
+        if verify is not None:
+            verify(tmp)
         _commit(tmp, dest, overwrite=overwrite)
     finally:
         with contextlib.suppress(OSError):  # never mask the error that brought us here
