@@ -335,11 +335,24 @@ class PeerDownload:
         stream = self._pieces.watch(
             parent.address, self._task.task_id, piece_count=self._task.piece_count
         )
-        with contextlib.suppress(PeerError, ProtocolError):
+        try:
             async with contextlib.aclosing(stream) as numbers:
                 async for number in numbers:
                     self._dispatcher.parent_has(peer_id, (number,))
                     self._wakeup.set()
+        except (PeerError, ProtocolError) as exc:
+            self._watch_broke(peer_id, exc)
+
+    def _watch_broke(self, peer_id: str, exc: Exception) -> None:
+        """The parent's bitmap stream broke: it went away (killed, restarted). Tell the
+        scheduler at once, so a dead origin reader is replaced in seconds, not at its host's
+        expiry; stop asking it for pieces."""
+        if self._dispatcher.done or self._stopping:
+            return
+        self._dispatcher.parent_lost(peer_id)
+        self._reporter.parent_failed(peer_id, BadParentReason.UNREACHABLE, "bitmap stream broke")
+        log.info("task %s: parent %s went away: %s", self._task.task_id, peer_id, exc)
+        self._wakeup.set()
 
     def _stop_children(self) -> None:
         self._stopping = True
