@@ -340,8 +340,10 @@ class PeerDownload:
                 async for number in numbers:
                     self._dispatcher.parent_has(peer_id, (number,))
                     self._wakeup.set()
-        except (PeerError, ProtocolError) as exc:
+        except ParentUnreachableError as exc:  # not a 404 (the parent has not opened it yet)
             self._watch_broke(peer_id, exc)
+        except (PeerError, ProtocolError):
+            pass
 
     def _watch_broke(self, peer_id: str, exc: Exception) -> None:
         """The parent's bitmap stream broke: it went away (killed, restarted). Tell the
