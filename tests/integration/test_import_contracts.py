@@ -53,7 +53,7 @@ def test_the_tree_keeps_every_contract() -> None:
     [
         ("core/units.py", "import damselfly.download.jobs", "Layers import downwards only"),
         ("storage/gc.py", "import damselfly.backends.registry", "Layers import downwards only"),
-        ("daemon/metrics.py", "import damselfly.scheduler.state", "Services never import"),
+        ("daemon/servers/metrics.py", "import damselfly.scheduler.state", "Services never import"),
         ("cli/progress.py", "import damselfly.testing.origin", "Nothing but the tests imports"),
         ("demo/hub.py", "import damselfly.testing.origin", "Nothing but the tests imports"),
     ],
