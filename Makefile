@@ -3,7 +3,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 
-.PHONY: demo test check lint bench-single bench-hub bench-swarm bench-manager setup
+.PHONY: demo test faults check lint bench-single bench-hub bench-swarm bench-manager setup
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -22,6 +22,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The whole fault matrix (tests/faults), the long cases included (docs/reliability.md).
+faults: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -m '' tests/faults
 
 bench-single: $(STAMP)
 	DAMSELFLY_BENCH_DEPS=1 bash scripts/setup.sh

@@ -77,8 +77,12 @@ async def test_peer_killed_mid_transfer_the_others_complete(tmp_path):
         victim_run, *done = await asyncio.gather(*runs)
         outputs = [tmp_path / f"{node.name}.bin" for node in survivors]
         assert_succeeded(cluster, done, outputs, data)
-        assert victim_run.code != 0  # its daemon died under it
-        assert cluster.origin.bytes_served <= 1.02 * len(data)  # nobody fell back to the origin
+        # its daemon died under it: dfget says so and finishes alone (issue 12), from the origin
+        assert victim_run.code == 0, victim_run.stderr
+        assert "dfdaemon went away mid-download" in victim_run.stderr
+        assert (tmp_path / f"{victim.name}.bin").read_bytes() == data
+        # the mesh read the file once; the victim's own run at most once more
+        assert cluster.origin.bytes_served <= 2.02 * len(data)
         for node in survivors:
             assert await cluster.metric(node, SOURCE) == 0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from damselfly.core.errors import DiskFullError
+from damselfly.core.errors import DiskFullError, NoSpaceError
 from damselfly.storage.metadata import TaskMeta, TaskState
 from damselfly.storage.store import Store, TaskStorage
 from damselfly.testing.memory_metadata import MemoryMetadataStore
@@ -68,9 +68,9 @@ def test_quota_impossible_raises_and_evicts_nothing(tmp_path: Path) -> None:
             with pytest.raises(DiskFullError) as info:
                 open_task(store, "c", length=1500)
             assert str(info.value) == (
-                f"task {tid('c')}: storage quota: needs 1500 bytes, quota 2000, "
-                "only 1000 can be freed"
+                f"no space for 1500 bytes in {tmp_path} (free 1000 within its quota of 2000)"
             )
+            assert isinstance(info.value, NoSpaceError)
             assert isinstance(info.value, OSError)
             assert held(store) == {"a", "b"}
             assert not store.content_path(tid("c")).exists()

@@ -84,7 +84,7 @@ def corrupt_in_place(path: Path, offset: int) -> None:
 def test_second_open_of_unchanged_task_reads_no_piece(
     root: Path, hashed: DigestCounter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="damselfly.storage.store"):
+    with caplog.at_level(logging.DEBUG, logger="damselfly.storage"):
         assert held_after_reopen(root) == ({0, 1, 2}, "succeeded")
         assert held_after_reopen(root) == ({0, 1, 2}, "succeeded")
     assert hashed.ranges == []
@@ -139,7 +139,9 @@ def test_write_to_a_hard_linked_output_is_dropped_then_repaired(
 ) -> None:
     out = tmp_path / "model.bin"
     with Store(root) as store:
-        assert store.deliver(TASK_ID, out) is DeliveryMethod.HARD_LINK
+        assert store.deliver(TASK_ID, out, hard_link=True) is DeliveryMethod.HARD_LINK
+    assert len(hashed.ranges) == 3  # every piece re-hashed before it was delivered
+    hashed.ranges.clear()
     with open(out, "r+b") as f:  # the user edits the output: same inode as the content file
         f.seek(2 * PIECE + 3)
         f.write(b"\x00" if DATA[2 * PIECE + 3] else b"\x01")

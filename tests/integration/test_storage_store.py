@@ -90,7 +90,7 @@ def test_other_lengths_discard_the_old_data_but_not_a_delivered_link(tmp_path: P
         with open_task(store) as task:
             write(task, 0, 1, 2)
             task.mark_succeeded()
-        assert store.deliver(TASK_ID, out) is DeliveryMethod.HARD_LINK
+        assert store.deliver(TASK_ID, out, hard_link=True) is DeliveryMethod.HARD_LINK
         with open_task(store, length=len(DATA), piece=512) as task:
             assert task.finished_pieces() == frozenset()
             assert task.piece_count == 6

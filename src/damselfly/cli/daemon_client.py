@@ -10,6 +10,11 @@ Once the daemon accepts, its events drive the same progress display as a standal
 its answer is the download's: a ``result`` (returned) or an ``error`` (raised as
 ``DaemonJobError`` with the daemon's exit code). Interrupting dfget (Ctrl-C) closes the
 connection, and the daemon cancels the download.
+
+A daemon that goes away mid-download (killed, crashed: the connection ends before its answer)
+is said so in one warning line, and dfget finishes the job by itself (``None``), resuming from
+whatever pieces are in its own store; with ``--disable-back-to-source`` it fails instead, since
+finishing alone means reading the origin.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from damselfly.protocol import local_api as wire
 log = logging.getLogger("damselfly.dfget")
 
 OTHER_USER_WARNING = "dfget: warning: dfdaemon runs as another user; downloading without it"
+GONE_WARNING = "dfget: warning: dfdaemon went away mid-download ({why}); finishing without it"
 CONNECT_TIMEOUT = 5.0  # seconds
 TIMEOUT_SLACK = 30.0  # seconds the daemon gets past the request's own timeout
 LOST = (ConnectionError, asyncio.IncompleteReadError)
@@ -47,6 +53,14 @@ class DaemonJobError(DamselflyError):
     def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class DaemonGoneError(DaemonJobError):
+    """The connection ended before the daemon's answer: it died or was stopped."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"dfdaemon went away mid-download ({why})")
+        self.why = why
 
 
 async def run_through_daemon(
@@ -68,8 +82,17 @@ async def run_through_daemon(
         with display:
             async with deadline(limit, request.redacted_url()):
                 return await _replay(response, display)
+    except DaemonGoneError as exc:
+        _warn_finishing_alone(request, exc)
+        return None
     finally:
         response.close()
+
+
+def _warn_finishing_alone(request: DownloadRequest, gone: DaemonGoneError) -> None:
+    if not request.back_to_source:
+        raise DaemonJobError(f"{gone}; --disable-back-to-source forbids finishing without it")
+    print(GONE_WARNING.format(why=gone.why), file=sys.stderr)
 
 
 async def _post(
@@ -116,8 +139,8 @@ async def _replay(response: local_http.LocalResponse, display: CountingObserver)
                 if result is not None:
                     return result
     except LOST as exc:
-        raise DaemonJobError(f"lost the connection to dfdaemon: {_describe(exc)}") from exc
-    raise DaemonJobError("dfdaemon closed the connection before the download finished")
+        raise DaemonGoneError(_describe_lost(exc)) from exc
+    raise DaemonGoneError("it closed the connection before the download finished")
 
 
 def _apply(
@@ -154,3 +177,11 @@ def _warn_other_user() -> None:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _describe_lost(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "the connection ended in the middle of a message"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or "the connection was lost"

@@ -7,12 +7,15 @@ connection (``Connection: close``) and a response whose body is a length, ``chun
 everything until the daemon closes; that is all this module speaks.
 
 Errors: ``OSError`` from connecting is left to the caller (it decides what "no daemon"
-means); a response that is not HTTP as described is ``LocalHttpError``.
+means); a connection that ends in the middle of a response (the daemon died) is
+``ConnectionResetError`` or ``asyncio.IncompleteReadError``; a response that is not HTTP as
+described is ``LocalHttpError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,9 +107,10 @@ async def _headers(reader: asyncio.StreamReader) -> dict[str, str]:
 
 async def _chunked(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
     while True:
-        size = _number(
-            (await reader.readline()).split(b";", 1)[0].strip().decode("ascii", "replace"), 16
-        )
+        line = await reader.readline()
+        if not line:
+            raise ConnectionResetError(errno.ECONNRESET, "the daemon closed the connection")
+        size = _number(line.split(b";", 1)[0].strip().decode("ascii", "replace"), 16)
         if size == 0:
             await reader.readline()  # the empty trailer
             return

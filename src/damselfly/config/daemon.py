@@ -88,6 +88,9 @@ class DaemonSettings(ServiceSettings):
         "", description="Piece store directory; empty: the default (see docs/architecture.md)."
     )
     storage_quota: Bytes = Field(0, ge=0, description="Store size limit in bytes; 0: none.")
+    storage_max_age: Seconds = Field(
+        0, ge=0, description="Evict tasks not used for this long before admitting one; 0: never."
+    )
     socket: str = Field("", description="Local API unix socket; empty: the default path.")
     socket_group: str = Field(
         "", description="Group allowed to use the socket (mode 0660); empty: owner only (0600)."

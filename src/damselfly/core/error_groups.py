@@ -7,15 +7,14 @@ the one exception to raise:
 - an interrupt or cancellation (a leaf that is not an ``Exception``) wins, unchanged;
 - a single leaf is raised as it is;
 - several leaves become one error whose message counts them all
-  (``3 errors: first: <first>; and 2 more (SourceUnreachableError x2)``). It keeps the first
+  (``3 errors: first: <first>; and 2 more like it``; users never see class names, the
+  daemon's log and ``.errors`` keep the detail). It keeps the first
   error's class and fields when that is a ``DamselflyError`` (so exit codes, HTTP statuses
   and ``except`` clauses see what they saw before), else it is a ``GroupedErrors``. Either
   way ``.errors`` holds every leaf.
 """
 
 from __future__ import annotations
-
-from collections import Counter
 
 from damselfly.core.errors import DamselflyError
 
@@ -55,15 +54,14 @@ def leaf_errors(group: BaseExceptionGroup[BaseException]) -> tuple[BaseException
 
 
 def group_summary(leaves: tuple[BaseException, ...]) -> str:
-    """``N errors: first: <message>; and N-1 more (<Type> xK, ...)``."""
+    """``N errors: first: <message>; and N-1 more[ like it]`` (like it: all of its class)."""
     first, rest = leaves[0], leaves[1:]
-    kinds = Counter(type(e).__name__ for e in rest)
-    counted = ", ".join(f"{name} x{count}" for name, count in kinds.most_common())
-    return f"{len(leaves)} errors: first: {_told(first)}; and {len(rest)} more ({counted})"
+    alike = " like it" if all(type(e) is type(first) for e in rest) else ""
+    return f"{len(leaves)} errors: first: {_told(first)}; and {len(rest)} more{alike}"
 
 
 def _told(error: BaseException) -> str:
-    return str(error) or type(error).__name__
+    return str(error) or "a failure without a message"
 
 
 def _retold(

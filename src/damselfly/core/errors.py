@@ -28,6 +28,7 @@ Several classes also subclass a builtin so callers who think in builtins still c
     │   └── FileDigestError             the whole file failed verification
     ├── StorageError                    the local store failed
     │   ├── DiskFullError               ENOSPC or the configured quota (OSError)
+    │   │   └── NoSpaceError            refused before starting: N bytes do not fit
     │   └── OutputError                 the output path cannot be used; carries ``path``
     ├── DownloadTimeoutError            --timeout elapsed (TimeoutError)
     ├── PeerError                       a parent misbehaved or went away
@@ -170,6 +171,20 @@ class StorageError(DamselflyError):
 
 class DiskFullError(StorageError, OSError):
     http_status = 507
+
+
+class NoSpaceError(DiskFullError):
+    """A task that cannot fit even after garbage collection; refused before it starts."""
+
+    def __init__(
+        self, needed_bytes: int, store: str, free_bytes: int, quota_bytes: int | None = None
+    ) -> None:
+        limit = "" if quota_bytes is None else f" within its quota of {quota_bytes}"
+        super().__init__(f"no space for {needed_bytes} bytes in {store} (free {free_bytes}{limit})")
+        self.needed_bytes = needed_bytes
+        self.store = store
+        self.free_bytes = free_bytes
+        self.quota_bytes = quota_bytes
 
 
 class OutputError(StorageError):

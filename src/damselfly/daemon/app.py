@@ -25,6 +25,7 @@ from damselfly.backends.registry import BackendRegistry, default_registry
 from damselfly.config.base import split_host_port
 from damselfly.config.daemon import DaemonSettings
 from damselfly.config.paths import default_socket_path, store_dir
+from damselfly.core.error_groups import group_error
 from damselfly.core.errors import ConfigError
 from damselfly.daemon.engine.announcer import Announcer
 from damselfly.daemon.engine.counters import EngineCounters
@@ -121,13 +122,16 @@ async def serve(
 
 
 async def _run_until(stop: asyncio.Event, announcer: Announcer, seeds: SeedWorker | None) -> None:
-    async with asyncio.TaskGroup() as group:
-        loops = [group.create_task(announcer.run())]
-        if seeds is not None:
-            loops.append(group.create_task(seeds.run()))
-        await stop.wait()
-        for loop in loops:
-            loop.cancel()
+    try:
+        async with asyncio.TaskGroup() as group:
+            loops = [group.create_task(announcer.run())]
+            if seeds is not None:
+                loops.append(group.create_task(seeds.run()))
+            await stop.wait()
+            for loop in loops:
+                loop.cancel()
+    except BaseExceptionGroup as errors:
+        raise group_error(errors) from None
     with contextlib.suppress(Exception):
         await asyncio.wait_for(announcer.leave(), timeout=2.0)
 
@@ -189,7 +193,11 @@ def host_id_of(root: Path) -> str:
 @contextlib.contextmanager
 def _store(settings: DaemonSettings) -> Iterator[Store]:
     root = store_dir(settings.storage_dir, os.environ)
-    store = Store(root, quota_bytes=settings.storage_quota or None)
+    store = Store(
+        root,
+        quota_bytes=settings.storage_quota or None,
+        max_age_seconds=settings.storage_max_age or None,
+    )
     try:
         yield store
     finally:

@@ -2,8 +2,10 @@
 
 ``download_file`` reads as its steps: check the output path, ask the origin what the file is,
 name the task, open (or resume) it in the store, fetch the missing pieces while checking the
-whole-file digest, record the outcome, then deliver the output atomically (hard link or copy).
-Nothing appears at the output path unless every byte is verified.
+whole-file digest, record the outcome, then deliver the output atomically (a copy or reflink,
+a hard link with ``--force-hard-link``), every piece re-hashed on the way; pieces that rotted
+in the store are fetched again once. Nothing appears at the output path unless every byte is
+verified.
 
 Consistency with the origin: the task is named after the version ``stat`` found (ETag, else
 Last-Modified, else length) and every read is held to it (``RequestOptions.expected``). When
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -36,12 +39,15 @@ from damselfly.download.jobs import DownloadContext, FileJob, FileResult, Filled
 from damselfly.download.output_check import check_output, check_same_filesystem
 from damselfly.download.streaming import stream_without_length
 from damselfly.storage.metadata import PieceMeta, TaskState
+from damselfly.storage.output import DeliveryMethod
 from damselfly.storage.store import TaskStorage
+from damselfly.storage.verification import CorruptContentError
+
+log = logging.getLogger(__name__)
 
 # A request param naming the version a task id was computed from (``SourceVersion.identity``):
 # a seed given that task refuses to fill it from another version.
 SOURCE_VERSION_PARAM = "source_version"
-_log = logging.getLogger(__name__)
 
 
 async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
@@ -53,10 +59,13 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     if stat.content_length is None:
         return await stream_without_length(job, ctx, started)
     filled = await _fill_latest(job, ctx, stat)
-    with _storage_errors_name(job):
-        delivery = ctx.store.deliver(
-            filled.task_id, job.output, overwrite=job.overwrite, hard_link=job.hard_link
-        )
+    try:
+        delivery = await _deliver(job, ctx, filled)
+    except CorruptContentError as exc:
+        log.warning("%s: %s; fetching them again", job.url.redacted(), exc)
+        again = await _fill_latest(job, ctx, stat)
+        filled = dataclasses.replace(filled, source_bytes=filled.source_bytes + again.source_bytes)
+        delivery = await _deliver(job, ctx, filled)
     ctx.observer.file_finished(job.display_name)
     elapsed = time.monotonic() - started
     return FileResult(
@@ -68,6 +77,19 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
         delivery,
         elapsed,
     )
+
+
+async def _deliver(job: FileJob, ctx: DownloadContext, filled: FilledTask) -> DeliveryMethod:
+    """A verified copy (or reflink) in a worker thread; a hard link only when forced
+    (``--force-hard-link``): an output linked to the store changes when the store does."""
+    with _storage_errors_name(job):
+        return await asyncio.to_thread(
+            ctx.store.deliver,
+            filled.task_id,
+            job.output,
+            overwrite=job.overwrite,
+            hard_link=job.require_hard_link,
+        )
 
 
 async def fill_file(job: FileJob, ctx: DownloadContext) -> FilledTask:
@@ -88,7 +110,7 @@ async def _fill_latest(job: FileJob, ctx: DownloadContext, stat: ObjectStat) -> 
     except SourceChangedError as exc:
         if job.task_id is not None:
             raise
-        _log.warning("%s; starting again from the new version", exc)
+        log.warning("%s; starting again from the new version", exc)
     stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
     try:
         return await _fill_from_stat(job, ctx, stat)
@@ -117,7 +139,11 @@ async def _fill_from_stat(job: FileJob, ctx: DownloadContext, stat: ObjectStat) 
     ):
         reused = _held_bytes(task)
         ctx.observer.file_started(job.display_name, task.content_length, reused)
-        fetched = await _fill_task(job, ctx, task, stat, digest)
+        try:
+            fetched = await _fill_task(job, ctx, task, stat, digest)
+        except DiskFullError:
+            task.release_space()  # else the failed task keeps the space the next one needs
+            raise
     return FilledTask(tid, content_length, fetched, reused)
 
 
@@ -220,10 +246,8 @@ def _storage_errors_name(job: FileJob) -> Iterator[None]:
 
 def _forget_pieces(task: TaskStorage) -> None:
     """The whole file failed its digest, or the origin changed under it: no piece of it may
-    be resumed or served."""
-    for number in task.finished_pieces():
-        task.drop_piece(number)
-    task.mark_failed()
+    be resumed or served, and its space goes back."""
+    task.release_space()
 
 
 def _held_bytes(task: TaskStorage) -> int:

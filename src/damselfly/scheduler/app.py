@@ -27,6 +27,7 @@ import grpc
 from damselfly.config.base import split_host_port
 from damselfly.config.scheduler import SchedulerSettings
 from damselfly.config.security import PLAINTEXT_WARNING
+from damselfly.core.error_groups import group_error
 from damselfly.core.errors import SchedulerError
 from damselfly.protocol import scheduler_pb2_grpc
 from damselfly.scheduler.evaluator import ScoreWeights
@@ -87,10 +88,13 @@ async def serve(
         log.info("serving gRPC on %s, metrics on http://%s", grpc_address, metrics_address)
         if on_ready is not None:
             on_ready(RunningScheduler(grpc_address, metrics_address, state))
-        async with asyncio.TaskGroup() as tasks:
-            expiry = tasks.create_task(_expire_hosts(state, settings.expiry_interval))
-            await stop.wait()
-            expiry.cancel()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                expiry = tasks.create_task(_expire_hosts(state, settings.expiry_interval))
+                await stop.wait()
+                expiry.cancel()
+        except BaseExceptionGroup as errors:
+            raise group_error(errors) from None
         log.info("stopping")
 
 

@@ -49,6 +49,11 @@ class TaskDigests:
     def readers(self) -> frozenset[str]:
         return frozenset(self._readers)
 
+    @property
+    def had_reader(self) -> bool:
+        """Someone was chosen to read the origin for this task in this scheduler's life."""
+        return self._had_reader
+
     def is_reader(self, peer_id: str) -> bool:
         return peer_id in self._readers
 

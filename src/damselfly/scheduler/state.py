@@ -6,7 +6,7 @@ service (``scheduler/service.py``) only converts messages and delivers seed jobs
 call, the seeds listed by ``seeds_with_jobs()`` have jobs to take with ``take_seed_jobs``.
 
 The decision for a peer that needs data (``RegisterPeer``, or ``ReportPeer`` with
-``want_parents``), in order:
+``want_parents``), in order (after replacing a lost origin reader, ``scheduler/recovery.py``):
 
 1. the peer is an origin reader of the task          -> BACK_TO_SOURCE (+ any parents)
 2. candidate parents exist (``scheduler/evaluator``) -> FROM_PARENTS
@@ -53,6 +53,7 @@ from damselfly.scheduler.evaluator import (
     select_parents,
 )
 from damselfly.scheduler.failures import FailureMemory
+from damselfly.scheduler.recovery import lost_readers, successor
 from damselfly.scheduler.resources import Clock, NotASeedError, Peer, Resources, Task
 from damselfly.scheduler.seeds import SeedJob, SeedPool
 
@@ -153,6 +154,10 @@ class SchedulerState:
         now = self._clock()
         for bad in report.bad_parents:
             self.failures.parent_failed(peer.peer_id, bad.peer_id, now)
+        for reader in lost_readers(peer, report.bad_parents, self.seeds.connected):
+            log.info("task %s: origin reader %s lost", peer.task.task_id[:12], reader.peer_id)
+            self.resources.peer_failed(reader.peer_id)
+            self.failures.peer_gone(reader.peer_id)
         return self._settle(peer, report)
 
     def _settle(self, peer: Peer, report: PeerReport) -> ReportAnswer:
@@ -177,6 +182,7 @@ class SchedulerState:
     # Decisions ---------------------------------------------------------------------------
 
     def _decide(self, peer: Peer) -> tuple[Decision, tuple[ParentInfo, ...]]:
+        self._replace_lost_reader(peer.task)
         if peer.is_origin_reader:
             return Decision.BACK_TO_SOURCE, self._propose(peer)
         parents = self._propose(peer)
@@ -191,6 +197,16 @@ class SchedulerState:
             # will announce itself again (restart_grace); electing another reads the origin twice
         peer.task.digests.reader_chosen(peer.peer_id)
         return Decision.BACK_TO_SOURCE, ()
+
+    def _replace_lost_reader(self, task: Task) -> None:
+        if self._clock() - self._started < self.limits.restart_grace:
+            return  # readers re-announce themselves after a restart
+        chosen = successor(task)
+        if chosen is not None:
+            task.digests.reader_chosen(chosen.peer_id)
+            self._counts["readers_replaced"] += 1
+            log.info("task %s: %s reads the rest from the origin (%d pieces held)",
+                     task.task_id[:12], chosen.peer_id, chosen.pieces.count)  # fmt: skip
 
     def _propose(self, peer: Peer) -> tuple[ParentInfo, ...]:
         chosen = select_parents(

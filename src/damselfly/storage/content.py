@@ -130,6 +130,15 @@ class ContentFile:
             raise
         return cls(path, fd)
 
+    @classmethod
+    def open_read_only(cls, path: Path) -> ContentFile:
+        """Open any file to read and hash it (a staged output); no pin, nothing written."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise os_error(path, exc, "open") from exc
+        return cls(path, fd)
+
     def size(self) -> int:
         return os.fstat(self._descriptor()).st_size
 

@@ -13,8 +13,9 @@ One collection, run while the caller holds the ``StoreLock``:
    and recording the task) are deleted;
 2. *orphan rows*: metadata rows whose content file is gone are deleted;
 3. *eviction*: tasks, least recently accessed first, are deleted until ``needed_bytes`` are
-   freed. A task pinned in this process, or whose file anyone holds open (``flock``, see
-   ``content.py``), is skipped: an open task is never evicted.
+   freed (``expire`` instead deletes every task not accessed since a cut-off time). A task
+   pinned in this process, or whose file anyone holds open (``flock``, see ``content.py``),
+   is skipped: an open task is never evicted.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class GarbageCollector:
     def usage_bytes(self) -> int:
         return sum(stat.st_size for _, stat in self._layout.iter_files())
 
+    def size_of(self, task_id: str) -> int:
+        return self._layout.size_of(task_id)
+
     def evictable_bytes(self, pinned: frozenset[str]) -> int:
         """Bytes a collection could free now: our files that nobody holds open."""
         total = 0
@@ -72,6 +76,19 @@ class GarbageCollector:
                 report.orphan_rows.append(task.task_id)
         for task in tasks:
             if report.freed_bytes >= needed_bytes:
+                break
+            if self._evictable(task.task_id, sizes, pinned):
+                report.evicted.append(task.task_id)
+                report.freed_bytes += sizes[task.task_id]
+        self._log(report)
+        return report
+
+    def expire(self, accessed_before: float, pinned: frozenset[str]) -> GcReport:
+        """Evict every task not accessed since ``accessed_before`` (seconds since the epoch)."""
+        report = GcReport()
+        sizes = {task_id: stat.st_size for task_id, stat in self._layout.iter_files()}
+        for task in self._metadata.tasks_by_access():
+            if task.accessed_at >= accessed_before:
                 break
             if self._evictable(task.task_id, sizes, pinned):
                 report.evicted.append(task.task_id)

@@ -25,6 +25,10 @@ Choices, and why:
 - **Strict LRU order.** ``access_seq`` is a counter bumped on registration and on every access,
   so two accesses in the same clock tick still order correctly.
 
+- **A full disk is survivable.** Given a ``SpaceReserve`` (``space.py``), a write that fails
+  with SQLITE_FULL deletes the reserve and is retried once, so a failure can still be recorded
+  and a task deleted on a full disk.
+
 ``sqlite3`` errors are mapped here, once: SQLITE_FULL to ``DiskFullError``, anything else to
 ``StorageError``; a foreign-key failure on ``piece_finished`` to ``TaskNotFoundError``.
 """
@@ -38,10 +42,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 from damselfly.core.errors import DiskFullError, StorageError
 from damselfly.storage.metadata import PieceMeta, TaskMeta, TaskNotFoundError, TaskState
+from damselfly.storage.space import SpaceReserve
+
+_T = TypeVar("_T")
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
@@ -98,9 +105,16 @@ PieceRow = tuple[int, int, int, str]
 class SqliteMetadataStore:
     """The ``MetadataStore`` on SQLite; see the module docstring for the rules it keeps."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        reserve: SpaceReserve | None = None,
+    ) -> None:
         self._path = path
         self._clock = clock
+        self._reserve = reserve
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         with _mapped(path):
@@ -198,11 +212,26 @@ class SqliteMetadataStore:
 
     def _execute(self, sql: str, params: tuple[object, ...]) -> int:
         """Run one write statement in its own committed transaction; return rows changed."""
+        return self._written(lambda: self._execute_once(sql, params))
+
+    def _execute_once(self, sql: str, params: tuple[object, ...]) -> int:
         with self._lock, _mapped(self._path):
             return self._connection().execute(sql, params).rowcount
 
     def _transaction(self, steps: Sequence[tuple[str, tuple[object, ...]]]) -> list[int]:
         """Run write statements in one committed transaction; return rows changed by each."""
+        return self._written(lambda: self._transaction_once(steps))
+
+    def _written(self, write: Callable[[], _T]) -> _T:
+        """Run ``write``; on a full disk give back the reserve and run it once more."""
+        try:
+            return write()
+        except DiskFullError:
+            if self._reserve is None or not self._reserve.release():
+                raise
+        return write()
+
+    def _transaction_once(self, steps: Sequence[tuple[str, tuple[object, ...]]]) -> list[int]:
         with self._lock, _mapped(self._path):
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")

@@ -5,9 +5,9 @@ SQLite metadata file and one sparse content file per task. Several threads and s
 processes may use one root at once; ``flock`` pins keep an open task from being evicted and a
 ``store.lock`` serialises task creation against eviction (see ``content.py``).
 
-``open_task`` reads like its steps: validate -> (under the store lock) make room within the
-quota -> open or create the content file -> record the task -> pin it -> (outside the lock)
-check the recorded pieces -> settle the state.
+``open_task`` reads like its steps: validate -> (under the store lock) make room by age, quota
+and free space, or refuse (``admission.py``) -> open or create the content file -> record the
+task -> pin it -> (outside the lock) check the recorded pieces -> settle the state.
 
 What is re-verified when: a task that *succeeded* and whose content file still has the
 fingerprint recorded when all its pieces were last verified (size, mtime, inode, device; see
@@ -25,9 +25,15 @@ opened, and every piece recorded since was hashed as it was written.
 The trade-off: the fingerprint trusts the mtime. Bytes changed in place with the size, inode
 and mtime kept (rewritten and then ``os.utime``/``touch -d`` back to the old time, or bit rot
 below the file system) are *not* noticed when a succeeded task is reopened; a peer that
-receives such a piece still rejects it by its digest. Content files are not fsynced, so after
-a power cut the fast path also trusts the file system not to keep a newer mtime without the
-bytes written before it. ``remove_task`` forces a fresh download.
+receives such a piece still rejects it by its digest, and ``deliver`` re-hashes every piece
+of what it is about to hand out (``verification.py``), so they never reach a local user
+either. Content files are not fsynced, so after a power cut the fast path also trusts the
+file system not to keep a newer mtime without the bytes written before it. ``remove_task``
+forces a fresh download.
+
+Delivery copies (a reflink where the file system can) unless a hard link is asked for
+(``--force-hard-link``): then the output *is* the store's file, and a change to one is a
+change to the other (detected by the fingerprint and re-fetched, but the output changed).
 
 Metadata never holds secrets: the URL given to ``open_task`` must already be redacted (the
 caller's ``SourceUrl.redacted()``), and is scrubbed again of userinfo and signature or token
@@ -44,9 +50,10 @@ import weakref
 from collections import Counter
 from pathlib import Path
 
-from damselfly.core.errors import DiskFullError, StorageError
-from damselfly.core.pieces import piece_at, piece_count
+from damselfly.core.errors import StorageError
+from damselfly.core.pieces import piece_count
 from damselfly.core.redact import scrub_url
+from damselfly.storage.admission import Admission
 from damselfly.storage.content import (
     DIR_MODE,
     ContentFile,
@@ -57,8 +64,15 @@ from damselfly.storage.content import (
 from damselfly.storage.gc import GarbageCollector
 from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskMeta, TaskState
 from damselfly.storage.output import DeliveryMethod, deliver_file
+from damselfly.storage.space import DiskSpace, SpaceReserve
 from damselfly.storage.sqlite_metadata import SqliteMetadataStore
 from damselfly.storage.task_storage import TaskStorage
+from damselfly.storage.verification import (
+    CorruptContentError,
+    bad_pieces,
+    check_pieces,
+    drop_pieces,
+)
 
 __all__ = ["DeliveryMethod", "Store", "TaskStorage"]
 
@@ -67,7 +81,12 @@ logger = logging.getLogger(__name__)
 
 class Store:
     def __init__(
-        self, root: Path, *, quota_bytes: int | None = None, metadata: MetadataStore | None = None
+        self,
+        root: Path,
+        *,
+        quota_bytes: int | None = None,
+        max_age_seconds: float | None = None,
+        metadata: MetadataStore | None = None,
     ) -> None:
         if quota_bytes is not None and quota_bytes < 0:
             raise ValueError(f"quota must be >= 0 bytes, got {quota_bytes}")
@@ -75,11 +94,23 @@ class Store:
         self.quota_bytes = quota_bytes
         self._layout = ContentLayout(root)
         _make_dirs(self._layout.content_dir)
+        reserve = SpaceReserve(root / "metadata.reserve")
         self._owns_metadata = metadata is None
         self._metadata = (
-            metadata if metadata is not None else SqliteMetadataStore(root / "metadata.db")
+            metadata
+            if metadata is not None
+            else SqliteMetadataStore(root / "metadata.db", reserve=reserve)
         )
         self._gc = GarbageCollector(self._layout, self._metadata)
+        self._space = DiskSpace(self._layout, reserve)
+        self._admission = Admission(
+            root,
+            self._gc,
+            self._space,
+            reserve,
+            quota_bytes=quota_bytes,
+            max_age_seconds=max_age_seconds,
+        )
         self._store_lock = StoreLock(root / "store.lock")
         self._pins: Counter[str] = Counter()
         self._pins_lock = threading.Lock()
@@ -102,7 +133,7 @@ class Store:
         validate_task_id(task_id)
         _validate_lengths(content_length, piece_length)
         with self._store_lock:
-            self._ensure_room(task_id, content_length)
+            self._admission.admit(task_id, content_length, self._pinned() | {task_id})
             content, kept_size = self._open_content(task_id, content_length, piece_length)
             try:
                 self._record(task_id, url, content_length, piece_length, content_digest)
@@ -120,7 +151,7 @@ class Store:
         )
         try:
             if not already_open:
-                self._check_pieces(task, content, kept_size)
+                check_pieces(self._metadata, task, content, kept_size)
             self._settle_state(task)
         except BaseException:
             task.close()
@@ -162,21 +193,25 @@ class Store:
         """Logical size of this store's own content files (see ``gc.py`` for why logical)."""
         return self._gc.usage_bytes()
 
+    def free_bytes(self) -> int:
+        """Free space on the store's file system, as an unprivileged writer sees it."""
+        return self._space.free_bytes()
+
     def collect_garbage(self, needed_bytes: int = 0) -> int:
-        """Remove orphans and evict LRU tasks not open until ``needed_bytes`` are freed and
-        usage is within the quota; returns the bytes freed."""
+        """Remove orphans, expire old tasks and evict LRU tasks not open until
+        ``needed_bytes`` are freed and usage is within the quota; returns the bytes freed."""
         with self._store_lock:
-            target = needed_bytes
-            if self.quota_bytes is not None:
-                target = max(target, self._gc.usage_bytes() - self.quota_bytes)
-            return self._gc.collect(target, self._pinned()).freed_bytes
+            return self._admission.collect(needed_bytes, self._pinned())
 
     # -- output --------------------------------------------------------------------------------
 
     def deliver(
-        self, task_id: str, dest: Path, *, overwrite: bool = False, hard_link: bool = True
+        self, task_id: str, dest: Path, *, overwrite: bool = False, hard_link: bool = False
     ) -> DeliveryMethod:
-        """Put a complete task's bytes at ``dest`` atomically (``output.deliver_file``)."""
+        """Put a complete task's bytes at ``dest`` atomically (``output.deliver_file``), a
+        copy unless ``hard_link``, every piece re-hashed first: ``CorruptContentError`` (the
+        bad pieces dropped) if some no longer match. Reads the whole file: call it from a
+        worker thread in async code."""
         with self._store_lock:
             meta = self._metadata.get_task(task_id)
             if meta is None:
@@ -185,12 +220,29 @@ class Store:
             self._pin(task_id)
         try:
             self._check_deliverable(meta, content)
-            method = deliver_file(content.path, dest, overwrite=overwrite, hard_link=hard_link)
+            method = deliver_file(
+                content.path,
+                dest,
+                overwrite=overwrite,
+                hard_link=hard_link,
+                verify=lambda staged: self._verify_staged(task_id, staged),
+            )
             self._metadata.task_accessed(task_id)
             return method
         finally:
             content.close()
             self._unpin(task_id)
+
+    def _verify_staged(self, task_id: str, staged: Path) -> None:
+        pieces = self._metadata.pieces(task_id)
+        output = ContentFile.open_read_only(staged)
+        try:
+            bad = bad_pieces(output, pieces)
+        finally:
+            output.close()
+        if bad:
+            drop_pieces(self._metadata, task_id, bad, "verification before delivery")
+            raise CorruptContentError(task_id, bad)
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -213,23 +265,6 @@ class Store:
         self.close()
 
     # -- open_task steps -----------------------------------------------------------------------
-
-    def _ensure_room(self, task_id: str, content_length: int) -> None:
-        if self.quota_bytes is None:
-            return
-        in_use = self._gc.usage_bytes() - self._layout.size_of(task_id)
-        shortfall = in_use + content_length - self.quota_bytes
-        if shortfall <= 0:
-            return
-        pinned = self._pinned() | {task_id}
-        evictable = self._gc.evictable_bytes(pinned)
-        if evictable < shortfall:
-            room = max(0, self.quota_bytes - in_use) + evictable
-            raise DiskFullError(
-                f"task {task_id}: storage quota: needs {content_length} bytes, "
-                f"quota {self.quota_bytes}, only {room} can be freed"
-            )
-        self._gc.collect(shortfall, pinned)
 
     def _open_content(
         self, task_id: str, content_length: int, piece_length: int
@@ -286,41 +321,6 @@ class Store:
         self._metadata.task_registered(task)
         self._metadata.task_accessed(task_id)
 
-    def _check_pieces(self, task: TaskStorage, content: ContentFile, kept_size: int) -> None:
-        """Trust a matching verified fingerprint; else re-verify, and vouch afresh if the
-        succeeded task is still complete and its file did not change meanwhile."""
-        meta = self._metadata.get_task(task.task_id)
-        succeeded = meta is not None and meta.state is TaskState.SUCCEEDED
-        if succeeded and self._fingerprint_holds(task, content, kept_size):
-            logger.debug("task %s: unchanged since verified; pieces not re-read", task.task_id)
-            return
-        stamped = content.stamp_fingerprint() if succeeded else None
-        self._reverify(task, content, kept_size)
-        if stamped is not None and task.is_complete and content.fingerprint() == stamped:
-            self._metadata.task_verified(task.task_id, stamped)
-
-    def _fingerprint_holds(self, task: TaskStorage, content: ContentFile, kept_size: int) -> bool:
-        if kept_size != task.content_length:
-            return False  # cut short (then re-extended): never trusted
-        return self._metadata.verified_fingerprint(task.task_id) == content.fingerprint()
-
-    def _reverify(self, task: TaskStorage, content: ContentFile, kept_size: int) -> None:
-        """Drop recorded pieces whose bytes are missing, misplaced or do not match."""
-        dropped = [
-            piece.number
-            for piece in self._metadata.pieces(task.task_id)
-            if not _piece_intact(piece, task, content, kept_size)
-        ]
-        for number in dropped:
-            self._metadata.piece_dropped(task.task_id, number)
-        if dropped:
-            logger.warning(
-                "task %s: %d recorded pieces failed re-verification and were dropped: %s",
-                task.task_id,
-                len(dropped),
-                dropped[:20],
-            )
-
     def _settle_state(self, task: TaskStorage) -> None:
         meta = self._metadata.get_task(task.task_id)
         if meta is not None and meta.state is TaskState.SUCCEEDED and task.is_complete:
@@ -356,18 +356,6 @@ class Store:
     def _check_open(self) -> None:
         if self._closed:
             raise StorageError(f"store {self.root} is closed")
-
-
-def _piece_intact(piece: PieceMeta, task: TaskStorage, content: ContentFile, kept: int) -> bool:
-    try:
-        expected = piece_at(piece.number, task.content_length, task.piece_length)
-    except IndexError:
-        return False
-    if (piece.offset, piece.length) != (expected.offset, expected.length):
-        return False
-    if piece.offset + piece.length > kept:
-        return False  # the file was cut short: these bytes are gone
-    return content.digest_at(piece.offset, piece.length) == piece.digest
 
 
 def _validate_lengths(content_length: int, piece_length: int) -> None:

@@ -124,6 +124,17 @@ class TaskStorage:
         self._check_open()
         self._metadata.task_failed(self.task_id)
 
+    def release_space(self) -> None:
+        """Give the task's space back after a failure it cannot resume from (a full disk,
+        a bad whole file): the content file is cut to 0 bytes first (that never needs space,
+        and its logical size, the quota's reservation, goes with it), then its pieces are
+        forgotten and the task marked failed. The next open re-extends the file."""
+        self._check_open()
+        self._content.resize(0)
+        for number in self.finished_pieces():
+            self._metadata.piece_dropped(self.task_id, number)
+        self._metadata.task_failed(self.task_id)
+
     # -- reads ---------------------------------------------------------------------------------
 
     def read_piece(self, number: int) -> bytes:

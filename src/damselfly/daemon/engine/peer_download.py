@@ -26,6 +26,7 @@ import contextlib
 import logging
 import random
 
+from damselfly.core.error_groups import group_error
 from damselfly.core.errors import PeerError, PieceDigestError, ProtocolError, SchedulerError
 from damselfly.core.pieces import piece_at
 from damselfly.daemon.engine.piece_dispatcher import Assignment, PieceDispatcher
@@ -106,16 +107,23 @@ class PeerDownload:
         """Fill the task; returns the bytes read from the origin (fallback only)."""
         self._last_progress = _now()
         try:
-            async with reporting(self._reporter), asyncio.TaskGroup() as group:
-                self._group = group
-                self._add_parents(self._registration.parents)
-                await self._loop()
-                self._stop_children()
+            await self._run_group()
         except BaseException:
             await self._reporter.finish(failed=True, reason="download failed")
             raise
         await self._reporter.finish()
         return self.source_bytes
+
+    async def _run_group(self) -> None:
+        """The watchers, fetches and loop in one group; its failure is one error."""
+        try:
+            async with reporting(self._reporter), asyncio.TaskGroup() as group:
+                self._group = group
+                self._add_parents(self._registration.parents)
+                await self._loop()
+                self._stop_children()
+        except BaseExceptionGroup as errors:
+            raise group_error(errors) from None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -327,11 +335,26 @@ class PeerDownload:
         stream = self._pieces.watch(
             parent.address, self._task.task_id, piece_count=self._task.piece_count
         )
-        with contextlib.suppress(PeerError, ProtocolError):
+        try:
             async with contextlib.aclosing(stream) as numbers:
                 async for number in numbers:
                     self._dispatcher.parent_has(peer_id, (number,))
                     self._wakeup.set()
+        except ParentUnreachableError as exc:  # not a 404 (the parent has not opened it yet)
+            self._watch_broke(peer_id, exc)
+        except (PeerError, ProtocolError):
+            pass
+
+    def _watch_broke(self, peer_id: str, exc: Exception) -> None:
+        """The parent's bitmap stream broke: it went away (killed, restarted). Tell the
+        scheduler at once, so a dead origin reader is replaced in seconds, not at its host's
+        expiry; stop asking it for pieces."""
+        if self._dispatcher.done or self._stopping:
+            return
+        self._dispatcher.parent_lost(peer_id)
+        self._reporter.parent_failed(peer_id, BadParentReason.UNREACHABLE, "bitmap stream broke")
+        log.info("task %s: parent %s went away: %s", self._task.task_id, peer_id, exc)
+        self._wakeup.set()
 
     def _stop_children(self) -> None:
         self._stopping = True

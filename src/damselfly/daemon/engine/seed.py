@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from damselfly.backends.base import RequestOptions
+from damselfly.core.error_groups import group_error
 from damselfly.core.errors import DamselflyError
 from damselfly.core.urls import parse_url
 from damselfly.daemon.engine.counters import EngineCounters
@@ -57,10 +58,13 @@ class SeedWorker:
 
     async def run(self) -> None:
         """Take jobs until cancelled; each job runs in its own task, ``max_jobs`` at once."""
-        async with asyncio.TaskGroup() as group:
-            async for meta in self._client.watch_seed_jobs(self._host_id):
-                await self._slots.acquire()
-                group.create_task(self._job(meta))
+        try:
+            async with asyncio.TaskGroup() as group:
+                async for meta in self._client.watch_seed_jobs(self._host_id):
+                    await self._slots.acquire()
+                    group.create_task(self._job(meta))
+        except BaseExceptionGroup as errors:
+            raise group_error(errors) from None
 
     async def _job(self, meta: TaskMeta) -> None:
         try:

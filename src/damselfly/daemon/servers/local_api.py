@@ -155,18 +155,25 @@ class LocalApi(AsyncResource):
             raise group_error(errors) from None
 
     async def _run(self, job: DownloadRequest, events: EventBuffer) -> None:
-        final: wire.Event
+        events.close(await self._outcome(job, events))
+
+    async def _outcome(self, job: DownloadRequest, events: EventBuffer) -> wire.Event:
+        """The run's last event: its result, or its failure as one line (as dfget standalone
+        would say it: a task group's errors become one, no class names)."""
         try:
-            final = await self._runner.run(job, events)
+            try:
+                return await self._runner.run(job, events)
+            except BaseExceptionGroup as errors:
+                raise group_error(errors) from None
         except DamselflyError as exc:
             message = _scrubbed(str(exc), job)
             log.warning("download of %s failed: %s", job.redacted_url(), message)
-            final = wire.Failed(message, exc.exit_code)
+            return wire.Failed(message, exc.exit_code)
         except Exception as exc:
             log.error("download of %s: internal error %s", job.redacted_url(), type(exc).__name__)
             log.debug("internal error", exc_info=True)
-            final = wire.Failed(f"dfdaemon internal error: {type(exc).__name__}", EXIT_FAILURE)
-        events.close(final)
+            told = _scrubbed(str(exc), job) if str(exc) else "see the dfdaemon log"
+            return wire.Failed(f"dfdaemon internal error: {told}", EXIT_FAILURE)
 
 
 def _client_left(job: DownloadRequest, events: EventBuffer) -> None:

@@ -1,0 +1,82 @@
+"""Bytes that rot in the store are never delivered (issue 12, item 3): a piece flipped in a
+stored file with its mtime put back is found when the file is next delivered, fetched again
+(one piece from the origin, not the file) and the output is byte-identical; a delivered file
+is a copy, so corrupting the store afterwards does not reach it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from fault_helpers import MiB
+
+from damselfly.storage.store import Store
+from damselfly.testing.cluster import LocalCluster
+from damselfly.testing.origin import OriginServer
+
+PIECE = ("--piece-length", "1MiB", "--no-progress")
+
+
+def flip_piece_keeping_mtime(store_dir: Path, number: int) -> Path:
+    """Change bytes inside piece ``number`` of the store's only task; put the mtime back."""
+    with Store(store_dir) as store:
+        (task,) = store.list_tasks()
+        path = store.content_path(task.task_id)
+    before = path.stat()
+    with path.open("r+b") as content:
+        content.seek(number * MiB + 1234)
+        old = content.read(16)
+        content.seek(number * MiB + 1234)
+        content.write(bytes(b ^ 0xFF for b in old))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+    return path
+
+
+@pytest.fixture
+async def origin():
+    async with OriginServer() as server:
+        yield server
+
+
+async def test_standalone_rot_is_fetched_again_not_delivered(tmp_path, origin, dfget) -> None:
+    data = os.urandom(6 * MiB)
+    url = origin.put("/f.bin", data)
+    first = await dfget.run(url, "-O", str(tmp_path / "one"), *PIECE, "--standalone")
+    assert first.code == 0, first.stderr
+    flip_piece_keeping_mtime(dfget.store, 2)
+    origin.reset_stats()
+    second = await dfget.run(url, "-O", str(tmp_path / "two"), *PIECE, "--standalone")
+    assert second.code == 0, second.stderr
+    assert (tmp_path / "two").read_bytes() == data
+    assert origin.bytes_served_for("/f.bin") == MiB  # the bad piece, not the file
+
+
+async def test_corrupting_the_store_does_not_change_a_delivered_file(
+    tmp_path, origin, dfget
+) -> None:
+    data = os.urandom(3 * MiB)
+    url = origin.put("/f.bin", data)
+    out = tmp_path / "out"
+    done = await dfget.run(url, "-O", str(out), *PIECE, "--standalone")
+    assert done.code == 0, done.stderr
+    assert out.stat().st_nlink == 1  # a copy (or reflink), not a link into the store
+    flip_piece_keeping_mtime(dfget.store, 1)
+    assert out.read_bytes() == data
+
+
+async def test_rot_in_a_daemons_store_is_fetched_again(tmp_path: Path) -> None:
+    data = os.urandom(6 * MiB)
+    async with LocalCluster(tmp_path, peers=1, seeds=0, origin_files={"/f.bin": data}) as cluster:
+        url = cluster.origin.url("/f.bin")
+        first = await cluster.dfget(0, url, tmp_path / "one", *PIECE)
+        assert first.code == 0, first.stderr
+        store_dir = cluster.peers[0].storage_dir
+        assert store_dir is not None
+        flip_piece_keeping_mtime(store_dir, 4)
+        cluster.origin.reset_stats()
+        second = await cluster.dfget(0, url, tmp_path / "two", *PIECE)
+    assert second.code == 0, second.stderr
+    assert (tmp_path / "two").read_bytes() == data
+    assert cluster.origin.bytes_served_for("/f.bin") <= MiB
