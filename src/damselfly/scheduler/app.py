@@ -36,6 +36,8 @@ from damselfly.scheduler.resources import Clock
 from damselfly.scheduler.service import SchedulerService
 from damselfly.scheduler.state import SchedulerState, SchedulingLimits
 from damselfly.security.files import node_files_from
+from damselfly.security.node_tls import NodeTls
+from damselfly.security.renewal import RenewalLoop
 from damselfly.security.roles import Role, caller_of_pem
 from damselfly.security.tls import ReloadingFiles, grpc_server_credentials
 
@@ -88,10 +90,21 @@ async def serve(
         if on_ready is not None:
             on_ready(RunningScheduler(grpc_address, metrics_address, state))
         async with asyncio.TaskGroup() as tasks:
-            expiry = tasks.create_task(_expire_hosts(state, settings.expiry_interval))
+            loops = [tasks.create_task(_expire_hosts(state, settings.expiry_interval))]
+            renewal = _renewal_loop(settings)
+            if renewal is not None:
+                loops.append(tasks.create_task(renewal.run()))
             await stop.wait()
-            expiry.cancel()
+            for loop in loops:
+                loop.cancel()
         log.info("stopping")
+
+
+def _renewal_loop(settings: SchedulerSettings) -> RenewalLoop | None:
+    """The certificate's renewal, when it came from ``damselfly enroll``."""
+    if not settings.tls.enabled:
+        return None
+    return NodeTls.from_settings(settings.tls, expect={Role.SCHEDULER}).renewal_loop()
 
 
 async def _expire_hosts(state: SchedulerState, interval: float) -> None:

@@ -45,6 +45,7 @@ from damselfly.protocol.scheduler_codec import (
     report_answer_from_pb,
     report_to_pb,
 )
+from damselfly.security.tls import ChannelMaker
 from damselfly.transport.scheduler.api import SchedulerUnavailableError
 from damselfly.transport.scheduler.channels import SchedulerChannels
 from damselfly.transport.scheduler.failover import SchedulerFailover
@@ -66,11 +67,14 @@ class SchedulerClient:
         retry_down_after: float = 5.0,
         watch_backoff: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        channels: ChannelMaker | None = None,
     ) -> None:
+        """``channels``: how to open them (mTLS with the node's certificate); plain text
+        when None."""
         self._failover = SchedulerFailover(
             addresses, retry_down_after=retry_down_after, clock=clock
         )
-        self._channels = SchedulerChannels(self._failover)
+        self._channels = SchedulerChannels(self._failover, channels)
         self._seed_jobs = SeedJobStreams(
             self._channels,
             reannounce=self._reannounce_to,
