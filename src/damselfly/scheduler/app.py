@@ -30,6 +30,7 @@ from damselfly.config.scheduler import SchedulerSettings
 from damselfly.config.security import PLAINTEXT_WARNING
 from damselfly.core.errors import SchedulerError
 from damselfly.protocol import scheduler_pb2_grpc
+from damselfly.scheduler.admission import AdmissionLimits
 from damselfly.scheduler.evaluator import ScoreWeights
 from damselfly.scheduler.metrics import http_app
 from damselfly.scheduler.resources import Clock
@@ -73,6 +74,10 @@ def limits_from(settings: SchedulerSettings) -> SchedulingLimits:
     )
 
 
+def admission_from(settings: SchedulerSettings) -> AdmissionLimits:
+    return AdmissionLimits(**settings.caps.model_dump())
+
+
 async def serve(
     settings: SchedulerSettings,
     *,
@@ -81,7 +86,7 @@ async def serve(
     clock: Clock = time.monotonic,
 ) -> None:
     state = SchedulerState(limits_from(settings), clock=clock)
-    service = SchedulerService(state, tls=settings.tls.enabled)
+    service = SchedulerService(state, tls=settings.tls.enabled, admission=admission_from(settings))
     async with (
         _grpc_server(settings, service) as grpc_address,
         _http_server(settings, service, lambda: not stop.is_set()) as metrics_address,
@@ -163,7 +168,12 @@ async def _http_server(
     settings: SchedulerSettings, service: SchedulerService, is_serving: Callable[[], bool]
 ) -> AsyncIterator[str]:
     host, port = split_host_port(settings.metrics_listen)
-    app = http_app(service.state, is_serving, lambda: service.access.refusals)
+    app = http_app(
+        service.state,
+        is_serving,
+        lambda: service.access.refusals,
+        lambda: service.admission.refused,
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

@@ -11,7 +11,9 @@ Errors are mapped once, here, to status codes with the error's message as detail
   scheduler restarted;
 - an unknown task in ``GetPieceDigests`` -> ``NOT_FOUND``;
 - a caller whose certificate's role may not do this (``scheduler/access.py``, mTLS only) ->
-  ``PERMISSION_DENIED``.
+  ``PERMISSION_DENIED``;
+- a call that would take the scheduler over a cap on hosts, tasks or peers, or a client
+  registering hosts too fast (``scheduler/admission.py``) -> ``RESOURCE_EXHAUSTED``.
 
 ``WatchSeedJobs`` streams stay open for the seed's lifetime; jobs queued by any RPC wake them.
 ``close()`` ends every stream cleanly (status OK) before the server stops.
@@ -40,6 +42,7 @@ from damselfly.protocol.scheduler_codec import (
     task_meta_to_pb,
 )
 from damselfly.scheduler.access import Access
+from damselfly.scheduler.admission import Admission, AdmissionLimits, CapacityError, client_of
 from damselfly.scheduler.resources import UnknownTaskError
 from damselfly.scheduler.seeds import SeedJob
 from damselfly.scheduler.state import SchedulerState
@@ -59,6 +62,8 @@ def status_for(error: DamselflyError) -> Any:
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(error, UnknownTaskError):
         return grpc.StatusCode.NOT_FOUND
+    if isinstance(error, CapacityError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
     return grpc.StatusCode.FAILED_PRECONDITION
 
 
@@ -70,10 +75,20 @@ async def _abort(context: Context, error: DamselflyError) -> NoReturn:
 class SchedulerService:
     """The servicer; register with ``pb2_grpc.add_SchedulerServicer_to_server``."""
 
-    def __init__(self, state: SchedulerState, *, tls: bool = False) -> None:
+    def __init__(
+        self,
+        state: SchedulerState,
+        *,
+        tls: bool = False,
+        admission: AdmissionLimits | None = None,
+    ) -> None:
         self.state = state
         self._state = state
         self.access = Access(state, tls=tls)
+        self.admission = Admission(
+            admission or AdmissionLimits(), state.resources, per_certificate=tls
+        )
+        self._client = ""  # who makes the call running now (calls run synchronously)
         self._wakeups: dict[str, set[asyncio.Event]] = {}
         self._closing = False
 
@@ -87,7 +102,9 @@ class SchedulerService:
     async def _guarded(self, context: Context, call: Callable[[Caller | None], T]) -> T:
         """Run ``call(caller)``; our errors become the call's status."""
         try:
-            result = call(self.access.caller(context.auth_context()))
+            caller = self.access.caller(context.auth_context())
+            self._client = client_of(caller.node_id if caller else None, context.peer() or "")
+            result = call(caller)
         except DamselflyError as exc:
             log.debug("rejected %s: %s", type(exc).__name__, exc)
             await _abort(context, exc)
@@ -105,6 +122,7 @@ class SchedulerService:
         def announce(caller: Caller | None) -> None:
             info = host_info_from_pb(request)
             self.access.host_announced(caller, info)
+            self.admission.host(self._client, info.host_id)
             self._state.host_announced(info)
 
         await self._guarded(context, announce)
@@ -117,6 +135,7 @@ class SchedulerService:
             host_id = check_host_id(request.host_id)
             self.access.acts_for_host(caller, host_id)
             holdings = [holding_from_pb(h) for h in request.tasks]
+            self.admission.tasks(host_id, [h.task.task_id for h in holdings])
             self._state.tasks_announced(host_id, self.access.holdings(caller, holdings))
 
         await self._guarded(context, announce)
@@ -127,7 +146,9 @@ class SchedulerService:
     ) -> pb.RegisterPeerResponse:
         def register(caller: Caller | None) -> pb.RegisterPeerResponse:
             self.access.acts_for_host(caller, check_host_id(request.host_id))
-            return registration_to_pb(self._state.register_peer(*register_from_pb(request)))
+            host_id, meta, pieces = register_from_pb(request)
+            self.admission.tasks(host_id, [meta.task_id])
+            return registration_to_pb(self._state.register_peer(host_id, meta, pieces))
 
         return await self._guarded(context, register)
 
