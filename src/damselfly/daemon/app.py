@@ -42,12 +42,14 @@ from damselfly.daemon.engine.seed import SeedWorker
 from damselfly.daemon.engine.settings import EngineSettings
 from damselfly.daemon.servers.local_api import LocalApi
 from damselfly.daemon.servers.metrics import metrics_server
+from damselfly.daemon.servers.private_access import PrivateAccess, PrivateTasks
 from damselfly.daemon.servers.upload_guard import UploadLimits
 from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.download.events import NullObserver
 from damselfly.download.jobs import DownloadContext
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.protocol.messages import HostInfo, HostType
+from damselfly.security.grants import GrantVerifier
 from damselfly.security.node_tls import NodeTls
 from damselfly.security.renewal import RenewalLoop
 from damselfly.security.roles import Role
@@ -80,13 +82,14 @@ async def serve(
     with _store(settings) as store:
         host_id = tls.node_id if tls is not None else host_id_of(store.root)
         async with contextlib.AsyncExitStack() as stack:
-            upload = await stack.enter_async_context(_upload_server(settings, store, tls))
+            private = PrivateTasks(store.root)
+            upload = await stack.enter_async_context(_upload_server(settings, store, tls, private))
             channels = tls.channels() if tls is not None else None
             client = await stack.enter_async_context(
                 SchedulerClient(settings.schedulers, channels=channels)
             )
             pieces = await stack.enter_async_context(
-                PieceClient(tls=tls.client_context if tls is not None else None)
+                PieceClient(tls=tls.client_context if tls else None, grants=client.grants)
             )
             origin_readers: set[str] = set()  # tasks this host reads from their origin
             announcer = Announcer(
@@ -105,6 +108,7 @@ async def serve(
                 counters=EngineCounters(),
                 rehome=announcer.reannounce,
                 origin_reader_tasks=origin_readers,
+                on_private_task=private.mark,
             )
             seeds = None
             if settings.seed:
@@ -249,10 +253,11 @@ def _store(settings: DaemonSettings) -> Iterator[Store]:
 
 @contextlib.asynccontextmanager
 async def _upload_server(
-    settings: DaemonSettings, store: Store, tls: NodeTls | None
+    settings: DaemonSettings, store: Store, tls: NodeTls | None, private: PrivateTasks
 ) -> AsyncIterator[UploadServer]:
     host, port = split_host_port(settings.upload.listen)
     context = tls.server_context() if tls is not None else None
+    verifier = GrantVerifier(lambda: tls.source.material().ca_pem) if tls is not None else None
     server = UploadServer(
         store,
         host=host,
@@ -261,6 +266,7 @@ async def _upload_server(
         rate_limit_bytes_per_second=settings.upload.rate_limit or None,
         limits=upload_limits(settings),
         tls=(lambda: context) if context is not None else None,
+        private=PrivateAccess(private, verifier),
     )
     try:
         await server.start()

@@ -290,6 +290,7 @@ class Registration:
     parents: tuple[ParentInfo, ...]
     digests: tuple[PieceDigest, ...]
     piece_count: int
+    piece_grant: str = ""  # private task over mTLS: shown to parents (security/grants.py)
 
 
 @dataclass(frozen=True)

@@ -160,18 +160,20 @@ class Parent(_message.Message):
     def __init__(self, peer_id: _Optional[str] = ..., host_id: _Optional[str] = ..., ip: _Optional[str] = ..., upload_port: _Optional[int] = ..., type: _Optional[_Union[HostType, str]] = ..., pieces: _Optional[bytes] = ..., free_upload_slots: _Optional[int] = ..., free_upload_rate: _Optional[int] = ..., origin_reader: _Optional[bool] = ...) -> None: ...
 
 class RegisterPeerResponse(_message.Message):
-    __slots__ = ("peer_id", "decision", "parents", "digests", "piece_count")
+    __slots__ = ("peer_id", "decision", "parents", "digests", "piece_count", "piece_grant")
     PEER_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     PARENTS_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
     PIECE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PIECE_GRANT_FIELD_NUMBER: _ClassVar[int]
     peer_id: str
     decision: Decision
     parents: _containers.RepeatedCompositeFieldContainer[Parent]
     digests: _containers.RepeatedCompositeFieldContainer[PieceDigest]
     piece_count: int
-    def __init__(self, peer_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., parents: _Optional[_Iterable[_Union[Parent, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[PieceDigest, _Mapping]]] = ..., piece_count: _Optional[int] = ...) -> None: ...
+    piece_grant: str
+    def __init__(self, peer_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., parents: _Optional[_Iterable[_Union[Parent, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[PieceDigest, _Mapping]]] = ..., piece_count: _Optional[int] = ..., piece_grant: _Optional[str] = ...) -> None: ...
 
 class BadParent(_message.Message):
     __slots__ = ("peer_id", "reason", "detail")

@@ -37,6 +37,7 @@ from damselfly.scheduler.resources import Clock
 from damselfly.scheduler.service import SchedulerService
 from damselfly.scheduler.state import SchedulerState, SchedulingLimits
 from damselfly.security.files import node_files_from
+from damselfly.security.grants import issue_grant
 from damselfly.security.node_tls import NodeTls
 from damselfly.security.renewal import RenewalLoop
 from damselfly.security.roles import Role, caller_of_pem
@@ -86,7 +87,12 @@ async def serve(
     clock: Clock = time.monotonic,
 ) -> None:
     state = SchedulerState(limits_from(settings), clock=clock)
-    service = SchedulerService(state, tls=settings.tls.enabled, admission=admission_from(settings))
+    service = SchedulerService(
+        state,
+        tls=settings.tls.enabled,
+        admission=admission_from(settings),
+        grant_signer=_grant_signer(settings),
+    )
     async with (
         _grpc_server(settings, service) as grpc_address,
         _http_server(settings, service, lambda: not stop.is_set()) as metrics_address,
@@ -103,6 +109,14 @@ async def serve(
             for loop in loops:
                 loop.cancel()
         log.info("stopping")
+
+
+def _grant_signer(settings: SchedulerSettings) -> Callable[[str, str], str] | None:
+    """Grants for private tasks are signed with the scheduler's (current) key."""
+    if not settings.tls.enabled:
+        return None
+    source = ReloadingFiles(node_files_from(settings.tls))
+    return lambda task_id, host_id: issue_grant(source.material(), task_id, host_id)
 
 
 def _renewal_loop(settings: SchedulerSettings) -> RenewalLoop | None:

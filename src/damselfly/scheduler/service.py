@@ -12,6 +12,9 @@ Errors are mapped once, here, to status codes with the error's message as detail
 - an unknown task in ``GetPieceDigests`` -> ``NOT_FOUND``;
 - a caller whose certificate's role may not do this (``scheduler/access.py``, mTLS only) ->
   ``PERMISSION_DENIED``;
+- ``RegisterPeer`` of a private task (``needs_credentials``: the daemon attests that the
+  origin accepted its own credentials) over mTLS answers with a grant bound to the task and
+  the caller's certificate (``security/grants.py``), which parents require for its pieces;
 - a call that would take the scheduler over a cap on hosts, tasks or peers, or a client
   registering hosts too fast (``scheduler/admission.py``) -> ``RESOURCE_EXHAUSTED``.
 
@@ -22,6 +25,7 @@ Errors are mapped once, here, to status codes with the error's message as detail
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn, TypeVar
@@ -51,6 +55,7 @@ from damselfly.security.roles import Caller
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+GrantSigner = Callable[[str, str], str]
 Context = Any  # grpc.aio.ServicerContext; grpcio ships no type information
 
 
@@ -81,7 +86,10 @@ class SchedulerService:
         *,
         tls: bool = False,
         admission: AdmissionLimits | None = None,
+        grant_signer: GrantSigner | None = None,
     ) -> None:
+        """``grant_signer(task_id, host_id)``: a grant for a private task (mTLS only)."""
+        self._grant_signer = grant_signer
         self.state = state
         self._state = state
         self.access = Access(state, tls=tls)
@@ -148,7 +156,11 @@ class SchedulerService:
             self.access.acts_for_host(caller, check_host_id(request.host_id))
             host_id, meta, pieces = register_from_pb(request)
             self.admission.tasks(host_id, [meta.task_id])
-            return registration_to_pb(self._state.register_peer(host_id, meta, pieces))
+            registration = self._state.register_peer(host_id, meta, pieces)
+            if meta.needs_credentials and caller is not None and self._grant_signer is not None:
+                grant = self._grant_signer(meta.task_id, caller.node_id)
+                registration = dataclasses.replace(registration, piece_grant=grant)
+            return registration_to_pb(registration)
 
         return await self._guarded(context, register)
 

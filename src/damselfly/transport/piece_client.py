@@ -17,20 +17,23 @@ back in the pool.
 With mTLS (``tls``: a callable giving the node's current client context) every parent is
 dialled over ``https`` whatever scheme its address carries (the scheduler hands out
 ``ip:port``): TLS 1.3, the parent's chain checked against the cluster CA, this node's
-certificate presented (the parent checks its role before it serves a byte).
+certificate presented (the parent checks its role before it serves a byte). A private task's
+requests carry the scheduler's grant for this node (``grants``: task id -> grant;
+``security/grants.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 
 import aiohttp
 from yarl import URL
 
 from damselfly.core.errors import ProtocolError
 from damselfly.protocol import pieces_http as wire
+from damselfly.security.grants import GRANT_HEADER
 from damselfly.transport.http_session import next_chunk, verbatim_session
 from damselfly.transport.piece_errors import (
     ParentBusyError,
@@ -119,8 +122,10 @@ class PieceClient:
         limit_per_host: int = LIMIT_PER_HOST,
         connect_timeout: float = CONNECT_TIMEOUT,
         tls: Callable[[], ssl.SSLContext] | None = None,
+        grants: Mapping[str, str] | None = None,
     ) -> None:
         self._tls = tls
+        self._grants = grants if grants is not None else {}
         self._session = session
         self._owns_session = session is None
         self._limit, self._limit_per_host = limit, limit_per_host
@@ -223,7 +228,11 @@ class PieceClient:
         )
         try:
             tls = True if self._tls is None else self._tls()
-            return await self._client().get(url, timeout=timeout, allow_redirects=False, ssl=tls)
+            grant = self._grants.get(request.task_id)
+            headers = {GRANT_HEADER: grant} if grant else None
+            return await self._client().get(
+                url, timeout=timeout, allow_redirects=False, ssl=tls, headers=headers
+            )
         except aiohttp.ConnectionTimeoutError as exc:
             reason = f"no connection within {self._connect_timeout:g}s"
             raise request.error(ParentUnreachableError, reason) from exc

@@ -52,8 +52,10 @@ class PeerFiller:
         counters: EngineCounters | None = None,
         rehome: Rehome | None = None,
         origin_reader_tasks: set[str] | None = None,
+        on_private_task: Callable[[str], None] = lambda task_id: None,
     ) -> None:
         self.counters = counters or EngineCounters()
+        self._on_private_task = on_private_task  # downloaded with credentials: grants only
         self._client = client
         self._host_id = host_id
         self._pieces = pieces
@@ -65,6 +67,8 @@ class PeerFiller:
         self._rehome = rehome  # how reporters recover when a scheduler forgot us
 
     async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
+        if task_meta(request).needs_credentials:
+            self._on_private_task(request.task.task_id)
         if request.task.is_complete:
             self.counters.cache_hits += 1
             return 0

@@ -15,8 +15,9 @@ timeout, no caps: the process ran out of file descriptors and logged every faile
   the caps let the connection in, so handshakes count against them too; the client's
   certificate (verified against the cluster CA) is read once per connection;
 - **per request** (``admit``, from the server's middleware): at most
-  ``requests_per_second_per_peer`` per IP address (429 beyond), and with TLS the client's
-  role must be allowed to fetch pieces (``security/roles.py``: seed, peer; 403 beyond).
+  ``requests_per_second_per_peer`` per IP address (429 beyond), with TLS the client's role
+  must be allowed to fetch pieces (``security/roles.py``: seed, peer; 403 beyond), and a
+  private task needs a grant for the caller (``private_access.py``; 403 beyond).
 
 What goes to the log: at most one line per ``LOG_INTERVAL`` seconds about refusals (with the
 count since the last line), never one per connection. Failed accepts (out of descriptors)
@@ -37,6 +38,8 @@ from typing import Any
 from aiohttp import web
 
 from damselfly.core.errors import DamselflyError
+from damselfly.daemon.servers.private_access import PrivateAccess
+from damselfly.security.grants import GRANT_HEADER
 from damselfly.security.roles import Action, Caller, caller_of_der, may
 
 _log = logging.getLogger(__name__)
@@ -106,9 +109,11 @@ class ConnectionGuard:
         limits: UploadLimits,
         *,
         tls: Callable[[], ssl.SSLContext] | None = None,
+        private: PrivateAccess | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.limits = limits
+        self._private = private
         self.counters = GuardCounters()
         self._tls = tls
         self._clock = clock
@@ -128,7 +133,7 @@ class ConnectionGuard:
         """None to serve ``request``; else the refusal to send (429 or 403)."""
         connection = self._by_transport.get(request.transport)
         if connection is None:
-            return None  # not a guarded connection (tests calling the app directly)
+            return self._private_refusal(request, None)  # not guarded (tests calling the app)
         connection.request_seen()
         peer = self._peers.get(connection.ip)
         if peer is not None and peer.rate is not None and not peer.rate.try_take():
@@ -139,7 +144,18 @@ class ConnectionGuard:
             self.counters.access_refused += 1
             self._refusals.event("a certificate whose role may not fetch pieces")
             return web.Response(status=403, text="this certificate's role may not fetch pieces")
-        return None
+        return self._private_refusal(request, connection.caller)
+
+    def _private_refusal(self, request: web.Request, caller: Caller | None) -> web.Response | None:
+        task_id = request.match_info.get("task_id")
+        if self._private is None or not task_id:
+            return None
+        reason = self._private.refusal(task_id, caller, request.headers.get(GRANT_HEADER))
+        if reason is None:
+            return None
+        self.counters.access_refused += 1
+        self._refusals.event("a private task asked for without a valid grant")
+        return web.Response(status=403, text=reason)
 
     def _may_fetch(self, caller: Caller | None) -> bool:
         return caller is not None and may(caller.role, Action.FETCH_PIECES)

@@ -67,6 +67,7 @@ from aiohttp import hdrs, web
 from damselfly.core.background import BackgroundTasks
 from damselfly.core.digests import PIECE_DIGEST_ALGORITHM
 from damselfly.core.errors import DamselflyError
+from damselfly.daemon.servers.private_access import PrivateAccess
 from damselfly.daemon.servers.upload_guard import ConnectionGuard, UploadLimits
 from damselfly.daemon.servers.upload_limits import TokenBucket, UploadSlots
 from damselfly.daemon.servers.upload_statistics import UploadCounters, UploadStatistics
@@ -109,11 +110,12 @@ class UploadServer:
         on_piece_dropped: PieceDroppedCallback | None = None,
         limits: UploadLimits | None = None,
         tls: Callable[[], ssl.SSLContext] | None = None,
+        private: PrivateAccess | None = None,
     ) -> None:
         """``tls``: the server context to use for each new connection (mTLS); plain text
-        when None."""
+        when None. ``private``: who may fetch private tasks (``private_access.py``)."""
         self._limits = limits or UploadLimits()
-        self._guard = ConnectionGuard(self._limits, tls=tls)
+        self._guard = ConnectionGuard(self._limits, tls=tls, private=private)
         self._scheme = "http" if tls is None else "https"
         self._server: asyncio.Server | None = None
         self._watchers = PieceWatchers(

@@ -84,6 +84,8 @@ class SchedulerClient:
         self._timeout = timeout
         self._host: HostInfo | None = None  # last announced: re-sent when a seed stream needs it
         self._piece_counts: OrderedDict[str, int] = OrderedDict()
+        # the scheduler's grants for private tasks, shown to parents (``PieceClient(grants=)``)
+        self.grants: OrderedDict[str, str] = OrderedDict()
 
     async def __aenter__(self) -> SchedulerClient:
         await self._channels.start()
@@ -187,6 +189,11 @@ class SchedulerClient:
         if registration.peer_id != peer_id_of(host_id, task.task_id):
             raise ProtocolError(f"registration: unexpected peer id {registration.peer_id[:80]!r}")
         self._remember_piece_count(task.task_id, task.piece_count)
+        if registration.piece_grant:
+            self.grants[task.task_id] = registration.piece_grant
+            self.grants.move_to_end(task.task_id)
+            while len(self.grants) > _KNOWN_PIECE_COUNTS:
+                self.grants.popitem(last=False)
         return registration
 
     async def report_peer(self, report: PeerReport) -> ReportAnswer:
