@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -23,7 +24,14 @@ from damselfly.core.errors import (
 from damselfly.core.ids import canonical_url, task_id, task_id_for_text
 from damselfly.core.pieces import choose_piece_length
 from damselfly.download.file_digest import InOrderDigest
-from damselfly.download.jobs import DownloadContext, FileJob, FileResult, FilledTask, FillRequest
+from damselfly.download.jobs import (
+    DownloadContext,
+    FileJob,
+    FileResult,
+    FilledTask,
+    FillRequest,
+    PieceFiller,
+)
 from damselfly.download.output_check import check_output, check_same_filesystem
 from damselfly.download.streaming import stream_without_length
 from damselfly.storage.metadata import PieceMeta, TaskState
@@ -110,13 +118,36 @@ async def _fill_task(
         if checker is not None:
             await checker.verify()
     except IntegrityError:
-        _forget_pieces(task)
-        raise
+        rejected = getattr(ctx.filler, "content_rejected", None)
+        if rejected is None:
+            _forget_pieces(task)
+            raise
+        await rejected(request)  # the mesh gave bad bytes: the scheduler makes it origin-only
+        return await _refill_from_origin(job, ctx, task, stat, digest)
     finally:
         for pending in advance_tasks:
             pending.cancel()
     task.mark_succeeded()
     return source_bytes
+
+
+async def _refill_from_origin(
+    job: FileJob, ctx: DownloadContext, task: TaskStorage, stat: ObjectStat, digest: Digest | None
+) -> int:
+    """Once more after the whole file failed its check with pieces from peers: the scheduler
+    now answers this task with ``BACK_TO_SOURCE`` (``scheduler/quarantine.py``)."""
+    retry = dataclasses.replace(ctx, filler=_NoRetry(ctx.filler))
+    return await _fill_task(job, retry, task, stat, digest)
+
+
+class _NoRetry:
+    """The same filler, without ``content_rejected``: a second failure is final."""
+
+    def __init__(self, filler: PieceFiller) -> None:
+        self._filler = filler
+
+    async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
+        return await self._filler.fill(request, ctx)
 
 
 def _digest_checker(

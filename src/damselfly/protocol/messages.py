@@ -251,6 +251,7 @@ class PeerReport:
     failed: bool = False
     failure_reason: str = ""
     want_parents: bool = False
+    content_rejected: bool = False  # peers' bytes failed a check against the origin
 
     def __post_init__(self) -> None:
         check_host_id(self.host_id)

@@ -170,6 +170,7 @@ def report_from_pb(message: pb.ReportPeerRequest) -> PeerReport:
         failed=message.failed,
         failure_reason=message.failure_reason,
         want_parents=message.want_parents,
+        content_rejected=message.content_rejected,
     )
 
 
@@ -187,6 +188,7 @@ def report_to_pb(report: PeerReport) -> pb.ReportPeerRequest:
         failed=report.failed,
         failure_reason=report.failure_reason,
         want_parents=report.want_parents,
+        content_rejected=report.content_rejected,
     )
 
 

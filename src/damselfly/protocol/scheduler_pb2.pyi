@@ -186,7 +186,7 @@ class BadParent(_message.Message):
     def __init__(self, peer_id: _Optional[str] = ..., reason: _Optional[_Union[BadParentReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class ReportPeerRequest(_message.Message):
-    __slots__ = ("host_id", "task_id", "pieces", "digests", "bad_parents", "finished", "failed", "failure_reason", "want_parents")
+    __slots__ = ("host_id", "task_id", "pieces", "digests", "bad_parents", "finished", "failed", "failure_reason", "want_parents", "content_rejected")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     PIECES_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +196,7 @@ class ReportPeerRequest(_message.Message):
     FAILED_FIELD_NUMBER: _ClassVar[int]
     FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     WANT_PARENTS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_REJECTED_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     task_id: str
     pieces: _containers.RepeatedScalarFieldContainer[int]
@@ -205,7 +206,8 @@ class ReportPeerRequest(_message.Message):
     failed: bool
     failure_reason: str
     want_parents: bool
-    def __init__(self, host_id: _Optional[str] = ..., task_id: _Optional[str] = ..., pieces: _Optional[_Iterable[int]] = ..., digests: _Optional[_Iterable[_Union[PieceDigest, _Mapping]]] = ..., bad_parents: _Optional[_Iterable[_Union[BadParent, _Mapping]]] = ..., finished: _Optional[bool] = ..., failed: _Optional[bool] = ..., failure_reason: _Optional[str] = ..., want_parents: _Optional[bool] = ...) -> None: ...
+    content_rejected: bool
+    def __init__(self, host_id: _Optional[str] = ..., task_id: _Optional[str] = ..., pieces: _Optional[_Iterable[int]] = ..., digests: _Optional[_Iterable[_Union[PieceDigest, _Mapping]]] = ..., bad_parents: _Optional[_Iterable[_Union[BadParent, _Mapping]]] = ..., finished: _Optional[bool] = ..., failed: _Optional[bool] = ..., failure_reason: _Optional[str] = ..., want_parents: _Optional[bool] = ..., content_rejected: _Optional[bool] = ...) -> None: ...
 
 class ReportPeerResponse(_message.Message):
     __slots__ = ("decision", "parents")

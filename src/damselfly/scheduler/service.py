@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -34,7 +35,14 @@ import grpc
 
 from damselfly.core.errors import DamselflyError, ProtocolError
 from damselfly.protocol import scheduler_pb2 as pb
-from damselfly.protocol.messages import check_host_id, check_task_id
+from damselfly.protocol.messages import (
+    Decision,
+    ReportAnswer,
+    TaskHolding,
+    check_host_id,
+    check_task_id,
+    peer_id_of,
+)
 from damselfly.protocol.scheduler_codec import (
     digest_page_to_pb,
     holding_from_pb,
@@ -47,6 +55,7 @@ from damselfly.protocol.scheduler_codec import (
 )
 from damselfly.scheduler.access import Access
 from damselfly.scheduler.admission import Admission, AdmissionLimits, CapacityError, client_of
+from damselfly.scheduler.quarantine import Quarantine
 from damselfly.scheduler.resources import UnknownTaskError
 from damselfly.scheduler.seeds import SeedJob
 from damselfly.scheduler.state import SchedulerState
@@ -97,6 +106,7 @@ class SchedulerService:
             admission or AdmissionLimits(), state.resources, per_certificate=tls
         )
         self._client = ""  # who makes the call running now (calls run synchronously)
+        self.quarantine = Quarantine(state)
         self._wakeups: dict[str, set[asyncio.Event]] = {}
         self._closing = False
 
@@ -142,7 +152,7 @@ class SchedulerService:
         def announce(caller: Caller | None) -> None:
             host_id = check_host_id(request.host_id)
             self.access.acts_for_host(caller, host_id)
-            holdings = [holding_from_pb(h) for h in request.tasks]
+            holdings = self._unquarantined([holding_from_pb(h) for h in request.tasks])
             self.admission.tasks(host_id, [h.task.task_id for h in holdings])
             self._state.tasks_announced(host_id, self.access.holdings(caller, holdings))
 
@@ -157,6 +167,10 @@ class SchedulerService:
             host_id, meta, pieces = register_from_pb(request)
             self.admission.tasks(host_id, [meta.task_id])
             registration = self._state.register_peer(host_id, meta, pieces)
+            if meta.task_id in self.quarantine:  # origin-only: no parents, no digests
+                registration = dataclasses.replace(
+                    registration, decision=Decision.BACK_TO_SOURCE, parents=(), digests=()
+                )
             if meta.needs_credentials and caller is not None and self._grant_signer is not None:
                 grant = self._grant_signer(meta.task_id, caller.node_id)
                 registration = dataclasses.replace(registration, piece_grant=grant)
@@ -169,8 +183,17 @@ class SchedulerService:
     ) -> pb.ReportPeerResponse:
         def report(caller: Caller | None) -> pb.ReportPeerResponse:
             peer_report = report_from_pb(request)
+            peer_id = peer_id_of(peer_report.host_id, peer_report.task_id)
+            if peer_report.content_rejected:
+                self.access.acts_for_host(caller, peer_report.host_id)
+                self.quarantine.content_rejected(peer_report.task_id, peer_id, time.monotonic())
+            if peer_report.task_id in self.quarantine:
+                peer_report = dataclasses.replace(peer_report, digests=())
             self.access.reported(caller, peer_report)
-            return report_answer_to_pb(self._state.report_peer(peer_report))
+            answer = self._state.report_peer(peer_report)
+            if peer_report.task_id in self.quarantine and answer.decision is not None:
+                answer = ReportAnswer(decision=Decision.BACK_TO_SOURCE)
+            return report_answer_to_pb(answer)
 
         return await self._guarded(context, report)
 
@@ -224,6 +247,15 @@ class SchedulerService:
             self._state.seed_disconnected(host_id)
             self._wake_seeds()  # its undelivered jobs went to other seeds
             log.info("seed %s stopped watching for jobs", host_id)
+
+    def _unquarantined(self, holdings: list[TaskHolding]) -> list[TaskHolding]:
+        """Holdings of origin-only tasks lose their reader claims (pieces stay known)."""
+        return [
+            dataclasses.replace(h, origin_reader=False, digests=())
+            if h.task.task_id in self.quarantine
+            else h
+            for h in holdings
+        ]
 
     def _deliver(self, host_id: str, job: SeedJob) -> pb.SeedJob:
         log.debug("seed job for %s: task %s", host_id, job.task.task_id[:12])

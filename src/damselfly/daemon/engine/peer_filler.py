@@ -29,9 +29,10 @@ from damselfly.daemon.engine.counters import EngineCounters
 from damselfly.daemon.engine.peer_download import NoParentError, PeerDownload
 from damselfly.daemon.engine.reporter import PeerReporter, reporting
 from damselfly.daemon.engine.settings import EngineSettings, PieceStored, Rehome
+from damselfly.daemon.engine.spot_check import spot_check
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller, SourceFiller
 from damselfly.protocol.bitmap import PieceBitmap
-from damselfly.protocol.messages import Decision, TaskMeta
+from damselfly.protocol.messages import Decision, PeerReport, TaskMeta
 from damselfly.storage.metadata import PieceMeta
 from damselfly.transport.piece_client import PieceClient
 from damselfly.transport.scheduler.api import SchedulerApi
@@ -126,10 +127,29 @@ class PeerFiller:
         )
         self.counters.parents_in_use += len(registration.parents)
         try:
-            return await download.run()
+            source_bytes = await download.run()
         finally:
             self.counters.parents_in_use -= len(registration.parents)
             self.counters.peer_bytes += download.peer_bytes
+        if request.content_digest is None and download.peer_bytes:
+            count = self._settings.spot_check_pieces
+            if await spot_check(request, ctx, count=count):
+                await self.content_rejected(request)
+                return source_bytes + await self._source.fill(self._announcing(request), ctx)
+        return source_bytes
+
+    async def content_rejected(self, request: FillRequest) -> None:
+        """The bytes got from peers failed a check against the origin (a spot check, or the
+        download layer's whole-file checksum): tell the scheduler, which makes the task
+        origin-only and blocks its origin readers, and forget every piece held."""
+        task_id = request.task.task_id
+        report = PeerReport(self._host_id, task_id, content_rejected=True)
+        try:
+            await self._client.report_peer(report)
+        except SchedulerError as exc:
+            log.warning("task %s: could not report the rejected content: %s", task_id[:12], exc)
+        for number in request.task.finished_pieces():
+            request.task.drop_piece(number)
 
     async def _read_origin(
         self, request: FillRequest, ctx: DownloadContext, reporter: PeerReporter
