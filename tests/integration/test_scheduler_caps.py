@@ -139,3 +139,10 @@ def test_plain_text_clients_are_rate_limited_by_ip():
     with pytest.raises(CapacityError):
         admission.host(client, "h7")
     assert admission.refused == 2
+
+
+def test_a_reannouncement_over_the_caps_is_trimmed_not_refused():
+    resources = Resources(lambda: 0.0)
+    admission = Admission(AdmissionLimits(max_tasks=3), resources, per_certificate=True)
+    ids = [hashlib.sha256(f"t{n}".encode()).hexdigest() for n in range(5)]
+    assert admission.fitting("h1", ids) == ids[:3]

@@ -110,6 +110,18 @@ class Admission:
         if held + new_peers > self.limits.max_peers_per_host:
             self._refuse(f"host {host_id} is at its cap of {self.limits.max_peers_per_host} tasks")
 
+    def fitting(self, host_id: str, task_ids: list[str]) -> list[str]:
+        """Of the tasks a host re-announces, those that fit under the caps (known ones always
+        do): an announcement is trimmed, never refused, so a host keeps its scheduler."""
+        kept: list[str] = []
+        for task_id in task_ids:
+            try:
+                self.tasks(host_id, [*kept, task_id])
+            except CapacityError:
+                continue
+            kept.append(task_id)
+        return kept
+
     # -- bookkeeping -----------------------------------------------------------------------
 
     def _owned(self, client: str) -> set[str]:

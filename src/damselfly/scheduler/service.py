@@ -153,7 +153,8 @@ class SchedulerService:
             host_id = check_host_id(request.host_id)
             self.access.acts_for_host(caller, host_id)
             holdings = self._unquarantined([holding_from_pb(h) for h in request.tasks])
-            self.admission.tasks(host_id, [h.task.task_id for h in holdings])
+            fitting = set(self.admission.fitting(host_id, [h.task.task_id for h in holdings]))
+            holdings = [h for h in holdings if h.task.task_id in fitting]
             self._state.tasks_announced(host_id, self.access.holdings(caller, holdings))
 
         await self._guarded(context, announce)
