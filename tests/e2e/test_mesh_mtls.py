@@ -41,7 +41,8 @@ async def test_mesh_over_mtls_trades_pieces_and_keeps_outsiders_out(tmp_path):
 
         assert (tmp_path / "a.bin").read_bytes() == data
         assert (tmp_path / "b.bin").read_bytes() == data
-        assert cluster.origin.bytes_served <= 1.02 * len(data)
+        spot_checks = 2 * 64 * 1024  # peer-1 samples the origin (docs/security.md)
+        assert cluster.origin.bytes_served <= 1.02 * len(data) + spot_checks
         assert await cluster.metric(1, PEER) == len(data)
         assert await cluster.metric(1, SOURCE) == 0
         assert [node.host_id for node in cluster.peers] == ["peer-0", "peer-1"]  # the CNs

@@ -3,11 +3,13 @@
 A private repo on a test hub; node A downloads a file with its token. Node B with a valid
 peer certificate but no grant gets 403 from A's piece port (no bytes, counted); B without a
 token is refused by the hub; B with its *own* token gets a grant from the scheduler and the
-file through the mesh. The token appears nowhere but in the processes that used it: not in a
-log, a store file, a certificate directory, any node's metrics."""
+file through the mesh; the task's id is keyed with the cluster secret, not the public one
+computed from the file's sha256. The token appears nowhere but in the processes that used it:
+not in a log, a store file, a certificate directory, any node's metrics."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import ssl
 from pathlib import Path
@@ -15,6 +17,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from damselfly.core.digests import Digest
+from damselfly.core.ids import task_id_for_content
+from damselfly.core.pieces import choose_piece_length
 from damselfly.demo.hub_repos import HubRepo
 from damselfly.security.files import NodeFiles
 from damselfly.security.tls import client_context
@@ -40,6 +45,9 @@ async def test_private_file_is_shared_only_with_a_grant(tmp_path):
             assert (tmp_path / "a.bin").read_bytes() == data
 
             task_id = _private_task_of(cluster.peers[0].storage_dir)
+            digest = Digest("sha256", hashlib.sha256(data).hexdigest())
+            public_id = task_id_for_content(digest, choose_piece_length(len(data), None))
+            assert task_id != public_id  # keyed with the cluster secret: not derivable
             b_files = NodeFiles.in_dir(cluster.workdir / "pki" / "peer-1")
             status, body = await _piece(cluster.peers[0].upload_url, task_id, b_files)
             assert status == 403

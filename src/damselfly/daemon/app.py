@@ -125,7 +125,10 @@ async def serve(
                 )
             socket_path = Path(settings.socket) if settings.socket else default_socket_path(env)
             runner = StoreRunner(
-                store, filler=engine, source_concurrency=settings.download.source_concurrency
+                store,
+                filler=engine,
+                source_concurrency=settings.download.source_concurrency,
+                private_task_key=tls.cluster_key() if tls is not None else None,
             )
             group = settings.socket_group or None
             calls = settings.local_api_calls_per_caller
@@ -183,6 +186,8 @@ def _engine_settings(settings: DaemonSettings) -> EngineSettings:
         piece_timeout=d.piece_timeout,
         stall_timeout=d.stall_timeout,
         back_to_source=d.back_to_source,
+        # with mTLS a certificate holder may lie: check peers' bytes against the origin
+        spot_checks=2 if settings.tls.enabled else 0,
     )
 
 

@@ -23,6 +23,7 @@ from damselfly.core.errors import (
 )
 from damselfly.core.ids import canonical_url, task_id, task_id_for_text
 from damselfly.core.pieces import choose_piece_length
+from damselfly.download.credentials import needs_credentials, private_task_id
 from damselfly.download.file_digest import InOrderDigest
 from damselfly.download.jobs import (
     DownloadContext,
@@ -81,6 +82,8 @@ async def _fill_from_stat(
     digest = job.expected_digest or stat.content_digest
     piece_length = choose_piece_length(content_length, job.piece_length)
     tid = job.task_id or _task_id(job, stat, piece_length)
+    if job.task_id is None and ctx.private_task_key and needs_credentials(job):
+        tid = private_task_id(tid, ctx.private_task_key)
     with (
         _storage_errors_name(job),
         ctx.store.open_task(

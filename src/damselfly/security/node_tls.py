@@ -11,6 +11,10 @@ The node's identity is its certificate's common name (``node_id``): a daemon wit
 as its host id, because the scheduler binds a host id to the certificate that first announced
 it (``scheduler/access.py``) and a grant for private content is bound to it.
 
+``cluster_key()`` is the cluster's shared secret (``cluster.secret`` next to the material,
+mode 0600; written by ``ca init``, handed out by enrollment and ``ca issue``): private tasks
+get ids only its holders can compute (``download/credentials.py``). None when absent.
+
 ``renewal_loop()`` returns the loop that keeps the certificate fresh when the material came
 from ``damselfly enroll`` (its directory holds ``enrollment.json``); for a mounted Kubernetes
 Secret or files issued by hand the owner of the files renews them, and it returns None.
@@ -25,7 +29,7 @@ from pathlib import Path
 from damselfly.config.security import TlsSettings
 from damselfly.security.enrollment_client import RECORD_NAME, renew
 from damselfly.security.errors import SecurityError
-from damselfly.security.files import node_files_from
+from damselfly.security.files import CLUSTER_SECRET_NAME, node_files_from, read_secret
 from damselfly.security.renewal import RenewalLoop
 from damselfly.security.roles import Caller, Role, caller_of_pem, role_server_name
 from damselfly.security.tls import (
@@ -86,6 +90,12 @@ class NodeTls:
         """gRPC channels to servers of ``server_role`` with this node's current material."""
         name = self.settings.server_name or role_server_name(server_role)
         return ChannelMaker(self.source, server_name=name)
+
+    def cluster_key(self) -> bytes | None:
+        path = self.source.files.cert_file.parent / CLUSTER_SECRET_NAME
+        if not path.exists():
+            return None
+        return read_secret(path).strip() or None
 
     def renewal_loop(self) -> RenewalLoop | None:
         """The loop renewing an enrolled node's certificate; None for other material."""
