@@ -16,23 +16,29 @@ from damselfly.security.roles import Caller, Role
 from damselfly.testing.pki import TestPki
 
 TASK = "ab" * 32
-NOW = float(int(time.time()))
+_CLOCK = {"now": 0.0}
 OTHER = "cd" * 32
 
 
 @pytest.fixture
 def pki(tmp_path: Path) -> TestPki:
-    return TestPki(tmp_path / "pki")
+    made = TestPki(tmp_path / "pki")
+    _CLOCK["now"] = time.time() + 1.0  # after every certificate of this test is valid
+    return made
 
 
-def verifier(pki: TestPki, now: float = NOW) -> GrantVerifier:
+def now(offset: float = 0.0) -> float:
+    return _CLOCK["now"] + offset
+
+
+def verifier(pki: TestPki, offset: float = 0.0) -> GrantVerifier:
     ca = pki.ca.cert_pem
-    return GrantVerifier(lambda: ca, clock=lambda: now)
+    return GrantVerifier(lambda: ca, clock=lambda: now(offset))
 
 
 def scheduler_grant(pki: TestPki, host: str = "peer-1", ttl: float = 60.0) -> str:
     material = read_material(pki.node("scheduler-0", Role.SCHEDULER))
-    return issue_grant(material, TASK, host, ttl=ttl, clock=lambda: NOW)
+    return issue_grant(material, TASK, host, ttl=ttl, clock=now)
 
 
 def test_a_scheduler_grant_lets_its_host_fetch_its_task(pki):
@@ -41,26 +47,26 @@ def test_a_scheduler_grant_lets_its_host_fetch_its_task(pki):
 
 
 @pytest.mark.parametrize(
-    ("task_id", "host_id", "now", "reason"),
+    ("task_id", "host_id", "offset", "reason"),
     [
-        (OTHER, "peer-1", NOW, "another task or host"),
-        (TASK, "peer-2", NOW, "another task or host"),
-        (TASK, "peer-1", NOW + 61, "expired"),
+        (OTHER, "peer-1", 0.0, "another task or host"),
+        (TASK, "peer-2", 0.0, "another task or host"),
+        (TASK, "peer-1", 61.0, "expired"),
     ],
 )
-def test_a_grant_is_good_only_for_its_task_host_and_time(pki, task_id, host_id, now, reason):
+def test_a_grant_is_good_only_for_its_task_host_and_time(pki, task_id, host_id, offset, reason):
     with pytest.raises(AccessDeniedError, match=reason):
-        verifier(pki, now).check(scheduler_grant(pki), task_id, host_id)
+        verifier(pki, offset).check(scheduler_grant(pki), task_id, host_id)
 
 
 def test_grants_from_a_peer_another_cluster_or_tampered_are_refused(pki, tmp_path):
     peer = read_material(pki.node("peer-9", Role.PEER))
-    forged = issue_grant(peer, TASK, "peer-1", clock=lambda: NOW)
+    forged = issue_grant(peer, TASK, "peer-1", clock=now)
     with pytest.raises(AccessDeniedError, match="may not grant"):
         verifier(pki).check(forged, TASK, "peer-1")
     rogue = TestPki(tmp_path / "rogue")
     foreign = issue_grant(read_material(rogue.node("scheduler-0", Role.SCHEDULER)), TASK,
-                          "peer-1", clock=lambda: NOW)  # fmt: skip
+                          "peer-1", clock=now)  # fmt: skip
     with pytest.raises(AccessDeniedError, match="not signed by this cluster"):
         verifier(pki).check(foreign, TASK, "peer-1")
     _payload, signature, cert = scheduler_grant(pki, host="peer-2").split(".")

@@ -156,6 +156,7 @@ def hand_out_cluster_secret(ca: ClusterCA, directory: Path) -> None:
     """Put the cluster secret next to a node's material (``ca issue``, the demo)."""
     secret = cluster_secret(ca)
     if secret is not None:
+        make_private_dir(directory)
         write_secret(directory / CLUSTER_SECRET_NAME, secret + b"\n")
 
 
