@@ -23,7 +23,13 @@ from pathlib import Path
 from damselfly.cli.reporting import configure_logging
 from damselfly.core.errors import EXIT_OK
 from damselfly.core.units import parse_duration
-from damselfly.security.ca import DEFAULT_CA_YEARS, init_ca, load_ca, load_ca_certificate
+from damselfly.security.ca import (
+    DEFAULT_CA_YEARS,
+    hand_out_cluster_secret,
+    init_ca,
+    load_ca,
+    load_ca_certificate,
+)
 from damselfly.security.ca import fingerprint_of as fingerprint_of_certificate
 from damselfly.security.certs import NodeIdentity, issue, parse_ips
 from damselfly.security.enrollment import EnrollmentService, serve_enrollment
@@ -100,7 +106,9 @@ def _issue(args: argparse.Namespace) -> None:
         args.node_id, parse_role(args.role), tuple(args.dns), parse_ips(args.ip)
     )
     validity = datetime.timedelta(seconds=parse_duration(args.validity, what="--validity"))
-    files = write_material(args.out, issue(load_ca(args.dir), identity, validity=validity))
+    ca = load_ca(args.dir)
+    files = write_material(args.out, issue(ca, identity, validity=validity))
+    hand_out_cluster_secret(ca, args.out)
     print(files.cert_file.parent)
 
 

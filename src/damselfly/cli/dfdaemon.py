@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -33,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upload-listen", help="piece server host:port")
     parser.add_argument("--advertise-ip", help="IP other daemons use to reach this one")
     parser.add_argument("--metrics-listen", help="/metrics and /healthz host:port")
+    parser.add_argument(
+        "--tls-dir",
+        type=Path,
+        help="mTLS with the node material in this directory (tls.crt, tls.key, ca.crt; "
+        "also $DAMSELFLY_TLS_DIR); the certificate's common name becomes the host id",
+    )
     parser.add_argument("-l", "--log-level", choices=("error", "warn", "info", "debug"))
     parser.add_argument("--print-example-config", action="store_true")
     parser.add_argument("-V", "--version", action="version", version=f"dfdaemon {__version__}")
@@ -53,6 +61,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     upload = {"listen": args.upload_listen, "advertise_ip": args.advertise_ip}
     if any(v is not None for v in upload.values()):
         values["upload"] = {k: v for k, v in upload.items() if v is not None}
+    if args.tls_dir is not None:
+        values["tls"] = {"enabled": True, "dir": args.tls_dir}
     return values
 
 
@@ -64,12 +74,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load(args.config, os.environ, overrides(args))
         configure_logging("dfdaemon", settings.log_level, timestamps=True)
+        raise_open_file_limit()
         asyncio.run(_run(settings))
     except DamselflyError as exc:
         return report_failure("dfdaemon", exc, debug=False)
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+def raise_open_file_limit() -> None:
+    """Soft limit of open files up to the hard one: the piece port's connection caps, not
+    the process's descriptor table, should be what refuses a flood of connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def _run(settings: DaemonSettings) -> None:

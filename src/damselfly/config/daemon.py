@@ -21,6 +21,7 @@ from damselfly.config.base import (
     ServiceSettings,
     load_settings,
 )
+from damselfly.config.security import TlsSettings, cluster_tls
 
 ENV_PREFIX = "DAMSELFLY_DAEMON_"
 
@@ -40,6 +41,24 @@ class UploadSettings(Section):
     slots: int = Field(32, ge=1, le=4096, description="Piece responses served at once.")
     rate_limit: Bytes = Field(
         0, ge=0, description="Upload bytes per second for all peers together; 0: unlimited."
+    )
+    header_timeout: Seconds = Field(
+        10.0,
+        gt=0,
+        description="Seconds a new connection gets to finish its TLS handshake and first "
+        "request headers before it is closed.",
+    )
+    idle_timeout: Seconds = Field(
+        60.0, gt=0, description="Seconds an idle kept-alive connection stays open."
+    )
+    max_connections: int = Field(
+        4096, ge=1, le=1_000_000, description="Connections open at once, all peers together."
+    )
+    max_connections_per_peer: int = Field(
+        128, ge=1, le=1_000_000, description="Connections open at once from one IP address."
+    )
+    requests_per_second_per_peer: float = Field(
+        1000.0, gt=0, description="Requests per second from one IP address (429 beyond)."
     )
 
 
@@ -108,6 +127,14 @@ class DaemonSettings(ServiceSettings):
     )
     upload: UploadSettings = Field(UploadSettings(), description="Piece server.")
     download: DownloadSettings = Field(DownloadSettings(), description="Download engine.")
+    local_api_calls_per_caller: int = Field(
+        16, ge=1, le=4096, description="Local API requests in progress at once per calling uid."
+    )
+    tls: TlsSettings = Field(
+        default_factory=TlsSettings,
+        description="mTLS with the cluster CA for the scheduler link and the piece port (also "
+        "on with DAMSELFLY_TLS_DIR); the certificate's common name is this host's id.",
+    )
 
 
 def load(
@@ -115,7 +142,10 @@ def load(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> DaemonSettings:
-    """Defaults < ``path`` (YAML) < ``env`` (``DAMSELFLY_DAEMON_*``) < ``overrides``."""
+    """Defaults < ``path`` (YAML) < ``DAMSELFLY_TLS_DIR`` < ``env`` (``DAMSELFLY_DAEMON_*``)
+    < ``overrides``."""
+    env = env or {}
     return load_settings(
-        DaemonSettings, path, env or {}, env_prefix=ENV_PREFIX, overrides=overrides
-    )
+        DaemonSettings, path, env, env_prefix=ENV_PREFIX, overrides=overrides,
+        cluster=cluster_tls(env),
+    )  # fmt: skip

@@ -46,6 +46,25 @@ class ScoreWeights(Section):
     )
 
 
+class CapsSettings(Section):
+    """Caps on the scheduler's state (``scheduler/admission.py``): refused beyond with
+    RESOURCE_EXHAUSTED, so one client cannot fill the scheduler's memory."""
+
+    max_hosts: int = Field(10_000, ge=1, description="Hosts known at once.")
+    max_tasks: int = Field(100_000, ge=1, description="Tasks known at once.")
+    max_peers: int = Field(1_000_000, ge=1, description="Peers (host x task) known at once.")
+    max_hosts_per_client: int = Field(
+        4, ge=1, description="Hosts one certificate may announce (mTLS only)."
+    )
+    max_peers_per_host: int = Field(20_000, ge=1, description="Tasks one host may register.")
+    host_registrations_per_second: float = Field(
+        20.0, gt=0, description="New hosts per second from one client (certificate or IP)."
+    )
+    host_registration_burst: int = Field(
+        200, ge=1, description="New hosts one client may announce at once before the rate applies."
+    )
+
+
 class SchedulerSettings(ServiceSettings):
     """damselfly scheduler settings."""
 
@@ -111,6 +130,10 @@ class SchedulerSettings(ServiceSettings):
     )
     weights: ScoreWeights = Field(
         default_factory=ScoreWeights, description="Weights of the parent evaluator."
+    )
+    caps: CapsSettings = Field(
+        default_factory=lambda: CapsSettings(),
+        description="How much the scheduler holds, and how fast one client may add to it.",
     )
     tls: TlsSettings = Field(
         default_factory=TlsSettings,

@@ -7,6 +7,13 @@ leaves the schedulers and closes every component in reverse order. Every collabo
 handed over when its user is built: the announcer first, so the engine and the seed worker
 get its ``reannounce`` (their reporters' answer to a scheduler that forgot this host) and
 all three share one set of the tasks this host reads from their origin.
+
+With mTLS (``settings.tls``, or ``DAMSELFLY_TLS_DIR``) the node's certificate is its identity:
+its common name is the host id (the scheduler binds a host id to the certificate that first
+announced it), the scheduler link and the piece client present it, the piece port requires a
+client certificate of the cluster, and an enrolled node renews it in the background
+(``security/node_tls.py``). Without TLS the host id is a UUID kept in the store directory and
+the daemon says once that it trusts anyone who reaches its ports.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from damselfly.config.base import split_host_port
 from damselfly.config.daemon import DaemonSettings
 from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.core.error_groups import group_error
+from damselfly.config.security import PLAINTEXT_WARNING
 from damselfly.core.errors import ConfigError
 from damselfly.daemon.engine.announcer import Announcer
 from damselfly.daemon.engine.counters import EngineCounters
@@ -35,11 +43,17 @@ from damselfly.daemon.engine.seed import SeedWorker
 from damselfly.daemon.engine.settings import EngineSettings
 from damselfly.daemon.servers.local_api import LocalApi
 from damselfly.daemon.servers.metrics import metrics_server
+from damselfly.daemon.servers.private_access import PrivateAccess, PrivateTasks
+from damselfly.daemon.servers.upload_guard import UploadLimits
 from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.download.events import NullObserver
 from damselfly.download.jobs import DownloadContext
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.protocol.messages import HostInfo, HostType
+from damselfly.security.grants import GrantVerifier
+from damselfly.security.node_tls import NodeTls
+from damselfly.security.renewal import RenewalLoop
+from damselfly.security.roles import Role
 from damselfly.storage.store import Store
 from damselfly.transport.piece_client import PieceClient
 from damselfly.transport.scheduler.client import SchedulerClient
@@ -65,12 +79,19 @@ async def serve(
     on_ready: Callable[[RunningDaemon], None] | None = None,
 ) -> None:
     env = os.environ if env is None else env
+    tls = node_tls(settings)
     with _store(settings) as store:
-        host_id = host_id_of(store.root)
+        host_id = tls.node_id if tls is not None else host_id_of(store.root)
         async with contextlib.AsyncExitStack() as stack:
-            upload = await stack.enter_async_context(_upload_server(settings, store))
-            client = await stack.enter_async_context(SchedulerClient(settings.schedulers))
-            pieces = await stack.enter_async_context(PieceClient())
+            private = PrivateTasks(store.root)
+            upload = await stack.enter_async_context(_upload_server(settings, store, tls, private))
+            channels = tls.channels() if tls is not None else None
+            client = await stack.enter_async_context(
+                SchedulerClient(settings.schedulers, channels=channels)
+            )
+            pieces = await stack.enter_async_context(
+                PieceClient(tls=tls.client_context if tls else None, grants=client.grants)
+            )
             origin_readers: set[str] = set()  # tasks this host reads from their origin
             announcer = Announcer(
                 client,
@@ -88,6 +109,7 @@ async def serve(
                 counters=EngineCounters(),
                 rehome=announcer.reannounce,
                 origin_reader_tasks=origin_readers,
+                on_private_task=private.mark,
             )
             seeds = None
             if settings.seed:
@@ -104,10 +126,16 @@ async def serve(
                 )
             socket_path = Path(settings.socket) if settings.socket else default_socket_path(env)
             runner = StoreRunner(
-                store, filler=engine, source_concurrency=settings.download.source_concurrency
+                store,
+                filler=engine,
+                source_concurrency=settings.download.source_concurrency,
+                private_task_key=tls.cluster_key() if tls is not None else None,
             )
             group = settings.socket_group or None
-            await stack.enter_async_context(LocalApi(socket_path, runner, group=group))
+            calls = settings.local_api_calls_per_caller
+            await stack.enter_async_context(
+                LocalApi(socket_path, runner, group=group, calls_per_caller=calls)
+            )
             metrics = await stack.enter_async_context(
                 metrics_server(
                     settings.metrics_listen,
@@ -118,15 +146,34 @@ async def serve(
             )
             if on_ready is not None:
                 on_ready(RunningDaemon(host_id, upload.base_url, socket_path, metrics))
-            await _run_until(stop, announcer, seeds)
+            renewal = tls.renewal_loop() if tls is not None else None
+            await _run_until(stop, announcer, seeds, renewal)
 
 
-async def _run_until(stop: asyncio.Event, announcer: Announcer, seeds: SeedWorker | None) -> None:
+def node_tls(settings: DaemonSettings) -> NodeTls | None:
+    """The node's TLS (a seed needs a seed certificate), or None with the plain-text warning."""
+    if not settings.tls.enabled:
+        log.warning("%s (piece port %s)", PLAINTEXT_WARNING, settings.upload.listen)
+        return None
+    expect = {Role.SEED} if settings.seed else {Role.SEED, Role.PEER}
+    tls = NodeTls.from_settings(settings.tls, expect=expect)
+    log.info("mTLS on: host id %s, role %s", tls.node_id, tls.role)
+    return tls
+
+
+async def _run_until(
+    stop: asyncio.Event,
+    announcer: Announcer,
+    seeds: SeedWorker | None,
+    renewal: RenewalLoop | None,
+) -> None:
     try:
         async with asyncio.TaskGroup() as group:
             loops = [group.create_task(announcer.run())]
             if seeds is not None:
                 loops.append(group.create_task(seeds.run()))
+            if renewal is not None:
+                loops.append(group.create_task(renewal.run()))
             await stop.wait()
             for loop in loops:
                 loop.cancel()
@@ -143,6 +190,8 @@ def _engine_settings(settings: DaemonSettings) -> EngineSettings:
         piece_timeout=d.piece_timeout,
         stall_timeout=d.stall_timeout,
         back_to_source=d.back_to_source,
+        # with mTLS a certificate holder may lie: check peers' bytes against the origin
+        spot_checks=2 if settings.tls.enabled else 0,
     )
 
 
@@ -190,6 +239,17 @@ def host_id_of(root: Path) -> str:
     return host_id
 
 
+def upload_limits(settings: DaemonSettings) -> UploadLimits:
+    u = settings.upload
+    return UploadLimits(
+        header_timeout=u.header_timeout,
+        idle_timeout=u.idle_timeout,
+        max_connections=u.max_connections,
+        max_connections_per_peer=u.max_connections_per_peer,
+        requests_per_second_per_peer=u.requests_per_second_per_peer,
+    )
+
+
 @contextlib.contextmanager
 def _store(settings: DaemonSettings) -> Iterator[Store]:
     root = store_dir(settings.storage_dir, os.environ)
@@ -205,14 +265,21 @@ def _store(settings: DaemonSettings) -> Iterator[Store]:
 
 
 @contextlib.asynccontextmanager
-async def _upload_server(settings: DaemonSettings, store: Store) -> AsyncIterator[UploadServer]:
+async def _upload_server(
+    settings: DaemonSettings, store: Store, tls: NodeTls | None, private: PrivateTasks
+) -> AsyncIterator[UploadServer]:
     host, port = split_host_port(settings.upload.listen)
+    context = tls.server_context() if tls is not None else None
+    verifier = GrantVerifier(lambda: tls.source.material().ca_pem) if tls is not None else None
     server = UploadServer(
         store,
         host=host,
         port=port,
         upload_slots=settings.upload.slots,
         rate_limit_bytes_per_second=settings.upload.rate_limit or None,
+        limits=upload_limits(settings),
+        tls=(lambda: context) if context is not None else None,
+        private=PrivateAccess(private, verifier),
     )
     try:
         await server.start()

@@ -17,8 +17,13 @@
 - Leaving the block stops everything: SIGTERM, then SIGKILL after ``stop_grace`` seconds.
   When the block raised, the tail of every log goes to stderr.
 
-``damselfly demo`` runs it; ``damselfly.testing.cluster.LocalCluster`` adds an origin server
-for the tests and benchmarks. Process helpers (stop, ready lines, metrics): ``processes.py``.
+- ``tls=True``: a throw-away cluster CA in ``workdir/pki`` (``pki.py``) and one certificate
+  per process (CN = the node's name, which a daemon then uses as its host id), handed over as
+  ``DAMSELFLY_TLS_DIR``: the scheduler link and the piece ports speak mTLS.
+
+``damselfly demo`` runs it (with TLS); ``damselfly.testing.cluster.LocalCluster`` adds an origin
+server for the tests and benchmarks. Process helpers (stop, ready lines, metrics):
+``processes.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from typing import Self
 
 import aiohttp
 
+from damselfly.demo.pki import LocalPki
+from damselfly.demo.pki import Role as CertRole
 from damselfly.demo.processes import (
     POLL_INTERVAL,
     child_env,
@@ -147,8 +154,11 @@ class ProcessCluster:
         ready_timeout: float = READY_TIMEOUT,
         stop_grace: float = STOP_GRACE,
         dfget_timeout: float = DFGET_TIMEOUT,
+        tls: bool = False,
     ) -> None:
         self.workdir = Path(workdir)
+        self.tls = tls
+        self.pki: LocalPki | None = None
         self.schedulers: list[Node] = []
         self.seeds: list[Node] = []
         self.peers: list[Node] = []
@@ -186,6 +196,8 @@ class ProcessCluster:
     async def start(self) -> None:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         self._socket_dir = socket_dir_for(self.workdir)
+        if self.tls and self.pki is None:
+            self.pki = LocalPki(self.workdir / "pki")
         scheduler_count, seed_count, peer_count = self._counts
         async with asyncio.TaskGroup() as group:
             for _ in range(scheduler_count):
@@ -221,7 +233,8 @@ class ProcessCluster:
         any_port = f"{LOOPBACK}:0"
         listen = ["--listen", any_port, "--metrics-listen", any_port]
         argv = [*module_argv("damselfly.cli.scheduler"), *listen]
-        node = Node(name, Role.SCHEDULER, argv, self._log_dir, {**self._env, **(env or {})})
+        node_env = {**self._env, **self._tls_env(name, CertRole.SCHEDULER), **(env or {})}
+        node = Node(name, Role.SCHEDULER, argv, self._log_dir, node_env)
         self.schedulers.append(node)
         await self._launch(node, "scheduler listening:")
         return node
@@ -238,7 +251,8 @@ class ProcessCluster:
         group = self.seeds if seed else self.peers
         role = Role.SEED if seed else Role.PEER
         name = f"{role.value}-{len(group)}"
-        node = Node(name, role, [], self._log_dir, {**self._env, **(env or {})})
+        tls_env = self._tls_env(name, CertRole.SEED if seed else CertRole.PEER)
+        node = Node(name, role, [], self._log_dir, {**self._env, **tls_env, **(env or {})})
         node.storage_dir = self.workdir / "nodes" / name
         assert self._socket_dir is not None, "start() the cluster first"
         node.socket = self._socket_dir / f"{name}.sock"
@@ -246,6 +260,9 @@ class ProcessCluster:
         group.append(node)
         await self._launch(node, "dfdaemon ready:")
         return node
+
+    def _tls_env(self, name: str, role: CertRole) -> dict[str, str]:
+        return {} if self.pki is None else self.pki.env_for(name, role)
 
     def _daemon_argv(self, node: Node, seed: bool, schedulers: Sequence[str] | None) -> list[str]:
         argv = module_argv("damselfly.cli.dfdaemon")

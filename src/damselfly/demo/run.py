@@ -85,8 +85,10 @@ async def run_demo(peers: int, shard_length: int, workdir: Path) -> DemoReport:
         size = format_size(sum(_length(source) for source in files.values()))
         _say(f"hub {hub.endpoint} serves {url}: {len(files)} files, {size}")
         env = {"HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1"}
-        async with ProcessCluster(workdir / "cluster", peers=peers, seeds=1, env=env) as cluster:
-            _say(f"scheduler, 1 seed and {peers} peers are up; dfget on every peer at once")
+        async with ProcessCluster(
+            workdir / "cluster", peers=peers, seeds=1, env=env, tls=True
+        ) as cluster:
+            _say(f"scheduler, 1 seed and {peers} peers are up (mTLS); dfget on every peer at once")
             outputs = [workdir / f"node-{i + 1}" for i in range(peers)]
             runs = await asyncio.gather(
                 *(

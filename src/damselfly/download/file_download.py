@@ -34,8 +34,16 @@ from damselfly.core.errors import (
 )
 from damselfly.core.ids import canonical_url, task_id, task_id_for_text
 from damselfly.core.pieces import choose_piece_length
+from damselfly.download.credentials import needs_credentials, private_task_id
 from damselfly.download.file_digest import InOrderDigest
-from damselfly.download.jobs import DownloadContext, FileJob, FileResult, FilledTask, FillRequest
+from damselfly.download.jobs import (
+    DownloadContext,
+    FileJob,
+    FileResult,
+    FilledTask,
+    FillRequest,
+    PieceFiller,
+)
 from damselfly.download.output_check import check_output, check_same_filesystem
 from damselfly.download.streaming import stream_without_length
 from damselfly.storage.metadata import PieceMeta, TaskState
@@ -127,6 +135,8 @@ async def _fill_from_stat(job: FileJob, ctx: DownloadContext, stat: ObjectStat) 
     digest = job.expected_digest or stat.content_digest
     piece_length = choose_piece_length(content_length, job.piece_length)
     tid = job.task_id or _task_id(job, stat, piece_length)
+    if job.task_id is None and ctx.private_task_key and needs_credentials(job):
+        tid = private_task_id(tid, ctx.private_task_key)
     with (
         _storage_errors_name(job),
         ctx.store.open_task(
@@ -167,9 +177,16 @@ async def _fill_task(
         await asyncio.gather(*advance_tasks)
         if checker is not None:
             await checker.verify()
-    except (IntegrityError, SourceChangedError):
+    except SourceChangedError:
         _forget_pieces(task)
         raise
+    except IntegrityError:
+        rejected = getattr(ctx.filler, "content_rejected", None)
+        if rejected is None:
+            _forget_pieces(task)
+            raise
+        await rejected(request)  # the mesh gave bad bytes: the scheduler makes it origin-only
+        return await _refill_from_origin(job, ctx, task, stat, digest)
     finally:
         for pending in advance_tasks:
             pending.cancel()
@@ -184,6 +201,25 @@ async def _filled(request: FillRequest, ctx: DownloadContext) -> int:
         return await ctx.filler.fill(request, ctx)
     except BaseExceptionGroup as group:
         raise group_error(group) from None
+
+
+async def _refill_from_origin(
+    job: FileJob, ctx: DownloadContext, task: TaskStorage, stat: ObjectStat, digest: Digest | None
+) -> int:
+    """Once more after the whole file failed its check with pieces from peers: the scheduler
+    now answers this task with ``BACK_TO_SOURCE`` (``scheduler/quarantine.py``)."""
+    retry = dataclasses.replace(ctx, filler=_NoRetry(ctx.filler))
+    return await _fill_task(job, retry, task, stat, digest)
+
+
+class _NoRetry:
+    """The same filler, without ``content_rejected``: a second failure is final."""
+
+    def __init__(self, filler: PieceFiller) -> None:
+        self._filler = filler
+
+    async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
+        return await self._filler.fill(request, ctx)
 
 
 def _digest_checker(

@@ -115,3 +115,5 @@ class DownloadContext:
     observer: DownloadObserver
     policy: FetchPolicy = field(default_factory=FetchPolicy)
     filler: PieceFiller = field(default_factory=SourceFiller)
+    # the cluster's key for private task ids (download/credentials.py); None: ids as public
+    private_task_key: bytes | None = None

@@ -27,6 +27,7 @@ DOWNLOADS_PATH = "/v1/downloads"
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
 UID_MISMATCH = "uid_mismatch"
 BAD_REQUEST = "bad_request"
+TOO_MANY_DOWNLOADS = "too_many_downloads"  # 429: the caller's cap of running downloads
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,7 @@ class PeerReport:
     failed: bool = False
     failure_reason: str = ""
     want_parents: bool = False
+    content_rejected: bool = False  # peers' bytes failed a check against the origin
 
     def __post_init__(self) -> None:
         check_host_id(self.host_id)
@@ -290,6 +291,7 @@ class Registration:
     parents: tuple[ParentInfo, ...]
     digests: tuple[PieceDigest, ...]
     piece_count: int
+    piece_grant: str = ""  # private task over mTLS: shown to parents (security/grants.py)
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,7 @@ def report_from_pb(message: pb.ReportPeerRequest) -> PeerReport:
         failed=message.failed,
         failure_reason=message.failure_reason,
         want_parents=message.want_parents,
+        content_rejected=message.content_rejected,
     )
 
 
@@ -187,6 +188,7 @@ def report_to_pb(report: PeerReport) -> pb.ReportPeerRequest:
         failed=report.failed,
         failure_reason=report.failure_reason,
         want_parents=report.want_parents,
+        content_rejected=report.content_rejected,
     )
 
 
@@ -235,6 +237,7 @@ def registration_to_pb(registration: Registration) -> pb.RegisterPeerResponse:
         parents=[parent_to_pb(p) for p in registration.parents],
         digests=digests_to_pb(registration.digests),
         piece_count=registration.piece_count,
+        piece_grant=registration.piece_grant,
     )
 
 
@@ -283,7 +286,17 @@ def registration_from_pb(message: pb.RegisterPeerResponse) -> Registration:
         parents=tuple(parent_from_pb(p, count) for p in message.parents),
         digests=digests_from_pb(message.digests),
         piece_count=count,
+        piece_grant=_grant_from_pb(message.piece_grant),
     )
+
+
+MAX_GRANT_LENGTH = 8192
+
+
+def _grant_from_pb(grant: str) -> str:
+    if len(grant) > MAX_GRANT_LENGTH or not grant.isascii():
+        raise ProtocolError("registration: piece_grant is not a grant")
+    return grant
 
 
 def report_answer_from_pb(message: pb.ReportPeerResponse, piece_count: int) -> ReportAnswer:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"damselfly/protocol/scheduler.proto\x12\x16\x64\x61mselfly.scheduler.v1\"\xfe\x01\n\x08HostInfo\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\x13\n\x0bupload_port\x18\x04 \x01(\r\x12.\n\x04type\x18\x05 \x01(\x0e\x32 .damselfly.scheduler.v1.HostType\x12\x0b\n\x03idc\x18\x06 \x01(\t\x12\x10\n\x08location\x18\x07 \x01(\t\x12\x17\n\x0fupload_capacity\x18\x08 \x01(\x04\x12\x14\n\x0cupload_slots\x18\t \x01(\r\x12\x1b\n\x13upload_slots_in_use\x18\n \x01(\r\x12\x13\n\x0bupload_rate\x18\x0b \x01(\x04\"\x16\n\x14\x41nnounceHostResponse\"\xee\x01\n\x08TaskMeta\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12<\n\x06params\x18\x03 \x03(\x0b\x32,.damselfly.scheduler.v1.TaskMeta.ParamsEntry\x12\x16\n\x0e\x63ontent_length\x18\x04 \x01(\x04\x12\x14\n\x0cpiece_length\x18\x05 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x06 \x01(\t\x12\x19\n\x11needs_credentials\x18\x07 \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\x0bPieceDigest\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\"\x9a\x01\n\x0bTaskHolding\x12.\n\x04task\x18\x01 \x01(\x0b\x32 .damselfly.scheduler.v1.TaskMeta\x12\x0e\n\x06pieces\x18\x02 \x01(\x0c\x12\x15\n\rorigin_reader\x18\x03 \x01(\x08\x12\x34\n\x07\x64igests\x18\x04 \x03(\x0b\x32#.damselfly.scheduler.v1.PieceDigest\"[\n\x14\x41nnounceTasksRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x32\n\x05tasks\x18\x02 \x03(\x0b\x32#.damselfly.scheduler.v1.TaskHolding\"\x17\n\x15\x41nnounceTasksResponse\"f\n\x13RegisterPeerRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12.\n\x04task\x18\x02 \x01(\x0b\x32 .damselfly.scheduler.v1.TaskMeta\x12\x0e\n\x06pieces\x18\x03 \x01(\x0c\"\xd7\x01\n\x06Parent\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\x13\n\x0bupload_port\x18\x04 \x01(\r\x12.\n\x04type\x18\x05 \x01(\x0e\x32 .damselfly.scheduler.v1.HostType\x12\x0e\n\x06pieces\x18\x06 \x01(\x0c\x12\x19\n\x11\x66ree_upload_slots\x18\x07 \x01(\r\x12\x18\n\x10\x66ree_upload_rate\x18\x08 \x01(\x04\x12\x15\n\rorigin_reader\x18\t \x01(\x08\"\xd7\x01\n\x14RegisterPeerResponse\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x32\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32 .damselfly.scheduler.v1.Decision\x12/\n\x07parents\x18\x03 \x03(\x0b\x32\x1e.damselfly.scheduler.v1.Parent\x12\x34\n\x07\x64igests\x18\x04 \x03(\x0b\x32#.damselfly.scheduler.v1.PieceDigest\x12\x13\n\x0bpiece_count\x18\x05 \x01(\r\"e\n\tBadParent\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x37\n\x06reason\x18\x02 \x01(\x0e\x32\'.damselfly.scheduler.v1.BadParentReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x83\x02\n\x11ReportPeerRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06pieces\x18\x03 \x03(\r\x12\x34\n\x07\x64igests\x18\x04 \x03(\x0b\x32#.damselfly.scheduler.v1.PieceDigest\x12\x36\n\x0b\x62\x61\x64_parents\x18\x05 \x03(\x0b\x32!.damselfly.scheduler.v1.BadParent\x12\x10\n\x08\x66inished\x18\x06 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x08\x12\x16\n\x0e\x66\x61ilure_reason\x18\x08 \x01(\t\x12\x14\n\x0cwant_parents\x18\t \x01(\x08\"y\n\x12ReportPeerResponse\x12\x32\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32 .damselfly.scheduler.v1.Decision\x12/\n\x07parents\x18\x02 \x03(\x0b\x32\x1e.damselfly.scheduler.v1.Parent\"=\n\x16GetPieceDigestsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nfrom_piece\x18\x02 \x01(\r\"w\n\x17GetPieceDigestsResponse\x12\x34\n\x07\x64igests\x18\x01 \x03(\x0b\x32#.damselfly.scheduler.v1.PieceDigest\x12\x13\n\x0bpiece_count\x18\x02 \x01(\r\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"#\n\x10LeaveHostRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\"\x13\n\x11LeaveHostResponse\"\'\n\x14WatchSeedJobsRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\"9\n\x07SeedJob\x12.\n\x04task\x18\x01 \x01(\x0b\x32 .damselfly.scheduler.v1.TaskMeta*O\n\x08HostType\x12\x19\n\x15HOST_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10HOST_TYPE_NORMAL\x10\x01\x12\x12\n\x0eHOST_TYPE_SEED\x10\x02*]\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x46ROM_PARENTS\x10\x01\x12\x11\n\rWAIT_FOR_SEED\x10\x02\x12\x12\n\x0e\x42\x41\x43K_TO_SOURCE\x10\x03*\x97\x01\n\x0f\x42\x61\x64ParentReason\x12!\n\x1d\x42\x41\x44_PARENT_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42\x41\x44_PARENT_DIGEST\x10\x01\x12\x16\n\x12\x42\x41\x44_PARENT_TIMEOUT\x10\x02\x12\x1a\n\x16\x42\x41\x44_PARENT_UNREACHABLE\x10\x03\x12\x16\n\x12\x42\x41\x44_PARENT_REFUSED\x10\x04\x32\xe1\x05\n\tScheduler\x12^\n\x0c\x41nnounceHost\x12 .damselfly.scheduler.v1.HostInfo\x1a,.damselfly.scheduler.v1.AnnounceHostResponse\x12l\n\rAnnounceTasks\x12,.damselfly.scheduler.v1.AnnounceTasksRequest\x1a-.damselfly.scheduler.v1.AnnounceTasksResponse\x12i\n\x0cRegisterPeer\x12+.damselfly.scheduler.v1.RegisterPeerRequest\x1a,.damselfly.scheduler.v1.RegisterPeerResponse\x12\x63\n\nReportPeer\x12).damselfly.scheduler.v1.ReportPeerRequest\x1a*.damselfly.scheduler.v1.ReportPeerResponse\x12r\n\x0fGetPieceDigests\x12..damselfly.scheduler.v1.GetPieceDigestsRequest\x1a/.damselfly.scheduler.v1.GetPieceDigestsResponse\x12`\n\tLeaveHost\x12(.damselfly.scheduler.v1.LeaveHostRequest\x1a).damselfly.scheduler.v1.LeaveHostResponse\x12`\n\rWatchSeedJobs\x12,.damselfly.scheduler.v1.WatchSeedJobsRequest\x1a\x1f.damselfly.scheduler.v1.SeedJob0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"damselfly/protocol/scheduler.proto\x12\x16\x64\x61mselfly.scheduler.v1\"\xfe\x01\n\x08HostInfo\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\x13\n\x0bupload_port\x18\x04 \x01(\r\x12.\n\x04type\x18\x05 \x01(\x0e\x32 .damselfly.scheduler.v1.HostType\x12\x0b\n\x03idc\x18\x06 \x01(\t\x12\x10\n\x08location\x18\x07 \x01(\t\x12\x17\n\x0fupload_capacity\x18\x08 \x01(\x04\x12\x14\n\x0cupload_slots\x18\t \x01(\r\x12\x1b\n\x13upload_slots_in_use\x18\n \x01(\r\x12\x13\n\x0bupload_rate\x18\x0b \x01(\x04\"\x16\n\x14\x41nnounceHostResponse\"\xee\x01\n\x08TaskMeta\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12<\n\x06params\x18\x03 \x03(\x0b\x32,.damselfly.scheduler.v1.TaskMeta.ParamsEntry\x12\x16\n\x0e\x63ontent_length\x18\x04 \x01(\x04\x12\x14\n\x0cpiece_length\x18\x05 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x06 \x01(\t\x12\x19\n\x11needs_credentials\x18\x07 \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\x0bPieceDigest\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\"\x9a\x01\n\x0bTaskHolding\x12.\n\x04task\x18\x01 \x01(\x0b\x32 .damselfly.scheduler.v1.TaskMeta\x12\x0e\n\x06pieces\x18\x02 \x01(\x0c\x12\x15\n\rorigin_reader\x18\x03 \x01(\x08\x12\x34\n\x07\x64igests\x18\x04 \x03(\x0b\x32#.damselfly.scheduler.v1.PieceDigest\"[\n\x14\x41nnounceTasksRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x32\n\x05tasks\x18\x02 \x03(\x0b\x32#.damselfly.scheduler.v1.TaskHolding\"\x17\n\x15\x41nnounceTasksResponse\"f\n\x13RegisterPeerRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12.\n\x04task\x18\x02 \x01(\x0b\x32 .damselfly.scheduler.v1.TaskMeta\x12\x0e\n\x06pieces\x18\x03 \x01(\x0c\"\xd7\x01\n\x06Parent\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\x13\n\x0bupload_port\x18\x04 \x01(\r\x12.\n\x04type\x18\x05 \x01(\x0e\x32 .damselfly.scheduler.v1.HostType\x12\x0e\n\x06pieces\x18\x06 \x01(\x0c\x12\x19\n\x11\x66ree_upload_slots\x18\x07 \x01(\r\x12\x18\n\x10\x66ree_upload_rate\x18\x08 \x01(\x04\x12\x15\n\rorigin_reader\x18\t \x01(\x08\"\xec\x01\n\x14RegisterPeerResponse\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x32\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32 .damselfly.scheduler.v1.Decision\x12/\n\x07parents\x18\x03 \x03(\x0b\x32\x1e.damselfly.scheduler.v1.Parent\x12\x34\n\x07\x64igests\x18\x04 \x03(\x0b\x32#.damselfly.scheduler.v1.PieceDigest\x12\x13\n\x0bpiece_count\x18\x05 \x01(\r\x12\x13\n\x0bpiece_grant\x18\x06 \x01(\t\"e\n\tBadParent\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12\x37\n\x06reason\x18\x02 \x01(\x0e\x32\'.damselfly.scheduler.v1.BadParentReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x9d\x02\n\x11ReportPeerRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06pieces\x18\x03 \x03(\r\x12\x34\n\x07\x64igests\x18\x04 \x03(\x0b\x32#.damselfly.scheduler.v1.PieceDigest\x12\x36\n\x0b\x62\x61\x64_parents\x18\x05 \x03(\x0b\x32!.damselfly.scheduler.v1.BadParent\x12\x10\n\x08\x66inished\x18\x06 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x08\x12\x16\n\x0e\x66\x61ilure_reason\x18\x08 \x01(\t\x12\x14\n\x0cwant_parents\x18\t \x01(\x08\x12\x18\n\x10\x63ontent_rejected\x18\n \x01(\x08\"y\n\x12ReportPeerResponse\x12\x32\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32 .damselfly.scheduler.v1.Decision\x12/\n\x07parents\x18\x02 \x03(\x0b\x32\x1e.damselfly.scheduler.v1.Parent\"=\n\x16GetPieceDigestsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nfrom_piece\x18\x02 \x01(\r\"w\n\x17GetPieceDigestsResponse\x12\x34\n\x07\x64igests\x18\x01 \x03(\x0b\x32#.damselfly.scheduler.v1.PieceDigest\x12\x13\n\x0bpiece_count\x18\x02 \x01(\r\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"#\n\x10LeaveHostRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\"\x13\n\x11LeaveHostResponse\"\'\n\x14WatchSeedJobsRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\"9\n\x07SeedJob\x12.\n\x04task\x18\x01 \x01(\x0b\x32 .damselfly.scheduler.v1.TaskMeta*O\n\x08HostType\x12\x19\n\x15HOST_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10HOST_TYPE_NORMAL\x10\x01\x12\x12\n\x0eHOST_TYPE_SEED\x10\x02*]\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x46ROM_PARENTS\x10\x01\x12\x11\n\rWAIT_FOR_SEED\x10\x02\x12\x12\n\x0e\x42\x41\x43K_TO_SOURCE\x10\x03*\x97\x01\n\x0f\x42\x61\x64ParentReason\x12!\n\x1d\x42\x41\x44_PARENT_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42\x41\x44_PARENT_DIGEST\x10\x01\x12\x16\n\x12\x42\x41\x44_PARENT_TIMEOUT\x10\x02\x12\x1a\n\x16\x42\x41\x44_PARENT_UNREACHABLE\x10\x03\x12\x16\n\x12\x42\x41\x44_PARENT_REFUSED\x10\x04\x32\xe1\x05\n\tScheduler\x12^\n\x0c\x41nnounceHost\x12 .damselfly.scheduler.v1.HostInfo\x1a,.damselfly.scheduler.v1.AnnounceHostResponse\x12l\n\rAnnounceTasks\x12,.damselfly.scheduler.v1.AnnounceTasksRequest\x1a-.damselfly.scheduler.v1.AnnounceTasksResponse\x12i\n\x0cRegisterPeer\x12+.damselfly.scheduler.v1.RegisterPeerRequest\x1a,.damselfly.scheduler.v1.RegisterPeerResponse\x12\x63\n\nReportPeer\x12).damselfly.scheduler.v1.ReportPeerRequest\x1a*.damselfly.scheduler.v1.ReportPeerResponse\x12r\n\x0fGetPieceDigests\x12..damselfly.scheduler.v1.GetPieceDigestsRequest\x1a/.damselfly.scheduler.v1.GetPieceDigestsResponse\x12`\n\tLeaveHost\x12(.damselfly.scheduler.v1.LeaveHostRequest\x1a).damselfly.scheduler.v1.LeaveHostResponse\x12`\n\rWatchSeedJobs\x12,.damselfly.scheduler.v1.WatchSeedJobsRequest\x1a\x1f.damselfly.scheduler.v1.SeedJob0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TASKMETA_PARAMSENTRY']._loaded_options = None
   _globals['_TASKMETA_PARAMSENTRY']._serialized_options = b'8\001'
-  _globals['_HOSTTYPE']._serialized_start=2276
-  _globals['_HOSTTYPE']._serialized_end=2355
-  _globals['_DECISION']._serialized_start=2357
-  _globals['_DECISION']._serialized_end=2450
-  _globals['_BADPARENTREASON']._serialized_start=2453
-  _globals['_BADPARENTREASON']._serialized_end=2604
+  _globals['_HOSTTYPE']._serialized_start=2323
+  _globals['_HOSTTYPE']._serialized_end=2402
+  _globals['_DECISION']._serialized_start=2404
+  _globals['_DECISION']._serialized_end=2497
+  _globals['_BADPARENTREASON']._serialized_start=2500
+  _globals['_BADPARENTREASON']._serialized_end=2651
   _globals['_HOSTINFO']._serialized_start=63
   _globals['_HOSTINFO']._serialized_end=317
   _globals['_ANNOUNCEHOSTRESPONSE']._serialized_start=319
@@ -60,25 +60,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PARENT']._serialized_start=1011
   _globals['_PARENT']._serialized_end=1226
   _globals['_REGISTERPEERRESPONSE']._serialized_start=1229
-  _globals['_REGISTERPEERRESPONSE']._serialized_end=1444
-  _globals['_BADPARENT']._serialized_start=1446
-  _globals['_BADPARENT']._serialized_end=1547
-  _globals['_REPORTPEERREQUEST']._serialized_start=1550
-  _globals['_REPORTPEERREQUEST']._serialized_end=1809
-  _globals['_REPORTPEERRESPONSE']._serialized_start=1811
-  _globals['_REPORTPEERRESPONSE']._serialized_end=1932
-  _globals['_GETPIECEDIGESTSREQUEST']._serialized_start=1934
-  _globals['_GETPIECEDIGESTSREQUEST']._serialized_end=1995
-  _globals['_GETPIECEDIGESTSRESPONSE']._serialized_start=1997
-  _globals['_GETPIECEDIGESTSRESPONSE']._serialized_end=2116
-  _globals['_LEAVEHOSTREQUEST']._serialized_start=2118
-  _globals['_LEAVEHOSTREQUEST']._serialized_end=2153
-  _globals['_LEAVEHOSTRESPONSE']._serialized_start=2155
-  _globals['_LEAVEHOSTRESPONSE']._serialized_end=2174
-  _globals['_WATCHSEEDJOBSREQUEST']._serialized_start=2176
-  _globals['_WATCHSEEDJOBSREQUEST']._serialized_end=2215
-  _globals['_SEEDJOB']._serialized_start=2217
-  _globals['_SEEDJOB']._serialized_end=2274
-  _globals['_SCHEDULER']._serialized_start=2607
-  _globals['_SCHEDULER']._serialized_end=3344
+  _globals['_REGISTERPEERRESPONSE']._serialized_end=1465
+  _globals['_BADPARENT']._serialized_start=1467
+  _globals['_BADPARENT']._serialized_end=1568
+  _globals['_REPORTPEERREQUEST']._serialized_start=1571
+  _globals['_REPORTPEERREQUEST']._serialized_end=1856
+  _globals['_REPORTPEERRESPONSE']._serialized_start=1858
+  _globals['_REPORTPEERRESPONSE']._serialized_end=1979
+  _globals['_GETPIECEDIGESTSREQUEST']._serialized_start=1981
+  _globals['_GETPIECEDIGESTSREQUEST']._serialized_end=2042
+  _globals['_GETPIECEDIGESTSRESPONSE']._serialized_start=2044
+  _globals['_GETPIECEDIGESTSRESPONSE']._serialized_end=2163
+  _globals['_LEAVEHOSTREQUEST']._serialized_start=2165
+  _globals['_LEAVEHOSTREQUEST']._serialized_end=2200
+  _globals['_LEAVEHOSTRESPONSE']._serialized_start=2202
+  _globals['_LEAVEHOSTRESPONSE']._serialized_end=2221
+  _globals['_WATCHSEEDJOBSREQUEST']._serialized_start=2223
+  _globals['_WATCHSEEDJOBSREQUEST']._serialized_end=2262
+  _globals['_SEEDJOB']._serialized_start=2264
+  _globals['_SEEDJOB']._serialized_end=2321
+  _globals['_SCHEDULER']._serialized_start=2654
+  _globals['_SCHEDULER']._serialized_end=3391
 # @@protoc_insertion_point(module_scope)

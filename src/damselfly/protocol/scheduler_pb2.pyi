@@ -160,18 +160,20 @@ class Parent(_message.Message):
     def __init__(self, peer_id: _Optional[str] = ..., host_id: _Optional[str] = ..., ip: _Optional[str] = ..., upload_port: _Optional[int] = ..., type: _Optional[_Union[HostType, str]] = ..., pieces: _Optional[bytes] = ..., free_upload_slots: _Optional[int] = ..., free_upload_rate: _Optional[int] = ..., origin_reader: _Optional[bool] = ...) -> None: ...
 
 class RegisterPeerResponse(_message.Message):
-    __slots__ = ("peer_id", "decision", "parents", "digests", "piece_count")
+    __slots__ = ("peer_id", "decision", "parents", "digests", "piece_count", "piece_grant")
     PEER_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     PARENTS_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
     PIECE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PIECE_GRANT_FIELD_NUMBER: _ClassVar[int]
     peer_id: str
     decision: Decision
     parents: _containers.RepeatedCompositeFieldContainer[Parent]
     digests: _containers.RepeatedCompositeFieldContainer[PieceDigest]
     piece_count: int
-    def __init__(self, peer_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., parents: _Optional[_Iterable[_Union[Parent, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[PieceDigest, _Mapping]]] = ..., piece_count: _Optional[int] = ...) -> None: ...
+    piece_grant: str
+    def __init__(self, peer_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., parents: _Optional[_Iterable[_Union[Parent, _Mapping]]] = ..., digests: _Optional[_Iterable[_Union[PieceDigest, _Mapping]]] = ..., piece_count: _Optional[int] = ..., piece_grant: _Optional[str] = ...) -> None: ...
 
 class BadParent(_message.Message):
     __slots__ = ("peer_id", "reason", "detail")
@@ -184,7 +186,7 @@ class BadParent(_message.Message):
     def __init__(self, peer_id: _Optional[str] = ..., reason: _Optional[_Union[BadParentReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class ReportPeerRequest(_message.Message):
-    __slots__ = ("host_id", "task_id", "pieces", "digests", "bad_parents", "finished", "failed", "failure_reason", "want_parents")
+    __slots__ = ("host_id", "task_id", "pieces", "digests", "bad_parents", "finished", "failed", "failure_reason", "want_parents", "content_rejected")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     PIECES_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +196,7 @@ class ReportPeerRequest(_message.Message):
     FAILED_FIELD_NUMBER: _ClassVar[int]
     FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     WANT_PARENTS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_REJECTED_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     task_id: str
     pieces: _containers.RepeatedScalarFieldContainer[int]
@@ -203,7 +206,8 @@ class ReportPeerRequest(_message.Message):
     failed: bool
     failure_reason: str
     want_parents: bool
-    def __init__(self, host_id: _Optional[str] = ..., task_id: _Optional[str] = ..., pieces: _Optional[_Iterable[int]] = ..., digests: _Optional[_Iterable[_Union[PieceDigest, _Mapping]]] = ..., bad_parents: _Optional[_Iterable[_Union[BadParent, _Mapping]]] = ..., finished: _Optional[bool] = ..., failed: _Optional[bool] = ..., failure_reason: _Optional[str] = ..., want_parents: _Optional[bool] = ...) -> None: ...
+    content_rejected: bool
+    def __init__(self, host_id: _Optional[str] = ..., task_id: _Optional[str] = ..., pieces: _Optional[_Iterable[int]] = ..., digests: _Optional[_Iterable[_Union[PieceDigest, _Mapping]]] = ..., bad_parents: _Optional[_Iterable[_Union[BadParent, _Mapping]]] = ..., finished: _Optional[bool] = ..., failed: _Optional[bool] = ..., failure_reason: _Optional[str] = ..., want_parents: _Optional[bool] = ..., content_rejected: _Optional[bool] = ...) -> None: ...
 
 class ReportPeerResponse(_message.Message):
     __slots__ = ("decision", "parents")

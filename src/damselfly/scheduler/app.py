@@ -30,12 +30,16 @@ from damselfly.config.security import PLAINTEXT_WARNING
 from damselfly.core.error_groups import group_error
 from damselfly.core.errors import SchedulerError
 from damselfly.protocol import scheduler_pb2_grpc
+from damselfly.scheduler.admission import AdmissionLimits
 from damselfly.scheduler.evaluator import ScoreWeights
 from damselfly.scheduler.metrics import http_app
 from damselfly.scheduler.resources import Clock
 from damselfly.scheduler.service import SchedulerService
 from damselfly.scheduler.state import SchedulerState, SchedulingLimits
 from damselfly.security.files import node_files_from
+from damselfly.security.grants import issue_grant
+from damselfly.security.node_tls import NodeTls
+from damselfly.security.renewal import RenewalLoop
 from damselfly.security.roles import Role, caller_of_pem
 from damselfly.security.tls import ReloadingFiles, grpc_server_credentials
 from damselfly.transport.http_listener import listening
@@ -72,6 +76,10 @@ def limits_from(settings: SchedulerSettings) -> SchedulingLimits:
     )
 
 
+def admission_from(settings: SchedulerSettings) -> AdmissionLimits:
+    return AdmissionLimits(**settings.caps.model_dump())
+
+
 async def serve(
     settings: SchedulerSettings,
     *,
@@ -80,7 +88,12 @@ async def serve(
     clock: Clock = time.monotonic,
 ) -> None:
     state = SchedulerState(limits_from(settings), clock=clock)
-    service = SchedulerService(state, tls=settings.tls.enabled)
+    service = SchedulerService(
+        state,
+        tls=settings.tls.enabled,
+        admission=admission_from(settings),
+        grant_signer=_grant_signer(settings),
+    )
     async with (
         _grpc_server(settings, service) as grpc_address,
         _http_server(settings, service, lambda: not stop.is_set()) as metrics_address,
@@ -90,12 +103,31 @@ async def serve(
             on_ready(RunningScheduler(grpc_address, metrics_address, state))
         try:
             async with asyncio.TaskGroup() as tasks:
-                expiry = tasks.create_task(_expire_hosts(state, settings.expiry_interval))
+                loops = [tasks.create_task(_expire_hosts(state, settings.expiry_interval))]
+                renewal = _renewal_loop(settings)
+                if renewal is not None:
+                    loops.append(tasks.create_task(renewal.run()))
                 await stop.wait()
-                expiry.cancel()
+                for loop in loops:
+                    loop.cancel()
         except BaseExceptionGroup as errors:
             raise group_error(errors) from None
         log.info("stopping")
+
+
+def _grant_signer(settings: SchedulerSettings) -> Callable[[str, str], str] | None:
+    """Grants for private tasks are signed with the scheduler's (current) key."""
+    if not settings.tls.enabled:
+        return None
+    source = ReloadingFiles(node_files_from(settings.tls))
+    return lambda task_id, host_id: issue_grant(source.material(), task_id, host_id)
+
+
+def _renewal_loop(settings: SchedulerSettings) -> RenewalLoop | None:
+    """The certificate's renewal, when it came from ``damselfly enroll``."""
+    if not settings.tls.enabled:
+        return None
+    return NodeTls.from_settings(settings.tls, expect={Role.SCHEDULER}).renewal_loop()
 
 
 async def _expire_hosts(state: SchedulerState, interval: float) -> None:
@@ -153,6 +185,11 @@ def _add_port(server: Any, settings: SchedulerSettings) -> int:
 async def _http_server(
     settings: SchedulerSettings, service: SchedulerService, is_serving: Callable[[], bool]
 ) -> AsyncIterator[str]:
-    app = http_app(service.state, is_serving, lambda: service.access.refusals)
+    app = http_app(
+        service.state,
+        is_serving,
+        lambda: service.access.refusals,
+        lambda: service.admission.refused,
+    )
     async with listening(app, settings.metrics_listen, setting="metrics_listen") as address:
         yield address

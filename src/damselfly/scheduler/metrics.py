@@ -22,9 +22,15 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class SchedulerCollector:
-    def __init__(self, state: SchedulerState, refusals: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self,
+        state: SchedulerState,
+        refusals: Callable[[], int] = lambda: 0,
+        over_capacity: Callable[[], int] = lambda: 0,
+    ) -> None:
         self._state = state
         self._refusals = refusals
+        self._over_capacity = over_capacity
 
     def collect(self) -> Iterator[Metric]:
         stats = self._state.statistics()
@@ -34,6 +40,11 @@ class SchedulerCollector:
             PREFIX + "access_refused",
             "Calls refused by the role checks of mTLS (scheduler/access.py).",
             value=self._refusals(),
+        )
+        yield CounterMetricFamily(
+            PREFIX + "capacity_refused",
+            "Calls refused by the caps on hosts, tasks, peers and the registration rate.",
+            value=self._over_capacity(),
         )
         registrations = CounterMetricFamily(
             PREFIX + "register", "Peer registrations by decision.", labels=["decision"]
@@ -69,10 +80,12 @@ def _counters(stats: SchedulerStatistics) -> Iterator[Metric]:
 
 
 def metrics_registry(
-    state: SchedulerState, refusals: Callable[[], int] = lambda: 0
+    state: SchedulerState,
+    refusals: Callable[[], int] = lambda: 0,
+    over_capacity: Callable[[], int] = lambda: 0,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(SchedulerCollector(state, refusals))
+    registry.register(SchedulerCollector(state, refusals, over_capacity))
     return registry
 
 
@@ -80,9 +93,10 @@ def http_app(
     state: SchedulerState,
     is_serving: Callable[[], bool],
     refusals: Callable[[], int] = lambda: 0,
+    over_capacity: Callable[[], int] = lambda: 0,
 ) -> web.Application:
     """``GET /metrics`` and ``GET /healthz`` (200 while serving, 503 while stopping)."""
-    registry = metrics_registry(state, refusals)
+    registry = metrics_registry(state, refusals, over_capacity)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE})

@@ -11,7 +11,12 @@ Errors are mapped once, here, to status codes with the error's message as detail
   scheduler restarted;
 - an unknown task in ``GetPieceDigests`` -> ``NOT_FOUND``;
 - a caller whose certificate's role may not do this (``scheduler/access.py``, mTLS only) ->
-  ``PERMISSION_DENIED``.
+  ``PERMISSION_DENIED``;
+- ``RegisterPeer`` of a private task (``needs_credentials``: the daemon attests that the
+  origin accepted its own credentials) over mTLS answers with a grant bound to the task and
+  the caller's certificate (``security/grants.py``), which parents require for its pieces;
+- a call that would take the scheduler over a cap on hosts, tasks or peers, or a client
+  registering hosts too fast (``scheduler/admission.py``) -> ``RESOURCE_EXHAUSTED``.
 
 ``WatchSeedJobs`` streams stay open for the seed's lifetime; jobs queued by any RPC wake them.
 ``close()`` ends every stream cleanly (status OK) before the server stops.
@@ -20,7 +25,9 @@ Errors are mapped once, here, to status codes with the error's message as detail
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -28,7 +35,14 @@ import grpc
 
 from damselfly.core.errors import DamselflyError, ProtocolError
 from damselfly.protocol import scheduler_pb2 as pb
-from damselfly.protocol.messages import check_host_id, check_task_id
+from damselfly.protocol.messages import (
+    Decision,
+    ReportAnswer,
+    TaskHolding,
+    check_host_id,
+    check_task_id,
+    peer_id_of,
+)
 from damselfly.protocol.scheduler_codec import (
     digest_page_to_pb,
     holding_from_pb,
@@ -40,6 +54,8 @@ from damselfly.protocol.scheduler_codec import (
     task_meta_to_pb,
 )
 from damselfly.scheduler.access import Access
+from damselfly.scheduler.admission import Admission, AdmissionLimits, CapacityError, client_of
+from damselfly.scheduler.quarantine import Quarantine
 from damselfly.scheduler.resources import UnknownTaskError
 from damselfly.scheduler.seeds import SeedJob
 from damselfly.scheduler.state import SchedulerState
@@ -48,6 +64,7 @@ from damselfly.security.roles import Caller
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+GrantSigner = Callable[[str, str], str]
 Context = Any  # grpc.aio.ServicerContext; grpcio ships no type information
 
 
@@ -59,6 +76,8 @@ def status_for(error: DamselflyError) -> Any:
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(error, UnknownTaskError):
         return grpc.StatusCode.NOT_FOUND
+    if isinstance(error, CapacityError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
     return grpc.StatusCode.FAILED_PRECONDITION
 
 
@@ -70,10 +89,24 @@ async def _abort(context: Context, error: DamselflyError) -> NoReturn:
 class SchedulerService:
     """The servicer; register with ``pb2_grpc.add_SchedulerServicer_to_server``."""
 
-    def __init__(self, state: SchedulerState, *, tls: bool = False) -> None:
+    def __init__(
+        self,
+        state: SchedulerState,
+        *,
+        tls: bool = False,
+        admission: AdmissionLimits | None = None,
+        grant_signer: GrantSigner | None = None,
+    ) -> None:
+        """``grant_signer(task_id, host_id)``: a grant for a private task (mTLS only)."""
+        self._grant_signer = grant_signer
         self.state = state
         self._state = state
         self.access = Access(state, tls=tls)
+        self.admission = Admission(
+            admission or AdmissionLimits(), state.resources, per_certificate=tls
+        )
+        self._client = ""  # who makes the call running now (calls run synchronously)
+        self.quarantine = Quarantine(state)
         self._wakeups: dict[str, set[asyncio.Event]] = {}
         self._closing = False
 
@@ -87,7 +120,9 @@ class SchedulerService:
     async def _guarded(self, context: Context, call: Callable[[Caller | None], T]) -> T:
         """Run ``call(caller)``; our errors become the call's status."""
         try:
-            result = call(self.access.caller(context.auth_context()))
+            caller = self.access.caller(context.auth_context())
+            self._client = client_of(caller.node_id if caller else None, context.peer() or "")
+            result = call(caller)
         except DamselflyError as exc:
             log.debug("rejected %s: %s", type(exc).__name__, exc)
             await _abort(context, exc)
@@ -105,6 +140,7 @@ class SchedulerService:
         def announce(caller: Caller | None) -> None:
             info = host_info_from_pb(request)
             self.access.host_announced(caller, info)
+            self.admission.host(self._client, info.host_id)
             self._state.host_announced(info)
 
         await self._guarded(context, announce)
@@ -116,7 +152,9 @@ class SchedulerService:
         def announce(caller: Caller | None) -> None:
             host_id = check_host_id(request.host_id)
             self.access.acts_for_host(caller, host_id)
-            holdings = [holding_from_pb(h) for h in request.tasks]
+            holdings = self._unquarantined([holding_from_pb(h) for h in request.tasks])
+            fitting = set(self.admission.fitting(host_id, [h.task.task_id for h in holdings]))
+            holdings = [h for h in holdings if h.task.task_id in fitting]
             self._state.tasks_announced(host_id, self.access.holdings(caller, holdings))
 
         await self._guarded(context, announce)
@@ -127,7 +165,17 @@ class SchedulerService:
     ) -> pb.RegisterPeerResponse:
         def register(caller: Caller | None) -> pb.RegisterPeerResponse:
             self.access.acts_for_host(caller, check_host_id(request.host_id))
-            return registration_to_pb(self._state.register_peer(*register_from_pb(request)))
+            host_id, meta, pieces = register_from_pb(request)
+            self.admission.tasks(host_id, [meta.task_id])
+            registration = self._state.register_peer(host_id, meta, pieces)
+            if meta.task_id in self.quarantine:  # origin-only: no parents, no digests
+                registration = dataclasses.replace(
+                    registration, decision=Decision.BACK_TO_SOURCE, parents=(), digests=()
+                )
+            if meta.needs_credentials and caller is not None and self._grant_signer is not None:
+                grant = self._grant_signer(meta.task_id, caller.node_id)
+                registration = dataclasses.replace(registration, piece_grant=grant)
+            return registration_to_pb(registration)
 
         return await self._guarded(context, register)
 
@@ -136,8 +184,17 @@ class SchedulerService:
     ) -> pb.ReportPeerResponse:
         def report(caller: Caller | None) -> pb.ReportPeerResponse:
             peer_report = report_from_pb(request)
+            peer_id = peer_id_of(peer_report.host_id, peer_report.task_id)
+            if peer_report.content_rejected:
+                self.access.acts_for_host(caller, peer_report.host_id)
+                self.quarantine.content_rejected(peer_report.task_id, peer_id, time.monotonic())
+            if peer_report.task_id in self.quarantine:
+                peer_report = dataclasses.replace(peer_report, digests=())
             self.access.reported(caller, peer_report)
-            return report_answer_to_pb(self._state.report_peer(peer_report))
+            answer = self._state.report_peer(peer_report)
+            if peer_report.task_id in self.quarantine and answer.decision is not None:
+                answer = ReportAnswer(decision=Decision.BACK_TO_SOURCE)
+            return report_answer_to_pb(answer)
 
         return await self._guarded(context, report)
 
@@ -191,6 +248,15 @@ class SchedulerService:
             self._state.seed_disconnected(host_id)
             self._wake_seeds()  # its undelivered jobs went to other seeds
             log.info("seed %s stopped watching for jobs", host_id)
+
+    def _unquarantined(self, holdings: list[TaskHolding]) -> list[TaskHolding]:
+        """Holdings of origin-only tasks lose their reader claims (pieces stay known)."""
+        return [
+            dataclasses.replace(h, origin_reader=False, digests=())
+            if h.task.task_id in self.quarantine
+            else h
+            for h in holdings
+        ]
 
     def _deliver(self, host_id: str, job: SeedJob) -> pb.SeedJob:
         log.debug("seed job for %s: task %s", host_id, job.task.task_id[:12])

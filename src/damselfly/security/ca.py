@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from damselfly.security.errors import SecurityError
 from damselfly.security.files import (
+    CLUSTER_SECRET_NAME,
     PUBLIC_FILE_MODE,
     make_private_dir,
     read_file,
@@ -108,6 +110,7 @@ def init_ca(
     certificate = _self_signed(key, name, validity_years, now or utc_now())
     make_private_dir(directory)
     write_secret(directory / CA_KEY_NAME, key_to_pem(key))
+    write_secret(directory / CLUSTER_SECRET_NAME, secrets.token_hex(32).encode() + b"\n")
     write_file(
         directory / CA_CERT_NAME,
         certificate.public_bytes(serialization.Encoding.PEM),
@@ -139,6 +142,22 @@ def _self_signed(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
+
+
+def cluster_secret(ca: ClusterCA) -> bytes | None:
+    """The cluster's key for private task ids, if this CA has one (``init_ca`` makes it)."""
+    path = ca.directory / CLUSTER_SECRET_NAME
+    if not path.exists():
+        return None
+    return read_secret(path).strip() or None
+
+
+def hand_out_cluster_secret(ca: ClusterCA, directory: Path) -> None:
+    """Put the cluster secret next to a node's material (``ca issue``, the demo)."""
+    secret = cluster_secret(ca)
+    if secret is not None:
+        make_private_dir(directory)
+        write_secret(directory / CLUSTER_SECRET_NAME, secret + b"\n")
 
 
 def load_ca(directory: Path) -> ClusterCA:

@@ -33,7 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from damselfly.config.base import split_host_port
-from damselfly.security.ca import ClusterCA
+from damselfly.security.ca import ClusterCA, cluster_secret
 from damselfly.security.certs import (
     DEFAULT_VALIDITY,
     NodeIdentity,
@@ -134,7 +134,11 @@ class EnrollmentService:
             log.info("refused: %s", exc)
             return _error(exc, exc.http_status)
         pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
-        return web.json_response({"certificate": pem, "ca": self.ca.cert_pem.decode()})
+        answer = {"certificate": pem, "ca": self.ca.cert_pem.decode()}
+        secret = cluster_secret(self.ca)  # only to a node just admitted, over verified TLS
+        if secret is not None:
+            answer["cluster_secret"] = secret.decode("ascii", errors="replace")
+        return web.json_response(answer)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

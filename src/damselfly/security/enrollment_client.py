@@ -30,6 +30,7 @@ from damselfly.security.certs import IpAddress, make_request
 from damselfly.security.enrollment import CA_PATH, ENROLL_PATH, RENEW_PATH
 from damselfly.security.errors import EnrollmentError, SecurityError
 from damselfly.security.files import (
+    CLUSTER_SECRET_NAME,
     PUBLIC_FILE_MODE,
     NodeFiles,
     NodeMaterial,
@@ -37,6 +38,7 @@ from damselfly.security.files import (
     read_material,
     write_file,
     write_material,
+    write_secret,
 )
 from damselfly.security.roles import node_id_of
 from damselfly.security.tls import client_context
@@ -116,6 +118,7 @@ async def enroll(
     answer = await _request(server + ENROLL_PATH, context, body)
     material = _material(answer, key_to_pem(key), ca_pem)
     files = write_material(directory, material)
+    _keep_cluster_secret(answer, directory)
     record = EnrollmentRecord(server, normalize_fingerprint(fingerprint))
     write_file(directory / RECORD_NAME, json.dumps(asdict(record)).encode(), mode=PUBLIC_FILE_MODE)
     return files
@@ -131,7 +134,16 @@ async def renew(directory: Path, *, server: str | None = None) -> NodeFiles:
     key = new_private_key()
     body = {"csr": make_request(key, node_id).decode()}
     answer = await _request(server + RENEW_PATH, client_context(files), body)
-    return write_material(directory, _material(answer, key_to_pem(key), current.ca_pem))
+    renewed = write_material(directory, _material(answer, key_to_pem(key), current.ca_pem))
+    _keep_cluster_secret(answer, directory)
+    return renewed
+
+
+def _keep_cluster_secret(answer: object, directory: Path) -> None:
+    """The cluster's key for private task ids, when the service sent one (0600)."""
+    secret = answer.get("cluster_secret") if isinstance(answer, dict) else None
+    if isinstance(secret, str) and secret.strip():
+        write_secret(directory / CLUSTER_SECRET_NAME, secret.strip().encode() + b"\n")
 
 
 def read_record(directory: Path) -> EnrollmentRecord:

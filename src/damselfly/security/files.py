@@ -21,6 +21,7 @@ from damselfly.config.security import CA_NAME, CERT_NAME, KEY_NAME, TlsSettings
 from damselfly.security.errors import KeyFileModeError, SecurityError
 
 SECRET_FILE_MODE = 0o600
+CLUSTER_SECRET_NAME = "cluster.secret"  # noqa: S105 - a file name; the key for private task ids
 PRIVATE_DIR_MODE = 0o700
 PUBLIC_FILE_MODE = 0o644
 

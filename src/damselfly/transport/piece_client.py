@@ -13,18 +13,27 @@ A piece arrives as the list of chunks asyncio received (``readchunk``), never jo
 caller hashes them and hands them to ``TaskStorage.write_piece`` as they are. A piece is
 exactly ``length`` bytes or an error; a connection that failed mid-body is closed, never put
 back in the pool.
+
+With mTLS (``tls``: a callable giving the node's current client context) every parent is
+dialled over ``https`` whatever scheme its address carries (the scheduler hands out
+``ip:port``): TLS 1.3, the parent's chain checked against the cluster CA, this node's
+certificate presented (the parent checks its role before it serves a byte). A private task's
+requests carry the scheduler's grant for this node (``grants``: task id -> grant;
+``security/grants.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Iterator
+import ssl
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 
 import aiohttp
 from yarl import URL
 
 from damselfly.core.errors import ProtocolError
 from damselfly.protocol import pieces_http as wire
+from damselfly.security.grants import GRANT_HEADER
 from damselfly.transport.http_session import next_chunk, verbatim_session
 from damselfly.transport.piece_errors import (
     ParentBusyError,
@@ -65,11 +74,14 @@ USER_AGENT = "damselfly-peer/0.1"
 class _Request:
     """Where one request goes, and how its errors are named."""
 
-    def __init__(self, parent: str, task_id: str, number: int | None, path: str) -> None:
+    def __init__(
+        self, parent: str, task_id: str, number: int | None, path: str, *, tls: bool = False
+    ) -> None:
         self.parent = parent.rstrip("/")
         self.task_id = task_id
         self.number = number
         self.path = path
+        self.tls = tls
 
     def url(self, query: dict[str, str] | None = None) -> URL:
         try:
@@ -78,6 +90,8 @@ class _Request:
             raise self.error(ParentUnreachableError, f"invalid parent address: {exc}") from exc
         if base.scheme not in ("http", "https") or not base.host:
             raise self.error(ParentUnreachableError, "parent address must be http(s)://host:port")
+        if self.tls:
+            base = base.with_scheme("https")
         return base.with_path(self.path, encoded=True).with_query(query)
 
     def error(self, kind: type[PieceTransferError], reason: str) -> PieceTransferError:
@@ -107,7 +121,11 @@ class PieceClient:
         limit: int = LIMIT,
         limit_per_host: int = LIMIT_PER_HOST,
         connect_timeout: float = CONNECT_TIMEOUT,
+        tls: Callable[[], ssl.SSLContext] | None = None,
+        grants: Mapping[str, str] | None = None,
     ) -> None:
+        self._tls = tls
+        self._grants = grants if grants is not None else {}
         self._session = session
         self._owns_session = session is None
         self._limit, self._limit_per_host = limit, limit_per_host
@@ -136,7 +154,7 @@ class PieceClient:
         timeout_no_bytes: float = PIECE_TIMEOUT_NO_BYTES,
     ) -> list[memoryview]:
         """Exactly ``length`` bytes of piece ``number``, as received chunks, or a typed error."""
-        request = _Request(parent_url_base, task_id, number, wire.piece_path(task_id, number))
+        request = self._request(parent_url_base, task_id, number, wire.piece_path(task_id, number))
         response = await self._get(request, None, timeout_no_bytes)
         try:
             await _expect_ok(response, request)
@@ -159,7 +177,7 @@ class PieceClient:
         timeout_no_bytes: float = PIECE_TIMEOUT_NO_BYTES,
     ) -> frozenset[int]:
         """The pieces the parent holds; with ``piece_count``, checked against the parent's."""
-        request = _Request(parent_url_base, task_id, None, wire.bitmap_path(task_id))
+        request = self._request(parent_url_base, task_id, None, wire.bitmap_path(task_id))
         response = await self._get(request, None, timeout_no_bytes)
         try:
             await _expect_ok(response, request)
@@ -182,7 +200,7 @@ class PieceClient:
     ) -> AsyncGenerator[int, None]:
         """Every piece the parent holds (those held now first, in order), then each one as it
         lands; ends when the parent holds them all. Use with ``contextlib.aclosing``."""
-        request = _Request(parent_url_base, task_id, None, wire.bitmap_path(task_id))
+        request = self._request(parent_url_base, task_id, None, wire.bitmap_path(task_id))
         response = await self._get(request, {wire.WATCH_QUERY: "1"}, timeout_no_bytes)
         try:
             await _expect_ok(response, request)
@@ -198,6 +216,9 @@ class PieceClient:
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def _request(self, parent: str, task_id: str, number: int | None, path: str) -> _Request:
+        return _Request(parent, task_id, number, path, tls=self._tls is not None)
+
     async def _get(
         self, request: _Request, query: dict[str, str] | None, timeout_no_bytes: float
     ) -> aiohttp.ClientResponse:
@@ -206,7 +227,12 @@ class PieceClient:
             total=None, sock_connect=self._connect_timeout, sock_read=timeout_no_bytes
         )
         try:
-            return await self._client().get(url, timeout=timeout, allow_redirects=False)
+            tls = True if self._tls is None else self._tls()
+            grant = self._grants.get(request.task_id)
+            headers = {GRANT_HEADER: grant} if grant else None
+            return await self._client().get(
+                url, timeout=timeout, allow_redirects=False, ssl=tls, headers=headers
+            )
         except aiohttp.ConnectionTimeoutError as exc:
             reason = f"no connection within {self._connect_timeout:g}s"
             raise request.error(ParentUnreachableError, reason) from exc

@@ -18,21 +18,20 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from urllib.parse import parse_qsl
 
-from damselfly.backends.base import SECRET_HEADERS, is_secret_name
 from damselfly.core.digests import SUPPORTED_ALGORITHMS, Digest
 from damselfly.core.errors import SchedulerError
-from damselfly.core.ids import canonical_url, signature_params
-from damselfly.core.urls import HttpUrl, SourceUrl
+from damselfly.core.ids import canonical_url
 from damselfly.daemon.engine.counters import EngineCounters
 from damselfly.daemon.engine.peer_download import NoParentError, PeerDownload
 from damselfly.daemon.engine.reporter import PeerReporter, reporting
 from damselfly.daemon.engine.settings import EngineSettings, PieceStored, Rehome
 from damselfly.download.file_download import SOURCE_VERSION_PARAM
+from damselfly.daemon.engine.spot_check import spot_check
+from damselfly.download.credentials import needs_credentials
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller, SourceFiller
 from damselfly.protocol.bitmap import PieceBitmap
-from damselfly.protocol.messages import Decision, TaskMeta
+from damselfly.protocol.messages import Decision, PeerReport, TaskMeta
 from damselfly.storage.metadata import PieceMeta
 from damselfly.transport.piece_client import PieceClient
 from damselfly.transport.scheduler.api import SchedulerApi
@@ -53,8 +52,10 @@ class PeerFiller:
         counters: EngineCounters | None = None,
         rehome: Rehome | None = None,
         origin_reader_tasks: set[str] | None = None,
+        on_private_task: Callable[[str], None] = lambda task_id: None,
     ) -> None:
         self.counters = counters or EngineCounters()
+        self._on_private_task = on_private_task  # downloaded with credentials: grants only
         self._client = client
         self._host_id = host_id
         self._pieces = pieces
@@ -66,6 +67,8 @@ class PeerFiller:
         self._rehome = rehome  # how reporters recover when a scheduler forgot us
 
     async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
+        if task_meta(request).needs_credentials:
+            self._on_private_task(request.task.task_id)
         if request.task.is_complete:
             self.counters.cache_hits += 1
             return 0
@@ -123,10 +126,35 @@ class PeerFiller:
         )
         self.counters.parents_in_use += len(registration.parents)
         try:
-            return await download.run()
+            source_bytes = await download.run()
         finally:
             self.counters.parents_in_use -= len(registration.parents)
             self.counters.peer_bytes += download.peer_bytes
+        if await self._spot_check_failed(request, ctx, download.peer_bytes):
+            await self.content_rejected(request)
+            return source_bytes + await self._source.fill(self._announcing(request), ctx)
+        return source_bytes
+
+    async def _spot_check_failed(
+        self, request: FillRequest, ctx: DownloadContext, peer_bytes: int
+    ) -> bool:
+        """Bytes from peers, no origin checksum to hold them against: sample the origin."""
+        if request.content_digest is not None or not peer_bytes:
+            return False
+        return bool(await spot_check(request, ctx, count=self._settings.spot_checks))
+
+    async def content_rejected(self, request: FillRequest) -> None:
+        """The bytes got from peers failed a check against the origin (a spot check, or the
+        download layer's whole-file checksum): tell the scheduler, which makes the task
+        origin-only and blocks its origin readers, and forget every piece held."""
+        task_id = request.task.task_id
+        report = PeerReport(self._host_id, task_id, content_rejected=True)
+        try:
+            await self._client.report_peer(report)
+        except SchedulerError as exc:
+            log.warning("task %s: could not report the rejected content: %s", task_id[:12], exc)
+        for number in request.task.finished_pieces():
+            request.task.drop_piece(number)
 
     async def _read_origin(
         self, request: FillRequest, ctx: DownloadContext, reporter: PeerReporter
@@ -180,13 +208,9 @@ class ReportingSourceFiller:
 def task_meta(request: FillRequest) -> TaskMeta:
     """What the scheduler may know of the task: no credentials, ever."""
     job = request.job
-    secret_headers = any(name.lower() in SECRET_HEADERS for name, _ in job.options.headers)
     params = {k: v for k, v in job.options.params if k in SHAREABLE_PARAMS}
     if version := request.stat.version.identity():
         params[SOURCE_VERSION_PARAM] = version  # a seed fills the task only from this version
-    needs_credentials = secret_headers or any(
-        is_secret_name(k) and v for k, v in job.options.params
-    )
     return TaskMeta(
         task_id=request.task.task_id,
         url=canonical_url(job.url, job.filtered_query_params),
@@ -194,7 +218,7 @@ def task_meta(request: FillRequest) -> TaskMeta:
         piece_length=request.task.piece_length,
         params=params,
         digest=_wire_digest(request.content_digest),
-        needs_credentials=needs_credentials or _carries_credentials(job.url),
+        needs_credentials=needs_credentials(job),
     )
 
 
@@ -209,14 +233,6 @@ def _wire_digest(digest: Digest | None) -> str:
     if digest is None or digest.algorithm not in SUPPORTED_ALGORITHMS:
         return ""
     return str(digest)
-
-
-def _carries_credentials(url: SourceUrl) -> bool:
-    """Userinfo or a signed query: only this caller can fetch it, never a seed."""
-    if not isinstance(url, HttpUrl):
-        return False
-    names = [name for name, _ in parse_qsl(url.query, keep_blank_values=True)]
-    return url.username is not None or bool(signature_params(names))
 
 
 def _with_on_piece(request: FillRequest, on_piece: Callable[[PieceMeta], None]) -> FillRequest:

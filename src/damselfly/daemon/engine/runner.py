@@ -37,8 +37,10 @@ class StoreRunner:
         registry_factory: RegistryFactory = default_registry,
         filler: PieceFiller | None = None,
         source_concurrency: int | None = None,
+        private_task_key: bytes | None = None,
     ) -> None:
         self._store = store
+        self._private_task_key = private_task_key  # the cluster's key for private task ids
         self._registry_factory = registry_factory
         self._filler = filler
         self._source_concurrency = source_concurrency  # None: each request's --concurrent-pieces
@@ -55,6 +57,7 @@ class StoreRunner:
             observer=observer,
             policy=self._policy(request),
             filler=self._filler or SourceFiller(),
+            private_task_key=self._private_task_key,
         )
         try:
             return await run_request(request, ctx)

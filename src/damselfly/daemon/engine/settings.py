@@ -17,3 +17,4 @@ class EngineSettings:
     stall_timeout: float = 20.0  # seconds without a new piece before asking for parents
     back_to_source: bool = True  # read the origin when no parent can serve
     report_interval: float = 0.5
+    spot_checks: int = 2  # ranges re-read from the origin when it gives no checksum (mTLS)

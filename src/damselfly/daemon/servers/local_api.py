@@ -11,6 +11,8 @@ Routes and events are in ``protocol/local_api.py``; the contract is ``docs/p2p.m
 - A download runs in a task owned by its request: the runner fills the ``EventBuffer``, a
   writer streams its events as NDJSON; when the client disconnects, aiohttp cancels the
   handler (``handler_cancellation``) and with it the download. A failed write does the same.
+- At most ``calls_per_caller`` downloads run at once per calling uid (``429`` with
+  ``code: too_many_downloads`` beyond): one local user cannot tie up the daemon's workers.
 - Secrets in a request (headers, tokens, ``env``) are never logged: only the redacted URL.
 
 For tests, ``python -m damselfly.testing.local_api_server`` runs the API alone (no P2P
@@ -69,7 +71,10 @@ class LocalApi(AsyncResource):
         mode: int | None = None,
         group: str | None = None,
         progress_interval: float = PROGRESS_INTERVAL,
+        calls_per_caller: int = 16,
     ) -> None:
+        self._calls_per_caller = calls_per_caller
+        self._calls: dict[int, int] = {}  # running downloads by caller uid
         self._path = socket_path
         self._runner = runner
         self._mode = mode if mode is not None else GROUP_MODE if group else OWNER_ONLY_MODE
@@ -124,6 +129,21 @@ class LocalApi(AsyncResource):
         if not _same_user(caller):
             message = "dfdaemon serves downloads only to its own user; download without it"
             return _refusal(403, message, wire.UID_MISMATCH)
+        assert caller is not None
+        if self._calls.get(caller.uid, 0) >= self._calls_per_caller:
+            message = f"{self._calls_per_caller} downloads of this user are running already"
+            return _refusal(429, message, wire.TOO_MANY_DOWNLOADS)
+        self._calls[caller.uid] = self._calls.get(caller.uid, 0) + 1
+        try:
+            return await self._serve_download(request, caller)
+        finally:
+            self._calls[caller.uid] -= 1
+            if not self._calls[caller.uid]:
+                del self._calls[caller.uid]
+
+    async def _serve_download(
+        self, request: web.Request, caller: PeerCredentials
+    ) -> web.StreamResponse:
         try:
             job = DownloadRequest.from_json(await request.read())
         except DamselflyError as exc:

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from damselfly.daemon.engine.counters import DURATION_BUCKETS, EngineCounters
-from damselfly.daemon.servers.upload_server import UploadStatistics
+from damselfly.daemon.servers.upload_statistics import UploadStatistics
 from damselfly.transport.http_listener import listening
 
 PREFIX = "damselfly_daemon_"
@@ -46,7 +46,30 @@ class _DaemonCollector(Collector):
         yield _gauge("active_tasks", "Downloads in progress.", e.active_tasks)
         yield _gauge("parents_in_use", "Parents of running downloads.", e.parents_in_use)
         yield _gauge("active_uploads", "Piece responses in progress.", u.active_uploads)
+        yield from _guard_samples(u)
         yield _histogram(e)
+
+
+def _guard_samples(u: UploadStatistics) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """The piece port's defences (``upload_guard.py``)."""
+    g = u.guard
+    yield _gauge("upload_connections", "Piece port connections open.", g.connections_open)
+    yield _counter(
+        "upload_connections_refused", "Connections aborted: over a cap.", g.connections_refused
+    )
+    yield _counter(
+        "upload_header_timeouts", "Connections closed: no request headers in time.",
+        g.header_timeouts,
+    )  # fmt: skip
+    yield _counter("upload_handshakes_failed", "TLS handshakes that failed.", g.handshakes_failed)
+    yield _counter(
+        "upload_rate_refused", "Requests refused: the peer's request rate.",
+        g.requests_refused_rate,
+    )  # fmt: skip
+    yield _counter(
+        "upload_access_refused", "Requests refused (403): role or grant missing.",
+        g.access_refused,
+    )  # fmt: skip
 
 
 def _histogram(e: EngineCounters) -> HistogramMetricFamily:

@@ -35,6 +35,9 @@ before removing one.
 
 **Limits.** ``upload_slots`` concurrent piece responses (429 + ``Retry-After`` beyond; never a
 queue) and one ``TokenBucket`` (``upload_limits.py``) shared by every upload, charged per chunk.
+Before that, every connection passes ``ConnectionGuard`` (``upload_guard.py``): connection
+caps, header and idle timeouts, the request rate per peer, and with mTLS (``tls``) the TLS 1.3
+handshake with a client certificate of the cluster and the role check.
 
 **Watch.** ``?watch=1`` streams newly held pieces (``upload_watch.py``). The download engine
 calls ``piece_added`` after each stored piece, which wakes the task's watchers at once; the
@@ -49,12 +52,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import ssl
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import blake3
 from aiohttp import hdrs, web
@@ -62,7 +67,10 @@ from aiohttp import hdrs, web
 from damselfly.core.background import BackgroundTasks
 from damselfly.core.digests import PIECE_DIGEST_ALGORITHM
 from damselfly.core.errors import DamselflyError
+from damselfly.daemon.servers.private_access import PrivateAccess
+from damselfly.daemon.servers.upload_guard import ConnectionGuard, UploadLimits
 from damselfly.daemon.servers.upload_limits import TokenBucket, UploadSlots
+from damselfly.daemon.servers.upload_statistics import UploadCounters, UploadStatistics
 from damselfly.daemon.servers.upload_tasks import (
     OwnWrites,
     SharedTask,
@@ -84,31 +92,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PieceDroppedCallback = Callable[[str, int], None]
 
 
-@dataclass(frozen=True)
-class UploadStatistics:
-    pieces_served: int = 0  # complete piece responses
-    bytes_uploaded: int = 0  # piece bytes handed to the kernel
-    rejected_busy: int = 0  # 429s
-    not_found: int = 0  # 404s (task or piece)
-    active_uploads: int = 0  # piece responses in progress (slots in use)
-    pieces_rechecked: int = 0  # pieces hashed while sent (the checked path)
-    pieces_dropped: int = 0  # pieces that failed the re-check
-    tasks_opened: int = 0  # Store.open_task calls made by the server
-    connections: int = 0  # distinct client connections that sent a request
-    watchers: int = 0  # watch streams open now
-
-
-@dataclass
-class _Counters:
-    pieces_served: int = 0
-    bytes_uploaded: int = 0
-    rejected_busy: int = 0
-    not_found: int = 0
-    pieces_rechecked: int = 0
-    pieces_dropped: int = 0
-    connections: int = 0
-
-
 class UploadServer:
     """Serves the pieces of ``store``; ``async with`` or ``start()`` / ``aclose()``."""
 
@@ -125,7 +108,16 @@ class UploadServer:
         watch_heartbeat_interval: float = wire.WATCH_HEARTBEAT_INTERVAL,
         shutdown_timeout: float = 2.0,
         on_piece_dropped: PieceDroppedCallback | None = None,
+        limits: UploadLimits | None = None,
+        tls: Callable[[], ssl.SSLContext] | None = None,
+        private: PrivateAccess | None = None,
     ) -> None:
+        """``tls``: the server context to use for each new connection (mTLS); plain text
+        when None. ``private``: who may fetch private tasks (``private_access.py``)."""
+        self._limits = limits or UploadLimits()
+        self._guard = ConnectionGuard(self._limits, tls=tls, private=private)
+        self._scheme = "http" if tls is None else "https"
+        self._server: asyncio.Server | None = None
         self._watchers = PieceWatchers(
             poll_interval=watch_poll_interval, heartbeat_interval=watch_heartbeat_interval
         )
@@ -147,7 +139,7 @@ class UploadServer:
         )
         self._shutdown_timeout = shutdown_timeout
         self._on_piece_dropped = on_piece_dropped
-        self._counters = _Counters()
+        self._counters = UploadCounters()
         self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
         self._runner: web.AppRunner | None = None
 
@@ -159,23 +151,30 @@ class UploadServer:
         app.router.add_get(wire.PIECE_ROUTE, self._handle_piece, allow_head=False)
         app.router.add_get(wire.BITMAP_ROUTE, self._handle_bitmap, allow_head=False)
         runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=self._shutdown_timeout
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self._shutdown_timeout,
+            keepalive_timeout=self._limits.idle_timeout,
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self._host, self._port, reuse_address=True).start()
+            self._server = await self._listen(runner)
         except BaseException:
             await runner.cleanup()
             await self._background.aclose()
             raise
         self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._port = int(self._server.sockets[0].getsockname()[1])
         _log.debug("upload server listening on %s:%d", self._host, self._port)
 
     async def aclose(self) -> None:
         """Stop listening, end watch streams, wait for uploads (up to ``shutdown_timeout``),
         then close every cached task."""
         self._watchers.close()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -189,6 +188,15 @@ class UploadServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    async def _listen(self, runner: web.AppRunner) -> asyncio.Server:
+        """Listen with every connection passing the guard first (``upload_guard.py``)."""
+        assert runner.server is not None
+        loop = asyncio.get_running_loop()
+        factory = self._guard.factory(runner.server)
+        return await loop.create_server(
+            factory, self._host, self._port, reuse_address=True, backlog=1024
+        )
+
     @property
     def port(self) -> int:
         return self._port
@@ -196,7 +204,7 @@ class UploadServer:
     @property
     def base_url(self) -> str:
         """``http://host:port`` as peers should dial it (not meaningful for 0.0.0.0)."""
-        return f"http://{self._host}:{self._port}"
+        return f"{self._scheme}://{self._host}:{self._port}"
 
     # -- events from the download engine -------------------------------------------------------
 
@@ -218,12 +226,13 @@ class UploadServer:
         self._tasks.forget(task_id)
 
     def statistics(self) -> UploadStatistics:
-        counts = {f.name: getattr(self._counters, f.name) for f in fields(_Counters)}
+        counts = {f.name: getattr(self._counters, f.name) for f in fields(UploadCounters)}
         return UploadStatistics(
             **counts,
             active_uploads=self._slots.in_use,
             tasks_opened=self._tasks.opened,
             watchers=self._watchers.open_streams,
+            guard=dataclasses.replace(self._guard.counters),
         )
 
     # -- request handling ----------------------------------------------------------------------
@@ -234,6 +243,9 @@ class UploadServer:
         if transport is not None and transport not in self._transports:
             self._transports.add(transport)
             self._counters.connections += 1
+        refusal = self._guard.admit(request)
+        if refusal is not None:
+            return refusal
         try:
             return await handler(request)
         except DamselflyError as exc:  # raised before any byte of the response was sent
@@ -282,7 +294,9 @@ class UploadServer:
         response.content_length = piece.length
         try:
             await response.prepare(request)
-            if checked:
+            if checked and self._scheme == "https":
+                await self._send_read(response, task, piece)
+            elif checked:
                 await self._send_file(request, task, piece)
             elif await self._send_checked(response, task, piece):
                 task.piece_verified(piece.number, fingerprint)
@@ -314,6 +328,17 @@ class UploadServer:
             except RuntimeError as exc:  # "Transport is closing", raced with the check above
                 raise ConnectionResetError(str(exc)) from exc
             self._counters.bytes_uploaded += length
+
+    async def _send_read(
+        self, response: web.StreamResponse, task: SharedTask, piece: PieceMeta
+    ) -> None:
+        """The fast path over TLS: ``pread`` in a worker thread, no hashing (asyncio's
+        sendfile fallback for TLS seeks the shared file object: concurrent pieces would mix)."""
+        for offset, length in _chunks(piece, CHUNK_LENGTH):
+            chunk = await asyncio.to_thread(read_and_hash, task.fileno, offset, length, None)
+            if chunk is None:
+                raise ConnectionResetError("piece no longer readable")  # cut the body short
+            await self._write(response, chunk)
 
     async def _send_checked(
         self, response: web.StreamResponse, task: SharedTask, piece: PieceMeta

@@ -202,8 +202,9 @@ class TaskCache:
             entry.close()
 
 
-def read_and_hash(fd: int, offset: int, length: int, hasher: blake3.blake3) -> bytes | None:
-    """Read exactly ``length`` bytes and feed them to ``hasher``; None if they are not there."""
+def read_and_hash(fd: int, offset: int, length: int, hasher: blake3.blake3 | None) -> bytes | None:
+    """Read exactly ``length`` bytes and feed them to ``hasher`` (if any); None if they are
+    not there."""
     try:
         data = os.pread(fd, length, offset)
         while len(data) < length:
@@ -213,5 +214,6 @@ def read_and_hash(fd: int, offset: int, length: int, hasher: blake3.blake3) -> b
             data += more
     except OSError:
         return None  # an unreadable piece is as bad as a corrupt one
-    hasher.update(data)
+    if hasher is not None:
+        hasher.update(data)
     return data

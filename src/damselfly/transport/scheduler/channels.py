@@ -1,7 +1,10 @@
 """One gRPC channel per scheduler, and each call's outcome fed to the failover state.
 
-Channels: one ``grpc.aio`` insecure channel per address (TLS and authentication are out of
-scope for now: run schedulers on a trusted network), created lazily inside the running loop,
+Channels: one ``grpc.aio`` channel per address, plain text or mTLS as the ``ChannelMaker``
+says (``security/tls.py``: the node's current certificate, the server's certificate checked
+for the scheduler role), created lazily inside the running loop and reopened when the maker's
+``generation`` moves (the node's certificate was renewed: a channel keeps the credentials it
+was opened with),
 with reconnect backoff capped at ``retry_down_after`` so a marked-down address has reconnected
 by the time it is tried again. A small task per channel (owned by this object's
 ``BackgroundTasks``) reports every connectivity change to ``SchedulerFailover``, which counts
@@ -32,6 +35,7 @@ import grpc
 from damselfly.core.background import BackgroundTasks
 from damselfly.core.errors import DamselflyError, ProtocolError, SchedulerError
 from damselfly.protocol.scheduler_pb2_grpc import SchedulerStub
+from damselfly.security.tls import ChannelMaker
 from damselfly.transport.scheduler.api import (
     SchedulerUnavailableError,
     UnknownHostError,
@@ -65,14 +69,16 @@ class _Channel:
     address: str
     channel: Any = None  # grpc.aio.Channel, created in the running loop
     stub: Stub = None
+    generation: int = 0  # of the node's TLS material the channel was opened with
 
 
 class SchedulerChannels:
     """Enter with ``async with`` (or ``start()``) before the first call; ``aclose()`` ends
     every background task, then closes the channels."""
 
-    def __init__(self, failover: SchedulerFailover) -> None:
+    def __init__(self, failover: SchedulerFailover, maker: ChannelMaker | None = None) -> None:
         self.failover = failover
+        self._maker = maker or ChannelMaker(None)
         self._channels = {a: _Channel(a) for a in failover.addresses}
         self._background = BackgroundTasks()
 
@@ -109,11 +115,20 @@ class SchedulerChannels:
         if self._background.closed:
             raise SchedulerError("scheduler client is closed")
         held = self._channels[address]
+        generation = self._maker.generation
+        if held.channel is not None and held.generation != generation:
+            self._retire(held)  # renewed material: new connections present the new certificate
         if held.channel is None:
-            held.channel = grpc.aio.insecure_channel(address, options=self._options())
-            held.stub = _new_stub(held.channel)
+            held.channel = self._maker.open(address, options=self._options())
+            held.stub, held.generation = _new_stub(held.channel), generation
             self.spawn(self._watch_connection(held))
         return held.stub
+
+    def _retire(self, held: _Channel) -> None:
+        """Close ``held``'s channel once its calls had time to end; the next call reopens."""
+        old, held.channel, held.stub = held.channel, None, None
+        log.info("reopening the channel to %s with renewed TLS material", held.address)
+        self.spawn(old.close(grace=30.0))
 
     async def first_live(self, key: str, what: str, call: Callable[[Stub], Awaitable[T]]) -> T:
         """``call`` on ``key``'s schedulers in order until one answers."""
@@ -165,7 +180,7 @@ class SchedulerChannels:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _options(self) -> list[tuple[str, int]]:
+    def _options(self) -> list[tuple[str, Any]]:
         backoff_ms = max(100, int(self.failover.retry_down_after * 1000))
         return [
             ("grpc.max_receive_message_length", MAX_MESSAGE_LENGTH),
@@ -184,6 +199,8 @@ class SchedulerChannels:
             seen = channel.get_state(try_to_connect=False)
             while True:
                 await channel.wait_for_state_change(seen)
+                if held.channel is not channel:
+                    return  # retired after a renewal; its successor has its own watcher
                 now = channel.get_state(try_to_connect=False)
                 self.failover.connection_changed(
                     held.address, was_ready=seen == _READY, ready=now == _READY

@@ -45,6 +45,7 @@ from damselfly.protocol.scheduler_codec import (
     report_answer_from_pb,
     report_to_pb,
 )
+from damselfly.security.tls import ChannelMaker
 from damselfly.transport.scheduler.api import SchedulerUnavailableError
 from damselfly.transport.scheduler.channels import SchedulerChannels
 from damselfly.transport.scheduler.failover import SchedulerFailover
@@ -66,11 +67,14 @@ class SchedulerClient:
         retry_down_after: float = 5.0,
         watch_backoff: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        channels: ChannelMaker | None = None,
     ) -> None:
+        """``channels``: how to open them (mTLS with the node's certificate); plain text
+        when None."""
         self._failover = SchedulerFailover(
             addresses, retry_down_after=retry_down_after, clock=clock
         )
-        self._channels = SchedulerChannels(self._failover)
+        self._channels = SchedulerChannels(self._failover, channels)
         self._seed_jobs = SeedJobStreams(
             self._channels,
             reannounce=self._reannounce_to,
@@ -80,6 +84,8 @@ class SchedulerClient:
         self._timeout = timeout
         self._host: HostInfo | None = None  # last announced: re-sent when a seed stream needs it
         self._piece_counts: OrderedDict[str, int] = OrderedDict()
+        # the scheduler's grants for private tasks, shown to parents (``PieceClient(grants=)``)
+        self.grants: OrderedDict[str, str] = OrderedDict()
 
     async def __aenter__(self) -> SchedulerClient:
         await self._channels.start()
@@ -183,6 +189,11 @@ class SchedulerClient:
         if registration.peer_id != peer_id_of(host_id, task.task_id):
             raise ProtocolError(f"registration: unexpected peer id {registration.peer_id[:80]!r}")
         self._remember_piece_count(task.task_id, task.piece_count)
+        if registration.piece_grant:
+            self.grants[task.task_id] = registration.piece_grant
+            self.grants.move_to_end(task.task_id)
+            while len(self.grants) > _KNOWN_PIECE_COUNTS:
+                self.grants.popitem(last=False)
         return registration
 
     async def report_peer(self, report: PeerReport) -> ReportAnswer:

@@ -1,0 +1,114 @@
+"""The piece port with mTLS: a real UploadServer and PieceClient on 127.0.0.1 with a throw-away
+cluster CA. Only seed and peer certificates of this cluster get bytes."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from damselfly.config.security import TlsSettings
+from damselfly.daemon.servers.upload_server import UploadServer
+from damselfly.security.node_tls import NodeTls
+from damselfly.security.roles import Role
+from damselfly.security.tls import client_context
+from damselfly.storage.store import Store
+from damselfly.testing.pki import TestPki
+from damselfly.testing.polling import wait_until
+from damselfly.transport.piece_client import (
+    ParentStatusError,
+    ParentUnreachableError,
+    PieceClient,
+    PieceTransferError,
+)
+
+TASK_ID = "e5" * 32
+PIECE = 256 * 1024
+DATA = os.urandom(3 * PIECE)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> TestPki:
+    return TestPki(tmp_path / "pki")
+
+
+def node(pki: TestPki, name: str, role: Role) -> NodeTls:
+    files = pki.node(name, role)
+    settings = TlsSettings(enabled=True, dir=files.cert_file.parent)
+    return NodeTls.from_settings(settings, expect=set(Role))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "store") as store:
+        task = store.open_task(TASK_ID, url="https://x/f", content_length=len(DATA),
+                               piece_length=PIECE)  # fmt: skip
+        for number in range(3):
+            task.write_piece(number, DATA[number * PIECE : (number + 1) * PIECE])
+        task.close()
+        yield store
+
+
+@pytest.fixture
+async def server(pki: TestPki, store: Store) -> AsyncIterator[UploadServer]:
+    context = node(pki, "seed-a", Role.SEED).server_context()
+    async with UploadServer(
+        store, host="127.0.0.1", port=0, shutdown_timeout=0.2, tls=lambda: context
+    ) as running:
+        yield running
+
+
+async def fetch(server: UploadServer, context: ssl.SSLContext | None, number: int = 0) -> bytes:
+    tls = None if context is None else (lambda: context)
+    async with PieceClient(tls=tls, connect_timeout=2.0) as client:
+        chunks = await client.fetch_piece(server.base_url, TASK_ID, number, PIECE)
+    return b"".join(chunks)
+
+
+async def test_a_peer_certificate_of_the_cluster_gets_the_piece(pki, server):
+    peer = node(pki, "peer-b", Role.PEER)
+    assert server.base_url.startswith("https://")
+    assert await fetch(server, peer.client_context(), 1) == DATA[PIECE : 2 * PIECE]
+    # the address the scheduler hands out carries no scheme (or http): still dialled over TLS
+    plain_address = server.base_url.replace("https://", "http://")
+    async with PieceClient(tls=peer.client_context) as client:
+        chunks = await client.fetch_piece(plain_address, TASK_ID, 2, PIECE)
+    assert b"".join(chunks) == DATA[2 * PIECE :]
+
+
+async def test_a_client_certificate_role_gets_403_and_is_counted(pki, server):
+    tool = node(pki, "dfctl-1", Role.CLIENT)
+    with pytest.raises(ParentStatusError) as refused:
+        await fetch(server, tool.client_context())
+    assert refused.value.status == 403
+    assert server.statistics().guard.access_refused == 1
+    assert server.statistics().pieces_served == 0
+
+
+async def test_no_certificate_is_refused_at_the_handshake(pki, server):
+    ca_only = client_context(None, ca_pem=pki.ca.cert_pem, check_hostname=False)
+    with pytest.raises(ParentUnreachableError):
+        await fetch(server, ca_only)
+    with pytest.raises(ParentUnreachableError):  # plain HTTP to the TLS port
+        async with PieceClient(connect_timeout=2.0) as client:
+            await client.fetch_piece(
+                server.base_url.replace("https", "http"), TASK_ID, 0, PIECE, timeout_no_bytes=2
+            )
+    assert server.statistics().pieces_served == 0
+
+
+async def test_a_certificate_of_another_ca_is_refused(tmp_path, pki, server):
+    rogue = TestPki(tmp_path / "rogue")
+    stranger = node(rogue, "peer-x", Role.PEER)
+    with pytest.raises(ParentUnreachableError):  # it does not trust our server either
+        await fetch(server, stranger.client_context())
+    # one that trusts our CA but presents its own CA's certificate: the server refuses it
+    rogue_files = rogue.node("peer-y", Role.PEER)
+    sneaky = client_context(rogue_files, ca_pem=pki.ca.cert_pem, check_hostname=False)
+    with pytest.raises(PieceTransferError):
+        await fetch(server, sneaky)
+    await wait_until(lambda: server.statistics().guard.handshakes_failed >= 1)
+    assert server.statistics().pieces_served == 0
