@@ -32,8 +32,8 @@ from damselfly.backends.registry import BackendRegistry, default_registry
 from damselfly.config.base import split_host_port
 from damselfly.config.daemon import DaemonSettings
 from damselfly.config.paths import default_socket_path, store_dir
-from damselfly.core.error_groups import group_error
 from damselfly.config.security import PLAINTEXT_WARNING
+from damselfly.core.error_groups import group_error
 from damselfly.core.errors import ConfigError
 from damselfly.daemon.engine.announcer import Announcer
 from damselfly.daemon.engine.counters import EngineCounters

@@ -26,9 +26,9 @@ from damselfly.daemon.engine.counters import EngineCounters
 from damselfly.daemon.engine.peer_download import NoParentError, PeerDownload
 from damselfly.daemon.engine.reporter import PeerReporter, reporting
 from damselfly.daemon.engine.settings import EngineSettings, PieceStored, Rehome
-from damselfly.download.file_download import SOURCE_VERSION_PARAM
 from damselfly.daemon.engine.spot_check import spot_check
 from damselfly.download.credentials import needs_credentials
+from damselfly.download.file_download import SOURCE_VERSION_PARAM
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller, SourceFiller
 from damselfly.protocol.bitmap import PieceBitmap
 from damselfly.protocol.messages import Decision, PeerReport, TaskMeta
