@@ -21,6 +21,7 @@ from damselfly.config.base import (
     ServiceSettings,
     load_settings,
 )
+from damselfly.config.manager_link import ManagerLinkSettings
 
 ENV_PREFIX = "DAMSELFLY_DAEMON_"
 
@@ -105,6 +106,7 @@ class DaemonSettings(ServiceSettings):
     )
     upload: UploadSettings = Field(UploadSettings(), description="Piece server.")
     download: DownloadSettings = Field(DownloadSettings(), description="Download engine.")
+    manager: ManagerLinkSettings = Field(ManagerLinkSettings(), description="Control plane.")
 
 
 def load(

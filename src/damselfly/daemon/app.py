@@ -26,6 +26,7 @@ from damselfly.config.base import split_host_port
 from damselfly.config.daemon import DaemonSettings
 from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.core.errors import ConfigError
+from damselfly.daemon.control.member import DaemonControl
 from damselfly.daemon.engine.announcer import Announcer
 from damselfly.daemon.engine.counters import EngineCounters
 from damselfly.daemon.engine.peer_filler import PeerFiller
@@ -68,6 +69,8 @@ async def serve(
         host_id = host_id_of(store.root)
         async with contextlib.AsyncExitStack() as stack:
             upload = await stack.enter_async_context(_upload_server(settings, store))
+            control = await stack.enter_async_context(DaemonControl(settings, env, store.root))
+            control.watch_upload(upload.set_rate_limit)
             client = await stack.enter_async_context(SchedulerClient(settings.schedulers))
             pieces = await stack.enter_async_context(PieceClient())
             origin_readers: set[str] = set()  # tasks this host reads from their origin
@@ -95,18 +98,27 @@ async def serve(
                 seeds = SeedWorker(
                     client,
                     host_id,
-                    _seed_context(store, registry, settings.download.source_concurrency),
+                    _seed_context(
+                        store, control.throttled(registry), settings.download.source_concurrency
+                    ),
                     on_piece_stored=upload.piece_added,
                     counters=engine.counters,
                     rehome=announcer.reannounce,
                     origin_reader_tasks=origin_readers,
+                    check=control.seed_check(),
                 )
             socket_path = Path(settings.socket) if settings.socket else default_socket_path(env)
             runner = StoreRunner(
-                store, filler=engine, source_concurrency=settings.download.source_concurrency
+                store,
+                control.registry_factory(),
+                filler=engine,
+                source_concurrency=settings.download.source_concurrency,
             )
             group = settings.socket_group or None
-            await stack.enter_async_context(LocalApi(socket_path, runner, group=group))
+            guarded = control.guarded(runner)
+            await stack.enter_async_context(LocalApi(socket_path, guarded, group=group))
+            control.start(upload.port)
+            control.start_preheat(guarded)
             metrics = await stack.enter_async_context(
                 metrics_server(
                     settings.metrics_listen,

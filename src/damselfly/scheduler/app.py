@@ -29,6 +29,7 @@ from damselfly.config.scheduler import SchedulerSettings
 from damselfly.config.security import PLAINTEXT_WARNING
 from damselfly.core.errors import SchedulerError
 from damselfly.protocol import scheduler_pb2_grpc
+from damselfly.scheduler.control import SchedulerControl
 from damselfly.scheduler.evaluator import ScoreWeights
 from damselfly.scheduler.metrics import http_app
 from damselfly.scheduler.resources import Clock
@@ -79,7 +80,8 @@ async def serve(
     clock: Clock = time.monotonic,
 ) -> None:
     state = SchedulerState(limits_from(settings), clock=clock)
-    service = SchedulerService(state, tls=settings.tls.enabled)
+    control = SchedulerControl(settings)
+    service = SchedulerService(state, tls=settings.tls.enabled, admit=control.admit)
     async with (
         _grpc_server(settings, service) as grpc_address,
         _http_server(settings, service, lambda: not stop.is_set()) as metrics_address,
@@ -89,8 +91,10 @@ async def serve(
             on_ready(RunningScheduler(grpc_address, metrics_address, state))
         async with asyncio.TaskGroup() as tasks:
             expiry = tasks.create_task(_expire_hosts(state, settings.expiry_interval))
+            link = tasks.create_task(control.run(grpc_address))
             await stop.wait()
             expiry.cancel()
+            link.cancel()
         log.info("stopping")
 
 

@@ -26,9 +26,9 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from damselfly.core.errors import DamselflyError, ProtocolError
+from damselfly.core.errors import BlockedError, DamselflyError, ProtocolError
 from damselfly.protocol import scheduler_pb2 as pb
-from damselfly.protocol.messages import check_host_id, check_task_id
+from damselfly.protocol.messages import TaskMeta, check_host_id, check_task_id
 from damselfly.protocol.scheduler_codec import (
     digest_page_to_pb,
     holding_from_pb,
@@ -55,7 +55,7 @@ def status_for(error: DamselflyError) -> Any:
     """The gRPC status code for one of our errors."""
     if isinstance(error, ProtocolError):
         return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(error, AccessDeniedError):
+    if isinstance(error, AccessDeniedError | BlockedError):
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(error, UnknownTaskError):
         return grpc.StatusCode.NOT_FOUND
@@ -70,8 +70,15 @@ async def _abort(context: Context, error: DamselflyError) -> NoReturn:
 class SchedulerService:
     """The servicer; register with ``pb2_grpc.add_SchedulerServicer_to_server``."""
 
-    def __init__(self, state: SchedulerState, *, tls: bool = False) -> None:
+    def __init__(
+        self,
+        state: SchedulerState,
+        *,
+        tls: bool = False,
+        admit: Callable[[TaskMeta], None] = lambda task: None,
+    ) -> None:
         self.state = state
+        self._admit = admit  # the blocklist (scheduler/control.py): raises BlockedError
         self._state = state
         self.access = Access(state, tls=tls)
         self._wakeups: dict[str, set[asyncio.Event]] = {}
@@ -127,7 +134,9 @@ class SchedulerService:
     ) -> pb.RegisterPeerResponse:
         def register(caller: Caller | None) -> pb.RegisterPeerResponse:
             self.access.acts_for_host(caller, check_host_id(request.host_id))
-            return registration_to_pb(self._state.register_peer(*register_from_pb(request)))
+            host_id, task, pieces = register_from_pb(request)
+            self._admit(task)
+            return registration_to_pb(self._state.register_peer(host_id, task, pieces))
 
         return await self._guarded(context, register)
 
