@@ -128,3 +128,50 @@ async def test_blocklist_rollback_outage_and_restart(plane: Plane, tmp_path: Pat
     assert refused.code == 1
     assert f"is blocked by rule {second['id']}" in refused.stderr
     assert not (tmp_path / "g.bin").exists()
+
+
+BIG = os.urandom(3 * 1024 * 1024)
+LIMIT_BPS = 1024 * 1024  # 1 MiB/s
+
+
+def cached_limit(node: Node) -> int | None:
+    assert node.storage_dir is not None
+    path = node.storage_dir / "dynconfig.json"
+    if not path.exists():
+        return None
+    cluster_limits = json.loads(path.read_text())["rate_limits"]["cluster"] or {}
+    value = cluster_limits.get("back_to_source_bps")
+    return int(value) if value is not None else None
+
+
+async def test_back_to_source_limit_holds_at_the_origin(plane: Plane, tmp_path: Path) -> None:
+    cluster = plane.cluster
+    cluster.origin.put("/big.bin", BIG)
+    code, _out, err = await plane.dfctl("ratelimit", "set", "--back-to-source", "1MiB")
+    assert code == 0, err
+    for node in [*cluster.seeds, *cluster.peers]:
+        await wait_until(lambda n=node: cached_limit(n) == LIMIT_BPS, within=10, interval=0.05)
+
+    # The origin's rate over the transfer: its body bytes, from the moment the first request
+    # reached it to the moment the last of them was consumed (kernel socket buffers let the
+    # origin's own write calls run ahead of the reader by a few MiB on loopback).
+    first_request: list[float] = []
+
+    async def watch_origin() -> None:
+        while cluster.origin.request_count("/big.bin", "GET") == 0:
+            await asyncio.sleep(0.005)
+        first_request.append(time.monotonic())
+
+    watcher = asyncio.create_task(watch_origin())
+    try:
+        done = await cluster.dfget(0, cluster.origin.url("/big.bin"), tmp_path / "big.bin")
+    finally:
+        watcher.cancel()
+    finished = time.monotonic()
+    assert done.code == 0, done.stderr
+    assert (tmp_path / "big.bin").read_bytes() == BIG
+    served = cluster.origin.bytes_served_for("/big.bin")
+    assert served >= len(BIG)
+    rate = served / (finished - first_request[0])
+    assert rate <= 1.1 * LIMIT_BPS, f"origin served {rate / LIMIT_BPS:.2f} x the limit"
+    assert rate >= 0.5 * LIMIT_BPS, f"origin served only {rate / LIMIT_BPS:.2f} x the limit"
