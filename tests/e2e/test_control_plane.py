@@ -175,3 +175,31 @@ async def test_back_to_source_limit_holds_at_the_origin(plane: Plane, tmp_path: 
     rate = served / (finished - first_request[0])
     assert rate <= 1.1 * LIMIT_BPS, f"origin served {rate / LIMIT_BPS:.2f} x the limit"
     assert rate >= 0.5 * LIMIT_BPS, f"origin served only {rate / LIMIT_BPS:.2f} x the limit"
+
+
+async def test_the_scheduler_refuses_a_blocked_task(plane: Plane, tmp_path: Path) -> None:
+    """A daemon that knows no manager is still stopped: RegisterPeer is refused."""
+    cluster = plane.cluster
+    unmanaged = await cluster.add_daemon(env={"DAMSELFLY_DAEMON_MANAGER__URL": ""})
+    rule = await plane.dfctl_json(
+        "blocklist", "add", "url", cluster.origin.url("/g.bin"), "--reason", "leak"
+    )
+    assert isinstance(rule, dict)
+    scheduler_cache = tmp_path / "scheduler.json"
+
+    def scheduler_knows() -> bool:
+        if not scheduler_cache.exists():
+            return False
+        return rule["id"] in {r["id"] for r in json.loads(scheduler_cache.read_text())["blocklist"]}
+
+    await wait_until(scheduler_knows, within=10, interval=0.05)
+    out = tmp_path / "g.bin"
+    refused = await cluster.dfget(unmanaged, cluster.origin.url("/g.bin"), out)
+    assert refused.code == 1, refused.stderr
+    # the daemon stated the file (its length names the task) before it registered: the
+    # progress line says so, the error is the last line, and no body byte moved
+    assert refused.error_lines[-1] == (
+        f"dfget: error: {cluster.origin.url('/g.bin')} is blocked by rule {rule['id']} (leak)"
+    )
+    assert not out.exists()
+    assert cluster.origin.bytes_served_for("/g.bin") == 0
