@@ -203,3 +203,33 @@ async def test_the_scheduler_refuses_a_blocked_task(plane: Plane, tmp_path: Path
     )
     assert not out.exists()
     assert cluster.origin.bytes_served_for("/g.bin") == 0
+
+
+async def test_a_preheated_file_costs_a_peer_no_origin_byte(plane: Plane, tmp_path: Path) -> None:
+    cluster = plane.cluster
+    url = cluster.origin.url("/f.bin")
+    job = await plane.dfctl_json("preheat", "create", url)
+    assert isinstance(job, dict)
+
+    async def finished() -> bool:
+        status = await plane.dfctl_json("preheat", "status", str(job["id"]))
+        assert isinstance(status, dict)
+        assert status["state"] != "failed", status
+        return bool(status["state"] == "succeeded")
+
+    await wait_until(finished, within=30, interval=0.25)
+    status = await plane.dfctl_json("preheat", "status", str(job["id"]))
+    assert isinstance(status, dict)
+    assert [(f["state"], f["completed_length"]) for f in status["files"]] == [
+        ("succeeded", len(FILE))
+    ]
+    served = cluster.origin.bytes_served_for("/f.bin")
+    assert served >= len(FILE)
+
+    done = await cluster.dfget(1, url, tmp_path / "f.bin")
+    assert done.code == 0, done.stderr
+    assert (tmp_path / "f.bin").read_bytes() == FILE
+    metrics = await cluster.metrics(cluster.peers[1])
+    assert metrics["damselfly_daemon_source_bytes_total"] == 0
+    assert metrics["damselfly_daemon_peer_bytes_total"] == len(FILE)
+    assert cluster.origin.bytes_served_for("/f.bin") == served
