@@ -35,6 +35,7 @@ from damselfly.daemon.engine.seed import SeedWorker
 from damselfly.daemon.engine.settings import EngineSettings
 from damselfly.daemon.servers.local_api import LocalApi
 from damselfly.daemon.servers.metrics import metrics_server
+from damselfly.daemon.servers.task_api import task_routes
 from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.download.events import NullObserver
 from damselfly.download.jobs import DownloadContext
@@ -116,7 +117,10 @@ async def serve(
             )
             group = settings.socket_group or None
             guarded = control.guarded(runner)
-            await stack.enter_async_context(LocalApi(socket_path, guarded, group=group))
+            routes = task_routes(store)
+            await stack.enter_async_context(
+                LocalApi(socket_path, guarded, group=group, routes=routes)
+            )
             control.start(upload.port)
             control.start_preheat(guarded)
             metrics = await stack.enter_async_context(

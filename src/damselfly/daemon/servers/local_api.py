@@ -24,6 +24,7 @@ import contextlib
 import grp
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -69,8 +70,10 @@ class LocalApi:
         mode: int | None = None,
         group: str | None = None,
         progress_interval: float = PROGRESS_INTERVAL,
+        routes: Callable[[web.Application], None] | None = None,
     ) -> None:
         self._path = socket_path
+        self._routes = routes  # more routes (servers/task_api.py), registered at start
         self._runner = runner
         self._mode = mode if mode is not None else GROUP_MODE if group else OWNER_ONLY_MODE
         self._group = group
@@ -93,6 +96,8 @@ class LocalApi:
         app = web.Application()
         app.router.add_get(wire.HEALTH_PATH, self._health)
         app.router.add_post(wire.DOWNLOADS_PATH, self._download)
+        if self._routes is not None:
+            self._routes(app)
         runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
         )
