@@ -1,20 +1,24 @@
 """The seed's preheat worker: claim pending preheat jobs from the manager and run them.
 
 A job runs as a download request through the seed's own guarded runner (blocklist, limits,
-its P2P engine): the files land in the seed's store as the tasks peers will register, are
-announced to the scheduler, and later peers get them from the mesh. Output goes to a
-temporary directory removed afterwards (the store keeps the pieces). Per-file progress is
-reported while the job runs (at most every ``REPORT_INTERVAL`` seconds) and the final state
-at the end (``docs/manager.md``, "Preheat").
+its P2P engine), as ``dfget URL [-r] --include/--exclude --hf-revision`` would: the files
+land in the seed's store as the tasks peers will register, are announced to the scheduler,
+and later peers get them from the mesh. Output goes to a temporary directory removed
+afterwards (the store keeps the pieces). Per-file progress is reported while the job runs
+(at most every ``REPORT_INTERVAL`` seconds) and the final state at the end
+(``docs/manager.md``, "Preheat").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
+from damselfly.backends.registry import options_catalog
 from damselfly.core.errors import DamselflyError
 from damselfly.daemon.servers.local_api import DownloadRunner
 from damselfly.download.request import DownloadRequest
@@ -118,15 +122,24 @@ class PreheatWorker:
             log.warning("preheat report of job %d failed: %s", job.id, exc)
 
 
-def request_for(job: PreheatJob, scratch: Path) -> DownloadRequest:
-    """The job as dfget would send it: ``-r`` for repos, the revision as ``@rev``."""
-    url = job.url
-    if job.revision and url.startswith(("hf://", "modelscope://")) and "@" not in url:
-        url = f"{url}@{job.revision}"
+def request_for(
+    job: PreheatJob, scratch: Path, env: Mapping[str, str] | None = None
+) -> DownloadRequest:
+    """The job as dfget would send it: ``-r`` for repos, ``--hf-revision`` /
+    ``--ms-revision`` for the revision, the rest of the hub's options from the seed's own
+    environment (its endpoint and token)."""
+    flags = {}
+    if job.revision:
+        flags = {f"{_REVISION_FLAGS.get(job.url.partition(':')[0], 'hf')}_revision": job.revision}
+    source = options_catalog().resolve(job.url, flags, os.environ if env is None else env)
     return DownloadRequest(
-        url=url,
+        url=job.url,
         output=str(scratch / "out"),
         recursive=job.kind == "repo",
         include=tuple(job.include),
         exclude=tuple(job.exclude),
+        source=source,
     )
+
+
+_REVISION_FLAGS = {"hf": "hf", "modelscope": "ms"}
