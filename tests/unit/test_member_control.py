@@ -146,3 +146,42 @@ def test_a_blocked_registration_becomes_the_same_error_on_the_daemon() -> None:
     assert str(mapped).startswith("hf://org/model/a.bin is blocked by rule 12")
     other = final_error(Refusal(grpc.StatusCode.PERMISSION_DENIED, "role peer may not"))
     assert other is None  # an access refusal still fails over as before
+
+
+async def test_the_daemon_applies_the_smaller_upload_limit_live(tmp_path: Path) -> None:
+    from damselfly.config.daemon import DaemonSettings
+    from damselfly.daemon.control.member import DaemonControl
+
+    settings = DaemonSettings.model_validate({"upload": {"rate_limit": 1000}})
+    async with DaemonControl(settings, {}, tmp_path) as control:
+        assert control.link is None  # no manager configured: nothing polls
+        rates: list[float | None] = []
+        control.watch_upload(rates.append)
+        control.plane.apply(config(rate_limits={"cluster": {"upload_bps": 500}}))
+        control.plane.apply(config(rate_limits={"cluster": {"upload_bps": 5000}}))
+        control.plane.apply(config(rate_limits={"cluster": {"back_to_source_bps": 64}}))
+        assert rates == [1000, 500, 1000, 1000]
+        assert control.origin_bucket.rate == 64
+
+
+def test_a_preheat_job_becomes_the_request_dfget_would_send(tmp_path: Path) -> None:
+    from damselfly.daemon.control.preheat import request_for
+    from damselfly.protocol.manager import PreheatJob
+
+    job = PreheatJob.model_validate(
+        {
+            "id": 1,
+            "kind": "repo",
+            "url": "hf://o/r",
+            "revision": "v1",
+            "include": ["*.json"],
+            "state": "running",
+            "created_by": "ops",
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
+        }
+    )
+    request = request_for(job, tmp_path, {})
+    assert (request.url, request.recursive, request.include) == ("hf://o/r", True, ("*.json",))
+    assert request.source is not None
+    assert request.source.model_dump()["revision"] == "v1"
