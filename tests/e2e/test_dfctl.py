@@ -127,8 +127,10 @@ async def test_errors_are_one_line_with_dfget_exit_codes(cluster: Cluster, tmp_p
     bad = await cluster.dfctl("blocklist", "add", "repo", "not-a-repo")
     assert bad.code == 2
     assert len(bad.stderr.splitlines()) == 1
-    local = await cluster.dfctl("task", "ls")
-    assert (local.code, local.stderr) == (1, "dfctl: task: not available yet in this version\n")
+    local = await cluster.dfctl("-e", str(tmp_path / "no.sock"), "task", "ls")
+    assert local.code == 1
+    assert local.stderr.startswith(f"dfctl: error: dfdaemon at {tmp_path / 'no.sock'}: ")
+    assert len(local.stderr.splitlines()) == 1
     (tmp_path / "config" / "damselfly" / "dfctl.yaml").chmod(0o644)
     exposed = await cluster.dfctl("peers", "ls")
     assert exposed.code == 2

@@ -19,15 +19,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from damselfly.cli import dfctl_commands as commands
+from damselfly.cli.dfctl_local import LOCAL_COMMANDS, run_local
 from damselfly.cli.dfctl_parser import build_parser
 from damselfly.cli.reporting import report_failure
 from damselfly.config import dfctl as dfctl_config
-from damselfly.core.errors import EXIT_FAILURE, EXIT_OK, UsageError
+from damselfly.core.errors import EXIT_OK, UsageError
 from damselfly.transport.manager_client import ManagerClient
 
 PROG = "dfctl"
 EXIT_INTERRUPTED = 130
-NOT_YET = ("task", "import", "export", "gc")
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -45,9 +45,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    if args.command in NOT_YET:
-        print(f"{PROG}: {args.command}: not available yet in this version", file=sys.stderr)
-        return EXIT_FAILURE
+    if args.command in LOCAL_COMMANDS:
+        _print(asyncio.run(run_local(args, env)), args.output)
+        return EXIT_OK
     path = Path(args.config) if args.config else dfctl_config.default_config_path(env)
     settings = dfctl_config.load(path, env)
     if args.command == "config":

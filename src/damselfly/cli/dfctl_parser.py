@@ -6,6 +6,7 @@ import argparse
 
 from damselfly import __version__
 from damselfly.cli import dfctl_commands as commands
+from damselfly.cli.dfctl_local import add_endpoint_flag, add_local_commands
 from damselfly.core.blocklist import RULE_KINDS
 
 
@@ -31,9 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing = peers.add_parser("ls", help="list members")
     listing.add_argument("--role", choices=["scheduler", "seed", "peer"])
     listing.set_defaults(handler=commands.peers_ls)
-    for name in ("task", "import", "export", "gc"):
-        local = nouns.add_parser(name, help="local daemon command (not available yet)")
-        local.add_argument("rest", nargs=argparse.REMAINDER)
+    add_local_commands(nouns)
+    add_endpoint_flag(parser)
     return parser
 
 

@@ -21,6 +21,7 @@ from damselfly.config.base import (
     ServiceSettings,
     load_settings,
 )
+from damselfly.config.manager_link import ManagerLinkSettings
 from damselfly.config.security import TlsSettings, cluster_tls
 
 ENV_PREFIX = "DAMSELFLY_DAEMON_"
@@ -135,6 +136,7 @@ class DaemonSettings(ServiceSettings):
         description="mTLS with the cluster CA for the scheduler link and the piece port (also "
         "on with DAMSELFLY_TLS_DIR); the certificate's common name is this host's id.",
     )
+    manager: ManagerLinkSettings = Field(ManagerLinkSettings(), description="Control plane.")
 
 
 def load(

@@ -21,6 +21,7 @@ from damselfly.config.base import (
     ServiceSettings,
     load_settings,
 )
+from damselfly.config.manager_link import ManagerLinkSettings
 from damselfly.config.security import TlsSettings, cluster_tls
 from damselfly.protocol.messages import MAX_PIECE_COUNT
 
@@ -139,6 +140,10 @@ class SchedulerSettings(ServiceSettings):
         default_factory=TlsSettings,
         description="mTLS on the gRPC port: client certificates from the cluster CA required, "
         "each RPC checked against the caller's role (also on with DAMSELFLY_TLS_DIR).",
+    )
+
+    manager: ManagerLinkSettings = Field(
+        default_factory=ManagerLinkSettings, description="Control plane."
     )
 
     @model_validator(mode="after")

@@ -33,7 +33,8 @@ Several classes also subclass a builtin so callers who think in builtins still c
     ├── DownloadTimeoutError            --timeout elapsed (TimeoutError)
     ├── PeerError                       a parent misbehaved or went away
     ├── SchedulerError                  the scheduler is unreachable or refused us
-    └── ProtocolError                   a malformed message on one of our own wires
+    ├── ProtocolError                   a malformed message on one of our own wires
+    └── BlockedError                    the cluster's blocklist forbids the download
 """
 
 from __future__ import annotations
@@ -210,3 +211,12 @@ class SchedulerError(DamselflyError):
 
 class ProtocolError(DamselflyError):
     http_status = 400
+
+
+BLOCKED_DETAIL_PREFIX = "blocked: "  # how a scheduler's refusal says "blocklist" on the wire
+
+
+class BlockedError(DamselflyError, PermissionError):
+    """The cluster's blocklist forbids this download; the message names the rule."""
+
+    http_status = 403

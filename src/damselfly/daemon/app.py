@@ -35,6 +35,7 @@ from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.config.security import PLAINTEXT_WARNING
 from damselfly.core.error_groups import group_error
 from damselfly.core.errors import ConfigError
+from damselfly.daemon.control.member import DaemonControl
 from damselfly.daemon.engine.announcer import Announcer
 from damselfly.daemon.engine.counters import EngineCounters
 from damselfly.daemon.engine.peer_filler import PeerFiller
@@ -44,6 +45,7 @@ from damselfly.daemon.engine.settings import EngineSettings
 from damselfly.daemon.servers.local_api import LocalApi
 from damselfly.daemon.servers.metrics import metrics_server
 from damselfly.daemon.servers.private_access import PrivateAccess, PrivateTasks
+from damselfly.daemon.servers.task_api import task_routes
 from damselfly.daemon.servers.upload_guard import UploadLimits
 from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.download.events import NullObserver
@@ -85,6 +87,8 @@ async def serve(
         async with contextlib.AsyncExitStack() as stack:
             private = PrivateTasks(store.root)
             upload = await stack.enter_async_context(_upload_server(settings, store, tls, private))
+            control = await stack.enter_async_context(DaemonControl(settings, env, store.root))
+            control.watch_upload(upload.set_rate_limit)
             channels = tls.channels() if tls is not None else None
             client = await stack.enter_async_context(
                 SchedulerClient(settings.schedulers, channels=channels)
@@ -118,24 +122,32 @@ async def serve(
                 seeds = SeedWorker(
                     client,
                     host_id,
-                    _seed_context(store, registry, settings.download.source_concurrency),
+                    _seed_context(
+                        store, control.throttled(registry), settings.download.source_concurrency
+                    ),
                     on_piece_stored=upload.piece_added,
                     counters=engine.counters,
                     rehome=announcer.reannounce,
                     origin_reader_tasks=origin_readers,
+                    check=control.seed_check(),
                 )
             socket_path = Path(settings.socket) if settings.socket else default_socket_path(env)
             runner = StoreRunner(
                 store,
+                control.registry_factory(),
                 filler=engine,
                 source_concurrency=settings.download.source_concurrency,
                 private_task_key=tls.cluster_key() if tls is not None else None,
             )
             group = settings.socket_group or None
             calls = settings.local_api_calls_per_caller
+            guarded = control.guarded(runner)
+            routes = task_routes(store)
             await stack.enter_async_context(
-                LocalApi(socket_path, runner, group=group, calls_per_caller=calls)
+                LocalApi(socket_path, guarded, group=group, calls_per_caller=calls, routes=routes)
             )
+            control.start(upload.port)
+            control.start_preheat(guarded)
             metrics = await stack.enter_async_context(
                 metrics_server(
                     settings.metrics_listen,

@@ -31,6 +31,7 @@ from damselfly.core.error_groups import group_error
 from damselfly.core.errors import SchedulerError
 from damselfly.protocol import scheduler_pb2_grpc
 from damselfly.scheduler.admission import AdmissionLimits
+from damselfly.scheduler.control import SchedulerControl
 from damselfly.scheduler.evaluator import ScoreWeights
 from damselfly.scheduler.metrics import http_app
 from damselfly.scheduler.resources import Clock
@@ -88,11 +89,13 @@ async def serve(
     clock: Clock = time.monotonic,
 ) -> None:
     state = SchedulerState(limits_from(settings), clock=clock)
+    control = SchedulerControl(settings)
     service = SchedulerService(
         state,
         tls=settings.tls.enabled,
         admission=admission_from(settings),
         grant_signer=_grant_signer(settings),
+        admit=control.admit,
     )
     async with (
         _grpc_server(settings, service) as grpc_address,
@@ -104,6 +107,7 @@ async def serve(
         try:
             async with asyncio.TaskGroup() as tasks:
                 loops = [tasks.create_task(_expire_hosts(state, settings.expiry_interval))]
+                loops.append(tasks.create_task(control.run(grpc_address)))
                 renewal = _renewal_loop(settings)
                 if renewal is not None:
                     loops.append(tasks.create_task(renewal.run()))

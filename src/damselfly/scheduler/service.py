@@ -33,12 +33,13 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from damselfly.core.errors import DamselflyError, ProtocolError
+from damselfly.core.errors import BlockedError, DamselflyError, ProtocolError
 from damselfly.protocol import scheduler_pb2 as pb
 from damselfly.protocol.messages import (
     Decision,
     ReportAnswer,
     TaskHolding,
+    TaskMeta,
     check_host_id,
     check_task_id,
     peer_id_of,
@@ -72,7 +73,7 @@ def status_for(error: DamselflyError) -> Any:
     """The gRPC status code for one of our errors."""
     if isinstance(error, ProtocolError):
         return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(error, AccessDeniedError):
+    if isinstance(error, AccessDeniedError | BlockedError):
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(error, UnknownTaskError):
         return grpc.StatusCode.NOT_FOUND
@@ -96,10 +97,13 @@ class SchedulerService:
         tls: bool = False,
         admission: AdmissionLimits | None = None,
         grant_signer: GrantSigner | None = None,
+        admit: Callable[[TaskMeta], None] = lambda task: None,
     ) -> None:
-        """``grant_signer(task_id, host_id)``: a grant for a private task (mTLS only)."""
+        """``grant_signer(task_id, host_id)``: a grant for a private task (mTLS only);
+        ``admit(task)`` raises ``BlockedError`` for a task the blocklist refuses."""
         self._grant_signer = grant_signer
         self.state = state
+        self._admit = admit  # the blocklist (scheduler/control.py): raises BlockedError
         self._state = state
         self.access = Access(state, tls=tls)
         self.admission = Admission(
@@ -166,6 +170,7 @@ class SchedulerService:
         def register(caller: Caller | None) -> pb.RegisterPeerResponse:
             self.access.acts_for_host(caller, check_host_id(request.host_id))
             host_id, meta, pieces = register_from_pb(request)
+            self._admit(meta)
             self.admission.tasks(host_id, [meta.task_id])
             registration = self._state.register_peer(host_id, meta, pieces)
             if meta.task_id in self.quarantine:  # origin-only: no parents, no digests

@@ -154,8 +154,10 @@ class ManagerLink:
         role: str,
         host: str,
         on_change: Callable[[DynamicConfig], None] | None = None,
+        max_interval: float | None = None,
     ) -> None:
         self.client = client
+        self.max_interval = max_interval  # poll at least this often, whatever the config says
         self.cache = cache
         self.role = role
         self.host = host
@@ -187,9 +189,10 @@ class ManagerLink:
             await self.refresh()
 
     def _interval(self, name: str) -> float:
-        if self.config is None:
-            return DEFAULT_INTERVAL
-        return max(MIN_INTERVAL, float(getattr(self.config, name)))
+        named = DEFAULT_INTERVAL if self.config is None else float(getattr(self.config, name))
+        if self.max_interval is not None:
+            named = min(named, self.max_interval)
+        return max(MIN_INTERVAL, named)
 
     async def refresh(self) -> bool:
         """Poll once; ``True`` when the config changed. A failure keeps the last config."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from damselfly.backends.base import RequestOptions
@@ -43,6 +44,7 @@ class SeedWorker:
         counters: EngineCounters | None = None,
         rehome: Rehome | None = None,
         origin_reader_tasks: set[str] | None = None,
+        check: Callable[[str], None] = lambda url: None,
     ) -> None:
         self.counters = counters or EngineCounters()
         self._client = client
@@ -53,6 +55,7 @@ class SeedWorker:
         # tasks read from the origin here (shared with the engine and the announcer)
         self.origin_reader_tasks = set() if origin_reader_tasks is None else origin_reader_tasks
         self._rehome = rehome
+        self._check = check  # the control plane's blocklist: raises BlockedError
         self.jobs_done = 0
         self.jobs_failed = 0
 
@@ -91,6 +94,7 @@ class SeedWorker:
         )
         async with reporting(reporter):
             try:
+                self._check(meta.url)
                 filled = await fill_file(job_for(meta), ctx)
                 self.counters.source_bytes += filled.source_bytes
             except BaseException:

@@ -26,6 +26,7 @@ import contextlib
 import grp
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -72,10 +73,12 @@ class LocalApi(AsyncResource):
         group: str | None = None,
         progress_interval: float = PROGRESS_INTERVAL,
         calls_per_caller: int = 16,
+        routes: Callable[[web.Application], None] | None = None,
     ) -> None:
         self._calls_per_caller = calls_per_caller
         self._calls: dict[int, int] = {}  # running downloads by caller uid
         self._path = socket_path
+        self._routes = routes  # more routes (servers/task_api.py), registered at start
         self._runner = runner
         self._mode = mode if mode is not None else GROUP_MODE if group else OWNER_ONLY_MODE
         self._group = group
@@ -98,6 +101,8 @@ class LocalApi(AsyncResource):
         app = web.Application()
         app.router.add_get(wire.HEALTH_PATH, self._health)
         app.router.add_post(wire.DOWNLOADS_PATH, self._download)
+        if self._routes is not None:
+            self._routes(app)
         runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
         )

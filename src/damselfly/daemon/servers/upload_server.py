@@ -365,6 +365,13 @@ class UploadServer:
         await response.write(chunk)
         self._counters.bytes_uploaded += len(chunk)
 
+    def set_rate_limit(self, rate_bytes_per_second: float | None) -> None:
+        """Change the upload limit live (``None``: unlimited); the control plane calls it."""
+        current = None if self._bucket is None else self._bucket.rate
+        if rate_bytes_per_second != current:
+            limit = rate_bytes_per_second
+            self._bucket = None if limit is None else TokenBucket(limit)
+
     async def _throttle(self, nbytes: int) -> None:
         if self._bucket is not None:
             delay = self._bucket.reserve(nbytes)

@@ -33,7 +33,13 @@ from typing import Any, TypeVar
 import grpc
 
 from damselfly.core.background import BackgroundTasks
-from damselfly.core.errors import DamselflyError, ProtocolError, SchedulerError
+from damselfly.core.errors import (
+    BLOCKED_DETAIL_PREFIX,
+    BlockedError,
+    DamselflyError,
+    ProtocolError,
+    SchedulerError,
+)
 from damselfly.protocol.scheduler_pb2_grpc import SchedulerStub
 from damselfly.security.tls import ChannelMaker
 from damselfly.transport.scheduler.api import (
@@ -61,6 +67,8 @@ def final_error(exc: grpc.aio.AioRpcError) -> DamselflyError | None:
         return UnknownHostError(details)
     if code == grpc.StatusCode.NOT_FOUND:
         return UnknownTaskError(details)
+    if code == grpc.StatusCode.PERMISSION_DENIED and details.startswith(BLOCKED_DETAIL_PREFIX):
+        return BlockedError(details.removeprefix(BLOCKED_DETAIL_PREFIX))  # the blocklist
     return None
 
 
