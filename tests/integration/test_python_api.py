@@ -205,10 +205,13 @@ async def test_tokens_explicit_from_env_and_refused(hub, tmp_path, monkeypatch):
         await call(damselfly.snapshot_download, "acme/private", cache_dir=tmp_path / "c2")
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert Path(await call(damselfly.snapshot_download, "acme/private")).is_dir()
+    empty = tmp_path / "c3"  # with the snapshot cached, huggingface_hub answers from the cache
     with pytest.raises(FileNotFoundError):  # token=False: sent none, though HF_TOKEN is set
-        await call(damselfly.snapshot_download, "acme/private", token=False)
+        await call(damselfly.snapshot_download, "acme/private", token=False, cache_dir=empty)
     with pytest.raises(SourceAuthError):
-        await call(damselfly.snapshot_download, "acme/private", token="hf_wrong")
+        await call(damselfly.snapshot_download, "acme/private", token="hf_wrong", cache_dir=empty)
+    cached = await call(damselfly.snapshot_download, "acme/private", token=False)
+    assert Path(cached, "a.txt").read_bytes() == b"secret"
     monkeypatch.delenv("HF_TOKEN")
     with pytest.raises(UsageError, match="no token found"):
         await call(damselfly.snapshot_download, "acme/tiny", token=True)
@@ -246,6 +249,6 @@ def test_import_damselfly_stays_light():
     code = f"import damselfly, sys; print(sorted(m for m in sys.modules if m in {heavy}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
-    assert damselfly.snapshot_download.__module__ == "damselfly.api"
+    assert damselfly.snapshot_download.__module__ == "damselfly.api.hf"
     with pytest.raises(AttributeError):
         _ = damselfly.no_such_name
