@@ -1,5 +1,5 @@
 """``damselfly``: the umbrella command (``demo``, ``scheduler``, ``ca``, ``enroll``, ``renew``,
-``injector``, ``containerd-config``, ``report``)."""
+``injector``, ``containerd-config``, ``report``, ``download``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from damselfly.cli import ca as ca_cli
 from damselfly.cli import containerd_config as containerd_cli
 from damselfly.cli import enroll as enroll_cli
+from damselfly.cli import hub_download as download_cli
 from damselfly.cli import injector as injector_cli
 from damselfly.cli import report as report_cli
 from damselfly.cli import scheduler as scheduler_cli
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser("containerd-config", help="point containerd at the daemon's mirror")
     )
     report_cli.add_arguments(commands.add_parser("report", help="rollout figures before/after"))
+    download_cli.add_arguments(
+        commands.add_parser("download", help="hf download, through the mesh when a daemon runs")
+    )
     return parser
 
 
@@ -69,6 +73,7 @@ _COMMANDS = {
     "injector": injector_cli.run,
     "containerd-config": containerd_cli.run,
     "report": report_cli.run,
+    "download": download_cli.run,
 }
 
 
