@@ -63,6 +63,7 @@ def create_origin_session(
     """A new session for origin traffic; call inside a running event loop, close with
     ``await session.close()``. Proxies come from ``env`` (default: the process environment,
     read now)."""
+    proxies = OriginProxies.from_env(os.environ if env is None else env)
     connector = aiohttp.TCPConnector(
         limit=pool_limit,
         limit_per_host=pool_limit_per_host,
@@ -75,7 +76,7 @@ def create_origin_session(
         read_buffer_length=read_buffer_length,
         user_agent=USER_AGENT,
         max_field_size=16 * 1024,
-        request_class=proxying_request_class(OriginProxies.from_env(os.environ if env is None else env)),
+        request_class=proxying_request_class(proxies),
     )
 
 
