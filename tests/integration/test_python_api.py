@@ -252,3 +252,36 @@ def test_import_damselfly_stays_light():
     assert damselfly.snapshot_download.__module__ == "damselfly.api.hf"
     with pytest.raises(AttributeError):
         _ = damselfly.no_such_name
+
+
+class RecordingBar:
+    """A tqdm stand-in: what the API draws."""
+
+    made: list[RecordingBar] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.total = kwargs.get("total")
+        self.n = kwargs.get("initial", 0)
+        self.closed = False
+        RecordingBar.made.append(self)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_progress_through_tqdm_class_and_disabled_by_env(hub, tmp_path, monkeypatch, capfd):
+    RecordingBar.made.clear()
+    await call(damselfly.snapshot_download, "acme/tiny", tqdm_class=RecordingBar)
+    (bar,) = RecordingBar.made
+    total = sum(len(v) for v in TINY.values())
+    assert (bar.total, bar.n, bar.closed) == (total, total, True)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    capfd.readouterr()
+    await call(damselfly.hf_hub_download, "acme/tiny", "config.json", force_download=True)
+    assert capfd.readouterr().err == ""
