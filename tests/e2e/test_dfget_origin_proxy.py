@@ -5,9 +5,16 @@ CDN are reached only through it, over plain HTTP (absolute-form requests) and ov
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import shutil
+import signal
 import ssl
+import sys
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import trustme
@@ -75,3 +82,38 @@ async def test_tls_hub_through_connect_and_never_the_daemons_own_proxy(hub_dfget
         hub_dfget.env["HTTPS_PROXY"] = "http://127.0.0.1:65001"  # the daemon's own: skipped
         await fetch(hub_dfget, tmp_path, hub.endpoint, "b")
         assert len(proxy.connects) == tunnels
+
+
+async def test_daemon_behind_the_proxy_serves_damselfly_download(tmp_path, proxy):
+    run_dir = Path(tempfile.mkdtemp(prefix="dfd-", dir="/tmp"))  # short socket path
+    socket_path = run_dir / "dfdaemon.sock"
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    env = {k: v for k, v in env.items() if not k.startswith(("HF_", "HUGGING", "DFGET"))}
+    daemon_env = {**env, "HOME": str(tmp_path / "daemon-home"), "HTTP_PROXY": proxy.url}
+    async with HfTestHub([REPO]) as hub:
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "damselfly.testing.local_api_server",
+            "--socket", str(socket_path), "--storage-dir", str(tmp_path / "daemon-store"),
+            stdout=asyncio.subprocess.PIPE, env=daemon_env,
+        )  # fmt: skip
+        try:
+            assert daemon.stdout is not None
+            await asyncio.wait_for(daemon.stdout.readline(), 20)
+            user_env = {**env, "HOME": str(tmp_path / "home"), "HF_ENDPOINT": hub.endpoint}
+            user_env["HF_HUB_CACHE"] = str(tmp_path / "cache")
+            done = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "damselfly.cli.damselfly", "download", "acme/tiny",
+                "-e", str(socket_path), "-q", env=user_env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            stdout, stderr = await asyncio.wait_for(done.communicate(), 60)
+            assert done.returncode == 0, stderr.decode()
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(daemon.wait(), 20)
+            shutil.rmtree(run_dir, ignore_errors=True)
+    snapshot = Path(stdout.decode().strip())
+    assert (snapshot / "model.safetensors").read_bytes() == WEIGHTS
+    hosts = {url.split("/")[2] for url in proxy.forwarded}  # the daemon went to the origin
+    assert hosts == {hub.origin.split("/")[2], hub.cdn.base_url.split("/")[2]}
+    assert any((tmp_path / "daemon-store").rglob("*")), "the daemon's store holds the pieces"

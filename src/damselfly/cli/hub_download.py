@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="auto", dest="output_format")
     parser.add_argument("--json", action="store_const", const="json", dest="output_format")
     parser.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="output_format")
+    parser.add_argument("-e", "--endpoint", help="dfdaemon's unix socket (as dfget's -e)")
     parser.add_argument("--standalone", action="store_true", help="do not ask a dfdaemon")
     parser.add_argument("--storage-dir", help="piece store used when no daemon runs")
 
@@ -147,7 +148,9 @@ async def _fetch(
     if not args.standalone:
         from damselfly.cli.daemon_client import run_through_daemon
 
-        result = await run_through_daemon(default_socket_path(env), request, display)
+        socket = Path(args.endpoint) if args.endpoint else default_socket_path(env)
+        explicit = bool(args.endpoint)
+        result = await run_through_daemon(socket, request, display, explicit=explicit)
     if result is None:
         result = await dfget._standalone(args, request, display, env)
     return result
