@@ -1,7 +1,8 @@
 """damselfly.modelscope as a drop-in for the modelscope SDK: the same script run once with
 ``modelscope.hub`` and once with ``damselfly.modelscope`` (child processes, clean
 environments, their own caches) against ``MsTestHub``: same return values, same files, same
-builtin exception classes caught; then ``local_files_only=True`` answers from each cache."""
+exception classes caught (the SDK's ``requests`` ``HTTPError`` with its status, its
+``CacheNotFound``); then ``local_files_only=True`` answers from each cache."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import hashlib
 import importlib.util
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -34,14 +36,22 @@ if sys.argv[1] == "modelscope":
     from modelscope.hub.file_download import model_file_download
 else:
     from damselfly.modelscope import snapshot_download, model_file_download
+import requests.exceptions, modelscope_hub.errors
 NAMES = ["FileNotFoundError", "PermissionError", "ConnectionError", "ValueError", "OSError"]
+THEIRS = {"HTTPError": requests.exceptions.HTTPError,
+          "CacheNotFound": modelscope_hub.errors.CacheNotFound,
+          "NetworkError": modelscope_hub.errors.NetworkError}
+def kinds(error):
+    found = [n for n, c in THEIRS.items() if isinstance(error, c)]
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return found + ([status] if status else [])
 out = {}
 for name, call in json.loads(sys.argv[2]).items():
     fn = snapshot_download if call.pop("fn") == "snapshot" else model_file_download
     try:
         out[name] = {"value": fn(**call)}
     except Exception as error:
-        out[name] = {"caught": [n for n in NAMES if isinstance(error, getattr(builtins, n))]}
+        out[name] = {"caught": kinds(error)}
 print("RESULT " + json.dumps(out).replace(os.environ["ROOT"], "<root>"))
 """
 
@@ -62,10 +72,21 @@ ONLINE = {
         "local_dir": "<root>/ld",
     },
 }
+ONLINE["no_repo"] = {"fn": "snapshot", "model_id": "acme/nope"}
+ONLINE["no_file"] = {
+    "fn": "file",
+    "model_id": "acme/tiny",
+    "file_path": "nope.txt",
+    "revision": "master",
+}
+ONLINE["no_access"] = {"fn": "snapshot", "model_id": "acme/secret"}
 CACHED = {
+    "not_cached": {"fn": "snapshot", "model_id": "acme/other", "local_files_only": True},
     "snapshot": {**ONLINE["snapshot"], "local_files_only": True},
     "file": {**ONLINE["file"], "local_files_only": True},
 }
+
+HUB_DOWN = {"snapshot": ONLINE["snapshot"], "file": ONLINE["file"]}
 
 
 async def run_script(module: str, root: Path, endpoint: str, calls: dict) -> dict:
@@ -113,5 +134,14 @@ async def test_same_script_same_results(tmp_path):
         ]
         assert cached[1] == cached[0]
         assert cached[0]["file"]["value"].endswith("/snapshots/master/weights/big.bin")
+    with socket.socket() as probe:  # the hub is down: its port closed
+        probe.bind(("127.0.0.1", 0))
+        down_url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    down = [
+        await run_script(name, root, down_url, HUB_DOWN)
+        for name, root in (("modelscope", sdk), ("damselfly", ours))
+    ]
+    assert down[1] == down[0]
+    assert down[0]["snapshot"] == {"caught": ["NetworkError"]}  # the SDK falls back per file only
     assert files_below(ours / "cache") == files_below(sdk / "cache")
     assert files_below(ours / "ld") == files_below(sdk / "ld")

@@ -56,10 +56,7 @@ def as_hf_error(error: DamselflyError) -> BaseException:
     name = _hf_name(error)
     if module is None or name is None or not hasattr(module, name):
         return error
-    combined = _combined(type(error), getattr(module, name))
-    clone = combined.__new__(combined, *error.args)
-    clone.__dict__.update(error.__dict__)
-    clone.__traceback__ = error.__traceback__
+    clone = clone_as(error, getattr(module, name))
     if isinstance(clone, module.HfHubHTTPError):
         _add_response(clone, error)
     return clone
@@ -76,11 +73,18 @@ def _hf_name(error: DamselflyError) -> str | None:
 _COMBINED: dict[tuple[type, type], type[BaseException]] = {}
 
 
-def _combined(ours: type[BaseException], theirs: type[BaseException]) -> type[BaseException]:
-    key = (ours, theirs)
+def clone_as(error: DamselflyError, theirs: type[BaseException]) -> BaseException:
+    """``error`` (same message and fields) as an instance of a class that subclasses both
+    ``type(error)`` and ``theirs``; the class is made once per pair."""
+    key = (type(error), theirs)
     if key not in _COMBINED:
-        _COMBINED[key] = type(theirs.__name__, (ours, theirs), {"__module__": __name__})
-    return _COMBINED[key]
+        bases = (type(error), theirs)
+        _COMBINED[key] = type(theirs.__name__, bases, {"__module__": __name__})
+    combined = _COMBINED[key]
+    clone = combined.__new__(combined, *error.args)
+    clone.__dict__.update(error.__dict__)
+    clone.__traceback__ = error.__traceback__
+    return clone
 
 
 def _add_response(clone: Any, error: DamselflyError) -> None:

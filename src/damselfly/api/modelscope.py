@@ -8,22 +8,23 @@ same paths: ``<cache>/{models,datasets}/<owner>--<name>/snapshots/<revision>/`` 
 ``MODELSCOPE_CACHE`` (or ``cache_dir``), or the files below ``local_dir``. The token is
 ``token`` else ``MODELSCOPE_API_TOKEN`` else what ``modelscope login`` saved. Differences: the
 revision defaults to ``master`` for both functions (the SDK's ``model_file_download`` picks
-the newest tag older than its own release), and errors are damselfly's
-(``SourceNotFoundError`` is a ``FileNotFoundError``).
+the newest tag older than its own release). Errors are damselfly's, also instances of the
+SDK's classes when it is installed (``ms_compat.py``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import SecretStr
 
 from damselfly.api import offline
+from damselfly.api.ms_compat import as_ms_error
 from damselfly.api.runner import run_download
 from damselfly.backends.base import RequestOptions
 from damselfly.backends.modelscope_options import (
@@ -32,7 +33,12 @@ from damselfly.backends.modelscope_options import (
     resolve_ms_endpoint,
     resolve_ms_token,
 )
-from damselfly.core.errors import InvalidUrlError
+from damselfly.core.errors import (
+    DamselflyError,
+    InvalidUrlError,
+    SourceTimeoutError,
+    SourceUnreachableError,
+)
 from damselfly.core.urls import HubUrl, parse_url
 from damselfly.download.hub_layouts import (
     HubLayout,
@@ -43,6 +49,8 @@ from damselfly.download.hub_layouts import (
 from damselfly.download.jobs import DownloadContext, FileJob
 from damselfly.download.tree_download import PlainLayout, TreeJob, download_tree
 
+T = TypeVar("T")
+_HUB_DOWN = (SourceUnreachableError, SourceTimeoutError)  # the SDK's fallback: network only
 _TYPES = {None: "models", "model": "models", "dataset": "datasets"}
 
 
@@ -74,7 +82,7 @@ def snapshot_download(
     where = layout.location("")
     assert where is not None
     if local_files_only:
-        return _cached(where, url)
+        return _ms_errors(lambda: _cached(where, url))
     include = _patterns(allow_patterns) + _patterns(allow_file_pattern)
     exclude = _patterns(ignore_patterns) + _patterns(ignore_file_pattern)
     job = TreeJob(
@@ -89,8 +97,13 @@ def snapshot_download(
         await download_tree(job, ctx)
         return str(where)
 
-    return offline.online_or_cached(
-        lambda: run_download(storage_dir, run), lambda: _existing(where), url.repo_id
+    return _ms_errors(
+        lambda: offline.online_or_cached(
+            lambda: run_download(storage_dir, run),
+            lambda: _existing(where),
+            url.repo_id,
+            (),  # the SDK's snapshot_download raises NetworkError; it does not fall back
+        )
     )
 
 
@@ -116,15 +129,20 @@ def model_file_download(
     where = layout.location(url.path)
     assert where is not None
     if local_files_only:
-        return _cached(where, url)
+        return _ms_errors(lambda: _cached(where, url))
     template = replace(_template(repo, options, layout.root), url=url)
 
     async def run(ctx: DownloadContext) -> str:
         await download_hub_file(template, layout, ctx)
         return str(where)
 
-    return offline.online_or_cached(
-        lambda: run_download(storage_dir, run), lambda: _existing(where), file_path
+    return _ms_errors(
+        lambda: offline.online_or_cached(
+            lambda: run_download(storage_dir, run),
+            lambda: _existing(where),
+            file_path,
+            _HUB_DOWN,
+        )
     )
 
 
@@ -179,6 +197,17 @@ def _patterns(value: str | Sequence[str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
     return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _ms_errors(body: Callable[[], T]) -> T:
+    """``body()``, its damselfly errors raised as the SDK's classes too (``ms_compat.py``)."""
+    try:
+        return body()
+    except DamselflyError as error:
+        converted = as_ms_error(error)
+        if converted is error:
+            raise
+        raise converted from error.__cause__
 
 
 def _existing(where: Path) -> str | None:

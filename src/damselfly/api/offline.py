@@ -79,14 +79,19 @@ def cached_file(repo_dir: Path, revision: str, path: str, local_dir: Path | None
 
 
 def online_or_cached(
-    download: Callable[[], T], cached: Callable[[], str | None], what: str
+    download: Callable[[], T],
+    cached: Callable[[], str | None],
+    what: str,
+    tolerated: tuple[type[BackendError], ...] = (BackendError,),
 ) -> T | str:
-    """``download()``; if the hub fails in a way huggingface_hub tolerates, the cached copy."""
+    """``download()``; if the hub fails in a way huggingface_hub tolerates (or only as
+    ``tolerated`` says: the modelscope SDK falls back when the hub is unreachable only), the
+    cached copy."""
     try:
         return download()
     except _RAISED_AS_IS:
         raise
-    except BackendError as error:
+    except tolerated as error:
         found = cached()
         if found is None:
             if isinstance(error, _RAISED_WHEN_MISSING):
