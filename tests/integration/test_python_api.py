@@ -205,10 +205,13 @@ async def test_tokens_explicit_from_env_and_refused(hub, tmp_path, monkeypatch):
         await call(damselfly.snapshot_download, "acme/private", cache_dir=tmp_path / "c2")
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert Path(await call(damselfly.snapshot_download, "acme/private")).is_dir()
+    empty = tmp_path / "c3"  # with the snapshot cached, huggingface_hub answers from the cache
     with pytest.raises(FileNotFoundError):  # token=False: sent none, though HF_TOKEN is set
-        await call(damselfly.snapshot_download, "acme/private", token=False)
+        await call(damselfly.snapshot_download, "acme/private", token=False, cache_dir=empty)
     with pytest.raises(SourceAuthError):
-        await call(damselfly.snapshot_download, "acme/private", token="hf_wrong")
+        await call(damselfly.snapshot_download, "acme/private", token="hf_wrong", cache_dir=empty)
+    cached = await call(damselfly.snapshot_download, "acme/private", token=False)
+    assert Path(cached, "a.txt").read_bytes() == b"secret"
     monkeypatch.delenv("HF_TOKEN")
     with pytest.raises(UsageError, match="no token found"):
         await call(damselfly.snapshot_download, "acme/tiny", token=True)
@@ -246,6 +249,39 @@ def test_import_damselfly_stays_light():
     code = f"import damselfly, sys; print(sorted(m for m in sys.modules if m in {heavy}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
-    assert damselfly.snapshot_download.__module__ == "damselfly.api"
+    assert damselfly.snapshot_download.__module__ == "damselfly.api.hf"
     with pytest.raises(AttributeError):
         _ = damselfly.no_such_name
+
+
+class RecordingBar:
+    """A tqdm stand-in: what the API draws."""
+
+    made: list[RecordingBar] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.total = kwargs.get("total")
+        self.n = kwargs.get("initial", 0)
+        self.closed = False
+        RecordingBar.made.append(self)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_progress_through_tqdm_class_and_disabled_by_env(hub, tmp_path, monkeypatch, capfd):
+    RecordingBar.made.clear()
+    await call(damselfly.snapshot_download, "acme/tiny", tqdm_class=RecordingBar)
+    (bar,) = RecordingBar.made
+    total = sum(len(v) for v in TINY.values())
+    assert (bar.total, bar.n, bar.closed) == (total, total, True)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    capfd.readouterr()
+    await call(damselfly.hf_hub_download, "acme/tiny", "config.json", force_download=True)
+    assert capfd.readouterr().err == ""

@@ -4,17 +4,19 @@ One function, ``hub_error``, reads the status and the hub's ``X-Error-Code`` /
 ``X-Error-Message`` headers (huggingface_hub reads the same ones)::
 
     X-Error-Code / status                       error                 message
-    RevisionNotFound                            SourceNotFoundError   <repo>: revision <rev> not found
-    EntryNotFound                               SourceNotFoundError   <repo>: file <path> not found at <rev>
-    GatedRepo (401/403)                         SourceAuthError       <repo>: gated repository: accept ...
+    RevisionNotFound                            HubRevisionNotFound   <repo>: revision <rev> not found
+    EntryNotFound                               HubEntryNotFound      <repo>: file <path> not found at <rev>
+    GatedRepo (401/403)                         HubGatedRepo          <repo>: gated repository: accept ...
     401 "Invalid credentials in Authorization"  SourceAuthError       <repo>: the hub rejected the token ...
-    RepoNotFound, any other 401                 SourceNotFoundError   <repo>: repository not found (or private: ...)
+    RepoNotFound, any other 401                 HubRepoNotFound       <repo>: repository not found (or private: ...)
     other 403                                   SourceAuthError       <repo>: access denied (HTTP 403)
-    other 404                                   SourceNotFoundError   <repo>: <what> <path> not found at <rev>
+    other 404                                   HubEntryNotFound      <repo>: <what> <path> not found at <rev>
     anything else                               SourceStatusError     <repo>: hub answered HTTP <status>
 
 Messages start with the repo as the user wrote it (``owner/repo``, ``datasets/owner/repo``);
-the error's ``url`` field is the hf:// URL. Nothing here ever sees a token, and CDN URLs (signed,
+the error's ``url`` field is the hf:// URL. The ``Hub*Error`` classes (``*Error`` left out of the
+table) subclass ``SourceNotFoundError`` / ``SourceAuthError``, so the Python API can raise
+huggingface_hub's matching classes (``api/hf_errors.py``). Nothing here ever sees a token, and CDN URLs (signed,
 so secret-ish) are named by host only.
 """  # noqa: E501
 
@@ -42,6 +44,22 @@ _INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
 E = TypeVar("E", bound=BackendError)
 
 
+class HubRepoNotFoundError(SourceNotFoundError):
+    """No such repository, or a private one without a (valid) token."""
+
+
+class HubRevisionNotFoundError(SourceNotFoundError):
+    """The repository exists; the branch, tag or commit does not."""
+
+
+class HubEntryNotFoundError(SourceNotFoundError):
+    """The revision exists; the file or folder does not."""
+
+
+class HubGatedRepoError(SourceAuthError):
+    """A gated repository whose terms the token's user has not accepted."""
+
+
 @dataclass(frozen=True)
 class HubCall:
     """What a request was about, for error messages."""
@@ -61,18 +79,19 @@ def hub_error(call: HubCall, status: int, headers: Mapping[str, str]) -> Backend
     message = headers.get("X-Error-Message", "")
     url = call.url.redacted()
     if code == "RevisionNotFound":
-        return _named(SourceNotFoundError(url, status, f"revision {call.revision} not found"), call)
+        reason = f"revision {call.revision} not found"
+        return _named(HubRevisionNotFoundError(url, status, reason), call)
     if code == "EntryNotFound":
         return _not_found(call, status)
     if code == "GatedRepo":
         reason = f"gated repository: accept its terms on the hub and {AUTH_HINT}"
-        return _named(SourceAuthError(url, status, reason), call)
+        return _named(HubGatedRepoError(url, status, reason), call)
     if status == 401 and message == _INVALID_CREDENTIALS:
         reason = "the hub rejected the token (invalid credentials): check --hf-token or HF_TOKEN"
         return _named(SourceAuthError(url, status, reason), call)
     if code == "RepoNotFound" or status == 401:
         reason = f"repository not found (or private: {AUTH_HINT})"
-        return _named(SourceNotFoundError(url, status, reason), call)
+        return _named(HubRepoNotFoundError(url, status, reason), call)
     if status == 403:
         return _named(SourceAuthError(url, status, "access denied (HTTP 403)"), call)
     if status in (404, 410):
@@ -115,7 +134,8 @@ def _not_found(call: HubCall, status: int) -> SourceNotFoundError:
         reason = f"{call.what} not found at {call.revision}"
     else:
         reason = f"{call.what} {call.url.path} not found at {call.revision}"
-    return _named(SourceNotFoundError(call.url.redacted(), status, reason), call)
+    kind = HubRepoNotFoundError if call.what == "repository" else HubEntryNotFoundError
+    return _named(kind(call.url.redacted(), status, reason), call)
 
 
 def _named(error: E, call: HubCall) -> E:

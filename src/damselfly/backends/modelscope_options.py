@@ -1,7 +1,8 @@
 """The ModelScope backend's options: token, revision, endpoint, cache; flags and resolution.
 
 ``--ms-base-url`` else ``MODELSCOPE_ENDPOINT`` else ``MODELSCOPE_DOMAIN`` (a bare domain means
-``https://<domain>``) else modelscope.cn; ``--ms-token`` else ``MODELSCOPE_API_TOKEN``;
+``https://<domain>``) else modelscope.cn; ``--ms-token`` else ``MODELSCOPE_API_TOKEN`` else the
+login the modelscope SDK saved (``MODELSCOPE_HOME``, read as the user);
 ``--ms-revision`` else ``master``.
 """
 
@@ -14,6 +15,7 @@ from typing import ClassVar
 from pydantic import SecretStr
 
 from damselfly.backends.hub_options import HubOptions, add_hub_flags
+from damselfly.backends.modelscope_login import stored_ms_token
 from damselfly.backends.options import (
     FlagDefaults,
     Flags,
@@ -36,11 +38,12 @@ def resolve_ms_endpoint(explicit: str | None, env: Mapping[str, str]) -> str:
 
 
 def resolve_ms_token(explicit: str | None, env: Mapping[str, str]) -> str | None:
-    """``--ms-token``, else ``MODELSCOPE_API_TOKEN``, else no token."""
+    """``--ms-token``, else ``MODELSCOPE_API_TOKEN``, else what ``modelscope login`` saved
+    (``modelscope_login.py``), else no token."""
     for value in (explicit, env.get("MODELSCOPE_API_TOKEN")):
         if value and value.strip():
             return value.strip()
-    return None
+    return stored_ms_token(env)
 
 
 class ModelScopeOptions(HubOptions):

@@ -1,5 +1,5 @@
 """``damselfly``: the umbrella command (``demo``, ``scheduler``, ``manager``, ``ca``,
-``enroll``, ``renew``, ``injector``, ``containerd-config``, ``report``)."""
+``enroll``, ``renew``, ``injector``, ``containerd-config``, ``report``, ``download``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from damselfly.cli import ca as ca_cli
 from damselfly.cli import containerd_config as containerd_cli
 from damselfly.cli import enroll as enroll_cli
+from damselfly.cli import hub_download as download_cli
 from damselfly.cli import injector as injector_cli
 from damselfly.cli import manager as manager_cli
 from damselfly.cli import report as report_cli
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report_cli.add_arguments(commands.add_parser("report", help="rollout figures before/after"))
     manager_cli.add_arguments(commands.add_parser("manager", help="run the manager"))
+    download_cli.add_arguments(
+        commands.add_parser("download", help="hf download, through the mesh when a daemon runs")
+    )
     return parser
 
 
@@ -72,6 +76,7 @@ _COMMANDS = {
     "containerd-config": containerd_cli.run,
     "report": report_cli.run,
     "manager": manager_cli.run,
+    "download": download_cli.run,
 }
 
 

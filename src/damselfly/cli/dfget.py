@@ -20,13 +20,16 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from damselfly.backends.hub_options import HubOptions
 from damselfly.cli.dfget_args import parse_args
 from damselfly.cli.dfget_jobs import request_from_args
+from damselfly.cli.hub_cache import run_or_cached
 from damselfly.cli.progress import make_display
 from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.core.errors import EXIT_INTERRUPTED, EXIT_OK, DamselflyError, UsageError
 from damselfly.core.units import format_size
+from damselfly.core.urls import HubUrl
 from damselfly.download.events import CountingObserver
 from damselfly.download.request import DownloadRequest, uses_hub_cache
 from damselfly.protocol.local_api import RunResult
@@ -52,18 +55,22 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    request = request_from_args(args, env, Path.cwd())
+    request = hub_defaults(request_from_args(args, env, Path.cwd()))
     if request.output is None and not uses_hub_cache(request):
         raise UsageError("-O/--output is required")
     display = make_display(enabled=not args.no_progress, many_files=args.recursive)
-    result = None
-    if not args.standalone:
-        from damselfly.cli.daemon_client import run_through_daemon
 
-        endpoint = Path(args.endpoint) if args.endpoint else default_socket_path(env)
-        result = await run_through_daemon(endpoint, request, display, explicit=bool(args.endpoint))
-    if result is None:
-        result = await _standalone(args, request, display, env)
+    async def fetch() -> RunResult:
+        result = None
+        if not args.standalone:
+            from damselfly.cli.daemon_client import run_through_daemon
+
+            endpoint = Path(args.endpoint) if args.endpoint else default_socket_path(env)
+            explicit = bool(args.endpoint)
+            result = await run_through_daemon(endpoint, request, display, explicit=explicit)
+        return result or await _standalone(args, request, display, env)
+
+    result = await run_or_cached("dfget", request, env, fetch)
     _summarise(result)
     sys.stdout.write(result.stdout)
     return EXIT_OK
@@ -95,6 +102,21 @@ async def _standalone(
     finally:
         await registry.aclose()
         store.close()
+
+
+def hub_defaults(request: DownloadRequest) -> DownloadRequest:
+    """A hub repo URL needs -r ("use -r"); a hub download without -O goes to the hub's cache,
+    as ``hf download`` does."""
+    url = request.source_url
+    if not isinstance(url, HubUrl):
+        return request
+    if not url.path and not request.recursive:
+        raise UsageError(f"{request.redacted_url()} names a repository, not a file: use -r")
+    source = request.source  # not resolved_source: cached, it would outlive the copy
+    if request.output is None and isinstance(source, HubOptions) and not source.cache:
+        cached = source.model_copy(update={"cache": True})
+        return request.model_copy(update={"source": cached})
+    return request
 
 
 def _summarise(result: RunResult) -> None:

@@ -158,6 +158,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "-I",
         "--include-files",
+        "--include",  # hf download's spelling
         action="append",
         default=e.items("include_files"),
         help="with -r: glob of files to download (repeatable)",

@@ -117,11 +117,14 @@ def _expand(raw: str, env: Mapping[str, str]) -> Path:
 class HfCacheLayout:
     """huggingface_hub's cache layout (module docstring); ``url`` names the repo."""
 
-    def __init__(self, cache_dir: Path, url: HubUrl, revision_requested: str) -> None:
+    def __init__(
+        self, cache_dir: Path, url: HubUrl, revision_requested: str, *, force: bool = False
+    ) -> None:
         _check_revision_name(revision_requested)
         self._cache_dir = cache_dir
         self._url = url.with_path("")
         self._revision = revision_requested
+        self._force = force  # force_download: fetch again what the cache holds
         self.repo_dir = cache_dir / hf_repo_folder(url)
         self._commit: str | None = None
         self._claimed: set[str] = set()
@@ -151,7 +154,7 @@ class HfCacheLayout:
         blob = safe_output_path(self.repo_dir, f"blobs/{etag}")
         first_claim = etag not in self._claimed
         self._claimed.add(etag)
-        if not first_claim or has_length(blob, entry.content_length):
+        if not first_claim or (not self._force and has_length(blob, entry.content_length)):
             return None
         return blob
 
@@ -206,9 +209,10 @@ class HfCacheLayout:
 class HfLocalDirLayout(PlainLayout):
     """``-O dir`` for hf:// plus ``.cache/huggingface/download/<path>.metadata``."""
 
-    def __init__(self, root: Path, url: HubUrl) -> None:
+    def __init__(self, root: Path, url: HubUrl, *, force: bool = False) -> None:
         super().__init__(root)
         self._url = url.with_path("")
+        self._force = force
 
     def location(self, repo_path: str) -> Path | None:
         return self.root / repo_path if repo_path else self.root
@@ -217,7 +221,7 @@ class HfLocalDirLayout(PlainLayout):
         target = super().output_for(entry)
         if target is None or not self._tracked(entry):
             return target
-        if self._current(entry, target):
+        if not self._force and self._current(entry, target):
             return None
         return target
 

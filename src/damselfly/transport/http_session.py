@@ -14,15 +14,24 @@ One session per process (per event loop), owned by whoever created it (normally
   certifi, so a private CA installed on the machine is trusted the way curl trusts it.
   ``tls_for_request(insecure=True)`` turns verification off for one request (``--insecure``).
 - no cookie jar (cookies are credentials; a shared backend must not carry one user's cookies
-  into another user's request), and no proxy from the environment.
+  into another user's request), and no netrc;
+- the forward proxy the environment names for origin traffic (``HTTPS_PROXY``, ``HTTP_PROXY``,
+  ``ALL_PROXY``, ``NO_PROXY``, ``DAMSELFLY_ORIGIN_PROXY``: ``origin_proxy.py``), chosen per
+  request (each redirect hop too) and never this node's own dfdaemon proxy. Peer sessions
+  (``verbatim_session`` with the default request class) never use a proxy.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import aiohttp
+from yarl import URL
+
+from damselfly.transport.origin_proxy import OriginProxies
 
 POOL_LIMIT = 64
 POOL_LIMIT_PER_HOST = 16
@@ -49,9 +58,12 @@ def create_origin_session(
     pool_limit: int = POOL_LIMIT,
     pool_limit_per_host: int = POOL_LIMIT_PER_HOST,
     read_buffer_length: int = READ_BUFFER_LENGTH,
+    env: Mapping[str, str] | None = None,
 ) -> aiohttp.ClientSession:
     """A new session for origin traffic; call inside a running event loop, close with
-    ``await session.close()``."""
+    ``await session.close()``. Proxies come from ``env`` (default: the process environment,
+    read now)."""
+    proxies = OriginProxies.from_env(os.environ if env is None else env)
     connector = aiohttp.TCPConnector(
         limit=pool_limit,
         limit_per_host=pool_limit_per_host,
@@ -64,7 +76,26 @@ def create_origin_session(
         read_buffer_length=read_buffer_length,
         user_agent=USER_AGENT,
         max_field_size=16 * 1024,
+        request_class=proxying_request_class(proxies),
     )
+
+
+def proxying_request_class(proxies: OriginProxies) -> type[aiohttp.ClientRequest]:
+    """aiohttp's request class, with ``proxies``' choice for every request that names none."""
+    if not (proxies.https or proxies.http):
+        return aiohttp.ClientRequest
+
+    class OriginRequest(aiohttp.ClientRequest):
+        def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
+            proxy = proxies.proxy_for(url) if kwargs.get("proxy") is None else None
+            if proxy is not None:
+                if proxy.user is not None and kwargs.get("proxy_auth") is None:
+                    login, password = proxy.user, proxy.password or ""
+                    kwargs["proxy_auth"] = aiohttp.BasicAuth(login, password)
+                kwargs["proxy"] = proxy.with_user(None)
+            super().__init__(method, url, **kwargs)
+
+    return OriginRequest
 
 
 def verbatim_session(
@@ -73,6 +104,7 @@ def verbatim_session(
     read_buffer_length: int,
     user_agent: str,
     max_field_size: int = 8190,
+    request_class: type[aiohttp.ClientRequest] = aiohttp.ClientRequest,
 ) -> aiohttp.ClientSession:
     """A session that hands bodies over as sent (no decompression) and takes nothing from its
     surroundings (no cookies, no proxy or netrc from the environment, no total timeout: the
@@ -86,6 +118,7 @@ def verbatim_session(
         timeout=aiohttp.ClientTimeout(total=None),
         headers={"User-Agent": user_agent, "Accept-Encoding": "identity"},
         max_field_size=max_field_size,
+        request_class=request_class,
     )
 
 

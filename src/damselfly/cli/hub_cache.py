@@ -1,0 +1,112 @@
+"""dfget and ``damselfly download`` without the hub: offline mode and an unreachable hub.
+
+``HF_HUB_OFFLINE=1`` (hf://) or ``MODELSCOPE_OFFLINE=1`` (modelscope://; the modelscope SDK
+has no such variable, only ``local_files_only=True``) answer from what the local caches hold,
+without a request; a hub that cannot be reached does the same after the attempt failed, with
+one warning line. The lookup is huggingface_hub's (``api/offline.py``): ``refs/<revision>``
+names the commit, ``snapshots/<commit>[/<path>]`` must exist; a ``-O dir`` of a recursive hf://
+download (huggingface_hub's local dir) must exist and not be empty. The answer is what the
+download would have printed (the cache path) and no bytes moved.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+from damselfly.api.offline import cached_file, cached_snapshot, hub_offline
+from damselfly.backends.hf_options import HfOptions
+from damselfly.backends.modelscope_options import ModelScopeOptions
+from damselfly.core.errors import (
+    DamselflyError,
+    SourceTimeoutError,
+    SourceUnreachableError,
+)
+from damselfly.core.urls import HubUrl
+from damselfly.download.hub_layouts import HfCacheLayout, HfLocalDirLayout, ModelScopeCacheLayout
+from damselfly.download.request import DownloadRequest
+from damselfly.download.request_jobs import build_hub_layout
+from damselfly.protocol.local_api import RunResult
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_HUB_DOWN_WORDS = ("unreachable", "did not answer")
+
+
+class OfflineCacheMissError(DamselflyError, FileNotFoundError):
+    """Offline, and the local caches do not hold what was asked for."""
+
+
+def offline_requested(request: DownloadRequest, env: Mapping[str, str]) -> str | None:
+    """The setting that turns the hub off for this request, if one is set."""
+    source = request.resolved_source
+    if isinstance(source, HfOptions) and hub_offline(env):
+        return "HF_HUB_OFFLINE"
+    ms_offline = env.get("MODELSCOPE_OFFLINE", "").strip().lower() in _TRUE
+    if isinstance(source, ModelScopeOptions) and ms_offline:
+        return "MODELSCOPE_OFFLINE"
+    return None
+
+
+def cached_location(request: DownloadRequest) -> str | None:
+    """Where the caches already hold what ``request`` asks for (``None``: they do not)."""
+    url = request.source_url
+    if not isinstance(url, HubUrl):
+        return None
+    layout = build_hub_layout(request)
+    source = request.resolved_source
+    revision = source.revision if isinstance(source, HfOptions | ModelScopeOptions) else ""
+    if isinstance(layout, HfCacheLayout):
+        if url.path and not request.recursive:
+            return cached_file(layout.repo_dir, revision, url.path, None)
+        found = cached_snapshot(layout.repo_dir, revision, None)
+        return f"{found}/{url.path}" if found and url.path else found
+    if isinstance(layout, HfLocalDirLayout):
+        return cached_snapshot(layout.root, revision, layout.root)
+    if isinstance(layout, ModelScopeCacheLayout):
+        where = layout.location(url.path)
+        return str(where) if where is not None and where.exists() else None
+    if request.output and Path(request.output).exists():
+        return request.output
+    return None
+
+
+async def run_or_cached(
+    prog: str,
+    request: DownloadRequest,
+    env: Mapping[str, str],
+    run: Callable[[], Awaitable[RunResult]],
+) -> RunResult:
+    """``run()``, or the caches' answer when the hub is off or unreachable (module doc)."""
+    setting = offline_requested(request, env)
+    if setting is not None:
+        return _from_cache(prog, request, f"{setting} is set", warn=False)
+    try:
+        return await run()
+    except (SourceUnreachableError, SourceTimeoutError) as error:
+        return _from_cache(prog, request, str(error), warn=True, cause=error)
+    except DamselflyError as error:  # a daemon's failure arrives as its message
+        if not any(word in str(error) for word in _HUB_DOWN_WORDS):
+            raise
+        return _from_cache(prog, request, str(error), warn=True, cause=error)
+
+
+def _from_cache(
+    prog: str,
+    request: DownloadRequest,
+    why: str,
+    *,
+    warn: bool,
+    cause: BaseException | None = None,
+) -> RunResult:
+    found = cached_location(request)
+    if found is None:
+        message = f"{request.redacted_url()}: not in the local cache, and {why}"
+        raise OfflineCacheMissError(message) from cause
+    if warn:
+        print(f"{prog}: warning: {why}; using the cached copy", file=sys.stderr)
+    announce = request.resolved_source is not None and request.resolved_source.cache_requested
+    return RunResult(
+        files=0, bytes=0, source_bytes=0, peer_bytes=0, reused_bytes=0,
+        stdout=f"{found}\n" if announce else "",
+    )  # fmt: skip
