@@ -36,6 +36,7 @@ from damselfly.demo.hub_repos import (
 from damselfly.download.request import uses_hub_cache
 from damselfly.download.request_jobs import build_hub_layout
 from damselfly.testing.hf_hub import HfTestHub
+from damselfly.testing.hub_clients import HF_SDK_SCRIPT
 from damselfly.testing.ms_hub import MsRepo, MsTestHub
 
 MiB = 1024 * 1024
@@ -66,18 +67,7 @@ PRIVATE = {"model.bin": WEIGHTS[:3000], "README.md": b"# private\n"}
 TOKEN = "hf_e2e_secret_0123456789abcdef"
 LFS_THRESHOLD = MiB
 
-HF_CHILD = """
-import json, sys
-from huggingface_hub import hf_hub_download, snapshot_download
-results = {}
-for name, call in json.loads(sys.argv[1]).items():
-    fn = snapshot_download if call.pop("fn") == "snapshot" else hf_hub_download
-    try:
-        results[name] = {"path": fn(**call)}
-    except Exception as exc:
-        results[name] = {"error": type(exc).__name__, "message": str(exc)[:500]}
-print(json.dumps(results))
-"""
+HF_CHILD = HF_SDK_SCRIPT
 
 
 def tiny_repo() -> HubRepo:

@@ -33,6 +33,7 @@ from damselfly.core.urls import parse_url
 from damselfly.demo.hub_repos import MINILM_REPO_ID, HubRepo, files_from_directory
 from damselfly.demo.hub_repos import minilm_model_dir as find_minilm
 from damselfly.testing.hf_hub import HfTestHub
+from damselfly.testing.hub_clients import HF_SDK_SCRIPT
 from damselfly.testing.olah import OlahServer, build_mirror_repo, olah_available
 
 pytestmark = pytest.mark.skipif(
@@ -51,18 +52,7 @@ DATA = {"data/train.csv": b"a,b\n1,2\n", "data/big.parquet": WEIGHTS[:5000]}
 PRIVATE = {"model.bin": WEIGHTS[:3000], "README.md": b"# private\n"}
 TOKEN = "hf_fidelity_0123456789abcdef"
 
-CHILD = """
-import json, sys
-from huggingface_hub import hf_hub_download, snapshot_download
-results = {}
-for name, call in json.loads(sys.argv[1]).items():
-    fn = snapshot_download if call.pop("fn") == "snapshot" else hf_hub_download
-    try:
-        results[name] = {"path": fn(**call)}
-    except Exception as exc:
-        results[name] = {"error": type(exc).__name__, "message": str(exc)[:500]}
-print(json.dumps(results))
-"""
+CHILD = HF_SDK_SCRIPT
 
 
 @pytest.fixture

@@ -7,16 +7,14 @@ pins the cache layout the SDK writes, which damselfly's ModelScope cache writer 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib.util
-import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
+from damselfly.testing.hub_clients import run_modelscope_sdk
 from damselfly.testing.ms_hub import MsRepo, MsTestHub
 
 pytestmark = pytest.mark.skipif(
@@ -59,32 +57,7 @@ sys.stdout.write("RESULT " + json.dumps(out) + "\\n")
 
 
 async def run_sdk(hub: MsTestHub, tmp_path: Path) -> dict[str, str]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path / "home"),
-        "LANG": "C.UTF-8",
-        "MODELSCOPE_ENDPOINT": hub.endpoint,
-        "MODELSCOPE_CACHE": str(tmp_path / "cache"),
-        "MODELSCOPE_API_TOKEN": TOKEN,
-        # Files over 1 MiB go through the SDK's parallel ranged download, 1 MiB parts.
-        "MODELSCOPE_DOWNLOAD_PARALLEL_THRESHOLD_MB": "1",
-        "MODELSCOPE_DOWNLOAD_PARALLEL_WORKERS": "3",
-        "MODELSCOPE_DOWNLOAD_PART_SIZE_MB": "1",
-    }
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        CHILD,
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        stdout, stderr = await child.communicate()
-    assert child.returncode == 0, stderr.decode(errors="replace")[-3000:]
-    line = next(x for x in stdout.decode().splitlines() if x.startswith("RESULT "))
-    result: dict[str, str] = json.loads(line.removeprefix("RESULT "))
+    result: dict[str, str] = await run_modelscope_sdk(CHILD, tmp_path, hub.endpoint, TOKEN)
     return result
 
 

@@ -27,6 +27,7 @@ from damselfly.config.proxy import HubMirror, ProxyCerts, ProxyRule, ProxySettin
 from damselfly.daemon.proxy.service import ProxyService
 from damselfly.daemon.proxy.upstream import DirectFetcher
 from damselfly.demo.hub_repos import HubRepo
+from damselfly.testing.hub_clients import HF_SDK_SCRIPT
 from damselfly.testing.proxy import RecordingMeshFetcher, TlsHfTestHub
 
 pytestmark = pytest.mark.skipif(
@@ -46,18 +47,7 @@ REPOS = [
     HubRepo("acme/private", PRIVATE, private=True, allowed_tokens=frozenset({TOKEN})),
 ]
 
-CHILD = """
-import json, sys
-from huggingface_hub import hf_hub_download, snapshot_download
-results = {}
-for name, call in json.loads(sys.argv[1]).items():
-    fn = snapshot_download if call.pop("fn") == "snapshot" else hf_hub_download
-    try:
-        results[name] = {"path": fn(**call)}
-    except Exception as exc:
-        results[name] = {"error": type(exc).__name__, "message": str(exc)[:500]}
-print(json.dumps(results))
-"""
+CHILD = HF_SDK_SCRIPT
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE")
 
 

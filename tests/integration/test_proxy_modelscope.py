@@ -7,11 +7,8 @@ Files over 1 MiB take the SDK's parallel ranged path, so the mesh answers ``Rang
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib.util
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ import pytest
 from damselfly.config.proxy import HubMirror, ProxyRule, ProxySettings
 from damselfly.daemon.proxy.service import ProxyService
 from damselfly.daemon.proxy.upstream import DirectFetcher
+from damselfly.testing.hub_clients import run_modelscope_sdk
 from damselfly.testing.ms_hub import MsRepo, MsTestHub
 from damselfly.testing.proxy import RecordingMeshFetcher
 
@@ -60,32 +58,8 @@ async def proxy(hub, tmp_path):
 
 
 async def _run_sdk(tmp_path: Path, endpoint: str, **extra: str) -> dict[str, str]:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path / "home"),
-        "LANG": "C.UTF-8",
-        "MODELSCOPE_ENDPOINT": endpoint,
-        "MODELSCOPE_CACHE": str(tmp_path / "cache"),
-        "MODELSCOPE_API_TOKEN": TOKEN,
-        "MODELSCOPE_DOWNLOAD_PARALLEL_THRESHOLD_MB": "1",
-        "MODELSCOPE_DOWNLOAD_PARALLEL_WORKERS": "3",
-        "MODELSCOPE_DOWNLOAD_PART_SIZE_MB": "1",
-        **extra,
-    }
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        CHILD,
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        stdout, stderr = await child.communicate()
-    assert child.returncode == 0, stderr.decode(errors="replace")[-3000:]
-    line = next(x for x in stdout.decode().splitlines() if x.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
+    result: dict[str, str] = await run_modelscope_sdk(CHILD, tmp_path, endpoint, TOKEN, **extra)
+    return result
 
 
 def _tree(root: Path) -> dict[str, bytes]:
