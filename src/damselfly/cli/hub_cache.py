@@ -22,6 +22,7 @@ from damselfly.core.errors import (
     DamselflyError,
     SourceTimeoutError,
     SourceUnreachableError,
+    shorten,
 )
 from damselfly.core.urls import HubUrl
 from damselfly.download.hub_layouts import HfCacheLayout, HfLocalDirLayout, ModelScopeCacheLayout
@@ -78,6 +79,8 @@ async def run_or_cached(
     run: Callable[[], Awaitable[RunResult]],
 ) -> RunResult:
     """``run()``, or the caches' answer when the hub is off or unreachable (module doc)."""
+    if not isinstance(request.source_url, HubUrl):
+        return await run()  # only the hubs have caches to answer from
     setting = offline_requested(request, env)
     if setting is not None:
         return _from_cache(prog, request, f"{setting} is set", warn=False)
@@ -101,7 +104,7 @@ def _from_cache(
 ) -> RunResult:
     found = cached_location(request)
     if found is None:
-        message = f"{request.redacted_url()}: not in the local cache, and {why}"
+        message = f"{shorten(request.redacted_url())}: not in the local cache, and {shorten(why)}"
         raise OfflineCacheMissError(message) from cause
     if warn:
         print(f"{prog}: warning: {why}; using the cached copy", file=sys.stderr)
