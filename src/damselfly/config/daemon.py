@@ -19,10 +19,9 @@ from damselfly.config.base import (
     Seconds,
     Section,
     ServiceSettings,
-    load_settings,
 )
 from damselfly.config.manager_link import ManagerLinkSettings
-from damselfly.config.security import TlsSettings, cluster_tls
+from damselfly.config.security import TlsSettings, load_cluster_member
 
 ENV_PREFIX = "DAMSELFLY_DAEMON_"
 
@@ -144,10 +143,5 @@ def load(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> DaemonSettings:
-    """Defaults < ``path`` (YAML) < ``DAMSELFLY_TLS_DIR`` < ``env`` (``DAMSELFLY_DAEMON_*``)
-    < ``overrides``."""
-    env = env or {}
-    return load_settings(
-        DaemonSettings, path, env, env_prefix=ENV_PREFIX, overrides=overrides,
-        cluster=cluster_tls(env),
-    )  # fmt: skip
+    """The layers of ``load_cluster_member``, with ``DAMSELFLY_DAEMON_*``."""
+    return load_cluster_member(DaemonSettings, path, env, ENV_PREFIX, overrides)

@@ -19,10 +19,9 @@ from damselfly.config.base import (
     Seconds,
     Section,
     ServiceSettings,
-    load_settings,
 )
 from damselfly.config.manager_link import ManagerLinkSettings
-from damselfly.config.security import TlsSettings, cluster_tls
+from damselfly.config.security import TlsSettings, load_cluster_member
 from damselfly.protocol.messages import MAX_PIECE_COUNT
 
 ENV_PREFIX = "DAMSELFLY_SCHEDULER_"
@@ -158,10 +157,5 @@ def load(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> SchedulerSettings:
-    """Defaults < ``path`` (YAML) < ``DAMSELFLY_TLS_DIR`` < ``env`` (``DAMSELFLY_SCHEDULER_*``)
-    < ``overrides``."""
-    env = env or {}
-    return load_settings(
-        SchedulerSettings, path, env, env_prefix=ENV_PREFIX, overrides=overrides,
-        cluster=cluster_tls(env),
-    )  # fmt: skip
+    """The layers of ``load_cluster_member``, with ``DAMSELFLY_SCHEDULER_*``."""
+    return load_cluster_member(SchedulerSettings, path, env, ENV_PREFIX, overrides)

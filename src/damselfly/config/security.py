@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from damselfly.config.base import Section
+from damselfly.config.base import Section, SettingsT, load_settings
 
 CLUSTER_TLS_DIR_ENV = "DAMSELFLY_TLS_DIR"
 PLAINTEXT_WARNING = "running without TLS: any process that reaches this port is trusted"
@@ -63,3 +63,18 @@ def cluster_tls(env: Mapping[str, str]) -> dict[str, Any]:
     the YAML file and below the service's own ``DAMSELFLY_<SERVICE>_TLS__*`` variables."""
     directory = env.get(CLUSTER_TLS_DIR_ENV, "").strip()
     return {"tls": {"enabled": True, "dir": directory}} if directory else {}
+
+
+def load_cluster_member(
+    model: type[SettingsT],
+    path: Path | None,
+    env: Mapping[str, str] | None,
+    env_prefix: str,
+    overrides: Mapping[str, Any] | None,
+) -> SettingsT:
+    """``load_settings`` for a service that joins the cluster's mTLS: defaults < ``path``
+    (YAML) < ``DAMSELFLY_TLS_DIR`` < ``env`` (``<env_prefix>*``) < ``overrides``."""
+    env = env or {}
+    return load_settings(
+        model, path, env, env_prefix=env_prefix, overrides=overrides, cluster=cluster_tls(env)
+    )
