@@ -55,6 +55,18 @@ def test_annotated_pod_in_policy_gets_proxy_ca_and_socket():
     assert "initContainers" not in patched["spec"]
 
 
+def test_without_the_daemon_proxy_only_the_socket_and_node_address_are_injected():
+    policy = InjectionPolicy(namespaces=["*"], proxy=False, ca=CaBundle(source="none"))
+    obj = pod(annotations=INJECT)
+    answer, outcome = inject(obj, policy)
+    assert outcome is Outcome.INJECTED
+    patched = apply_answer(obj, answer)
+    validate_everywhere(patched)
+    env = env_of(patched["spec"]["containers"][0])
+    assert sorted(env) == ["DAMSELFLY_NODE_IP"]
+    assert [v["name"] for v in patched["spec"]["volumes"]] == ["damselfly-socket"]
+
+
 @pytest.mark.parametrize(
     ("namespace", "annotations", "expected"),
     [

@@ -54,6 +54,11 @@ class InjectionPolicy(Section):
         default_factory=lambda: ["kube-system", "kube-public", "kube-node-lease"],
         description="Namespaces never injected, whatever 'namespaces' says.",
     )
+    proxy: bool = Field(
+        True,
+        description="Set HTTPS_PROXY/HTTP_PROXY/NO_PROXY to the node's dfdaemon proxy; false "
+        "when the daemons run no proxy (the socket and model fetchers are still injected).",
+    )
     proxy_port: int = Field(
         65001, ge=1, le=65535, description="Port of the node's dfdaemon proxy (a hostPort)."
     )

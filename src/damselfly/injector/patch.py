@@ -126,8 +126,9 @@ def environment(policy: InjectionPolicy) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": NODE_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}
     ]
-    for name, value in (("HTTPS_PROXY", proxy), ("HTTP_PROXY", proxy), ("NO_PROXY", no_proxy)):
-        env += [{"name": name, "value": value}, {"name": name.lower(), "value": value}]
+    if policy.proxy:
+        for name, value in (("HTTPS_PROXY", proxy), ("HTTP_PROXY", proxy), ("NO_PROXY", no_proxy)):
+            env += [{"name": name, "value": value}, {"name": name.lower(), "value": value}]
     if policy.ca.source != "none":
         bundle = f"{policy.ca.mount_path.rstrip('/')}/{policy.ca.key}"
         for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):

@@ -87,11 +87,11 @@ readinessProbe:
 {{- end }}
 {{- end -}}
 
+{{/* The mTLS flag of the scheduler and dfdaemon commands (the manager has none). */}}
 {{- define "damselfly.tlsArgs" -}}
 {{- if .Values.tls.enabled }}
-{{- range .Values.tls.args }}
-- {{ . | quote }}
-{{- end }}
+- --tls-dir
+- {{ .Values.tls.mountPath | quote }}
 {{- end }}
 {{- end -}}
 
