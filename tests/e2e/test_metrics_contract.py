@@ -1,15 +1,11 @@
 """The metrics the dashboard and the alert rules read exist in what the real processes serve.
 
-A scheduler, a seed and a peer (real processes, ``LocalCluster``) and the injector (in
-process, over HTTPS) are scraped after one download; each exposition must pass
-``promtool check metrics``, and every metric name in deploy/grafana/damselfly.json and
-deploy/prometheus/rules.yml must be among the live names, a recording rule of rules.yml, or
-one of the few that Prometheus or other exporters provide (``EXTERNAL``).
-
-The manager is not built yet (issue 17 is written against it): ``MANAGER`` lists the names
-the dashboard and rules would read from it. It is empty today (its health is read from
-Prometheus' ``up``); once ``damselfly manager`` exists, start it in this test next to the
-others and move any manager name the dashboard gains from ``MANAGER`` to the live check.
+A scheduler, a seed and a peer (real processes, ``LocalCluster``), the manager (a real
+``damselfly manager`` process on SQLite) and the injector (in process, over HTTPS) are
+scraped after a download; each exposition must pass ``promtool check metrics``, and every
+metric name in deploy/grafana/damselfly.json and deploy/prometheus/rules.yml must be among
+the live names, a recording rule of rules.yml, or one of the few that Prometheus or other
+exporters provide (``EXTERNAL``).
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -45,7 +42,6 @@ EXTERNAL = {
     "kubelet_volume_stats_available_bytes": "kubelet",
     "kubelet_volume_stats_capacity_bytes": "kubelet",
 }
-MANAGER: set[str] = set()
 PROMTOOL = shutil.which("promtool")
 
 
@@ -96,6 +92,24 @@ async def injector(tmp_path: Path) -> AsyncIterator[str]:
         await task
 
 
+@contextlib.asynccontextmanager
+async def manager(tmp_path: Path) -> AsyncIterator[str]:
+    """A real ``damselfly manager`` process on SQLite; answers its base URL."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "damselfly.cli.damselfly", "manager",
+        "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "manager"),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert line.startswith("manager listening: http="), line
+        yield f"http://{line.split('=', 1)[1].strip()}"
+    finally:
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
 async def scrape(url: str) -> str:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         assert response.status == 200
@@ -108,20 +122,43 @@ async def test_dashboard_and_rules_read_only_metrics_the_processes_serve(tmp_pat
     async with LocalCluster(
         tmp_path / "c", peers=1, seeds=1, origin_files={"/model.bin": data}
     ) as cluster:
-        done = await cluster.dfget(0, cluster.origin.url("/model.bin"), tmp_path / "out.bin")
-        assert done.code == 0, cluster.logs()
+        for attempt in ("cold", "cached"):  # the second is served from the peer's store
+            out = tmp_path / f"{attempt}.bin"
+            done = await cluster.dfget(0, cluster.origin.url("/model.bin"), out)
+            assert done.code == 0, cluster.logs()
         for node in cluster.all_nodes():
             live[node.name] = await scrape(node.metrics_url)
+    async with manager(tmp_path) as url:
+        await scrape(f"{url}/healthz")  # one request for the requests counter
+        live["manager"] = await scrape(f"{url}/metrics")
     async with injector(tmp_path) as text:
         live["injector"] = text
 
     problems = {name: promtool_check(text) for name, text in live.items()}
     assert {name: p for name, p in problems.items() if p} == {}
     served = set().union(*(sample_names(text) for text in live.values()))
-    missing = used_names() - served - set(EXTERNAL) - MANAGER
+    missing = used_names() - served - set(EXTERNAL)
     assert missing == set(), f"used by the dashboard or rules but not served: {sorted(missing)}"
-    assert "damselfly_daemon_task_duration_seconds_bucket" in served
     assert sample_names(live["peer-0"]) >= {"damselfly_daemon_peer_bytes_total"}
+    assert sample_names(live["manager"]) >= {
+        "damselfly_manager_members",
+        "damselfly_manager_requests_total",
+    }
+    # The dashboard's cold start is the download duration: it counts the download the node
+    # did not hold (once), never the cache hit after it.
+    peer = samples(live["peer-0"])
+    assert peer["damselfly_daemon_task_duration_seconds_count"] == 1
+    assert peer["damselfly_daemon_cache_hits_total"] == 1
+
+
+def samples(text: str) -> dict[str, float]:
+    """Unlabelled samples by name (the daemon's are all unlabelled but the buckets)."""
+    return {
+        s.name: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if not s.labels
+    }
 
 
 def test_the_names_checked_are_the_ones_that_matter():
@@ -134,6 +171,8 @@ def test_the_names_checked_are_the_ones_that_matter():
         "damselfly_daemon_task_duration_seconds_bucket",
         "damselfly_scheduler_seeds",
         "damselfly_injector_reviews_total",
+        "damselfly_manager_members",
+        "damselfly_manager_requests_total",
         "up",
     } <= used
     assert not {n for n in used if ":" in n}, "recording rules are resolved, not checked"
