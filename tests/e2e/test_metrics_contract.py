@@ -144,11 +144,16 @@ async def test_dashboard_and_rules_read_only_metrics_the_processes_serve(tmp_pat
         "damselfly_manager_members",
         "damselfly_manager_requests_total",
     }
-    # The dashboard's cold start is the download duration: it counts the download the node
-    # did not hold (once), never the cache hit after it.
+    # The dashboard's cold start: the download the node did not hold is timed once, to its
+    # first piece and to done; the cache hit after it is in neither histogram.
     peer = samples(live["peer-0"])
     assert peer["damselfly_daemon_task_duration_seconds_count"] == 1
+    assert peer["damselfly_daemon_task_first_piece_seconds_count"] == 1
     assert peer["damselfly_daemon_cache_hits_total"] == 1
+    first, done = (
+        peer[f"damselfly_daemon_task_{h}_seconds_sum"] for h in ("first_piece", "duration")
+    )
+    assert 0 < first <= done
 
 
 def samples(text: str) -> dict[str, float]:
@@ -169,6 +174,7 @@ def test_the_names_checked_are_the_ones_that_matter():
         "damselfly_daemon_cache_hits_total",
         "damselfly_daemon_task_failures_total",
         "damselfly_daemon_task_duration_seconds_bucket",
+        "damselfly_daemon_task_first_piece_seconds_bucket",
         "damselfly_scheduler_seeds",
         "damselfly_injector_reviews_total",
         "damselfly_manager_members",

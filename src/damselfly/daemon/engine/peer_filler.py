@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 
 from damselfly.core.digests import SUPPORTED_ALGORITHMS, Digest
@@ -60,7 +61,8 @@ class PeerFiller:
         self._host_id = host_id
         self._pieces = pieces
         self._settings = settings or EngineSettings()
-        self._on_piece_stored = on_piece_stored
+        self._on_piece_stored = self._timing_first_piece(on_piece_stored)
+        self._first_piece_pending: dict[str, float] = {}  # task id -> fill start (monotonic)
         self._source = source or SourceFiller()
         # tasks read from the origin here (shared with the seed worker and the announcer)
         self.origin_reader_tasks = set() if origin_reader_tasks is None else origin_reader_tasks
@@ -74,6 +76,7 @@ class PeerFiller:
             return 0
         started = asyncio.get_running_loop().time()
         self.counters.active_tasks += 1
+        self._first_piece_pending.setdefault(request.task.task_id, time.monotonic())
         try:
             source_bytes = await self._fill(request, ctx)
         except BaseException:
@@ -81,9 +84,21 @@ class PeerFiller:
             raise
         finally:
             self.counters.active_tasks -= 1
+            self._first_piece_pending.pop(request.task.task_id, None)
         self.counters.source_bytes += source_bytes
-        self.counters.task_finished(asyncio.get_running_loop().time() - started)
+        self.counters.duration.observe(asyncio.get_running_loop().time() - started)
         return source_bytes
+
+    def _timing_first_piece(self, on_piece_stored: PieceStored) -> PieceStored:
+        """``on_piece_stored`` that also times a running fill's first piece (cold start)."""
+
+        def stored(task_id: str, number: int) -> None:
+            started = self._first_piece_pending.pop(task_id, None)
+            if started is not None:
+                self.counters.first_piece.observe(time.monotonic() - started)
+            on_piece_stored(task_id, number)
+
+        return stored
 
     async def _fill(self, request: FillRequest, ctx: DownloadContext) -> int:
         meta = task_meta(request)

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from damselfly.daemon.engine.counters import DURATION_BUCKETS, EngineCounters
+from damselfly.daemon.engine.counters import EngineCounters, Histogram
 from damselfly.daemon.servers.upload_statistics import UploadStatistics
 from damselfly.transport.http_listener import listening
 
@@ -47,7 +47,12 @@ class _DaemonCollector(Collector):
         yield _gauge("parents_in_use", "Parents of running downloads.", e.parents_in_use)
         yield _gauge("active_uploads", "Piece responses in progress.", u.active_uploads)
         yield from _guard_samples(u)
-        yield _histogram(e)
+        yield _histogram("task_duration_seconds", "Duration of finished downloads.", e.duration)
+        yield _histogram(
+            "task_first_piece_seconds",
+            "Time from a download's start to its first verified piece stored.",
+            e.first_piece,
+        )
 
 
 def _guard_samples(u: UploadStatistics) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
@@ -72,16 +77,14 @@ def _guard_samples(u: UploadStatistics) -> Iterator[CounterMetricFamily | GaugeM
     )  # fmt: skip
 
 
-def _histogram(e: EngineCounters) -> HistogramMetricFamily:
-    bounds = [str(b) for b in DURATION_BUCKETS] + ["+Inf"]
+def _histogram(name: str, text: str, histogram: Histogram) -> HistogramMetricFamily:
+    bounds = [str(b) for b in histogram.bounds] + ["+Inf"]
     cumulative, buckets = 0, []
-    for bound, count in zip(bounds, e.duration_counts, strict=True):
+    for bound, count in zip(bounds, histogram.counts, strict=True):
         cumulative += count
         buckets.append((bound, float(cumulative)))
-    family = HistogramMetricFamily(
-        PREFIX + "task_duration_seconds", "Duration of finished downloads."
-    )
-    family.add_metric([], buckets, e.duration_sum)
+    family = HistogramMetricFamily(PREFIX + name, text)
+    family.add_metric([], buckets, histogram.sum)
     return family
 
 
