@@ -77,9 +77,7 @@ class GarbageCollector:
         for task in tasks:
             if report.freed_bytes >= needed_bytes:
                 break
-            if self._evictable(task.task_id, sizes, pinned):
-                report.evicted.append(task.task_id)
-                report.freed_bytes += sizes[task.task_id]
+            self._evict(report, task.task_id, sizes, pinned)
         self._log(report)
         return report
 
@@ -90,15 +88,17 @@ class GarbageCollector:
         for task in self._metadata.tasks_by_access():
             if task.accessed_at >= accessed_before:
                 break
-            if self._evictable(task.task_id, sizes, pinned):
-                report.evicted.append(task.task_id)
-                report.freed_bytes += sizes[task.task_id]
+            self._evict(report, task.task_id, sizes, pinned)
         self._log(report)
         return report
 
-    def _evictable(self, task_id: str, sizes: dict[str, int], pinned: frozenset[str]) -> bool:
-        """Evict ``task_id`` if it has a file and nobody holds it; True if it was evicted."""
-        return task_id in sizes and task_id not in pinned and self.delete(task_id, with_row=True)
+    def _evict(
+        self, report: GcReport, task_id: str, sizes: dict[str, int], pinned: frozenset[str]
+    ) -> None:
+        """Evict ``task_id`` if it has a file and nobody holds it, and record it in ``report``."""
+        if task_id in sizes and task_id not in pinned and self.delete(task_id, with_row=True):
+            report.evicted.append(task_id)
+            report.freed_bytes += sizes[task_id]
 
     def delete(self, task_id: str, *, with_row: bool) -> bool:
         """Delete a task's file (and row) if nobody holds it open; False if pinned."""
