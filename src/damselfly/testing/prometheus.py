@@ -90,7 +90,7 @@ class PrometheusServer:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
-    async def wait_scraped_after(self, moment: float, within: float = 10.0) -> None:
+    async def wait_scraped_after(self, moment: float, within: float = 20.0) -> None:
         """Until every target answered a scrape that started after ``moment`` (Unix time)."""
         expected = sum(len(addresses) for addresses in self.targets.values())
 
