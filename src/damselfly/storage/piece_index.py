@@ -1,0 +1,72 @@
+"""``PieceIndex``: the recorded pieces of one open task, kept in memory.
+
+Every query on an open task (which pieces are held, a piece's record, is it complete) used to
+be a query of the metadata store: ``finished_pieces`` a scan of the task's piece rows, asked
+by the piece server's bitmap watch at every wake-up (one per stored piece, per watcher), so a
+task of n pieces cost O(n^2) row reads. Now a ``Store`` keeps one ``PieceIndex`` per task it
+has open, shared by every handle of that task (the daemon's engine writing and its piece
+server reading are two handles): loaded from the metadata store when the first handle opens
+(after the pieces were re-verified), changed by this ``Store``'s own records and drops, and
+dropped with the last handle.
+
+The metadata store stays the truth, written at once on every change; the index is a view of
+it that the ``Store`` keeps current for everything this process does. What another process
+records on the same task (a standalone dfget next to dfdaemon) reaches the index two ways: a
+lookup of one piece the index lacks asks the store for that row (an indexed read, not a scan),
+and ``TaskStorage.refresh`` reloads the whole view (the piece server's watch does so at most
+once per poll interval). A piece another process *drops* stays in the view until the next
+refresh; serving it re-checks its bytes anyway unless this daemon wrote and verified them
+(``daemon/servers/upload_server.py``).
+
+Thread-safe: pieces are recorded from worker threads while the event loop reads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from damselfly.storage.metadata import PieceMeta
+
+
+class PieceIndex:
+    def __init__(self, pieces: Iterable[PieceMeta] = ()) -> None:
+        self._lock = threading.Lock()
+        self._pieces = {piece.number: piece for piece in pieces}
+        self._numbers: frozenset[int] | None = None  # cached answer of ``numbers``
+        self.version = 0  # bumped by every change: a watcher compares it to skip work
+
+    def get(self, number: int) -> PieceMeta | None:
+        return self._pieces.get(number)
+
+    def numbers(self) -> frozenset[int]:
+        with self._lock:
+            if self._numbers is None:
+                self._numbers = frozenset(self._pieces)
+            return self._numbers
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def recorded(self, piece: PieceMeta) -> None:
+        with self._lock:
+            if self._pieces.get(piece.number) != piece:
+                self._pieces[piece.number] = piece
+                self._changed()
+
+    def dropped(self, number: int) -> None:
+        with self._lock:
+            if self._pieces.pop(number, None) is not None:
+                self._changed()
+
+    def replace(self, pieces: Iterable[PieceMeta]) -> None:
+        """Reload from the metadata store (another process may have changed it)."""
+        fresh = {piece.number: piece for piece in pieces}
+        with self._lock:
+            if fresh != self._pieces:
+                self._pieces = fresh
+                self._changed()
+
+    def _changed(self) -> None:
+        self._numbers = None
+        self.version += 1
