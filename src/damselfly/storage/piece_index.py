@@ -18,13 +18,25 @@ once per poll interval). A piece another process *drops* stays in the view until
 refresh; serving it re-checks its bytes anyway unless this daemon wrote and verified them
 (``daemon/servers/upload_server.py``).
 
+**Pieces written here.** The index also knows which pieces this ``Store`` wrote itself: hashed
+in memory and written completely (``write_started`` ... ``write_finished``), so their bytes
+on disk are the ones verified, unless someone else wrote to the file since. It answers
+``vouches_for(number, stamp)``: the piece was written here, is not being written now (a
+rewrite in progress, or a torn one, is never vouched for), and the file's change stamp
+(``ContentFile.change_stamp``: inode, size, mtime, ctime) is the one taken when the last of
+our writes ended, or one of our writes is still running. That last case is the trade-off: a
+foreign write to the file *while* this process writes it is not noticed until our writes
+pause (it was not noticed before either: the stamp taken after our next write included it).
+The piece server serves what the index vouches for with ``sendfile`` and re-hashes the rest.
+
 Thread-safe: pieces are recorded from worker threads while the event loop reads.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable
 
 from damselfly.storage.metadata import PieceMeta
 
@@ -35,6 +47,9 @@ class PieceIndex:
         self._pieces = {piece.number: piece for piece in pieces}
         self._numbers: frozenset[int] | None = None  # cached answer of ``numbers``
         self.version = 0  # bumped by every change: a watcher compares it to skip work
+        self._written_here: set[int] = set()  # hashed and written whole by this Store
+        self._writing: Counter[int] = Counter()  # being written by this Store now
+        self._stamp_after_writes: Hashable = None  # the file's change stamp when they ended
 
     def get(self, number: int) -> PieceMeta | None:
         return self._pieces.get(number)
@@ -56,13 +71,47 @@ class PieceIndex:
 
     def dropped(self, number: int) -> None:
         with self._lock:
+            self._written_here.discard(number)
             if self._pieces.pop(number, None) is not None:
                 self._changed()
+
+    # -- pieces written here --------------------------------------------------------------
+
+    def write_started(self, number: int) -> None:
+        with self._lock:
+            self._writing[number] += 1
+            self._written_here.discard(number)  # its bytes are about to change
+
+    def write_finished(self, number: int, *, whole: bool, stamp: Callable[[], Hashable]) -> None:
+        """``whole``: every byte was written (the bytes hashed before). ``stamp`` is taken
+        here, under the lock, when no other write of ours is running."""
+        with self._lock:
+            self._writing[number] -= 1
+            if self._writing[number] <= 0:
+                del self._writing[number]
+            if whole and number not in self._writing:
+                self._written_here.add(number)
+            if not self._writing:
+                self._stamp_after_writes = stamp()
+
+    def restamped(self, before: Hashable, after: Hashable) -> None:
+        """We moved the file's mtime ourselves (``stamp_fingerprint``), its bytes unchanged:
+        what we vouched for under ``before`` still holds under ``after``."""
+        with self._lock:
+            if not self._writing and self._stamp_after_writes == before:
+                self._stamp_after_writes = after
+
+    def vouches_for(self, number: int, stamp_now: Hashable) -> bool:
+        with self._lock:
+            if number not in self._written_here or number in self._writing:
+                return False
+            return bool(self._writing) or stamp_now == self._stamp_after_writes
 
     def replace(self, pieces: Iterable[PieceMeta]) -> None:
         """Reload from the metadata store (another process may have changed it)."""
         fresh = {piece.number: piece for piece in pieces}
         with self._lock:
+            self._written_here &= fresh.keys()
             if fresh != self._pieces:
                 self._pieces = fresh
                 self._changed()

@@ -129,11 +129,31 @@ class TaskStorage:
                 if held.digest == digest:
                     return held
                 raise PieceDigestError(number, held.digest, digest, source="bytes already held")
-            self._content.write_chunks_at(piece.offset, chunks)
+            if held is not None:
+                # damaged: unrecorded while it is rewritten, so a torn rewrite is never served
+                self._metadata.piece_dropped(self.task_id, number)
+                self._index.dropped(number)
+            self._write_whole(number, piece.offset, chunks)
             meta = PieceMeta(number, piece.offset, piece.length, digest)
             self._metadata.piece_finished(self.task_id, meta)
             self._index.recorded(meta)
             return meta
+
+    def vouches_for(self, number: int) -> bool:
+        """Were this piece's bytes hashed and written whole by this ``Store``, with no write
+        to the file by anyone else since (``piece_index.py``)? Then serving it needs no
+        re-hash."""
+        self._check_open()
+        return self._index.vouches_for(number, self._content.change_stamp())
+
+    def _write_whole(self, number: int, offset: int, chunks: list[memoryview]) -> None:
+        self._index.write_started(number)
+        whole = False
+        try:
+            self._content.write_chunks_at(offset, chunks)
+            whole = True
+        finally:
+            self._index.write_finished(number, whole=whole, stamp=self._content.change_stamp)
 
     def drop_piece(self, number: int) -> None:
         self._check_open()
@@ -233,8 +253,10 @@ class TaskStorage:
         (a cache hit): then the file's mtime is left alone."""
         if self._metadata.verified_fingerprint(self.task_id) == self._content.fingerprint():
             return
+        before = self._content.change_stamp()
         fingerprint = self._content.stamp_fingerprint()
         if fingerprint is not None:
+            self._index.restamped(before, self._content.change_stamp())
             self._metadata.task_verified(self.task_id, fingerprint)
 
     def _piece_lock(self, number: int) -> threading.Lock:
