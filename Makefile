@@ -3,7 +3,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 
-.PHONY: demo test faults check lint bench-single bench-hub bench-swarm bench-manager setup
+.PHONY: demo test faults check lint bench-single bench-small bench-hub bench-swarm bench-manager setup
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -30,6 +30,9 @@ faults: $(STAMP)
 bench-single: $(STAMP)
 	DAMSELFLY_BENCH_DEPS=1 bash scripts/setup.sh
 	$(BIN)/python bench/single/run.py $(BENCH_ARGS)
+
+bench-small: $(STAMP)
+	$(BIN)/python bench/small/run.py $(BENCH_ARGS)
 
 bench-hub: $(STAMP)
 	$(BIN)/python bench/hub/run.py $(BENCH_ARGS)

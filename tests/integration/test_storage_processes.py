@@ -107,7 +107,10 @@ def test_two_processes_write_different_pieces_of_one_task(tmp_path: Path, spawn:
         assert task.read_range(0, len(DATA)) == DATA
 
 
-def test_second_process_joins_a_task_the_first_holds_open(tmp_path: Path, spawn: Spawn) -> None:
+@pytest.mark.parametrize("refresh", [True, False], ids=["refreshed", "succeeded-at-once"])
+def test_second_process_joins_a_task_the_first_holds_open(
+    tmp_path: Path, spawn: Spawn, refresh: bool
+) -> None:
     with (
         Store(tmp_path) as store,
         store.open_task(
@@ -120,9 +123,12 @@ def test_second_process_joins_a_task_the_first_holds_open(tmp_path: Path, spawn:
         assert expect(child, "ready") == ["ready", "10"]  # saw and re-verified ours
         expect(child, "written")
         finish(child)
-        assert task.finished_pieces() == frozenset(range(COUNT))  # sees theirs
-        assert task.read_piece(COUNT - 1) == chunk(COUNT - 1)
-        task.mark_succeeded()
+        assert task.read_piece(COUNT - 1) == chunk(COUNT - 1)  # one of theirs, looked up
+        if refresh:  # the in-memory view reloads what another process recorded
+            task.refresh()
+            assert task.finished_pieces() == frozenset(range(COUNT))
+        task.mark_succeeded()  # counted against the store, refreshed or not
+        assert task.read_range(0, len(DATA)) == DATA
 
 
 def test_kill_9_keeps_recorded_pieces_and_releases_the_pin(tmp_path: Path, spawn: Spawn) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -12,7 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from damselfly.core.errors import StorageError
 from damselfly.daemon.servers.upload_server import CHUNK_LENGTH, UploadServer
+from damselfly.storage import content as content_module
 from damselfly.storage.store import Store, TaskStorage
 
 TASK_ID = "c3" * 32
@@ -222,7 +225,8 @@ async def test_piece_corrupted_before_the_server_opened_the_task_is_never_served
 async def test_a_write_to_the_file_sends_pieces_back_to_the_checked_path(
     store: Store, task: TaskStorage, http: aiohttp.ClientSession
 ) -> None:
-    write(task, 0)
+    with Store(store.root) as other, open_task(other) as theirs:  # another process wrote it
+        write(theirs, 0)
     async with serve(store) as server:
         for _ in range(3):
             await get_bytes(http, piece_url(server, 0))
@@ -338,3 +342,63 @@ async def test_watch_sends_heartbeats_and_ends_when_the_server_closes(
         await server.aclose()
     assert await read_line(response) == b""  # ended without {"complete": true}
     response.close()
+
+
+# -- pieces this daemon wrote itself --------------------------------------------------------
+
+
+async def test_own_pieces_skip_the_recheck_while_our_writes_go_on(
+    store: Store, task: TaskStorage, http: aiohttp.ClientSession
+) -> None:
+    """The engine's later writes (to other pieces) do not send what it wrote before back to
+    the checked path, even before it told the server (``piece_added``) of the later ones."""
+    async with serve(store) as server:
+        write(task, 0)
+        server.piece_added(TASK_ID, 0)
+        assert await get_bytes(http, piece_url(server, 0)) == (200, piece(0))
+        write(task, 1)  # stored, not yet announced: the file changed under the server
+        for number in (0, 1, 0):
+            assert await get_bytes(http, piece_url(server, number)) == (200, piece(number))
+        write(task, 2)
+        assert await get_bytes(http, piece_url(server, 2)) == (200, piece(2))
+        task.mark_succeeded()  # moves mtime (the store's fingerprint), not the bytes
+        assert await get_bytes(http, piece_url(server, 1)) == (200, piece(1))
+        assert server.statistics().pieces_rechecked == 0
+
+
+def tear_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``pwritev`` writes half its first buffer, then fails as a full disk does."""
+
+    def torn(fd: int, buffers: list[memoryview], offset: int) -> int:
+        first = buffers[0]
+        os.pwrite(fd, first[: len(first) // 2], offset)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(content_module.os, "pwritev", torn)
+
+
+@pytest.mark.parametrize("rewrite", [False, True], ids=["new-piece", "rewrite-of-a-damaged-one"])
+async def test_a_torn_write_is_never_shared(
+    store: Store,
+    task: TaskStorage,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    rewrite: bool,
+) -> None:
+    write(task, 0)
+    if rewrite:
+        write(task, 1)
+        corrupt(task.content_path, PIECE + 3)
+    async with serve(store) as server:
+        assert await get_bytes(http, piece_url(server, 0)) == (200, piece(0))
+        with monkeypatch.context() as patch:
+            tear_writes(patch)
+            with pytest.raises(StorageError):
+                write(task, 1)
+        assert not task.has_piece(1)
+        assert (await get_bytes(http, piece_url(server, 1)))[0] == 404
+        assert await get_bytes(http, piece_url(server, 0)) == (200, piece(0))
+        write(task, 1)  # the next whole write is served again, and vouched for
+        rechecked = server.statistics().pieces_rechecked
+        assert await get_bytes(http, piece_url(server, 1)) == (200, piece(1))
+        assert server.statistics().pieces_rechecked == rechecked

@@ -146,6 +146,12 @@ class ContentFile:
         """Size, mtime, inode and device of the open file (not ctime: see the module docstring)."""
         return _fingerprint(self._fstat())
 
+    def change_stamp(self) -> tuple[int, int, int, int, int]:
+        """What any write to the file changes: device, inode, size, mtime and ctime (ctime
+        too: a write that puts mtime back still moves it)."""
+        st = self._fstat()
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
     def stamp_fingerprint(self) -> str | None:
         """Step the mtime back 1 ns, then fingerprint: any later write changes the result.
 

@@ -20,7 +20,9 @@ gets a fresh fingerprint, so only the first open after a change pays. ``mark_suc
 one too, and any ``write_piece``/``drop_piece`` or state change away from succeeded clears it.
 A task this ``Store`` already has open (the daemon's engine writing it while its piece server
 opens it to serve) is not re-read either: the open handle verified what was there when it
-opened, and every piece recorded since was hashed as it was written.
+opened, and every piece recorded since was hashed as it was written. Such handles share one
+in-memory view of the task's recorded pieces (``piece_index.py``), loaded once per opening
+and kept current by every record and drop this ``Store`` makes, delivery's included.
 
 The trade-off: the fingerprint trusts the mtime. Bytes changed in place with the size, inode
 and mtime kept (rewritten and then ``os.utime``/``touch -d`` back to the old time, or bit rot
@@ -64,6 +66,7 @@ from damselfly.storage.content import (
 from damselfly.storage.gc import GarbageCollector
 from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskMeta, TaskState
 from damselfly.storage.output import DeliveryMethod, deliver_file
+from damselfly.storage.piece_index import PieceIndex
 from damselfly.storage.space import DiskSpace, SpaceReserve
 from damselfly.storage.sqlite_metadata import SqliteMetadataStore
 from damselfly.storage.task_storage import TaskStorage
@@ -113,6 +116,7 @@ class Store:
         )
         self._store_lock = StoreLock(root / "store.lock")
         self._pins: Counter[str] = Counter()
+        self._indexes: dict[str, PieceIndex] = {}  # per pinned task: its recorded pieces
         self._pins_lock = threading.Lock()
         self._open_tasks: weakref.WeakSet[TaskStorage] = weakref.WeakSet()
         self._closed = False
@@ -141,17 +145,20 @@ class Store:
                 content.close()
                 raise
             already_open = self._pin(task_id) > 1
+            index = self._index(task_id)
         task = TaskStorage(
             task_id,
             content_length=content_length,
             piece_length=piece_length,
             content=content,
             metadata=self._metadata,
+            index=index,
             on_close=lambda: self._unpin(task_id),
         )
         try:
             if not already_open:
                 check_pieces(self._metadata, task, content, kept_size)
+                task.refresh()  # the re-verification dropped pieces from the store
             self._settle_state(task)
         except BaseException:
             task.close()
@@ -242,6 +249,11 @@ class Store:
             output.close()
         if bad:
             drop_pieces(self._metadata, task_id, bad, "verification before delivery")
+            with self._pins_lock:
+                index = self._indexes.get(task_id)
+            if index is not None:  # an open handle (the daemon's) must not serve them
+                for number in bad:
+                    index.dropped(number)
             raise CorruptContentError(task_id, bad)
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -348,6 +360,17 @@ class Store:
             self._pins[task_id] -= 1
             if self._pins[task_id] <= 0:
                 del self._pins[task_id]
+                self._indexes.pop(task_id, None)
+
+    def _index(self, task_id: str) -> PieceIndex:
+        """The pinned task's shared view of its recorded pieces, loaded if it has none."""
+        with self._pins_lock:
+            index = self._indexes.get(task_id)
+        if index is None:
+            index = PieceIndex(self._metadata.pieces(task_id))
+            with self._pins_lock:
+                index = self._indexes.setdefault(task_id, index)
+        return index
 
     def _pinned(self) -> frozenset[str]:
         with self._pins_lock:

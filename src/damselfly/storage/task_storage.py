@@ -5,8 +5,11 @@ is safe to call from several threads at once: bytes go through ``pread``/``pwrit
 descriptor (no shared file position), records through the thread-safe ``MetadataStore``, and
 writes of the same piece number are serialised by a striped lock.
 
-What is held is always asked of the metadata store, never cached here, so pieces recorded by
-another process working on the same task (dfget next to dfdaemon) show up on the next call.
+What is held is answered from the task's ``PieceIndex`` (``piece_index.py``), an in-memory view
+of the metadata store shared by every handle of the task in one ``Store`` and kept current by
+their records and drops: no query of the metadata store per question. Pieces recorded by
+another process working on the same task (dfget next to dfdaemon) show up when one is looked
+up by number (a miss asks the store for that row) and at ``refresh``.
 
 A piece is recorded only after its bytes are written; ``write_piece`` of a piece already held
 with the same bytes is a no-op that returns the existing record. Reads do not re-hash: a
@@ -28,6 +31,7 @@ from damselfly.core.errors import PieceDigestError, StorageError
 from damselfly.core.pieces import ByteRange, Piece, piece_at, piece_count, pieces_in_range
 from damselfly.storage.content import ContentFile
 from damselfly.storage.metadata import MetadataStore, PieceMeta, PieceNotHeldError
+from damselfly.storage.piece_index import PieceIndex
 
 _LOCK_STRIPES = 64
 
@@ -43,8 +47,11 @@ class TaskStorage:
         piece_length: int,
         content: ContentFile,
         metadata: MetadataStore,
+        index: PieceIndex | None = None,
         on_close: Callable[[], None] = lambda: None,
     ) -> None:
+        """``index``: the view shared with the task's other handles (``Store.open_task``);
+        None: one of its own, loaded now."""
         self.task_id = task_id
         self.content_length = content_length
         self.piece_length = piece_length
@@ -52,6 +59,7 @@ class TaskStorage:
         self.content_path: Path = content.path
         self._content = content
         self._metadata = metadata
+        self._index = PieceIndex(metadata.pieces(task_id)) if index is None else index
         self._on_close = on_close
         self._piece_locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
         self._close_lock = threading.Lock()
@@ -64,15 +72,35 @@ class TaskStorage:
 
     def finished_pieces(self) -> frozenset[int]:
         self._check_open()
-        return frozenset(piece.number for piece in self._metadata.pieces(self.task_id))
+        return self._index.numbers()
 
     def piece_meta(self, number: int) -> PieceMeta | None:
+        """The piece's record; one the view lacks is asked of the store (another process may
+        have recorded it) and kept."""
         self._check_open()
-        return self._metadata.get_piece(self.task_id, number)
+        piece = self._index.get(number)
+        if piece is None:
+            piece = self._metadata.get_piece(self.task_id, number)
+            if piece is not None:
+                self._index.recorded(piece)
+        return piece
 
     @property
     def is_complete(self) -> bool:
-        return len(self.finished_pieces()) == self.piece_count
+        self._check_open()
+        return len(self._index) == self.piece_count
+
+    @property
+    def version(self) -> int:
+        """Changes whenever the set of held pieces may have (cheap to compare)."""
+        return self._index.version
+
+    def refresh(self) -> None:
+        """Reload the view from the metadata store: pieces another process recorded or
+        dropped since. One scan of the task's rows; the piece server's watch calls it at
+        most once per poll interval."""
+        self._check_open()
+        self._index.replace(self._metadata.pieces(self.task_id))
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -96,22 +124,45 @@ class TaskStorage:
         if expected_digest is not None and expected_digest != digest:
             raise PieceDigestError(number, expected_digest, digest)
         with self._piece_lock(number):
-            held = self._metadata.get_piece(self.task_id, number)
+            held = self.piece_meta(number)
             if held is not None and self._still_valid(held):
                 if held.digest == digest:
                     return held
                 raise PieceDigestError(number, held.digest, digest, source="bytes already held")
-            self._content.write_chunks_at(piece.offset, chunks)
+            if held is not None:
+                # damaged: unrecorded while it is rewritten, so a torn rewrite is never served
+                self._metadata.piece_dropped(self.task_id, number)
+                self._index.dropped(number)
+            self._write_whole(number, piece.offset, chunks)
             meta = PieceMeta(number, piece.offset, piece.length, digest)
             self._metadata.piece_finished(self.task_id, meta)
+            self._index.recorded(meta)
             return meta
+
+    def vouches_for(self, number: int) -> bool:
+        """Were this piece's bytes hashed and written whole by this ``Store``, with no write
+        to the file by anyone else since (``piece_index.py``)? Then serving it needs no
+        re-hash."""
+        self._check_open()
+        return self._index.vouches_for(number, self._content.change_stamp())
+
+    def _write_whole(self, number: int, offset: int, chunks: list[memoryview]) -> None:
+        self._index.write_started(number)
+        whole = False
+        try:
+            self._content.write_chunks_at(offset, chunks)
+            whole = True
+        finally:
+            self._index.write_finished(number, whole=whole, stamp=self._content.change_stamp)
 
     def drop_piece(self, number: int) -> None:
         self._check_open()
         with self._piece_lock(number):
             self._metadata.piece_dropped(self.task_id, number)
+            self._index.dropped(number)
 
     def mark_succeeded(self) -> None:
+        self.refresh()  # counted against the store: another process may have added pieces
         held = len(self.finished_pieces())
         if held != self.piece_count:
             raise StorageError(
@@ -133,6 +184,7 @@ class TaskStorage:
         self._content.resize(0)
         for number in self.finished_pieces():
             self._metadata.piece_dropped(self.task_id, number)
+            self._index.dropped(number)
         self._metadata.task_failed(self.task_id)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -152,6 +204,9 @@ class TaskStorage:
             )
         wanted = pieces_in_range(ByteRange(offset, length), self.content_length, self.piece_length)
         missing = set(wanted) - self.finished_pieces()
+        if missing:  # recorded by another process since the view was loaded?
+            self.refresh()
+            missing = set(wanted) - self.finished_pieces()
         if missing:
             raise PieceNotHeldError(self.task_id, min(missing))
         return self._content.read_at(offset, length) if length else b""
@@ -198,8 +253,10 @@ class TaskStorage:
         (a cache hit): then the file's mtime is left alone."""
         if self._metadata.verified_fingerprint(self.task_id) == self._content.fingerprint():
             return
+        before = self._content.change_stamp()
         fingerprint = self._content.stamp_fingerprint()
         if fingerprint is not None:
+            self._index.restamped(before, self._content.change_stamp())
             self._metadata.task_verified(self.task_id, fingerprint)
 
     def _piece_lock(self, number: int) -> threading.Lock:

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Iterator
 
 from damselfly.core.error_groups import group_error
 from damselfly.core.errors import PeerError, PieceDigestError, ProtocolError, SchedulerError
@@ -52,6 +53,9 @@ PARENT_REFRESH_INTERVAL = 1.0  # seconds between asks for more parents while we 
 WANTED_PARENTS = 4  # ask for more parents while fewer are usable (the scheduler's max_parents)
 DIGEST_REFRESH_INTERVAL = 0.1  # seconds between asks for a digest not reported yet
 DIGEST_WAIT = 5.0  # seconds a fetched piece waits for its digest before it is dropped
+WATCH_RETRY_FIRST = 0.01  # seconds before watching again a parent that answered 404 ...
+WATCH_RETRY_MAX = 0.25  # ... doubling up to this
+WATCH_RETRY_WINDOW = 5.0  # seconds of 404s before a watcher gives up (a refresh restarts it)
 
 
 class NoParentError(PeerError):
@@ -328,22 +332,37 @@ class PeerDownload:
         self._wakeup.set()
 
     async def _watch(self, peer_id: str) -> None:
-        """Follow a parent's bitmap stream until it holds everything or goes away."""
-        parent = self._dispatcher.parent(peer_id)
-        if parent is None:
-            return
-        stream = self._pieces.watch(
-            parent.address, self._task.task_id, piece_count=self._task.piece_count
-        )
-        try:
-            async with contextlib.aclosing(stream) as numbers:
-                async for number in numbers:
-                    self._dispatcher.parent_has(peer_id, (number,))
-                    self._wakeup.set()
-        except ParentUnreachableError as exc:  # not a 404 (the parent has not opened it yet)
-            self._watch_broke(peer_id, exc)
-        except (PeerError, ProtocolError):
-            pass
+        """Follow a parent's bitmap stream until it holds everything or goes away.
+
+        A 404 means the parent has not opened the task yet: a seed handed its job a moment
+        ago answers so until it has the origin's answer. Watch again soon (``WATCH_RETRY_*``),
+        not at the next parent refresh a second later: on a small file that second was
+        the whole download (docs/benchmarks.md, "Small files")."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + WATCH_RETRY_WINDOW
+        for delay in _backoff(WATCH_RETRY_FIRST, WATCH_RETRY_MAX):
+            parent = self._dispatcher.parent(peer_id)
+            if parent is None:
+                return
+            try:
+                await self._follow(peer_id, parent.address)
+                return
+            except PieceNotHeldError:
+                if loop.time() + delay > give_up:
+                    return  # a later parent refresh starts a new watcher
+                await asyncio.sleep(delay)
+            except ParentUnreachableError as exc:  # not a 404
+                self._watch_broke(peer_id, exc)
+                return
+            except (PeerError, ProtocolError):
+                return
+
+    async def _follow(self, peer_id: str, address: str) -> None:
+        stream = self._pieces.watch(address, self._task.task_id, piece_count=self._task.piece_count)
+        async with contextlib.aclosing(stream) as numbers:
+            async for number in numbers:
+                self._dispatcher.parent_has(peer_id, (number,))
+                self._wakeup.set()
 
     def _watch_broke(self, peer_id: str, exc: Exception) -> None:
         """The parent's bitmap stream broke: it went away (killed, restarted). Tell the
@@ -361,6 +380,13 @@ class PeerDownload:
         refresh = [self._refreshing] if self._refreshing is not None else []
         for task in [*self._watchers.values(), *self._fetching.values(), *refresh]:
             task.cancel()
+
+
+def _backoff(first: float, most: float) -> Iterator[float]:
+    delay = first
+    while True:
+        yield delay
+        delay = min(most, 2 * delay)
 
 
 def _host(ip: str) -> str:

@@ -17,13 +17,16 @@ recorded BLAKE3 digest unless that was already done since the content file last 
   else's) changes mtime/ctime and sends every piece back to the checked path once.
 
 So a seed serving a finished task hashes each piece once per change of the file, not once per
-upload. Pieces this daemon's engine stored take the fast path while the file is as it was after
-the engine's last write (``piece_added``: the engine hashed each piece as it wrote it, and the
-file's fingerprint is taken after each such write). Without this, a running download would
-hash every piece it uploads once more (every write changes the fingerprint), on two cores the
-difference between relaying at link speed or not; a change by anyone else sends every piece
-back to the checked path. What it misses: bytes that change without touching mtime/ctime (bit
-rot under the filesystem, a write within the same timestamp tick as our read). Children
+upload. Pieces this daemon's store hashed and wrote itself (the engine's from parents, the
+origin reader's from the origin) take the fast path from the start, however many of our own
+writes to other pieces follow, while nobody else has written to the file
+(``TaskStorage.vouches_for``, ``storage/piece_index.py``); a piece being written, or whose
+write failed half-way, never does (nor is it recorded: a torn write is never shared). Before,
+only the fingerprint after the engine's *last* write vouched, so while a download ran almost
+every upload was hashed again (41 % of what a seed served). A change by anyone else sends
+every piece back to the checked path once our writes pause. What it misses: bytes that
+change without touching mtime/ctime (bit rot under the filesystem, a write within the same
+timestamp tick as our read), and a foreign write while our own writes run. Children
 verify every piece against the origin reader's digest anyway (``docs/p2p.md``, "Digests");
 this re-check only keeps a parent from sending bad bytes again and again.
 
@@ -51,13 +54,10 @@ its re-check or the store fails under a request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
-import os
 import ssl
 import weakref
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 
@@ -71,20 +71,13 @@ from damselfly.daemon.servers.private_access import PrivateAccess
 from damselfly.daemon.servers.upload_guard import ConnectionGuard, UploadLimits
 from damselfly.daemon.servers.upload_limits import TokenBucket, UploadSlots
 from damselfly.daemon.servers.upload_statistics import UploadCounters, UploadStatistics
-from damselfly.daemon.servers.upload_tasks import (
-    OwnWrites,
-    SharedTask,
-    TaskCache,
-    fingerprint_of,
-    read_and_hash,
-)
+from damselfly.daemon.servers.upload_tasks import SharedTask, TaskCache, read_and_hash
 from damselfly.daemon.servers.upload_watch import PieceWatchers, abort_response
 from damselfly.protocol import pieces_http as wire
 from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.store import Store
 
 CHUNK_LENGTH = 1024 * 1024
-OWN_WRITES_TASKS = 64  # tasks whose engine-written pieces are remembered (most recent)
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - peers on other hosts must reach the piece port
 
 _log = logging.getLogger(__name__)
@@ -123,12 +116,10 @@ class UploadServer:
         )
         self._host, self._port = host, port
         self._store = store
-        self._own_writes: OrderedDict[str, OwnWrites] = OrderedDict()
         self._background = BackgroundTasks()  # the task cache's openers
         self._tasks = TaskCache(
             store,
             capacity=open_task_limit,
-            own_writes=self._own_writes,
             spawn=self._background.start_soon,
         )
         self._slots = UploadSlots(upload_slots)
@@ -211,18 +202,10 @@ class UploadServer:
     def piece_added(self, task_id: str, number: int) -> None:
         """A piece of ``task_id`` was stored and verified: tell its watchers now. Call it from
         the event loop's thread (after ``await asyncio.to_thread(task.write_piece, ...)``)."""
-        own = self._own_writes.setdefault(task_id, OwnWrites())
-        self._own_writes.move_to_end(task_id)
-        while len(self._own_writes) > OWN_WRITES_TASKS:  # the oldest: likely finished long ago
-            self._own_writes.popitem(last=False)  # (its pieces go back to one re-check)
-        own.pieces.add(number)
-        with contextlib.suppress(OSError):  # gone: nothing to vouch for
-            own.fingerprint = fingerprint_of(os.stat(self._store.content_path(task_id)))
         self._watchers.notify(task_id)
 
     def forget_task(self, task_id: str) -> None:
         """Close the cached handle of ``task_id`` (once idle) so the store may remove it."""
-        self._own_writes.pop(task_id, None)
         self._tasks.forget(task_id)
 
     def statistics(self) -> UploadStatistics:

@@ -2,8 +2,9 @@
 
 A ``SharedTask`` holds the store's handle (a pin against GC), a read-only descriptor of the
 content file for ``sendfile``/``pread``, and what is known to be good without hashing again:
-pieces re-checked under the file's current fingerprint, and pieces this daemon's engine wrote
-(``OwnWrites``) while nobody else has written to the file since. ``TaskCache`` opens each task
+pieces re-checked under the file's current fingerprint, and pieces this daemon's store hashed
+and wrote itself while nobody else has written to the file since (``TaskStorage.vouches_for``,
+``storage/piece_index.py``). ``TaskCache`` opens each task
 once (in a worker thread; ``Store.open_task`` may re-verify) however many requests wait, and
 closes evicted handles when their last request ends. Openers run as tasks of the server's
 ``BackgroundTasks`` (``spawn``); each hands its outcome, error included, to every waiter, so a
@@ -17,7 +18,6 @@ import contextlib
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 import blake3
@@ -33,21 +33,12 @@ def fingerprint_of(st: os.stat_result) -> Fingerprint:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-@dataclass
-class OwnWrites:
-    """Pieces of one task this daemon's engine stored (hashing them as it wrote them), and
-    the content file's fingerprint right after the last of those writes."""
-
-    pieces: set[int] = field(default_factory=set)
-    fingerprint: Fingerprint | None = None
-
-
 class SharedTask:
     """One task as the server holds it open: the store handle (pin + records), a read-only
     descriptor of the content file (for ``sendfile``/``pread``) and which pieces were
     re-checked under which fingerprint of the file."""
 
-    def __init__(self, storage: TaskStorage, own: OwnWrites) -> None:
+    def __init__(self, storage: TaskStorage) -> None:
         self.storage = storage
         self.task_id = storage.task_id
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -57,20 +48,18 @@ class SharedTask:
         self.retired = False
         self._verified: set[int] = set()
         self._fingerprint: Fingerprint | None = None
-        self._own = own
 
     def fingerprint(self) -> Fingerprint:
         return fingerprint_of(os.fstat(self.fileno))
 
     def verified_since_change(self, number: int) -> tuple[bool, Fingerprint]:
         """Was ``number`` verified since the file last changed (by a re-check, or by our
-        engine as it wrote it, if only our engine wrote since)? And the fingerprint now."""
+        store as it wrote it, if only we wrote since)? And the fingerprint now."""
         now = self.fingerprint()
         if now != self._fingerprint:
             self._verified.clear()
             self._fingerprint = now
-        ours = now == self._own.fingerprint and number in self._own.pieces
-        return ours or number in self._verified, now
+        return number in self._verified or self.storage.vouches_for(number), now
 
     def piece_verified(self, number: int, before: Fingerprint) -> None:
         """Record a good re-check, if the file did not change while it ran."""
@@ -79,14 +68,13 @@ class SharedTask:
 
     def piece_failed(self, number: int) -> None:
         self._verified.discard(number)
-        self._own.pieces.discard(number)
 
     def close(self) -> None:
         self.reader.close()
         self.storage.close()
 
 
-def _open_shared(store: Store, task_id: str, own: OwnWrites) -> SharedTask | None:
+def _open_shared(store: Store, task_id: str) -> SharedTask | None:
     """Open a recorded task with its recorded geometry (blocking: ``open_task`` verifies)."""
     meta = store.get_task(task_id)
     if meta is None:
@@ -99,7 +87,7 @@ def _open_shared(store: Store, task_id: str, own: OwnWrites) -> SharedTask | Non
         content_digest=meta.content_digest,
     )
     try:
-        return SharedTask(storage, own)
+        return SharedTask(storage)
     except OSError as exc:
         storage.close()
         raise StorageError(f"task {task_id}: cannot open its content: {exc.strerror}") from exc
@@ -117,12 +105,10 @@ class TaskCache:
         *,
         capacity: int,
         spawn: Spawn,
-        own_writes: dict[str, OwnWrites] | None = None,
     ) -> None:
         if capacity <= 0:
             raise ValueError(f"open task limit must be > 0, got {capacity}")
         self._store = store
-        self._own_writes = {} if own_writes is None else own_writes
         self._capacity = capacity
         self._entries: OrderedDict[str, SharedTask] = OrderedDict()
         self._spawn = spawn
@@ -181,8 +167,7 @@ class TaskCache:
 
     async def _open(self, task_id: str) -> SharedTask | None:
         try:
-            own = self._own_writes.setdefault(task_id, OwnWrites())
-            entry = await asyncio.to_thread(_open_shared, self._store, task_id, own)
+            entry = await asyncio.to_thread(_open_shared, self._store, task_id)
         finally:
             del self._opening[task_id]
         if entry is None:

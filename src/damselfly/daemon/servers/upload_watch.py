@@ -5,6 +5,11 @@ heartbeat when nothing was sent for ``heartbeat_interval`` seconds, and ``TaskCo
 every piece is held (wire format: ``protocol/pieces_http.py``). The download engine's
 ``piece_added`` (through ``PieceWatchers.notify``) wakes a task's watchers at once; the store
 is also polled every ``poll_interval`` seconds for pieces written by another process.
+
+A wake-up costs no query of the metadata store: the held pieces come from the task's
+in-memory view (``storage/piece_index.py``), and only when its version moved are they
+compared with what was sent. The view is reloaded from the store (``TaskStorage.refresh``, one
+scan of the task's rows) at most once per ``poll_interval``, for other processes' pieces.
 ``close()`` ends every stream at its next wake-up.
 """
 
@@ -84,17 +89,24 @@ class PieceWatchers:
     ) -> None:
         storage, loop = task.storage, asyncio.get_running_loop()
         wake = signal.current()
-        held = storage.finished_pieces()
+        held, version = storage.finished_pieces(), storage.version
         await response.write(
             wire.encode_watch_event(wire.BitmapSnapshot(storage.piece_count, held))
         )
-        last_write = loop.time()
+        last_write = last_refresh = loop.time()
         while len(held) < storage.piece_count and not self._closing:
             await _wait(wake, min(self._poll_interval, self._heartbeat_interval))
             wake = signal.current()
-            now_held = storage.finished_pieces()
-            lines = [wire.encode_watch_event(wire.PieceHeld(n)) for n in sorted(now_held - held)]
-            held |= now_held
+            if loop.time() - last_refresh >= self._poll_interval:
+                storage.refresh()  # pieces recorded by another process
+                last_refresh = loop.time()
+            lines = []
+            if storage.version != version:
+                version, now_held = storage.version, storage.finished_pieces()
+                lines = [
+                    wire.encode_watch_event(wire.PieceHeld(n)) for n in sorted(now_held - held)
+                ]
+                held |= now_held
             if not lines and loop.time() - last_write >= self._heartbeat_interval:
                 lines = [wire.HEARTBEAT_LINE]
             if lines:
