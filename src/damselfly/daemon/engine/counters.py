@@ -12,7 +12,8 @@ DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 class EngineCounters:
     """Updated by the download engine; read at scrape time."""
 
-    source_bytes: int = 0
+    source_bytes: int = 0  # read from origins to download (the download's own bytes)
+    spot_check_bytes: int = 0  # read from origins to check bytes got from peers (spot_check.py)
     peer_bytes: int = 0
     cache_hits: int = 0
     task_failures: int = 0
