@@ -5,6 +5,13 @@ scheduler in the control namespace, ``dfdaemon --seed`` in the seed namespace, o
 ``dfdaemon`` per node, each with an empty store; we wait until the scheduler counts every
 host and the seed. At the start every node runs ``dfget URL -O copy -e SOCKET``.
 
+``damselfly-mtls`` is the same with mTLS on everywhere (issue 11): a throw-away cluster CA
+(``demo/pki.py``) issues, before the start, one certificate per process naming its role and
+its namespace's IP (scheduler, seed, one ``peer`` per node; the CN is the host id); every
+service gets ``--tls-dir``. dfget talks to its daemon over the unix socket either way. With
+mTLS each node also spot-checks the file against the origin (2 x 64 KiB: docs/security.md);
+those bytes are in the origin's count but not in ``source_bytes`` (collected as ``spot_check``).
+
 After the run the daemons' metrics tell where each node's bytes came from. dfget downloads
 by itself when no daemon answers; a node whose daemon did not receive the whole file means
 that happened, and the run is failed rather than reported as damselfly's.
@@ -27,6 +34,7 @@ from bench.swarm.system import (
     Deployment,
     NodeJob,
 )
+from damselfly.demo.pki import LocalPki, Role
 
 SCHEDULER_PORT, SCHEDULER_METRICS_PORT = 8002, 8004
 UPLOAD_PORT, METRICS_PORT = 4000, 4002
@@ -38,19 +46,23 @@ PEER_BYTES = "damselfly_daemon_peer_bytes_total"
 UPLOAD_BYTES = "damselfly_daemon_upload_bytes_total"
 UPLOAD_PIECES = "damselfly_daemon_upload_pieces_total"
 UPLOAD_RECHECKED = "damselfly_daemon_upload_pieces_rechecked_total"
+SPOT_CHECK_BYTES = "damselfly_daemon_spot_check_bytes_total"
 _SCHEDULER_READY = re.compile(r"scheduler listening: grpc=(\S+) metrics=(\S+)")
 _DAEMON_READY = re.compile(r"dfdaemon ready: .* metrics=http://(\S+)")
 
 
 class Damselfly:
-    name = "damselfly"
     source_on_seed = False
 
-    def __init__(self, log_level: str = "warn") -> None:
+    def __init__(self, log_level: str = "warn", *, tls: bool = False) -> None:
         self._log_level = log_level
+        self._tls = tls
+        self._pki: LocalPki | None = None
+        self.name = "damselfly-mtls" if tls else "damselfly"
 
     def deploy(self, ctx: Context, procs: Processes) -> Deployment:
         ctx.tools.require("dfget", "dfdaemon", "damselfly")
+        self._pki = LocalPki(ctx.run_dir / "pki") if self._tls else None  # fresh CA per run
         scheduler = self._start_scheduler(ctx, procs)
         scheduler_address = f"{ctx.layout.control.ip}:{SCHEDULER_PORT}"
         seed = self._start_daemon(ctx, procs, ctx.layout.seed, scheduler_address, seed=True)
@@ -86,6 +98,7 @@ class Damselfly:
         argv = [ctx.tools.damselfly, "scheduler", "--listen", f"{host.ip}:{SCHEDULER_PORT}"]
         argv += ["--metrics-listen", f"{host.ip}:{SCHEDULER_METRICS_PORT}"]
         argv += ["--log-level", self._log_level]
+        argv += self._tls_flags("scheduler", Role.SCHEDULER, host)
         proc = procs.start("scheduler", host, argv, ctx.log("scheduler"))
         wait_ready([proc], _SCHEDULER_READY, READY_TIMEOUT)
         return proc
@@ -98,7 +111,14 @@ class Damselfly:
         argv += ["--storage-dir", str(directory / "store"), "--socket", str(directory / "d.sock")]
         argv += ["--upload-listen", f"{host.ip}:{UPLOAD_PORT}", "--advertise-ip", host.ip]
         argv += ["--metrics-listen", f"{host.ip}:{METRICS_PORT}", "--log-level", self._log_level]
+        argv += self._tls_flags(host.role, Role.SEED if seed else Role.PEER, host)
         return procs.start(f"{host.role}-daemon", host, argv, ctx.log(f"{host.role}-daemon"))
+
+    def _tls_flags(self, node_id: str, role: Role, host: Host) -> list[str]:
+        """``--tls-dir`` with this process's own certificate; nothing in plain text."""
+        if self._pki is None:
+            return []
+        return ["--tls-dir", str(self._pki.node_dir(node_id, role, (host.ip,)))]
 
     def _job(self, ctx: Context, host: Host) -> NodeJob:
         directory = ctx.node_dir(host)
@@ -123,4 +143,5 @@ def _bytes(values: dict[str, float]) -> dict[str, float]:
         "upload": values.get(UPLOAD_BYTES, 0.0),
         "upload_pieces": values.get(UPLOAD_PIECES, 0.0),
         "upload_pieces_rechecked": values.get(UPLOAD_RECHECKED, 0.0),
+        "spot_check": values.get(SPOT_CHECK_BYTES, 0.0),
     }

@@ -16,6 +16,7 @@ from bench.swarm.report import SwarmRun
 
 # The same colour for a system in every plot, so figures of different days compare at a glance.
 COLOURS = {"damselfly": "C0", "direct": "C1", "bt-cold": "C2", "bt-warm": "C3"}
+COLOURS["damselfly-mtls"] = "C4"
 
 
 def plot_completions(runs: Sequence[SwarmRun], title: str, path: Path) -> str | None:

@@ -9,8 +9,8 @@ from bench.swarm.direct import Direct
 from bench.swarm.mesh import Damselfly
 from bench.swarm.system import SwarmSystem, Tools
 
-SYSTEM_NAMES = ("damselfly", "direct", "bt-cold", "bt-warm")
-DEFAULT_SYSTEMS = SYSTEM_NAMES
+SYSTEM_NAMES = ("damselfly", "damselfly-mtls", "direct", "bt-cold", "bt-warm")
+DEFAULT_SYSTEMS = ("damselfly", "direct", "bt-cold", "bt-warm")  # mTLS on request
 
 
 def build_systems(
@@ -20,12 +20,14 @@ def build_systems(
     torrents = Torrents()  # shared: cold and warm use the same torrent
     factories: dict[str, SwarmSystem] = {
         "damselfly": Damselfly(damselfly_log_level),
+        "damselfly-mtls": Damselfly(damselfly_log_level, tls=True),
         "direct": Direct(),
         "bt-cold": BitTorrent(torrents, warm=False),
         "bt-warm": BitTorrent(torrents, warm=True),
     }
     needs = {
         "damselfly": ("dfget", "dfdaemon", "damselfly"),
+        "damselfly-mtls": ("dfget", "dfdaemon", "damselfly"),
         "direct": ("curl",),
         "bt-cold": ("aria2c", "opentracker", "mktorrent"),
         "bt-warm": ("aria2c", "opentracker", "mktorrent"),

@@ -310,6 +310,7 @@ async def test_private_repo_token_from_flag_env_and_file_never_printed(hf_dfget,
     hf_home = tmp_path / "hf-home"
     hf_home.mkdir()
     (hf_home / "token").write_text(TOKEN + "\n")
+    (hf_home / "token").chmod(0o600)  # as huggingface_hub's login writes it
     ways = {
         "flag": (["--hf-token", TOKEN], {}),
         "env": ([], {"HF_TOKEN": TOKEN}),
@@ -328,6 +329,16 @@ async def test_private_repo_token_from_flag_env_and_file_never_printed(hf_dfget,
         assert TOKEN not in result.stdout + result.stderr, name
         assert "dfget: INFO:" in result.stderr  # debug logging was on: a chance to leak
     assert not any(r.authorized for r in hub.stats.log if r.server == "cdn")
+    (hf_home / "token").chmod(0o644)  # others may read it: refused, as ssh refuses such a key
+    hf_dfget.env["HF_HOME"] = str(hf_home)
+    result = await hf_dfget.run("hf://acme/private", "-r", "-O", str(tmp_path / "loose"))
+    assert result.code == 2, result.stderr  # bad input, as a bad flag
+    assert result.error_lines == [
+        f"dfget: error: {hf_home / 'token'}: refusing to use a secret file readable by group "
+        f"or others (mode 0644; run chmod 600 {hf_home / 'token'})"
+    ]
+    assert TOKEN not in result.stdout + result.stderr
+    assert not (tmp_path / "loose").exists()
 
 
 @needs_hf

@@ -243,6 +243,7 @@ def test_hf_options_are_resolved_once_by_dfget_as_the_user(tmp_path):
     carries the result typed, and flags of another scheme are ignored."""
     token_file = tmp_path / "token"
     token_file.write_text("file_tok3n\n")
+    token_file.chmod(0o600)
     env = {"HF_TOKEN_PATH": str(token_file), "HF_ENDPOINT": "http://127.0.0.1:9/"}
     argv = ["hf://owner/repo/f.bin", "-O", "/o", "--hf-revision", "v2", "--ms-token", "x"]
     request = request_from_args(build_parser({}).parse_args(argv), env, Path("/work"))
@@ -254,3 +255,12 @@ def test_hf_options_are_resolved_once_by_dfget_as_the_user(tmp_path):
     assert options.param("hf_token") == "file_tok3n"
     https = ["https://h/f", "-O", "/o", "--hf-token", "t", "--hf-cache"]
     assert request_from_args(build_parser({}).parse_args(https), env, Path("/w")).source is None
+
+
+@pytest.mark.parametrize(
+    ("flag", "safer"), [("--hf-token", "HF_TOKEN"), ("--ms-token", "MODELSCOPE_API_TOKEN")]
+)
+def test_token_flags_say_argv_is_visible_in_the_process_list(flag, safer):
+    help_text = " ".join(build_parser({}).format_help().split())
+    said = help_text.split(f"{flag} TOKEN ", 1)[1]
+    assert said.startswith(f"visible to every user in the process list (ps): prefer {safer}")

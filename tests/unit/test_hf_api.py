@@ -16,6 +16,7 @@ from damselfly.backends.hf_api import (
     token_fingerprint,
 )
 from damselfly.backends.hf_memo import TtlMemo
+from damselfly.config.secret_files import SecretFileModeError
 from damselfly.core.errors import InvalidUrlError
 from damselfly.core.safe_paths import unsafe_path_reason
 
@@ -81,7 +82,7 @@ def test_token_order(tmp_path):
     env = {"HF_HOME": str(home)}
     assert resolve_hf_token(None, env) is None
     home.mkdir()
-    (home / "token").write_text("from-file\n")  # read at call time, not cached
+    _secret(home / "token", "from-file\n")  # read at call time, not cached
     assert resolve_hf_token(None, env) == "from-file"
     assert resolve_hf_token(None, {**env, "HF_TOKEN": "from-env"}) == "from-env"
     assert resolve_hf_token("explicit", {**env, "HF_TOKEN": "from-env"}) == "explicit"
@@ -90,11 +91,33 @@ def test_token_order(tmp_path):
 
 def test_token_file_locations(tmp_path):
     (tmp_path / ".cache" / "huggingface").mkdir(parents=True)
-    (tmp_path / ".cache" / "huggingface" / "token").write_text("default-home")
+    _secret(tmp_path / ".cache" / "huggingface" / "token", "default-home")
     assert resolve_hf_token(None, {"HOME": str(tmp_path)}) == "default-home"
-    (tmp_path / "elsewhere").write_text("explicit-path")
+    _secret(tmp_path / "elsewhere", "explicit-path")
     env = {"HOME": str(tmp_path), "HF_TOKEN_PATH": str(tmp_path / "elsewhere")}
     assert resolve_hf_token(None, env) == "explicit-path"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_token_file_others_may_read_is_refused_as_ssh_refuses_a_key(tmp_path, mode):
+    path = tmp_path / "token"
+    _secret(path, "hf_LooseFileToken")
+    path.chmod(mode)
+    with pytest.raises(SecretFileModeError) as refused:
+        resolve_hf_token(None, {"HF_TOKEN_PATH": str(path)})
+    assert str(refused.value) == (
+        f"{path}: refusing to use a secret file readable by group or others "
+        f"(mode {mode:04o}; run chmod 600 {path})"
+    )  # one line, no token
+    assert resolve_hf_token(None, {"HF_TOKEN_PATH": str(path), "HF_TOKEN": "env"}) == "env"
+    path.chmod(0o400)
+    assert resolve_hf_token(None, {"HF_TOKEN_PATH": str(path)}) == "hf_LooseFileToken"
+
+
+def _secret(path, text: str) -> None:
+    """A token file as huggingface_hub's ``login`` writes it: mode 0600."""
+    path.write_text(text)
+    path.chmod(0o600)
 
 
 def test_token_fingerprint_hides_the_token():

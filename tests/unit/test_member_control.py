@@ -120,6 +120,10 @@ def test_the_token_comes_from_a_file_or_the_named_variable(tmp_path: Path) -> No
     assert read_token(ManagerLinkSettings(url="http://m"), env) == "dfm_env"
     (tmp_path / "token").write_text("dfm_file\n")
     settings = ManagerLinkSettings(url="http://m", token_file=str(tmp_path / "token"))
+    (tmp_path / "token").chmod(0o644)
+    with pytest.raises(ConfigError, match=r"token: refusing .* \(mode 0644; run chmod 600"):
+        read_token(settings, env)  # readable by others: refused, as ssh refuses such a key
+    (tmp_path / "token").chmod(0o600)
     assert read_token(settings, env) == "dfm_file"
     with pytest.raises(ConfigError, match="token_file"):
         read_token(ManagerLinkSettings(token_file=str(tmp_path / "none")), env)

@@ -10,6 +10,7 @@ import pytest
 
 from damselfly.backends.modelscope_login import credentials_path, stored_ms_token
 from damselfly.backends.modelscope_options import resolve_ms_token
+from damselfly.config.secret_files import SecretFileModeError
 
 
 @pytest.mark.skipif(importlib.util.find_spec("modelscope_hub") is None, reason="no modelscope")
@@ -24,6 +25,9 @@ def test_reads_what_the_sdk_saved(tmp_path, monkeypatch):
     assert resolve_ms_token(None, {**env, "MODELSCOPE_API_TOKEN": "env"}) == "env"
     assert stored_ms_token(env, now=4_000_000_000) is None  # expired
     path = credentials_path(env)
+    os.chmod(path, 0o640)
+    with pytest.raises(SecretFileModeError, match=r"cookies: refusing .*chmod 600"):
+        stored_ms_token(env)  # ours, but readable by the group: refused with one line
     os.chmod(path, 0o666)
     assert stored_ms_token(env) is None  # writable by others: someone could have planted it
 

@@ -16,7 +16,9 @@ travels as ``refs%2Fpr%2F1``. An endpoint with a path prefix (a mirror under
 Token order (``resolve_hf_token``), as huggingface_hub: the explicit value (``--hf-token``),
 then ``HF_TOKEN`` (``HUGGING_FACE_HUB_TOKEN`` is its old name), then the file at
 ``HF_TOKEN_PATH``, else ``$HF_HOME/token`` (``HF_HOME`` defaults to
-``$XDG_CACHE_HOME/huggingface``, i.e. ``~/.cache/huggingface``), read at call time.
+``$XDG_CACHE_HOME/huggingface``, i.e. ``~/.cache/huggingface``), read at call time. A token
+file that group or others may read is refused with one line, as ssh refuses such a key
+(huggingface_hub's ``login`` writes it 0600); a missing one means no token.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
+from damselfly.config.secret_files import read_secret_text
 from damselfly.core.errors import InvalidUrlError
 from damselfly.core.urls import HubUrl
 
@@ -149,7 +152,7 @@ def resolve_hf_token(explicit: str | None, env: Mapping[str, str]) -> str | None
         if candidate and candidate.strip():
             return candidate.strip()
     try:
-        text = token_path(env).read_text(encoding="utf-8").strip()
+        text = read_secret_text(token_path(env))  # refused if group or others may read it
     except (OSError, UnicodeDecodeError):
         return None
     return text or None

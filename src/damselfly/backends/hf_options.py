@@ -61,7 +61,8 @@ def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> HfOptions:
 
 def _add_flags(parser: argparse.ArgumentParser, e: FlagDefaults) -> None:
     help_ = "hf:// into the Hugging Face cache (HF_HUB_CACHE; with -O: the cache dir)"
-    add_hub_flags(parser, e, "hf", help_)
+    safer = "HF_TOKEN or a token file (HF_TOKEN_PATH, default $HF_HOME/token; mode 0600)"
+    add_hub_flags(parser, e, "hf", help_, safer)
 
 
 HF_OPTIONS = OptionsSpec(

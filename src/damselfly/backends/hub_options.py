@@ -45,10 +45,21 @@ class HubOptions(SourceOptions):
 
 
 def add_hub_flags(
-    parser: argparse.ArgumentParser, e: FlagDefaults, prefix: str, cache_help: str
+    parser: argparse.ArgumentParser,
+    e: FlagDefaults,
+    prefix: str,
+    cache_help: str,
+    safer_token: str,
 ) -> None:
+    """``safer_token``: where else the token can come from, named in ``--<prefix>-token``'s
+    help (argv is visible to every user in the process list)."""
     hub = flag_group(parser, "model hubs")
-    hub.add_argument(f"--{prefix}-token", default=e.text(f"{prefix}_token"))
+    hub.add_argument(
+        f"--{prefix}-token",
+        default=e.text(f"{prefix}_token"),
+        metavar="TOKEN",
+        help=f"visible to every user in the process list (ps): prefer {safer_token}",
+    )
     hub.add_argument(f"--{prefix}-revision", default=e.text(f"{prefix}_revision"))
     hub.add_argument(f"--{prefix}-base-url", default=e.text(f"{prefix}_base_url"))
     hub.add_argument(

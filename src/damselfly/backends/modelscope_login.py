@@ -7,8 +7,9 @@ modelscope 1.40 (``modelscope_hub.config.HubConfig.save_token``) stores it as th
 builds only plain objects for the three classes such a jar holds (``RequestsCookieJar``,
 ``DefaultCookiePolicy``, ``Cookie``) and refuses every other global; no SDK or ``requests``
 import is needed. The file is used only if it is a regular file owned by this user and not
-writable by group or others (someone else could have planted it); an expired cookie is no
-token, as in the SDK.
+writable by group or others (someone else could have planted it); one of ours that group or
+others may read is refused with one line (``chmod 600``), as ssh refuses such a key; an
+expired cookie is no token, as in the SDK.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from damselfly.config.secret_files import READABLE_BY_OTHERS, SecretFileModeError
 
 log = logging.getLogger("damselfly.backends")
 
@@ -74,6 +77,8 @@ def _safe_bytes(path: Path) -> bytes | None:
         if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             log.debug("ignoring %s: not owned by this user, or writable by others", path)
             return None
+        if info.st_mode & READABLE_BY_OTHERS:  # ours, but the token is exposed: say so
+            raise SecretFileModeError(str(path), stat.S_IMODE(info.st_mode))
         return path.read_bytes()
     except OSError:
         return None

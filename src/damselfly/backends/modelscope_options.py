@@ -65,7 +65,8 @@ def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> ModelScopeOpt
 
 def _add_flags(parser: argparse.ArgumentParser, e: FlagDefaults) -> None:
     help_ = "modelscope:// into the ModelScope cache (MODELSCOPE_CACHE; with -O: the cache dir)"
-    add_hub_flags(parser, e, "ms", help_)
+    safer = "MODELSCOPE_API_TOKEN or the login `modelscope login` saves (mode 0600)"
+    add_hub_flags(parser, e, "ms", help_, safer)
 
 
 MODELSCOPE_OPTIONS = OptionsSpec(

@@ -55,7 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local-dir")
     parser.add_argument("--force-download", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--dry-run", action=argparse.BooleanOptionalAction, default=False)
-    parser.add_argument("--token")
+    parser.add_argument(
+        "--token",
+        help="visible to every user in the process list (ps): prefer HF_TOKEN / "
+        "MODELSCOPE_API_TOKEN or the hub's token file (mode 0600)",
+    )
     parser.add_argument("--max-workers", type=int, default=8)
     parser.add_argument("--format", choices=FORMATS, default="auto", dest="output_format")
     parser.add_argument("--json", action="store_const", const="json", dest="output_format")

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field
 
 from damselfly.config.base import Seconds, Section
+from damselfly.config.secret_files import read_secret_text
 from damselfly.core.errors import ConfigError
 
 DEFAULT_TOKEN_ENV = "DAMSELFLY_MANAGER_TOKEN"  # noqa: S105 (a variable name)
@@ -27,7 +28,9 @@ class ManagerLinkSettings(Section):
         "", description="Manager base URL (http://host:8080); empty: no manager, as before."
     )
     token_file: str = Field(
-        "", description="File holding the member's token (role member); read at start."
+        "",
+        description="File holding the member's token (role member; mode 0600, else refused); "
+        "read at start.",
     )
     token_env: str = Field(
         DEFAULT_TOKEN_ENV,
@@ -51,10 +54,11 @@ class ManagerLinkSettings(Section):
 
 
 def read_token(settings: ManagerLinkSettings, env: Mapping[str, str]) -> str:
-    """The member's token: the file's first line, else the environment variable ("" if none)."""
+    """The member's token: the file's text (refused if group or others may read it), else the
+    environment variable ("" if none)."""
     if settings.token_file:
         try:
-            return Path(settings.token_file).expanduser().read_text().strip()
+            return read_secret_text(Path(settings.token_file).expanduser())
         except OSError as exc:
             raise ConfigError(f"manager.token_file {settings.token_file}: {exc.strerror}") from exc
     return env.get(settings.token_env, "").strip()

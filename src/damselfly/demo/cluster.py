@@ -245,9 +245,11 @@ class ProcessCluster:
         seed: bool = False,
         schedulers: Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
+        flags: Sequence[str] = (),
     ) -> Node:
         """Start a seed or a peer (appended to ``seeds`` / ``peers``) and wait until ready.
-        ``schedulers``: addresses to give it instead of the cluster's schedulers."""
+        ``schedulers``: addresses to give it instead of the cluster's schedulers; ``flags``:
+        more dfdaemon flags, after the cluster's (a later ``--upload-listen`` wins)."""
         group = self.seeds if seed else self.peers
         role = Role.SEED if seed else Role.PEER
         name = f"{role.value}-{len(group)}"
@@ -256,7 +258,7 @@ class ProcessCluster:
         node.storage_dir = self.workdir / "nodes" / name
         assert self._socket_dir is not None, "start() the cluster first"
         node.socket = self._socket_dir / f"{name}.sock"
-        node.argv = self._daemon_argv(node, seed, schedulers)
+        node.argv = [*self._daemon_argv(node, seed, schedulers), *flags]
         group.append(node)
         await self._launch(node, "dfdaemon ready:")
         return node

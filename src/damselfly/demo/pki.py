@@ -26,11 +26,12 @@ class LocalPki:
         self.root = root
         self.ca: ClusterCA = init_ca(root / "ca")
 
-    def node_dir(self, node_id: str, role: Role) -> Path:
-        """The material of ``node_id`` (issued on first use) for a node on loopback."""
+    def node_dir(self, node_id: str, role: Role, ips: tuple[str, ...] = ("127.0.0.1",)) -> Path:
+        """The material of ``node_id`` (issued on first use) for a node serving on ``ips``
+        (loopback by default)."""
         directory = self.root / node_id
         if not (directory / "tls.crt").exists():
-            identity = NodeIdentity(node_id, role, ("localhost",), parse_ips(["127.0.0.1"]))
+            identity = NodeIdentity(node_id, role, ("localhost",), parse_ips(list(ips)))
             write_material(directory, issue(self.ca, identity))
             hand_out_cluster_secret(self.ca, directory)
         return directory

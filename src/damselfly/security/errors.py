@@ -12,6 +12,7 @@ Messages never carry a secret: a token, a key or a key file's content.
 
 from __future__ import annotations
 
+from damselfly.config.secret_files import mode_refusal
 from damselfly.core.errors import DamselflyError
 
 
@@ -21,10 +22,7 @@ class SecurityError(DamselflyError):
 
 class KeyFileModeError(SecurityError):
     def __init__(self, path: str, mode: int) -> None:
-        super().__init__(
-            f"{path}: refusing to use a secret file readable by group or others "
-            f"(mode {mode:04o}; run chmod 600 {path})"
-        )
+        super().__init__(mode_refusal(path, mode))
         self.path = path
         self.mode = mode
 

@@ -13,10 +13,10 @@ a half-written certificate while a renewal replaces it.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from damselfly.config import secret_files
 from damselfly.config.security import CA_NAME, CERT_NAME, KEY_NAME, TlsSettings
 from damselfly.security.errors import KeyFileModeError, SecurityError
 
@@ -78,11 +78,11 @@ def check_secret_mode(path: Path) -> None:
     """Refuse a secret file that group or others may read (follows symlinks, as Kubernetes
     Secret mounts are symlinks into ``..data/``)."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        secret_files.check_secret_mode(path)
+    except secret_files.SecretFileModeError as exc:
+        raise KeyFileModeError(exc.path, exc.mode) from None
     except OSError as exc:
         raise SecurityError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if mode & 0o077:
-        raise KeyFileModeError(str(path), mode)
 
 
 def read_secret(path: Path) -> bytes:

@@ -29,7 +29,8 @@ class Histogram:
 class EngineCounters:
     """Updated by the download engine; read at scrape time."""
 
-    source_bytes: int = 0
+    source_bytes: int = 0  # read from origins to download (the download's own bytes)
+    spot_check_bytes: int = 0  # read from origins to check bytes got from peers (spot_check.py)
     peer_bytes: int = 0
     cache_hits: int = 0
     task_failures: int = 0

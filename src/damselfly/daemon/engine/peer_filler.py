@@ -156,7 +156,9 @@ class PeerFiller:
         """Bytes from peers, no origin checksum to hold them against: sample the origin."""
         if request.content_digest is not None or not peer_bytes:
             return False
-        return bool(await spot_check(request, ctx, count=self._settings.spot_checks))
+        found = await spot_check(request, ctx, count=self._settings.spot_checks)
+        self.counters.spot_check_bytes += found.origin_bytes  # not source_bytes: not the download
+        return found.failed
 
     async def content_rejected(self, request: FillRequest) -> None:
         """The bytes got from peers failed a check against the origin (a spot check, or the

@@ -30,7 +30,11 @@ class _DaemonCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         e, u = self._engine, self._upload()
-        yield _counter("source_bytes", "Bytes read from origins.", e.source_bytes)
+        yield _counter("source_bytes", "Bytes read from origins to download.", e.source_bytes)
+        yield _counter(
+            "spot_check_bytes", "Bytes read from origins to spot-check bytes from peers.",
+            e.spot_check_bytes,
+        )  # fmt: skip
         yield _counter("peer_bytes", "Bytes received from other peers.", e.peer_bytes)
         yield _counter("upload_bytes", "Piece bytes sent to other peers.", u.bytes_uploaded)
         yield _counter("cache_hits", "Downloads served entirely from the store.", e.cache_hits)
