@@ -48,6 +48,7 @@ import huggingface_hub.errors as E
 api = importlib.import_module(sys.argv[1])
 NAMES = ["RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError",
          "RemoteEntryNotFoundError", "GatedRepoError", "LocalEntryNotFoundError",
+         "IncompleteSnapshotError",
          "HfHubHTTPError", "DryRunError", "OSError", "ValueError"]
 def kinds(error):
     return [n for n in NAMES if isinstance(error, getattr(E, n, None) or getattr(builtins, n))]
@@ -138,6 +139,12 @@ CACHED = {
     "dry_run": ONLINE["dry_run"],
 }
 
+INCOMPLETE = {
+    "whole": ONLINE["snapshot"],
+    "selected": {"fn": "snapshot_download", "repo_id": "acme/tiny", "allow_patterns": "*.json"},
+    "file": ONLINE["file"],
+}
+
 
 @pytest.fixture
 async def hub() -> AsyncIterator[HfTestHub]:
@@ -182,10 +189,10 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 def without_tree_cache(files: dict[str, bytes]) -> dict[str, bytes]:
-    """huggingface_hub 2.x also caches each commit's listing (``trees/``) and leaves lock files
-    (``.locks/``) and a ``CACHEDIR.TAG``; damselfly does none of these. Local-dir metadata
-    holds a timestamp."""
-    skipped = ("/trees/", "/.cache/", "/.locks/", "/CACHEDIR.TAG")
+    """huggingface_hub 2.x leaves lock files (``.locks/``) and a ``CACHEDIR.TAG``; damselfly
+    does not. Local-dir metadata holds a timestamp. Each commit's listing (``trees/``) is
+    compared: both write it, byte for byte the same."""
+    skipped = ("/.cache/huggingface/download/", "/.locks/", "/CACHEDIR.TAG")
     return {k: v for k, v in files.items() if not any(s in f"/{k}" for s in skipped)}
 
 
@@ -198,6 +205,8 @@ async def test_same_script_same_results_online_offline_and_hub_down(hub, tmp_pat
     assert results[1] == results[0]
     assert results[0]["no_repo"]["caught"][0] == "RepositoryNotFoundError"
     assert without_tree_cache(tree_bytes(ours)) == without_tree_cache(tree_bytes(theirs))
+    trees = sorted(k.split("/")[0] for k in tree_bytes(ours) if "/trees/" in k)
+    assert trees == ["cache", "patterns"]  # the cache's, and the local dir's of a snapshot
 
     for env in ({"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": closed_port_url()}):
         endpoint = env.pop("HF_ENDPOINT", hub.endpoint)
@@ -208,6 +217,17 @@ async def test_same_script_same_results_online_offline_and_hub_down(hub, tmp_pat
         assert offline[1] == offline[0], env
         assert offline[0]["snapshot"] == results[0]["snapshot"]
         assert "LocalEntryNotFoundError" in offline[0]["not_cached"]["caught"]
+
+    for root in (theirs, ours):  # as an interrupted download leaves a snapshot
+        snapshot = Path(results[0]["snapshot"]["value"].replace("<root>", str(root)))
+        (snapshot / "sub" / "notes.txt").unlink()
+    partial = [
+        await run_script(name, root, hub.endpoint, INCOMPLETE, HF_HUB_OFFLINE="1")
+        for name, root in (("huggingface_hub", theirs), ("damselfly", ours))
+    ]
+    assert partial[1] == partial[0]
+    assert "IncompleteSnapshotError" in partial[0]["whole"]["caught"]
+    assert partial[0]["selected"] == results[0]["snapshot"]
 
 
 @pytest.mark.parametrize("name", ["snapshot_download", "hf_hub_download"])

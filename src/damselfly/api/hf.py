@@ -127,7 +127,7 @@ def _snapshot(
     repo_dir = cache_repo_dir(repo, cache_dir)
 
     def cached() -> str | None:
-        return offline.cached_snapshot(repo_dir, repo.revision, local)
+        return offline.cached_snapshot(repo_dir, repo.revision, local, selection)
 
     if local_only or offline.hub_offline(os.environ):
         return _offline(cached, repo, dry_run, "snapshot", local_only)

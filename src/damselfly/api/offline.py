@@ -6,7 +6,9 @@ with one warning line on the ``damselfly.api`` logger. The lookup is huggingface
 
 - the commit is the revision when that is a commit hash, else ``refs/<revision>`` of the cache;
 - ``snapshot_download``: ``snapshots/<commit>`` if it exists; with ``local_dir``: that folder,
-  if it exists and is not empty;
+  if it exists and is not empty; when the commit's listing is cached (``trees/<commit>.json``,
+  ``download/hub_trees.py``), every file it lists that the patterns select must be there,
+  else ``IncompleteSnapshotError`` (huggingface_hub's, with ``snapshot_path``);
 - ``hf_hub_download``: ``snapshots/<commit>/<path>`` if it exists; with ``local_dir``:
   ``<local_dir>/<path>`` if it is a file.
 
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from damselfly.api.hf_compat import CacheMissError
+from damselfly.api.hf_compat import CacheMissError, IncompleteSnapshotError
 from damselfly.backends.hf_errors import (
     HubEntryNotFoundError,
     HubGatedRepoError,
@@ -31,6 +33,8 @@ from damselfly.backends.hf_errors import (
 )
 from damselfly.core.errors import BackendError, SourceAuthError
 from damselfly.core.safe_paths import unsafe_path_reason
+from damselfly.download.hub_layouts import METADATA_DIR
+from damselfly.download.hub_trees import missing_files
 
 log = logging.getLogger("damselfly.api")
 T = TypeVar("T")
@@ -57,14 +61,46 @@ def cached_commit(repo_dir: Path, revision: str) -> str | None:
         return None
 
 
-def cached_snapshot(repo_dir: Path, revision: str, local_dir: Path | None) -> str | None:
-    if local_dir is not None:
-        if local_dir.is_dir() and any(local_dir.iterdir()):
-            return str(local_dir.resolve())
-        return None
+Selection = tuple[Sequence[str], Sequence[str]]  # include, exclude
+
+
+def cached_snapshot(
+    repo_dir: Path,
+    revision: str,
+    local_dir: Path | None,
+    selection: Selection = ((), ()),
+    under: str = "",
+) -> str | None:
+    """The cached folder of ``under`` (a repo folder; ``""``: the repo) for ``selection``."""
     commit = cached_commit(repo_dir, revision)
+    if local_dir is not None:
+        if not (local_dir.is_dir() and any(local_dir.iterdir())):
+            return None
+        if commit is not None and not under:
+            check_complete(local_dir / METADATA_DIR, commit, local_dir, selection)
+        return str(local_dir.resolve())
     snapshot = repo_dir / "snapshots" / commit if commit else None
-    return str(snapshot) if snapshot is not None and snapshot.is_dir() else None
+    if commit is None or snapshot is None or not snapshot.is_dir():
+        return None
+    check_complete(repo_dir, commit, snapshot, selection, under)
+    return str(snapshot)
+
+
+def check_complete(
+    folder: Path, commit: str, base_dir: Path, selection: Selection, under: str = ""
+) -> None:
+    """Raise ``IncompleteSnapshotError`` when the cached listing shows files missing."""
+    missing = missing_files(folder, commit, base_dir, selection, under)
+    if not missing:
+        return
+    sample = ", ".join(missing[:3]) + (
+        f", ... ({len(missing) - 3} more)" if len(missing) > 3 else ""
+    )
+    raise IncompleteSnapshotError(
+        f"{base_dir}: the cached snapshot of commit {commit} is incomplete: "
+        f"{len(missing)} file(s) missing ({sample})",
+        snapshot_path=str(base_dir),
+    )
 
 
 def cached_file(repo_dir: Path, revision: str, path: str, local_dir: Path | None) -> str | None:

@@ -6,7 +6,8 @@ without a request; a hub that cannot be reached does the same after the attempt 
 one warning line. The lookup is huggingface_hub's (``api/offline.py``): ``refs/<revision>``
 names the commit, ``snapshots/<commit>[/<path>]`` must exist; a ``-O dir`` of a recursive hf://
 download (huggingface_hub's local dir) must exist and not be empty. The answer is what the
-download would have printed (the cache path) and no bytes moved.
+download would have printed (the cache path) and no bytes moved. A snapshot that the cached
+listing (``trees/<commit>.json``) shows incomplete for what ``-r`` selects is an error.
 """
 
 from __future__ import annotations
@@ -60,10 +61,12 @@ def cached_location(request: DownloadRequest) -> str | None:
     if isinstance(layout, HfCacheLayout):
         if url.path and not request.recursive:
             return cached_file(layout.repo_dir, revision, url.path, None)
-        found = cached_snapshot(layout.repo_dir, revision, None)
+        selection = (request.include, request.exclude)
+        found = cached_snapshot(layout.repo_dir, revision, None, selection, url.path)
         return f"{found}/{url.path}" if found and url.path else found
     if isinstance(layout, HfLocalDirLayout):
-        return cached_snapshot(layout.root, revision, layout.root)
+        selection = (request.include, request.exclude)
+        return cached_snapshot(layout.root, revision, layout.root, selection, url.path)
     if isinstance(layout, ModelScopeCacheLayout):
         where = layout.location(url.path)
         return str(where) if where is not None and where.exists() else None

@@ -14,6 +14,9 @@ is in place. Paths come from a hub listing (untrusted): every one goes through
                                             ``..`` per directory level of <path>)
         refs/<revision>                     the commit, no newline (only when the revision
                                             asked for is a branch or tag; refs/pr/1 nests)
+        trees/<commit>.json                 the repo's listing at that commit, when the whole
+                                            repo was listed (``hub_trees.py``; also in a
+                                            local dir's ``.cache/huggingface/``)
 
 A blob already present with the right size is not fetched again (it is named by its content).
 Files the hub lists twice with the same content share one blob.
@@ -52,6 +55,7 @@ from damselfly.core.safe_paths import unsafe_path_reason
 from damselfly.core.urls import HubUrl
 from damselfly.download.file_download import download_file
 from damselfly.download.hub_files import has_length, output_errors, replace_atomically, same_sha256
+from damselfly.download.hub_trees import write_listing
 from damselfly.download.jobs import DownloadContext, FileJob, FileResult
 from damselfly.download.output_check import check_output_dir
 from damselfly.download.tree_download import (
@@ -147,6 +151,9 @@ class HfCacheLayout:
             return None
         return snapshot / repo_path if repo_path else snapshot
 
+    def listed(self, entries: Sequence[Entry]) -> None:
+        write_listing(self.repo_dir, entries)  # huggingface_hub's trees/<commit>.json
+
     def output_for(self, entry: Entry) -> Path | None:
         self._adopt(_hf_commit(self._url, entry))
         etag = _etag(self._url, entry)
@@ -216,6 +223,9 @@ class HfLocalDirLayout(PlainLayout):
 
     def location(self, repo_path: str) -> Path | None:
         return self.root / repo_path if repo_path else self.root
+
+    def listed(self, entries: Sequence[Entry]) -> None:
+        write_listing(safe_output_path(self.root, METADATA_DIR), entries)
 
     def output_for(self, entry: Entry) -> Path | None:
         target = super().output_for(entry)
@@ -293,6 +303,9 @@ class ModelScopeCacheLayout:
 
     def location(self, repo_path: str) -> Path | None:
         return self.snapshot_dir / repo_path if repo_path else self.snapshot_dir
+
+    def listed(self, entries: Sequence[Entry]) -> None:
+        pass
 
     def output_for(self, entry: Entry) -> Path | None:
         target = safe_output_path(self.snapshot_dir, _validated_path(self._url, entry))
