@@ -221,13 +221,17 @@ async def test_same_script_same_results_online_offline_and_hub_down(hub, tmp_pat
     for root in (theirs, ours):  # as an interrupted download leaves a snapshot
         snapshot = Path(results[0]["snapshot"]["value"].replace("<root>", str(root)))
         (snapshot / "sub" / "notes.txt").unlink()
+    offline = {"HF_HUB_OFFLINE": "1", "DAMSELFLY_STORAGE_DIR": str(tmp_path / "empty-store")}
     partial = [
-        await run_script(name, root, hub.endpoint, INCOMPLETE, HF_HUB_OFFLINE="1")
+        await run_script(name, root, hub.endpoint, INCOMPLETE, **offline)
         for name, root in (("huggingface_hub", theirs), ("damselfly", ours))
     ]
     assert partial[1] == partial[0]
     assert "IncompleteSnapshotError" in partial[0]["whole"]["caught"]
     assert partial[0]["selected"] == results[0]["snapshot"]
+    # Beyond huggingface_hub: with the piece store that holds the file, it comes back.
+    restored = await run_script("damselfly", ours, hub.endpoint, INCOMPLETE, HF_HUB_OFFLINE="1")
+    assert restored["whole"] == results[0]["snapshot"]
 
 
 @pytest.mark.parametrize("name", ["snapshot_download", "hf_hub_download"])

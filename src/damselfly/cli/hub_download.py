@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("repo_id", help="owner/name")
     parser.add_argument("filenames", nargs="*", help="files (or dir/) to download")
     parser.add_argument("--hub", choices=("hf", "modelscope"), default="hf")
-    parser.add_argument("--repo-type", choices=("model", "dataset", "space"), default="model")
+    parser.add_argument(
+        "--repo-type", "--type", choices=("model", "dataset", "space"), default="model"
+    )
     parser.add_argument("--revision")
     parser.add_argument("--include", action="append", default=[], help="glob (repeatable)")
     parser.add_argument("--exclude", action="append", default=[], help="glob (repeatable)")

@@ -15,8 +15,9 @@ is in place. Paths come from a hub listing (untrusted): every one goes through
         refs/<revision>                     the commit, no newline (only when the revision
                                             asked for is a branch or tag; refs/pr/1 nests)
         trees/<commit>.json                 the repo's listing at that commit, when the whole
-                                            repo was listed (``hub_trees.py``; also in a
-                                            local dir's ``.cache/huggingface/``)
+                                            repo was listed, once the download succeeded
+                                            (``hub_trees.py``; also in a local dir's
+                                            ``.cache/huggingface/``)
 
 A blob already present with the right size is not fetched again (it is named by its content).
 Files the hub lists twice with the same content share one blob.
@@ -132,6 +133,7 @@ class HfCacheLayout:
         self.repo_dir = cache_dir / hf_repo_folder(url)
         self._commit: str | None = None
         self._claimed: set[str] = set()
+        self._listing: Sequence[Entry] = ()
 
     @property
     def root(self) -> Path:
@@ -140,6 +142,10 @@ class HfCacheLayout:
     @property
     def commit(self) -> str | None:
         return self._commit
+
+    @property
+    def repo_url(self) -> HubUrl:
+        return self._url
 
     @property
     def snapshot_dir(self) -> Path | None:
@@ -152,7 +158,7 @@ class HfCacheLayout:
         return snapshot / repo_path if repo_path else snapshot
 
     def listed(self, entries: Sequence[Entry]) -> None:
-        write_listing(self.repo_dir, entries)  # huggingface_hub's trees/<commit>.json
+        self._listing = entries  # trees/<commit>.json, written once the download succeeded
 
     def output_for(self, entry: Entry) -> Path | None:
         self._adopt(_hf_commit(self._url, entry))
@@ -171,6 +177,7 @@ class HfCacheLayout:
             self._link(_validated_path(self._url, entry), _etag(self._url, entry))
         if self._commit is not None:
             self._write_ref()
+        write_listing(self.repo_dir, self._listing)
 
     def adopt_commit(self, commit: str) -> None:
         """Record the revision's commit when no file was listed (writes the ref)."""
@@ -220,12 +227,13 @@ class HfLocalDirLayout(PlainLayout):
         super().__init__(root)
         self._url = url.with_path("")
         self._force = force
+        self._listing: Sequence[Entry] = ()
 
     def location(self, repo_path: str) -> Path | None:
         return self.root / repo_path if repo_path else self.root
 
     def listed(self, entries: Sequence[Entry]) -> None:
-        write_listing(safe_output_path(self.root, METADATA_DIR), entries)
+        self._listing = entries  # written by finish, as the cache's
 
     def output_for(self, entry: Entry) -> Path | None:
         target = super().output_for(entry)
@@ -236,6 +244,8 @@ class HfLocalDirLayout(PlainLayout):
         return target
 
     def finish(self, entries: Sequence[Entry]) -> None:
+        if self._listing:
+            write_listing(safe_output_path(self.root, METADATA_DIR), self._listing)
         tracked = [e for e in entries if self._tracked(e)]
         if not tracked:
             return

@@ -11,8 +11,9 @@ forever) in ``<repo folder>/trees/<commit>.json`` of its cache, or in
 
 Online, huggingface_hub uses it instead of listing the repo again, so it must be the whole
 repo: damselfly writes it only from a listing of the repo root (every entry at its repo path),
-when it downloads into one of those layouts (never on a dry run). Offline, both read it to
-tell a complete snapshot from one an interrupted download left behind: ``missing_files``.
+once a download into one of those layouts succeeded (huggingface_hub writes it before the
+files; damselfly leaves nothing behind a failed download; never on a dry run). Offline, both
+read it to tell a complete snapshot from one that lost files since: ``missing_files``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from damselfly.backends.base import Entry
 from damselfly.backends.hf_listing import BLOB_OID_PARAM, REVISION_PARAM
+from damselfly.core.digests import GIT_BLOB_SHA1, Digest
 from damselfly.core.globs import path_selected
 from damselfly.core.safe_paths import unsafe_path_reason
 from damselfly.core.urls import HubUrl
@@ -76,18 +78,36 @@ def write_listing(folder: Path, entries: Sequence[Entry]) -> None:
         replace_atomically(path, lambda tmp: tmp.write_text(data, encoding="utf-8"))
 
 
-def read_listing(folder: Path, commit: str) -> list[str] | None:
-    """The repo paths ``trees/<commit>.json`` lists; ``None``: none, unreadable or unknown."""
+def read_listing(folder: Path, commit: str) -> dict[str, dict[str, Any]] | None:
+    """``trees/<commit>.json``'s files (path -> size, blob_id[, lfs_sha256, lfs_size]);
+    ``None``: none, unreadable, of an unknown format, or naming an unsafe path."""
     try:
         data = json.loads(tree_path(folder, commit).read_text(encoding="utf-8"))
         if data.get("format_version") != FORMAT_VERSION:
             return None
-        paths = list(data["files"])
+        files = dict(data["files"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not all(isinstance(p, str) and unsafe_path_reason(p) is None for p in paths):
+    if not all(isinstance(p, str) and unsafe_path_reason(p) is None for p in files):
         return None
-    return paths
+    return files
+
+
+def listed_entries(folder: Path, url: HubUrl, commit: str) -> list[Entry]:
+    """The cached listing as the ``Entry`` values a listing of the repo root gives (pinned to
+    ``commit``); entries with malformed fields are left out."""
+    files = read_listing(folder, commit) or {}
+    return [e for path, info in files.items() if (e := _entry(url, commit, path, info))]
+
+
+def _entry(url: HubUrl, commit: str, path: str, info: Any) -> Entry | None:
+    try:
+        size, blob_id, lfs = int(info["size"]), str(info["blob_id"]), info.get("lfs_sha256")
+        digest = Digest("sha256", str(lfs)) if lfs else Digest(GIT_BLOB_SHA1, blob_id)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    params = ((REVISION_PARAM, commit), (BLOB_OID_PARAM, blob_id))
+    return Entry(url.with_path(path), path, size, digest, params)
 
 
 def missing_files(
