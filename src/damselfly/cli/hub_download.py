@@ -33,7 +33,7 @@ from damselfly.backends.modelscope_options import (
 )
 from damselfly.cli.hub_cache import run_or_cached
 from damselfly.cli.progress import make_display
-from damselfly.config.paths import default_socket_path
+from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.core.errors import UsageError
 from damselfly.download.request import DownloadRequest, job_env
 from damselfly.protocol.local_api import RunResult
@@ -81,7 +81,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     async def fetch() -> RunResult:
         return await _fetch(args, request, display, env)
 
-    result = asyncio.run(run_or_cached("damselfly", request, env, fetch))
+    store_root = store_dir(args.storage_dir, env)
+    result = asyncio.run(run_or_cached("damselfly", request, env, fetch, store_root))
     _print(args.output_format, _answer(args, request, result))
     return 0
 
