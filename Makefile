@@ -3,7 +3,8 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 
-.PHONY: demo test faults check lint bench-single bench-small bench-hub bench-swarm bench-manager setup
+.PHONY: demo test faults check lint bench-single bench-small bench-hub bench-swarm bench-manager \
+	bench-dropin setup
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -36,6 +37,9 @@ bench-small: $(STAMP)
 
 bench-hub: $(STAMP)
 	$(BIN)/python bench/hub/run.py $(BENCH_ARGS)
+
+bench-dropin: $(STAMP)
+	$(BIN)/python -m bench.dropin.run $(BENCH_ARGS)
 
 bench-manager: $(STAMP)
 	$(BIN)/python -m bench.manager.run $(BENCH_ARGS)

@@ -109,10 +109,8 @@ async def test_same_output_and_files_as_hf_download(hub, tmp_path):
         assert (got[1].code, got[1].stdout) == (0, got[0].stdout), (args, got[1].stderr)
     assert files_below(tmp_path / "ds" / "ld") == files_below(tmp_path / "hf" / "ld")
     ours_cache = files_below(tmp_path / "ds" / "cache")
-    assert ours_cache == {
-        k: v for k, v in files_below(tmp_path / "hf" / "cache").items() if "/trees/" not in k
-    }
-    assert ours_cache
+    assert ours_cache == files_below(tmp_path / "hf" / "cache")  # trees/<commit>.json too
+    assert any("/trees/" in path for path in ours_cache)
 
 
 async def test_dry_run_prints_what_hf_prints(hub, tmp_path):
@@ -141,6 +139,45 @@ async def test_offline_and_hub_down_answer_from_the_cache(hub, tmp_path):
     assert missing.code == 1
     assert "HF_HUB_OFFLINE" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+async def test_recursive_offline_uses_the_cached_listing_as_hf_download_does(hub, tmp_path):
+    """The listing cached at download time (``trees/<commit>.json``) tells a complete snapshot
+    from one missing a file: offline, ``-r`` answers the first and refuses the second, as
+    ``hf download`` does, for exactly what the patterns select (with an empty piece store;
+    the one that holds the file puts it back)."""
+    for name, make in (("hf", theirs), ("ds", ours)):
+        online = await run(make("acme/tiny", "-q"), tmp_path / name, hub.endpoint)
+        assert online.code == 0, online.stderr
+    root = tmp_path / "ds"
+    snapshot = await run(dfget("hf://acme/tiny", "-r"), root, hub.endpoint, HF_HUB_OFFLINE="1")
+    assert (snapshot.code, snapshot.stdout) == (0, online.stdout), snapshot.stderr
+    sub = await run(dfget("hf://acme/tiny/sub", "-r"), root, hub.endpoint, HF_HUB_OFFLINE="1")
+    assert (sub.code, sub.stdout) == (0, online.stdout.strip() + "/sub\n"), sub.stderr
+    for name in ("hf", "ds"):
+        folder = Path(online.stdout.strip().replace("<root>", str(tmp_path / name)))
+        (folder / "sub" / "notes.txt").unlink()  # as an interrupted download leaves it
+    empty = {"DAMSELFLY_STORAGE_DIR": str(tmp_path / "empty-store")}
+    for args in (("acme/tiny", "-q"), ("acme/tiny", "--include", "*.json", "-q")):
+        got = [
+            await run(make(*args), tmp_path / name, hub.endpoint, HF_HUB_OFFLINE="1", **empty)
+            for name, make in (("hf", theirs), ("ds", ours))
+        ]
+        assert (got[1].code == 0, got[1].stdout) == (got[0].code == 0, got[0].stdout), args
+    assert got[1].code == 0  # *.json: nothing selected is missing
+    whole = await run(ours("acme/tiny", "-q"), root, closed_port_url(), **empty)
+    assert whole.code == 1
+    assert "incomplete" in whole.stderr
+    assert "sub/notes.txt" in whole.stderr
+    assert "Traceback" not in whole.stderr
+    offline = {"HF_HUB_OFFLINE": "1", **empty}
+    part = await run(dfget("hf://acme/tiny/sub", "-r"), root, hub.endpoint, **offline)
+    assert part.code == 1
+    assert "1 file(s) missing (sub/notes.txt)" in part.stderr
+    back = await run(dfget("hf://acme/tiny/sub", "-r"), root, closed_port_url())
+    assert (back.code, back.stdout) == (0, sub.stdout), back.stderr
+    folder = Path(online.stdout.strip().replace("<root>", str(root)))
+    assert (folder / "sub" / "notes.txt").read_bytes() == FILES["sub/notes.txt"]
 
 
 async def test_dfget_hub_habits(hub, tmp_path):

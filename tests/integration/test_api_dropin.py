@@ -23,6 +23,7 @@ import pytest
 import damselfly
 from damselfly.demo.hub_repos import HubRepo
 from damselfly.testing.hf_hub import HfTestHub
+from damselfly.testing.olah import OlahServer, build_mirror_repo, olah_available
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("huggingface_hub") is None, reason="huggingface_hub not installed"
@@ -48,6 +49,7 @@ import huggingface_hub.errors as E
 api = importlib.import_module(sys.argv[1])
 NAMES = ["RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError",
          "RemoteEntryNotFoundError", "GatedRepoError", "LocalEntryNotFoundError",
+         "IncompleteSnapshotError",
          "HfHubHTTPError", "DryRunError", "OSError", "ValueError"]
 def kinds(error):
     return [n for n in NAMES if isinstance(error, getattr(E, n, None) or getattr(builtins, n))]
@@ -138,6 +140,12 @@ CACHED = {
     "dry_run": ONLINE["dry_run"],
 }
 
+INCOMPLETE = {
+    "whole": ONLINE["snapshot"],
+    "selected": {"fn": "snapshot_download", "repo_id": "acme/tiny", "allow_patterns": "*.json"},
+    "file": ONLINE["file"],
+}
+
 
 @pytest.fixture
 async def hub() -> AsyncIterator[HfTestHub]:
@@ -182,10 +190,10 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 def without_tree_cache(files: dict[str, bytes]) -> dict[str, bytes]:
-    """huggingface_hub 2.x also caches each commit's listing (``trees/``) and leaves lock files
-    (``.locks/``) and a ``CACHEDIR.TAG``; damselfly does none of these. Local-dir metadata
-    holds a timestamp."""
-    skipped = ("/trees/", "/.cache/", "/.locks/", "/CACHEDIR.TAG")
+    """huggingface_hub 2.x leaves lock files (``.locks/``) and a ``CACHEDIR.TAG``; damselfly
+    does not. Local-dir metadata holds a timestamp. Each commit's listing (``trees/``) is
+    compared: both write it, byte for byte the same."""
+    skipped = ("/.cache/huggingface/download/", "/.locks/", "/CACHEDIR.TAG")
     return {k: v for k, v in files.items() if not any(s in f"/{k}" for s in skipped)}
 
 
@@ -198,6 +206,8 @@ async def test_same_script_same_results_online_offline_and_hub_down(hub, tmp_pat
     assert results[1] == results[0]
     assert results[0]["no_repo"]["caught"][0] == "RepositoryNotFoundError"
     assert without_tree_cache(tree_bytes(ours)) == without_tree_cache(tree_bytes(theirs))
+    trees = sorted(k.split("/")[0] for k in tree_bytes(ours) if "/trees/" in k)
+    assert trees == ["cache", "patterns"]  # the cache's, and the local dir's of a snapshot
 
     for env in ({"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": closed_port_url()}):
         endpoint = env.pop("HF_ENDPOINT", hub.endpoint)
@@ -208,6 +218,21 @@ async def test_same_script_same_results_online_offline_and_hub_down(hub, tmp_pat
         assert offline[1] == offline[0], env
         assert offline[0]["snapshot"] == results[0]["snapshot"]
         assert "LocalEntryNotFoundError" in offline[0]["not_cached"]["caught"]
+
+    for root in (theirs, ours):  # as an interrupted download leaves a snapshot
+        snapshot = Path(results[0]["snapshot"]["value"].replace("<root>", str(root)))
+        (snapshot / "sub" / "notes.txt").unlink()
+    offline = {"HF_HUB_OFFLINE": "1", "DAMSELFLY_STORAGE_DIR": str(tmp_path / "empty-store")}
+    partial = [
+        await run_script(name, root, hub.endpoint, INCOMPLETE, **offline)
+        for name, root in (("huggingface_hub", theirs), ("damselfly", ours))
+    ]
+    assert partial[1] == partial[0]
+    assert "IncompleteSnapshotError" in partial[0]["whole"]["caught"]
+    assert partial[0]["selected"] == results[0]["snapshot"]
+    # Beyond huggingface_hub: with the piece store that holds the file, it comes back.
+    restored = await run_script("damselfly", ours, hub.endpoint, INCOMPLETE, HF_HUB_OFFLINE="1")
+    assert restored["whole"] == results[0]["snapshot"]
 
 
 @pytest.mark.parametrize("name", ["snapshot_download", "hf_hub_download"])
@@ -223,3 +248,44 @@ def test_signature_takes_every_huggingface_hub_parameter(name):
     extra = [p for p in ours.values() if p.name not in theirs]
     assert all(p.kind is p.KEYWORD_ONLY and p.default is None for p in extra)
     assert list(ours)[: len(theirs)] == list(theirs)
+
+
+OLAH_CALLS = {
+    "snapshot": {"fn": "snapshot_download", "repo_id": "acme/tiny"},
+    "file": {"fn": "hf_hub_download", "repo_id": "acme/tiny", "filename": "sub/notes.txt"},
+    "patterns": {
+        "fn": "snapshot_download",
+        "repo_id": "acme/tiny",
+        "allow_patterns": "*.json",
+        "local_dir": "<root>/patterns",
+    },
+}
+# Not compared on olah: a missing file. olah answers a HEAD of it at a branch with 401
+# RepoNotFound and at a commit with 404 EntryNotFound, and which one each client gets depends
+# on what olah and the client cached before (HfTestHub answers as the Hub does: tests above).
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not olah_available(), reason="olah (PyPI) or git not installed")
+async def test_same_script_same_results_against_olah(tmp_path):
+    """The same script against a real olah mirror: same values and files; then offline, both
+    answer from what they cached."""
+    mirrors, work = tmp_path / "mirrors", tmp_path / "olah"
+    work.mkdir()
+    build_mirror_repo(mirrors, "acme/tiny", FILES, lfs_threshold=1024 * 1024)
+    theirs, ours = tmp_path / "hf", tmp_path / "ds"
+    async with OlahServer(mirrors, work) as olah:
+        results = [
+            await run_script(name, root, olah.endpoint, OLAH_CALLS)
+            for name, root in (("huggingface_hub", theirs), ("damselfly", ours))
+        ]
+    assert results[1] == results[0]
+    assert without_tree_cache(tree_bytes(ours)) == without_tree_cache(tree_bytes(theirs))
+    snapshot = Path(results[0]["snapshot"]["value"].replace("<root>", str(ours)))
+    assert {p: (snapshot / p).read_bytes() for p in FILES} == FILES
+    calls = {k: OLAH_CALLS[k] for k in ("snapshot", "file")}
+    offline = [
+        await run_script(name, root, closed_port_url(), calls, HF_HUB_OFFLINE="1")
+        for name, root in (("huggingface_hub", theirs), ("damselfly", ours))
+    ]
+    assert offline[1] == offline[0] == {k: results[0][k] for k in calls}

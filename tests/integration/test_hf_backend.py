@@ -25,7 +25,7 @@ from damselfly.core.errors import (
 )
 from damselfly.core.pieces import ByteRange
 from damselfly.core.urls import HubUrl, parse_url
-from damselfly.demo.hub_repos import HubRepo
+from damselfly.demo.hub_repos import HubRepo, lfs_pointer
 from damselfly.testing.hf_hub import HfTestHub
 
 WEIGHTS = hashlib.sha256(b"seed").digest() * 10_000  # 320,000 bytes: an LFS file
@@ -191,7 +191,8 @@ async def test_list_recursive_root(hub, backend):
     lfs = by_path["model.safetensors"]
     assert lfs.content_length == len(WEIGHTS)
     assert lfs.content_digest == Digest("sha256", hashlib.sha256(WEIGHTS).hexdigest())
-    assert "hf_blob_oid" not in dict(lfs.params)
+    pointer = lfs_pointer(hashlib.sha256(WEIGHTS).hexdigest(), len(WEIGHTS))
+    assert dict(lfs.params)["hf_blob_oid"] == git_blob_sha1(pointer)  # the pointer's, as listed
     small = by_path["config.json"]
     assert small.content_digest == Digest(GIT_BLOB_SHA1, git_blob_sha1(TINY["config.json"]))
     assert small.content_length == len(TINY["config.json"])

@@ -26,10 +26,12 @@ from damselfly.cli.daemon_client import OTHER_USER_WARNING, DaemonJobError, run_
 from damselfly.core.errors import ConfigError
 from damselfly.daemon.engine.runner import StoreRunner
 from damselfly.daemon.servers.local_api import LocalApi
+from damselfly.demo.hub_repos import HubRepo
 from damselfly.download.events import CountingObserver, DownloadObserver
 from damselfly.download.request import DownloadRequest
 from damselfly.protocol.local_api import RunResult
 from damselfly.storage.store import Store
+from damselfly.testing.hf_hub import HfTestHub
 from damselfly.testing.origin import Behaviour, OriginServer
 
 KiB = 1024
@@ -373,3 +375,59 @@ async def test_source_option_secrets_are_never_logged_or_echoed(tmp_path, api, o
     assert (status, events[-1]["event"]) == (200, "error")
     assert "owner/repo" in caplog.text
     assert "hf0123" not in caplog.text + json.dumps(events)
+
+
+DAEMON_TOKEN = "hf_daemon_users_own_login_0123"
+
+
+@pytest.fixture
+async def private_hub(tmp_path, monkeypatch):
+    """A hub whose private repo opens to the token saved in the daemon user's own
+    ``~/.cache/huggingface/token`` (the daemon here runs in the test process)."""
+    home = tmp_path / "daemon-home"
+    (home / ".cache" / "huggingface").mkdir(parents=True)
+    (home / ".cache" / "huggingface" / "token").write_text(DAEMON_TOKEN)
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    repo = HubRepo(
+        "acme/private", {"a.txt": b"secret bytes\n"}, private=True,
+        allowed_tokens=frozenset({DAEMON_TOKEN}),
+    )  # fmt: skip
+    async with HfTestHub([repo]) as hub:
+        yield hub
+
+
+@pytest.mark.parametrize("env", [{}, {"HF_TOKEN_PATH": "<token file>"}, {"HOME": "<home>"}])
+async def test_a_hub_request_without_source_is_refused_not_resolved_with_the_daemons_login(
+    tmp_path, api, private_hub, env
+):
+    """Resolved on arrival, the request would pick up the daemon user's own token (its home,
+    or a token file the request's env names) and download a repo its sender cannot read."""
+    token_file = Path(os.environ["HOME"], ".cache", "huggingface", "token")
+    env = {k: v.replace("<token file>", str(token_file)) for k, v in env.items()}
+    env = {k: v.replace("<home>", os.environ["HOME"]) for k, v in env.items()}
+    body = json.dumps(
+        {
+            "url": "hf://acme/private/a.txt",
+            "output": str(tmp_path / "a.txt"),
+            "env": {"HF_ENDPOINT": private_hub.endpoint, **env},
+        }
+    )
+    status, [answer] = await post(api.path, body.encode())
+    assert (status, answer["code"]) == (400, "bad_request")
+    assert "without its source options" in answer["error"]
+    assert private_hub.stats.log == []
+    assert not (tmp_path / "a.txt").exists()
+
+
+async def test_a_hub_request_whose_source_has_no_token_sends_none(tmp_path, api, private_hub):
+    """``source.token`` unset means anonymous: the daemon never falls back to its own login."""
+    source = HfOptions(token=None, endpoint=private_hub.endpoint)
+    request = request_for("hf://acme/private/a.txt", tmp_path / "a.txt", source=source)
+    status, events = await post(api.path, request.to_json().encode())
+    assert (status, events[-1]["event"]) == (200, "error")
+    assert "not found" in events[-1]["message"]
+    assert private_hub.stats.log, "the hub was asked"
+    assert not any(record.authorized for record in private_hub.stats.log)
+    assert not (tmp_path / "a.txt").exists()

@@ -27,8 +27,10 @@ from damselfly.api.hf_compat import DryRunError, as_hf_error
 from damselfly.api.hf_repo import HubRepo, cache_repo_dir, file_url, hub_layout, patterns
 from damselfly.api.progress import TqdmObserver
 from damselfly.api.runner import run_download
+from damselfly.config.paths import store_dir
 from damselfly.core.errors import DamselflyError
 from damselfly.download.hub_layouts import HfCacheLayout, download_hub_file, entry_from_stat
+from damselfly.download.hub_restore import restore_from_store
 from damselfly.download.jobs import DownloadContext
 from damselfly.download.tree_download import TreeJob, download_tree, list_tree
 
@@ -127,7 +129,8 @@ def _snapshot(
     repo_dir = cache_repo_dir(repo, cache_dir)
 
     def cached() -> str | None:
-        return offline.cached_snapshot(repo_dir, repo.revision, local)
+        restore = _restorer(repo, cache_dir, local_dir, storage_dir)
+        return offline.cached_snapshot(repo_dir, repo.revision, local, selection, "", restore)
 
     if local_only or offline.hub_offline(os.environ):
         return _offline(cached, repo, dry_run, "snapshot", local_only)
@@ -180,7 +183,8 @@ def _file(
     template = replace(repo.template(layout.root), url=url)
 
     def cached() -> str | None:
-        return offline.cached_file(repo_dir, repo.revision, path, local)
+        restore = _restorer(repo, cache_dir, local_dir, storage_dir)
+        return offline.cached_file(repo_dir, repo.revision, path, local, restore)
 
     if local_only or offline.hub_offline(os.environ):
         return _offline(cached, repo, dry_run, path, local_only)
@@ -204,6 +208,24 @@ def _file(
         )
     finally:
         observer.close()
+
+
+def _restorer(
+    repo: HubRepo,
+    cache_dir: str | Path | None,
+    local_dir: str | Path | None,
+    storage_dir: str | Path | None,
+) -> offline.Restorer | None:
+    """Offline, files the cache lacks from the piece store (``download/hub_restore.py``)."""
+    if local_dir is not None:
+        return None
+
+    def restore(commit: str, paths: list[str]) -> list[str]:
+        layout = hub_layout(repo, cache_dir, None, force=False)
+        assert isinstance(layout, HfCacheLayout)
+        return restore_from_store(store_dir(storage_dir, os.environ), layout, commit, paths)
+
+    return restore
 
 
 def _offline(

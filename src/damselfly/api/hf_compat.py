@@ -4,10 +4,11 @@ written for huggingface_hub keep working.
 When huggingface_hub is installed, an error the API raises is an instance of a class that
 subclasses both damselfly's class and huggingface_hub's (``RepositoryNotFoundError``,
 ``RevisionNotFoundError``, ``RemoteEntryNotFoundError`` (an ``EntryNotFoundError``),
-``GatedRepoError``, ``LocalEntryNotFoundError``, ``HfHubHTTPError`` for any other status), with
-huggingface_hub's attributes (``response.status_code``, ``server_message``, ``request_id``).
-Without huggingface_hub, damselfly's own classes are raised unchanged. The combined classes are
-made once per pair and keep damselfly's message.
+``GatedRepoError``, ``LocalEntryNotFoundError``, ``IncompleteSnapshotError`` (one of those),
+``HfHubHTTPError`` for any other status), with huggingface_hub's attributes
+(``response.status_code``, ``server_message``, ``request_id``). Without huggingface_hub,
+damselfly's own classes are raised unchanged. The combined classes are made once per pair and
+keep damselfly's message.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ class CacheMissError(DamselflyError, FileNotFoundError):
     local caches do not hold what was asked for."""
 
 
+class IncompleteSnapshotError(CacheMissError):
+    """Offline, and the cached listing (``trees/<commit>.json``) shows files missing from the
+    snapshot: an interrupted download. ``snapshot_path`` is that folder."""
+
+    def __init__(self, message: str, snapshot_path: str) -> None:
+        super().__init__(message)
+        self.snapshot_path = snapshot_path
+
+
 class DryRunError(DamselflyError):
     """``dry_run`` needs the hub, which cannot be reached."""
 
@@ -63,6 +73,8 @@ def as_hf_error(error: DamselflyError) -> BaseException:
 
 
 def _hf_name(error: DamselflyError) -> str | None:
+    if isinstance(error, IncompleteSnapshotError):
+        return "IncompleteSnapshotError"
     if isinstance(error, CacheMissError):
         return "LocalEntryNotFoundError"
     if isinstance(error, DryRunError):

@@ -6,9 +6,15 @@ with one warning line on the ``damselfly.api`` logger. The lookup is huggingface
 
 - the commit is the revision when that is a commit hash, else ``refs/<revision>`` of the cache;
 - ``snapshot_download``: ``snapshots/<commit>`` if it exists; with ``local_dir``: that folder,
-  if it exists and is not empty;
+  if it exists and is not empty; when the commit's listing is cached (``trees/<commit>.json``,
+  ``download/hub_trees.py``), every file it lists that the patterns select must be there,
+  else ``IncompleteSnapshotError`` (huggingface_hub's, with ``snapshot_path``);
 - ``hf_hub_download``: ``snapshots/<commit>/<path>`` if it exists; with ``local_dir``:
   ``<local_dir>/<path>`` if it is a file.
+
+In the cache (not a local dir), a file the cached listing names and the snapshot lacks is
+first looked up in the piece store (``download/hub_restore.py``): huggingface_hub would fail
+there, damselfly answers when its store holds the file.
 
 Nothing found: ``CacheMissError`` (huggingface_hub's ``LocalEntryNotFoundError``), except that
 a missing repository or a refused token is raised as itself, as huggingface_hub does.
@@ -18,11 +24,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from damselfly.api.hf_compat import CacheMissError
+from damselfly.api.hf_compat import CacheMissError, IncompleteSnapshotError
 from damselfly.backends.hf_errors import (
     HubEntryNotFoundError,
     HubGatedRepoError,
@@ -31,6 +37,8 @@ from damselfly.backends.hf_errors import (
 )
 from damselfly.core.errors import BackendError, SourceAuthError
 from damselfly.core.safe_paths import unsafe_path_reason
+from damselfly.download.hub_layouts import METADATA_DIR
+from damselfly.download.hub_trees import missing_files
 
 log = logging.getLogger("damselfly.api")
 T = TypeVar("T")
@@ -42,8 +50,10 @@ _RAISED_WHEN_MISSING = (HubRepoNotFoundError, HubGatedRepoError, SourceAuthError
 
 
 def hub_offline(env: Mapping[str, str]) -> bool:
-    """``HF_HUB_OFFLINE`` (huggingface_hub's spelling of true: 1, ON, YES, TRUE)."""
-    return env.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+    """``HF_HUB_OFFLINE``, else ``TRANSFORMERS_OFFLINE`` when that one is unset or empty, as
+    huggingface_hub reads them (true: 1, ON, YES, TRUE)."""
+    value = env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().lower() in _TRUE
 
 
 def cached_commit(repo_dir: Path, revision: str) -> str | None:
@@ -57,25 +67,79 @@ def cached_commit(repo_dir: Path, revision: str) -> str | None:
         return None
 
 
-def cached_snapshot(repo_dir: Path, revision: str, local_dir: Path | None) -> str | None:
-    if local_dir is not None:
-        if local_dir.is_dir() and any(local_dir.iterdir()):
-            return str(local_dir.resolve())
-        return None
+Selection = tuple[Sequence[str], Sequence[str]]  # include, exclude
+# (commit, repo paths the snapshot lacks) -> those still missing after asking the piece store
+Restorer = Callable[[str, list[str]], list[str]]
+
+
+def cached_snapshot(
+    repo_dir: Path,
+    revision: str,
+    local_dir: Path | None,
+    selection: Selection = ((), ()),
+    under: str = "",
+    restore: Restorer | None = None,
+) -> str | None:
+    """The cached folder of ``under`` (a repo folder; ``""``: the repo) for ``selection``;
+    files the cached listing names and the snapshot lacks are first asked of ``restore``."""
     commit = cached_commit(repo_dir, revision)
-    snapshot = repo_dir / "snapshots" / commit if commit else None
-    return str(snapshot) if snapshot is not None and snapshot.is_dir() else None
+    if local_dir is not None:
+        if not (local_dir.is_dir() and any(local_dir.iterdir())):
+            return None
+        if commit is not None and not under:
+            check_complete(local_dir / METADATA_DIR, commit, local_dir, selection)
+        return str(local_dir.resolve())
+    if commit is None:
+        return None
+    snapshot = repo_dir / "snapshots" / commit
+    check_complete(repo_dir, commit, snapshot, selection, under, restore)
+    return str(snapshot) if snapshot.is_dir() else None
 
 
-def cached_file(repo_dir: Path, revision: str, path: str, local_dir: Path | None) -> str | None:
+def check_complete(
+    folder: Path,
+    commit: str,
+    base_dir: Path,
+    selection: Selection,
+    under: str = "",
+    restore: Restorer | None = None,
+) -> None:
+    """Raise ``IncompleteSnapshotError`` when the cached listing shows files missing from
+    ``base_dir`` (and ``restore`` cannot bring them back); no folder at all is no error."""
+    missing = missing_files(folder, commit, base_dir, selection, under)
+    if missing and restore is not None:
+        missing = restore(commit, missing)
+    if not missing or not base_dir.is_dir():
+        return
+    sample = ", ".join(missing[:3]) + (
+        f", ... ({len(missing) - 3} more)" if len(missing) > 3 else ""
+    )
+    raise IncompleteSnapshotError(
+        f"{base_dir}: the cached snapshot of commit {commit} is incomplete: "
+        f"{len(missing)} file(s) missing ({sample})",
+        snapshot_path=str(base_dir),
+    )
+
+
+def cached_file(
+    repo_dir: Path,
+    revision: str,
+    path: str,
+    local_dir: Path | None,
+    restore: Restorer | None = None,
+) -> str | None:
     if unsafe_path_reason(path) is not None:
         return None
     if local_dir is not None:
         target = local_dir.resolve() / path
         return str(target) if target.is_file() else None
     commit = cached_commit(repo_dir, revision)
-    pointer = repo_dir / "snapshots" / commit / path if commit else None
-    return str(pointer) if pointer is not None and pointer.exists() else None
+    if commit is None:
+        return None
+    pointer = repo_dir / "snapshots" / commit / path
+    if not pointer.exists() and restore is not None:
+        restore(commit, [path])
+    return str(pointer) if pointer.exists() else None
 
 
 def online_or_cached(

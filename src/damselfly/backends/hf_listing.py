@@ -13,9 +13,10 @@ Entries also need a size (``int >= 0``), a git blob id (40 hex), and for LFS fil
 ``lfs.oid`` sha256 (64 hex) and ``lfs.size``. Directories are skipped.
 
 Each ``Entry`` carries ``params``: ``hf_revision`` = the commit the listing was made at (so
-every file of a recursive download is fetched from the same commit), and for non-LFS files
-``hf_blob_oid`` = the git blob id, also given as ``content_digest`` (algorithm
-``git-blob-sha1``) so the downloader checks it. LFS files carry their sha256 there instead.
+every file of a recursive download is fetched from the same commit), and ``hf_blob_oid`` =
+the git blob id (of the pointer, for LFS files; huggingface_hub's tree cache records it).
+For non-LFS files the blob id is also the ``content_digest`` (algorithm ``git-blob-sha1``)
+so the downloader checks it; LFS files carry their sha256 there instead.
 """
 
 from __future__ import annotations
@@ -76,9 +77,8 @@ class TreeListing:
         size, oid, lfs = item.get("size"), item.get("oid"), item.get("lfs")
         if not _is_size(size) or not is_git_oid(oid):
             raise self._error(f"listing has no valid size or oid for {path!r}")
-        params: tuple[tuple[str, str], ...] = ((REVISION_PARAM, self._commit),)
+        params = ((REVISION_PARAM, self._commit), (BLOB_OID_PARAM, str(oid)))
         if lfs is None:
-            params += ((BLOB_OID_PARAM, str(oid)),)
             blob = Digest(GIT_BLOB_SHA1, str(oid))
             return Entry(self._url.with_path(path), relative, size, blob, params)
         if not isinstance(lfs, Mapping) or not is_sha256(lfs.get("oid")):

@@ -70,7 +70,8 @@ async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             result = await run_through_daemon(endpoint, request, display, explicit=explicit)
         return result or await _standalone(args, request, display, env)
 
-    result = await run_or_cached("dfget", request, env, fetch)
+    store_root = store_dir(args.storage_dir, env)
+    result = await run_or_cached("dfget", request, env, fetch, store_root)
     _summarise(result)
     sys.stdout.write(result.stdout)
     return EXIT_OK

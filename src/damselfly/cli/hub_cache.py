@@ -6,7 +6,10 @@ without a request; a hub that cannot be reached does the same after the attempt 
 one warning line. The lookup is huggingface_hub's (``api/offline.py``): ``refs/<revision>``
 names the commit, ``snapshots/<commit>[/<path>]`` must exist; a ``-O dir`` of a recursive hf://
 download (huggingface_hub's local dir) must exist and not be empty. The answer is what the
-download would have printed (the cache path) and no bytes moved.
+download would have printed (the cache path) and no bytes moved. A snapshot that the cached
+listing (``trees/<commit>.json``) shows incomplete for what ``-r`` selects is an error, unless
+the standalone piece store (``--storage-dir``) still holds the missing files: they are put
+back (``download/hub_restore.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from damselfly.api.offline import cached_file, cached_snapshot, hub_offline
+from damselfly.api.offline import Restorer, cached_file, cached_snapshot, hub_offline
 from damselfly.backends.hf_options import HfOptions
 from damselfly.backends.modelscope_options import ModelScopeOptions
 from damselfly.core.errors import (
@@ -49,8 +52,9 @@ def offline_requested(request: DownloadRequest, env: Mapping[str, str]) -> str |
     return None
 
 
-def cached_location(request: DownloadRequest) -> str | None:
-    """Where the caches already hold what ``request`` asks for (``None``: they do not)."""
+def cached_location(request: DownloadRequest, store_root: Path | None = None) -> str | None:
+    """Where the caches already hold what ``request`` asks for (``None``: they do not); files
+    the HF cache lost are asked of the piece store at ``store_root`` (``hub_restore.py``)."""
     url = request.source_url
     if not isinstance(url, HubUrl):
         return None
@@ -58,12 +62,15 @@ def cached_location(request: DownloadRequest) -> str | None:
     source = request.resolved_source
     revision = source.revision if isinstance(source, HfOptions | ModelScopeOptions) else ""
     if isinstance(layout, HfCacheLayout):
+        restore = _restorer(layout, store_root)
         if url.path and not request.recursive:
-            return cached_file(layout.repo_dir, revision, url.path, None)
-        found = cached_snapshot(layout.repo_dir, revision, None)
+            return cached_file(layout.repo_dir, revision, url.path, None, restore)
+        selection = (request.include, request.exclude)
+        found = cached_snapshot(layout.repo_dir, revision, None, selection, url.path, restore)
         return f"{found}/{url.path}" if found and url.path else found
     if isinstance(layout, HfLocalDirLayout):
-        return cached_snapshot(layout.root, revision, layout.root)
+        selection = (request.include, request.exclude)
+        return cached_snapshot(layout.root, revision, layout.root, selection, url.path)
     if isinstance(layout, ModelScopeCacheLayout):
         where = layout.location(url.path)
         return str(where) if where is not None and where.exists() else None
@@ -72,37 +79,52 @@ def cached_location(request: DownloadRequest) -> str | None:
     return None
 
 
+def _restorer(layout: HfCacheLayout, store_root: Path | None) -> Restorer | None:
+    if store_root is None:
+        return None
+
+    def restore(commit: str, paths: list[str]) -> list[str]:
+        # the piece store, only when offline (dfget's start-up time does not pay for it)
+        from damselfly.download.hub_restore import restore_from_store
+
+        return restore_from_store(store_root, layout, commit, paths)
+
+    return restore
+
+
 async def run_or_cached(
     prog: str,
     request: DownloadRequest,
     env: Mapping[str, str],
     run: Callable[[], Awaitable[RunResult]],
+    store_root: Path | None = None,
 ) -> RunResult:
     """``run()``, or the caches' answer when the hub is off or unreachable (module doc)."""
     if not isinstance(request.source_url, HubUrl):
         return await run()  # only the hubs have caches to answer from
     setting = offline_requested(request, env)
     if setting is not None:
-        return _from_cache(prog, request, f"{setting} is set", warn=False)
+        return _from_cache(prog, request, f"{setting} is set", store_root, warn=False)
     try:
         return await run()
     except (SourceUnreachableError, SourceTimeoutError) as error:
-        return _from_cache(prog, request, str(error), warn=True, cause=error)
+        return _from_cache(prog, request, str(error), store_root, warn=True, cause=error)
     except DamselflyError as error:  # a daemon's failure arrives as its message
         if not any(word in str(error) for word in _HUB_DOWN_WORDS):
             raise
-        return _from_cache(prog, request, str(error), warn=True, cause=error)
+        return _from_cache(prog, request, str(error), store_root, warn=True, cause=error)
 
 
 def _from_cache(
     prog: str,
     request: DownloadRequest,
     why: str,
+    store_root: Path | None,
     *,
     warn: bool,
     cause: BaseException | None = None,
 ) -> RunResult:
-    found = cached_location(request)
+    found = cached_location(request, store_root)
     if found is None:
         message = f"{shorten(request.redacted_url())}: not in the local cache, and {shorten(why)}"
         raise OfflineCacheMissError(message) from cause

@@ -33,7 +33,7 @@ from damselfly.backends.modelscope_options import (
 )
 from damselfly.cli.hub_cache import run_or_cached
 from damselfly.cli.progress import make_display
-from damselfly.config.paths import default_socket_path
+from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.core.errors import UsageError
 from damselfly.download.request import DownloadRequest, job_env
 from damselfly.protocol.local_api import RunResult
@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("repo_id", help="owner/name")
     parser.add_argument("filenames", nargs="*", help="files (or dir/) to download")
     parser.add_argument("--hub", choices=("hf", "modelscope"), default="hf")
-    parser.add_argument("--repo-type", choices=("model", "dataset", "space"), default="model")
+    parser.add_argument(
+        "--repo-type", "--type", choices=("model", "dataset", "space"), default="model"
+    )
     parser.add_argument("--revision")
     parser.add_argument("--include", action="append", default=[], help="glob (repeatable)")
     parser.add_argument("--exclude", action="append", default=[], help="glob (repeatable)")
@@ -83,7 +85,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     async def fetch() -> RunResult:
         return await _fetch(args, request, display, env)
 
-    result = asyncio.run(run_or_cached("damselfly", request, env, fetch))
+    store_root = store_dir(args.storage_dir, env)
+    result = asyncio.run(run_or_cached("damselfly", request, env, fetch, store_root))
     _print(args.output_format, _answer(args, request, result))
     return 0
 

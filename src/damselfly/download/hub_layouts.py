@@ -14,6 +14,10 @@ is in place. Paths come from a hub listing (untrusted): every one goes through
                                             ``..`` per directory level of <path>)
         refs/<revision>                     the commit, no newline (only when the revision
                                             asked for is a branch or tag; refs/pr/1 nests)
+        trees/<commit>.json                 the repo's listing at that commit, when the whole
+                                            repo was listed, once the download succeeded
+                                            (``hub_trees.py``; also in a local dir's
+                                            ``.cache/huggingface/``)
 
 A blob already present with the right size is not fetched again (it is named by its content).
 Files the hub lists twice with the same content share one blob.
@@ -52,6 +56,7 @@ from damselfly.core.safe_paths import unsafe_path_reason
 from damselfly.core.urls import HubUrl
 from damselfly.download.file_download import download_file
 from damselfly.download.hub_files import has_length, output_errors, replace_atomically, same_sha256
+from damselfly.download.hub_trees import write_listing
 from damselfly.download.jobs import DownloadContext, FileJob, FileResult
 from damselfly.download.output_check import check_output_dir
 from damselfly.download.tree_download import (
@@ -128,6 +133,7 @@ class HfCacheLayout:
         self.repo_dir = cache_dir / hf_repo_folder(url)
         self._commit: str | None = None
         self._claimed: set[str] = set()
+        self._listing: Sequence[Entry] = ()
 
     @property
     def root(self) -> Path:
@@ -138,6 +144,10 @@ class HfCacheLayout:
         return self._commit
 
     @property
+    def repo_url(self) -> HubUrl:
+        return self._url
+
+    @property
     def snapshot_dir(self) -> Path | None:
         return None if self._commit is None else self.repo_dir / "snapshots" / self._commit
 
@@ -146,6 +156,9 @@ class HfCacheLayout:
         if snapshot is None:
             return None
         return snapshot / repo_path if repo_path else snapshot
+
+    def listed(self, entries: Sequence[Entry]) -> None:
+        self._listing = entries  # trees/<commit>.json, written once the download succeeded
 
     def output_for(self, entry: Entry) -> Path | None:
         self._adopt(_hf_commit(self._url, entry))
@@ -164,6 +177,7 @@ class HfCacheLayout:
             self._link(_validated_path(self._url, entry), _etag(self._url, entry))
         if self._commit is not None:
             self._write_ref()
+        write_listing(self.repo_dir, self._listing)
 
     def adopt_commit(self, commit: str) -> None:
         """Record the revision's commit when no file was listed (writes the ref)."""
@@ -213,9 +227,13 @@ class HfLocalDirLayout(PlainLayout):
         super().__init__(root)
         self._url = url.with_path("")
         self._force = force
+        self._listing: Sequence[Entry] = ()
 
     def location(self, repo_path: str) -> Path | None:
         return self.root / repo_path if repo_path else self.root
+
+    def listed(self, entries: Sequence[Entry]) -> None:
+        self._listing = entries  # written by finish, as the cache's
 
     def output_for(self, entry: Entry) -> Path | None:
         target = super().output_for(entry)
@@ -226,6 +244,8 @@ class HfLocalDirLayout(PlainLayout):
         return target
 
     def finish(self, entries: Sequence[Entry]) -> None:
+        if self._listing:
+            write_listing(safe_output_path(self.root, METADATA_DIR), self._listing)
         tracked = [e for e in entries if self._tracked(e)]
         if not tracked:
             return
@@ -293,6 +313,9 @@ class ModelScopeCacheLayout:
 
     def location(self, repo_path: str) -> Path | None:
         return self.snapshot_dir / repo_path if repo_path else self.snapshot_dir
+
+    def listed(self, entries: Sequence[Entry]) -> None:
+        pass
 
     def output_for(self, entry: Entry) -> Path | None:
         target = safe_output_path(self.snapshot_dir, _validated_path(self._url, entry))

@@ -136,6 +136,21 @@ class DownloadRequest(BaseModel):
             raise ProtocolError(f"download request: {validation_message(exc)}") from None
 
 
+def require_sent_source(request: DownloadRequest) -> None:
+    """Refuse a request that reached a daemon without its scheme's options (``source``).
+
+    dfget, ``damselfly download`` and preheat resolve them in the caller's process (token,
+    revision, endpoint). Resolving them on arrival (``resolved_source``) would read the
+    daemon user's own logins (``~/.cache/huggingface/token``, the saved ModelScope login, a
+    token file the request's ``env`` points at) for a download someone else asked for."""
+    scheme = scheme_of(request.url)
+    if request.source is None and options_catalog().spec_for(scheme) is not None:
+        raise UsageError(
+            f"download request: {scheme}:// came without its source options; the caller "
+            "resolves them (token, revision), the daemon never uses its own logins"
+        )
+
+
 def uses_hub_cache(request: DownloadRequest) -> bool:
     """Whether the download goes into its source's cache (``--hf-cache`` with an hf:// URL,
     ``--ms-cache`` with modelscope://; a cache flag is ignored for other schemes, so

@@ -32,6 +32,9 @@ class TreeLayout(Protocol):
     @property
     def root(self) -> Path: ...
 
+    def listed(self, entries: Sequence[Entry]) -> None:
+        """The whole listing, before include/exclude select from it (a tool's tree cache)."""
+
     def output_for(self, entry: Entry) -> Path | None:
         """The path this file's bytes go to; ``None`` when it is already there."""
 
@@ -48,6 +51,9 @@ class PlainLayout:
     @property
     def root(self) -> Path:
         return self._root
+
+    def listed(self, entries: Sequence[Entry]) -> None:
+        pass
 
     def output_for(self, entry: Entry) -> Path | None:
         return safe_output_path(self._root, entry.path)
@@ -74,9 +80,19 @@ class TreeJob:
 
 
 async def list_tree(job: TreeJob, ctx: DownloadContext) -> list[Entry]:
+    """The files the job selects (include, exclude, max_files), sorted by path."""
+    return _selected(job, await _listing(job, ctx))
+
+
+async def _listing(job: TreeJob, ctx: DownloadContext) -> list[Entry]:
     url = job.template.url
     entries = await ctx.registry.for_url(url).list(url, job.template.options)
     validate_listing(url.redacted(), [e.path for e in entries])
+    return entries
+
+
+def _selected(job: TreeJob, entries: list[Entry]) -> list[Entry]:
+    url = job.template.url
     selected = [e for e in entries if path_selected(e.path, job.include, job.exclude)]
     if job.max_files is not None and len(selected) > job.max_files:
         raise SourceProtocolError(
@@ -89,7 +105,9 @@ async def list_tree(job: TreeJob, ctx: DownloadContext) -> list[Entry]:
 async def download_tree(job: TreeJob, ctx: DownloadContext) -> list[FileResult]:
     layout = job.effective_layout()
     check_output_dir(layout.root)
-    entries = await list_tree(job, ctx)
+    listing = await _listing(job, ctx)
+    entries = _selected(job, listing)
+    layout.listed(listing)
     placed = [(entry, layout.output_for(entry)) for entry in entries]
     jobs = [entry_job(job.template, entry, out) for entry, out in placed if out is not None]
     limit = asyncio.Semaphore(max(1, job.concurrent_files))

@@ -224,6 +224,11 @@ def secure_channel(
     return grpc.aio.secure_channel(address, grpc_channel_credentials(material), all_options)
 
 
+# gRPC reads http_proxy / https_proxy / grpc_proxy from the environment; cluster traffic
+# (the scheduler link) never goes through a forward proxy meant for origins (docs/hubs.md).
+NO_PROXY_OPTIONS: list[tuple[str, Any]] = [("grpc.enable_http_proxy", 0)]
+
+
 class ChannelMaker:
     """How a client opens its gRPC channels (the daemon's scheduler link): plain text when
     TLS is off, else mTLS with the node's *current* material. Channels keep the credentials
@@ -254,6 +259,7 @@ class ChannelMaker:
         return self._source.generation
 
     def open(self, address: str, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
+        options = [*NO_PROXY_OPTIONS, *(options or [])]
         if self._source is None:
             return grpc.aio.insecure_channel(address, options=options)
         material = self._source.material()

@@ -14,6 +14,9 @@ Routes and events are in ``protocol/local_api.py``; the contract is ``docs/p2p.m
 - At most ``calls_per_caller`` downloads run at once per calling uid (``429`` with
   ``code: too_many_downloads`` beyond): one local user cannot tie up the daemon's workers.
 - Secrets in a request (headers, tokens, ``env``) are never logged: only the redacted URL.
+- A request for a scheme with options (hf://, modelscope://, s3://, ...) must carry them
+  (``source``, resolved by the caller): without, it is refused (``400``) rather than resolved
+  here, which would read the daemon user's own hub logins (``require_sent_source``).
 
 For tests, ``python -m damselfly.testing.local_api_server`` runs the API alone (no P2P
 engine, ``StoreRunner`` reading origins).
@@ -45,7 +48,7 @@ from damselfly.daemon.servers.unix_socket import (
     remove_socket,
 )
 from damselfly.download.events import DownloadObserver
-from damselfly.download.request import DownloadRequest
+from damselfly.download.request import DownloadRequest, require_sent_source
 from damselfly.protocol import local_api as wire
 
 log = logging.getLogger(__name__)
@@ -151,6 +154,7 @@ class LocalApi(AsyncResource):
     ) -> web.StreamResponse:
         try:
             job = DownloadRequest.from_json(await request.read())
+            require_sent_source(job)
         except DamselflyError as exc:
             return _refusal(400, str(exc), wire.BAD_REQUEST)
         log.info("download for %s: %s", caller, job.redacted_url())
