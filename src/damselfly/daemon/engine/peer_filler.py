@@ -236,4 +236,4 @@ def _wire_digest(digest: Digest | None) -> str:
 
 
 def _with_on_piece(request: FillRequest, on_piece: Callable[[PieceMeta], None]) -> FillRequest:
-    return FillRequest(request.job, request.task, request.stat, request.content_digest, on_piece)
+    return dataclasses.replace(request, on_piece=on_piece)
