@@ -233,3 +233,15 @@ def test_piece_not_held_corrects_the_bitmap_without_blaming_the_parent():
     d.parent_has("stale", [a.number])  # announced again: offered again
     d.piece_started(again)
     assert d.next_assignment().number == a.number
+
+
+def test_a_piece_its_only_holder_dropped_is_refused_until_someone_announces_it():
+    d = PieceDispatcher(2, held=[1])
+    d.parent_added("a", "http://a", held=[0])
+    a = d.next_assignment()
+    d.piece_started(a)
+    d.piece_not_held(a)  # 404 for a piece it had announced: it dropped a bad copy
+    assert d.refused() == {0}
+    d.parent_has("a", [0])  # it has a good copy again
+    assert d.refused() == set()
+    assert d.next_assignment().parent.peer_id == "a"
