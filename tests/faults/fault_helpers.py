@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from damselfly.demo.cluster import Completed
+from damselfly.storage.store import Store
 
 MiB = 1024 * 1024
 # what a user must never see: a traceback, an exception class name, an exception group
@@ -52,6 +53,15 @@ def one_error_line(run: Completed, prog: str = "dfget") -> str:
     return lines[0]
 
 
+def assert_all_delivered(
+    runs: list[Completed], outs: list[Path], data: bytes, logs: str = ""
+) -> None:
+    """Every run exited 0 and wrote exactly ``data``."""
+    for run, out in zip(runs, outs, strict=True):
+        assert run.code == 0, run.stderr + logs
+        assert out.read_bytes() == data, out
+
+
 @dataclass
 class Dfget:
     """The real ``dfget`` command with its own store (``DAMSELFLY_STORAGE_DIR``)."""
@@ -71,3 +81,19 @@ class Dfget:
         assert process.returncode is not None
         seconds = time.monotonic() - started
         return Completed(process.returncode, stdout.decode(), stderr.decode(), seconds)
+
+
+def flip_piece_keeping_mtime(store_dir: Path, number: int) -> Path:
+    """Change bytes inside piece ``number`` of the store's only task; put the mtime back."""
+    with Store(store_dir) as store:
+        (task,) = store.list_tasks()
+        path = store.content_path(task.task_id)
+    before = path.stat()
+    with path.open("r+b") as content:
+        content.seek(number * MiB + 1234)
+        old = content.read(16)
+        content.seek(number * MiB + 1234)
+        content.write(bytes(b ^ 0xFF for b in old))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+    return path

@@ -9,7 +9,7 @@ import os
 import signal
 from pathlib import Path
 
-from fault_helpers import LEAKS, MiB, one_error_line
+from fault_helpers import LEAKS, MiB, assert_all_delivered, one_error_line
 
 from damselfly.storage.store import Store
 from damselfly.testing.cluster import LocalCluster
@@ -123,3 +123,18 @@ def fill_up(path: Path) -> None:
         pass  # full
     finally:
         os.close(fd)
+
+
+async def test_more_dfget_than_the_users_download_slots_wait_for_one(tmp_path: Path) -> None:
+    """Three dfget at once on a daemon that runs one download per user: the other two wait
+    for the slot (they used to fail with "1 downloads of this user are running already")."""
+    data = os.urandom(2 * MiB)
+    one_slot = {"DAMSELFLY_DAEMON_LOCAL_API_CALLS_PER_CALLER": "1"}
+    async with one_daemon(tmp_path, origin_files={"/f.bin": data}, env=one_slot) as cluster:
+        cluster.origin.set_behaviour(Behaviour(rate=2 * MiB), "/f.bin")
+        url = cluster.origin.url("/f.bin")
+        outs = [tmp_path / f"out-{i}" for i in range(3)]
+        runs = await asyncio.gather(*(cluster.dfget(0, url, out, *PIECE) for out in outs))
+        served = cluster.origin.bytes_served_for("/f.bin")
+    assert_all_delivered(list(runs), outs, data)
+    assert served == len(data)  # the first run filled the store; the others reused it

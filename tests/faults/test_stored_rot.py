@@ -9,29 +9,12 @@ import os
 from pathlib import Path
 
 import pytest
-from fault_helpers import MiB
+from fault_helpers import MiB, flip_piece_keeping_mtime
 
-from damselfly.storage.store import Store
 from damselfly.testing.cluster import LocalCluster
 from damselfly.testing.origin import OriginServer
 
 PIECE = ("--piece-length", "1MiB", "--no-progress")
-
-
-def flip_piece_keeping_mtime(store_dir: Path, number: int) -> Path:
-    """Change bytes inside piece ``number`` of the store's only task; put the mtime back."""
-    with Store(store_dir) as store:
-        (task,) = store.list_tasks()
-        path = store.content_path(task.task_id)
-    before = path.stat()
-    with path.open("r+b") as content:
-        content.seek(number * MiB + 1234)
-        old = content.read(16)
-        content.seek(number * MiB + 1234)
-        content.write(bytes(b ^ 0xFF for b in old))
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert path.stat().st_mtime_ns == before.st_mtime_ns
-    return path
 
 
 @pytest.fixture

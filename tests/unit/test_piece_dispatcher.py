@@ -59,14 +59,8 @@ def test_held_pieces_are_never_assigned():
     assert [a.number for a in drain(d)] == [1]
 
 
-def test_bad_parent_is_dropped_at_once_and_failing_one_after_max_failures():
+def test_a_failing_parent_is_dropped_after_max_failures():
     d = PieceDispatcher(3, max_failures=2)
-    d.parent_added("liar", "http://liar", held=[0, 1, 2])
-    a = d.next_assignment()
-    d.piece_started(a)
-    d.piece_failed(a, bad=True)
-    assert d.next_assignment() is None
-    assert d.unavailable() == {0, 1, 2}
     d.parent_added("flaky", "http://flaky", held=[0, 1, 2])
     for _ in range(2):
         a = d.next_assignment()
@@ -74,6 +68,107 @@ def test_bad_parent_is_dropped_at_once_and_failing_one_after_max_failures():
         d.piece_started(a)
         d.piece_failed(a)
     assert d.next_assignment() is None
+    assert d.unavailable() == {0, 1, 2}
+
+
+def test_a_bad_piece_goes_back_to_the_queue_for_another_holder():
+    d = PieceDispatcher(2, held=[1])
+    d.parent_added("liar", "http://liar", held=[0], free_slots=8)
+    d.parent_added("honest", "http://honest", held=[0], free_slots=1)
+    bad = d.next_assignment()
+    assert bad.parent.peer_id == "liar"  # the most free capacity
+    d.piece_started(bad)
+    d.piece_bad(bad)
+    assert d.missing == {0}  # not lost: still wanted
+    again = d.next_assignment()
+    assert (again.number, again.parent.peer_id) == (0, "honest")
+    assert d.refused() == set()  # another parent holds it: no origin needed
+
+
+def test_the_bad_parent_is_not_asked_again_for_that_piece_but_for_its_others():
+    d = PieceDispatcher(3, max_in_flight_per_parent=1)
+    d.parent_added("only", "http://only", held=[0, 1, 2])
+    first = d.next_assignment()
+    d.piece_started(first)
+    d.piece_bad(first)
+    assert not first.parent.lost
+    rest = []
+    while (a := d.next_assignment()) is not None:
+        assert a.number != first.number
+        d.piece_started(a)
+        d.piece_succeeded(a, 10)
+        rest.append(a.number)
+    assert sorted(rest) == sorted({0, 1, 2} - {first.number})
+    assert d.missing == {first.number}
+    assert d.refused() == {first.number}  # only the origin can give it now
+    assert d.unavailable() == {first.number}
+
+
+def test_a_refused_piece_read_from_the_origin_is_assigned_to_no_parent():
+    d = PieceDispatcher(2, held=[1])
+    d.parent_added("liar", "http://liar", held=[0])
+    a = d.next_assignment()
+    d.piece_started(a)
+    d.piece_bad(a)
+    d.pieces_from_origin(d.refused())
+    assert d.refused() == set()  # being read: not refused twice
+    d.parent_added("late", "http://late", held=[0])  # a holder shows up meanwhile
+    assert d.next_assignment() is None
+    d.piece_held(0)
+    d.origin_read_ended()
+    assert d.done
+
+
+def test_a_failed_origin_read_puts_its_pieces_back():
+    d = PieceDispatcher(1)
+    d.parent_added("liar", "http://liar", held=[0])
+    a = d.next_assignment()
+    d.piece_started(a)
+    d.piece_bad(a)
+    d.pieces_from_origin([0])
+    d.origin_read_ended()  # it failed: nothing held
+    assert d.refused() == {0}
+    d.parent_added("honest", "http://honest", held=[0])
+    assert d.refused() == set()
+    assert d.next_assignment().parent.peer_id == "honest"
+
+
+def test_the_bad_piece_blocklist_survives_the_parent_being_proposed_again():
+    d = PieceDispatcher(2, max_failures=1)
+    d.parent_added("a", "http://a", held=[0, 1])
+    bad = d.next_assignment()
+    d.piece_started(bad)
+    d.piece_bad(bad)
+    d.parent_lost("a")
+    d.parent_added("a", "http://a", held=[0, 1])  # fresh state, same bad copy on its disk
+    assert d.next_assignment().number != bad.number
+    assert d.refused() == {bad.number}
+
+
+def test_a_parent_that_garbles_everything_is_dropped():
+    d = PieceDispatcher(8, max_bad_pieces=3, max_in_flight_per_parent=1)
+    d.parent_added("garbler", "http://garbler", held=range(8))
+    for _ in range(3):
+        a = d.next_assignment()
+        d.piece_started(a)
+        d.piece_bad(a)
+    assert d.parent("garbler").lost
+    assert d.next_assignment() is None
+    assert d.unavailable() == set(range(8))
+
+
+def test_a_mostly_good_parent_with_some_bad_pieces_stays():
+    d = PieceDispatcher(10, max_bad_pieces=2, max_in_flight_per_parent=1)
+    d.parent_added("mostly", "http://mostly", held=range(10))
+    outcomes = iter([True, True, True, False, False, False, True, True, True, True])
+    while (a := d.next_assignment()) is not None:
+        d.piece_started(a)
+        if next(outcomes):
+            d.piece_succeeded(a, 1)
+        else:
+            d.piece_bad(a)
+    assert not d.parent("mostly").lost  # 3 bad pieces, 7 good: its good pieces are welcome
+    assert len(d.refused()) == 3
 
 
 def test_pieces_announced_later_become_available():
@@ -138,3 +233,15 @@ def test_piece_not_held_corrects_the_bitmap_without_blaming_the_parent():
     d.parent_has("stale", [a.number])  # announced again: offered again
     d.piece_started(again)
     assert d.next_assignment().number == a.number
+
+
+def test_a_piece_its_only_holder_dropped_is_refused_until_someone_announces_it():
+    d = PieceDispatcher(2, held=[1])
+    d.parent_added("a", "http://a", held=[0])
+    a = d.next_assignment()
+    d.piece_started(a)
+    d.piece_not_held(a)  # 404 for a piece it had announced: it dropped a bad copy
+    assert d.refused() == {0}
+    d.parent_has("a", [0])  # it has a good copy again
+    assert d.refused() == set()
+    assert d.next_assignment().parent.peer_id == "a"

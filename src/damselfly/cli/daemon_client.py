@@ -6,6 +6,10 @@
 - the daemon runs as another user (it answers ``403 uid_mismatch``, or the socket's mode
   keeps us out): with one warning line on stderr.
 
+A daemon already running as many downloads of this user as it allows (429
+``too_many_downloads``) is asked again, with a growing pause, until a slot frees up (bounded
+by ``--timeout``, else ``BUSY_WAIT``).
+
 Once the daemon accepts, its events drive the same progress display as a standalone run, and
 its answer is the download's: a ``result`` (returned) or an ``error`` (raised as
 ``DaemonJobError`` with the daemon's exit code). Interrupting dfget (Ctrl-C) closes the
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,7 +47,10 @@ log = logging.getLogger("damselfly.dfget")
 
 OTHER_USER_WARNING = "dfget: warning: dfdaemon runs as another user; downloading without it"
 GONE_WARNING = "dfget: warning: dfdaemon went away mid-download ({why}); finishing without it"
-CONNECT_TIMEOUT = 5.0  # seconds
+CONNECT_TIMEOUT = 15.0  # seconds the daemon gets to answer (it may be busy: 2 cores, 50 callers)
+BUSY_WAIT = 600.0  # seconds dfget waits for a free download slot of its user (no --timeout)
+BUSY_RETRY_DELAY = 0.25  # seconds before asking again, doubled up to BUSY_RETRY_MAX_DELAY
+BUSY_RETRY_MAX_DELAY = 2.0
 TIMEOUT_SLACK = 30.0  # seconds the daemon gets past the request's own timeout
 LOST = (ConnectionError, asyncio.IncompleteReadError)
 
@@ -72,7 +80,7 @@ async def run_through_daemon(
 ) -> wire.RunResult | None:
     """``None``: download standalone. ``explicit`` (the user named the socket with ``-e``):
     a daemon that is not there is worth one warning line."""
-    response = await _post(socket_path, request, explicit=explicit)
+    response = await _post_when_free(socket_path, request, explicit=explicit)
     if response is None:
         return None
     try:
@@ -93,6 +101,26 @@ def _warn_finishing_alone(request: DownloadRequest, gone: DaemonGoneError) -> No
     if not request.back_to_source:
         raise DaemonJobError(f"{gone}; --disable-back-to-source forbids finishing without it")
     print(GONE_WARNING.format(why=gone.why), file=sys.stderr)
+
+
+async def _post_when_free(
+    socket_path: Path, request: DownloadRequest, *, explicit: bool
+) -> local_http.LocalResponse | None:
+    """``_post``, asked again while the daemon runs as many downloads of this user as it
+    allows (429 ``too_many_downloads``): a script that starts 50 dfget at once gets 50
+    downloads, not 34 refusals. The wait is bounded by ``--timeout``, else ``BUSY_WAIT``."""
+    limit = BUSY_WAIT if request.timeout is None else request.timeout
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + limit
+    delay = BUSY_RETRY_DELAY
+    while True:
+        response = await _post(socket_path, request, explicit=explicit)
+        if response is None or response.status != 429 or loop.time() + delay > give_up:
+            return response
+        response.close()
+        log.debug("dfdaemon runs as many downloads of this user as it allows; waiting")
+        await asyncio.sleep(delay * (0.5 + random.random()))  # spread the waiting callers
+        delay = min(2 * delay, BUSY_RETRY_MAX_DELAY)
 
 
 async def _post(
@@ -176,7 +204,11 @@ def _warn_other_user() -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT:g} s"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or "the connection failed"
 
 
 def _describe_lost(exc: BaseException) -> str:

@@ -74,6 +74,8 @@ class FillRequest:
     stat: ObjectStat
     content_digest: Digest | None  # the whole-file digest, when known
     on_piece: Callable[[PieceMeta], None]  # call once per piece stored
+    # only these pieces (others are being fetched elsewhere); None: every missing piece
+    pieces: frozenset[int] | None = None
 
 
 class PieceFiller(Protocol):
@@ -102,7 +104,8 @@ class SourceFiller:
             on_piece=request.on_piece,
         )
         checkable = version.has_validator or request.content_digest is not None
-        await fetcher.run(supports_ranges=request.stat.supports_ranges and checkable)
+        ranged = request.stat.supports_ranges and checkable
+        await fetcher.run(supports_ranges=ranged, only=request.pieces)
         return fetcher.source_bytes
 
 

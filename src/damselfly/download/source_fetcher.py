@@ -88,12 +88,17 @@ class SourceFetcher:
         self._policy = policy
         self._on_piece = on_piece
         self._held: set[int] = set()
+        self._only: frozenset[int] | None = None
         self._slots = asyncio.Semaphore(policy.concurrency + 2)  # pieces held in memory
         self.source_bytes = 0
 
-    async def run(self, *, supports_ranges: bool) -> None:
+    async def run(self, *, supports_ranges: bool, only: frozenset[int] | None = None) -> None:
+        """Fill the missing pieces, or only those of ``only`` (the others are being written
+        by someone else: a whole read stores none of them)."""
         self._held = set(self._task.finished_pieces())
-        missing = [n for n in range(self._task.piece_count) if n not in self._held]
+        self._only = only
+        wanted = range(self._task.piece_count) if only is None else sorted(only)
+        missing = [n for n in wanted if n not in self._held]
         if not missing:
             return
         if supports_ranges and await self._try_ranged(missing):
@@ -154,6 +159,8 @@ class SourceFetcher:
             await cutter.aclose()
 
     async def _store_piece(self, piece: Piece, chunks: list[memoryview]) -> None:
+        if self._only is not None and piece.number not in self._only | self._held:
+            return  # a whole read: someone else writes this one
         if piece.number in self._held:  # single-stream fallback: already stored earlier
             await asyncio.to_thread(self._check_held, piece, chunks)
             return

@@ -7,10 +7,15 @@ happens (a piece lands or fails, a parent announces pieces).
 
 Every piece is verified against the digest the task's origin reader reported to the
 scheduler, never one a parent offers; a piece that fails is dropped, its parent reported and
-not used again. A parent answering 404 just loses that piece from what we think it holds (it
-dropped a bad copy, or our view was stale): no blame. While fewer than ``WANTED_PARENTS`` are
-usable, the scheduler is asked for more every ``PARENT_REFRESH_INTERVAL`` (off the loop), so
-peers that got pieces after we registered serve us too, not only the seed.
+never asked for that piece again; the piece goes back to the queue for another holder, or,
+when the bad parent was its only holder, is read from the origin at once (``refused``
+pieces, one origin read at a time beside the parents), not after ``stall_timeout``. A
+parent that cuts a piece short (how it withholds a piece bad on its disk) counts the same. A
+parent answering 404 just loses that piece from what we think it holds (it dropped a bad
+copy, or our view was stale): no blame, but a piece nobody else holds is then refused too.
+While fewer than ``WANTED_PARENTS`` are usable, the scheduler is asked for more every
+``PARENT_REFRESH_INTERVAL`` (off the loop), so peers that got pieces after we registered
+serve us too, not only the seed.
 
 Stalls are noticed in seconds: a request with no byte for ``piece_timeout`` fails its parent;
 nothing to fetch for ``IDLE_ASK_INTERVAL`` asks the scheduler for parents. The rest is read
@@ -41,6 +46,7 @@ from damselfly.transport.piece_client import (
     ParentStalledError,
     ParentUnreachableError,
     PieceClient,
+    PieceLengthError,
     PieceNotHeldError,
 )
 from damselfly.transport.scheduler.api import SchedulerApi
@@ -101,6 +107,7 @@ class PeerDownload:
         self._last_ask = 0.0  # when the scheduler was last asked for parents because of a stall
         self._last_refresh = 0.0  # when more parents were last asked for
         self._refreshing: asyncio.Task[None] | None = None
+        self._origin_read: asyncio.Task[None] | None = None  # refused pieces, from the origin
         self._stopping = False
         self._told_back_to_source = False
         self._group: asyncio.TaskGroup | None = None
@@ -139,7 +146,10 @@ class PeerDownload:
                     await self._wakeup.wait()
             self._wakeup.clear()
             self._refresh_parents_nowait()
-            if not self._dispatcher.done and self._stalled():
+            self._read_refused_nowait()
+            if self._only_the_origin_can_help():
+                await self._fill_rest_from_source()
+            elif not self._dispatcher.done and self._stalled():
                 await self._on_stall()
 
     def _start_fetches(self) -> None:
@@ -210,9 +220,50 @@ class PeerDownload:
         await self._fill_rest_from_source()
 
     async def _fill_rest_from_source(self) -> None:
+        if self._origin_read is not None:  # the refused pieces first: never read twice
+            await asyncio.wait([self._origin_read])
         log.info("task %s: reading the missing pieces from the origin", self._task.task_id)
+        await self._fill_from_source(None)
+        for number in self._task.finished_pieces():
+            self._dispatcher.piece_held(number)
+
+    def _only_the_origin_can_help(self) -> bool:
+        """Every missing piece was served bad by its only holder and nothing is under way
+        (an origin that ignores ``Range``): read them now, not after a stall."""
+        if not self._settings.back_to_source or self._fetching or self._origin_read:
+            return False
+        missing = self._dispatcher.missing
+        return bool(missing) and self._dispatcher.refused() == missing
+
+    def _read_refused_nowait(self) -> None:
+        """Pieces a parent served bad that no other parent holds: read them from the origin
+        now, beside the parents, rather than after a stall. One such read at a time; an origin
+        that ignores ``Range`` is read once at the end instead (one whole read per piece
+        would multiply the origin's bytes)."""
+        assert self._group is not None
+        if self._origin_read is not None or not self._settings.back_to_source:
+            return
+        refused = self._dispatcher.refused()
+        if not refused or not self._request.stat.supports_ranges:
+            return
+        log.info("task %s: %d pieces only a bad parent holds: reading them from the origin",
+                 self._task.task_id[:12], len(refused))  # fmt: skip
+        self._dispatcher.pieces_from_origin(refused)
+        self._origin_read = self._group.create_task(self._read_refused(refused))
+
+    async def _read_refused(self, numbers: frozenset[int]) -> None:
+        try:
+            await self._fill_from_source(numbers)
+        finally:
+            self._dispatcher.origin_read_ended()
+            self._origin_read = None
+            self._wakeup.set()
+
+    async def _fill_from_source(self, numbers: frozenset[int] | None) -> None:
+        """Read ``numbers`` (None: every missing piece) from the origin into the task."""
 
         def on_piece(piece: PieceMeta) -> None:
+            self._dispatcher.piece_held(piece.number)
             self._stored(piece, digest=piece.digest)
 
         request = FillRequest(
@@ -221,10 +272,9 @@ class PeerDownload:
             self._request.stat,
             self._request.content_digest,
             on_piece,
+            pieces=numbers,
         )
         self.source_bytes += await self._source.fill(request, self._ctx)
-        for number in self._task.finished_pieces():
-            self._dispatcher.piece_held(number)
 
     # -- one piece -----------------------------------------------------------------------------
 
@@ -233,7 +283,11 @@ class PeerDownload:
         try:
             await self._fetch_and_store(assignment)
         except PieceDigestError:
-            self._failed(assignment, BadParentReason.DIGEST, "piece failed verification", bad=True)
+            self._dispatcher.piece_bad(assignment)
+            self._blame(assignment, BadParentReason.DIGEST, "piece failed verification")
+        except PieceLengthError:  # cut short: how a parent withholds a piece bad on its disk
+            self._dispatcher.piece_bad(assignment)
+            self._blame(assignment, BadParentReason.REFUSED, "piece cut short")
         except ParentBusyError:
             self._dispatcher.piece_abandoned(assignment)
         except PieceNotHeldError:  # dropped by the parent (bad on its disk) or a stale view
@@ -286,10 +340,11 @@ class PeerDownload:
         self._request.on_piece(meta)
         self._on_piece_stored(self._task.task_id, meta.number)
 
-    def _failed(
-        self, assignment: Assignment, reason: BadParentReason, detail: str, *, bad: bool = False
-    ) -> None:
-        self._dispatcher.piece_failed(assignment, bad=bad)
+    def _failed(self, assignment: Assignment, reason: BadParentReason, detail: str) -> None:
+        self._dispatcher.piece_failed(assignment)
+        self._blame(assignment, reason, detail)
+
+    def _blame(self, assignment: Assignment, reason: BadParentReason, detail: str) -> None:
         self._reporter.parent_failed(assignment.parent.peer_id, reason, detail)
         log.debug(
             "task %s piece %d from %s: %s",
@@ -377,8 +432,8 @@ class PeerDownload:
 
     def _stop_children(self) -> None:
         self._stopping = True
-        refresh = [self._refreshing] if self._refreshing is not None else []
-        for task in [*self._watchers.values(), *self._fetching.values(), *refresh]:
+        extra = [t for t in (self._refreshing, self._origin_read) if t is not None]
+        for task in [*self._watchers.values(), *self._fetching.values(), *extra]:
             task.cancel()
 
 

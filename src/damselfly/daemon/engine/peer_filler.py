@@ -9,7 +9,8 @@
   control plane being up.
 
 Each stored piece is announced to the upload server at once (``on_piece_stored``), so it is
-shareable the moment it is verified.
+shareable the moment it is verified. Requests for a task already being filled here wait for
+that fill (``_wait_for_other_fill``) instead of registering a second peer of the same host.
 """
 
 from __future__ import annotations
@@ -67,16 +68,27 @@ class PeerFiller:
         # tasks read from the origin here (shared with the seed worker and the announcer)
         self.origin_reader_tasks = set() if origin_reader_tasks is None else origin_reader_tasks
         self._rehome = rehome  # how reporters recover when a scheduler forgot us
+        self._filling: dict[str, asyncio.Event] = {}  # task -> set when its fill here ends
+
+    async def _wait_for_other_fill(self, task_id: str) -> None:
+        """One fill per task at a time in this daemon: 50 dfget of one file share one
+        registration and one origin read. A later request waits for the running fill and then
+        finds the task complete (or, if that fill failed, runs its own)."""
+        while (running := self._filling.get(task_id)) is not None:
+            await running.wait()
 
     async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
+        task_id = request.task.task_id
         if task_meta(request).needs_credentials:
-            self._on_private_task(request.task.task_id)
+            self._on_private_task(task_id)
+        await self._wait_for_other_fill(task_id)
         if request.task.is_complete:
             self.counters.cache_hits += 1
             return 0
         started = asyncio.get_running_loop().time()
         self.counters.active_tasks += 1
-        self._first_piece_pending.setdefault(request.task.task_id, time.monotonic())
+        self._first_piece_pending.setdefault(task_id, time.monotonic())
+        self._filling[task_id] = filled = asyncio.Event()
         try:
             source_bytes = await self._fill(request, ctx)
         except BaseException:
@@ -84,7 +96,9 @@ class PeerFiller:
             raise
         finally:
             self.counters.active_tasks -= 1
-            self._first_piece_pending.pop(request.task.task_id, None)
+            self._first_piece_pending.pop(task_id, None)
+            del self._filling[task_id]
+            filled.set()
         self.counters.source_bytes += source_bytes
         self.counters.duration.observe(asyncio.get_running_loop().time() - started)
         return source_bytes
@@ -253,4 +267,4 @@ def _wire_digest(digest: Digest | None) -> str:
 
 
 def _with_on_piece(request: FillRequest, on_piece: Callable[[PieceMeta], None]) -> FillRequest:
-    return FillRequest(request.job, request.task, request.stat, request.content_digest, on_piece)
+    return dataclasses.replace(request, on_piece=on_piece)

@@ -2,8 +2,8 @@
 
 The engine tells the dispatcher what happened, in event-named calls (``parent_added``,
 ``parent_has``, ``parent_lost``, ``piece_started``, ``piece_succeeded``, ``piece_failed``,
-``piece_not_held``)
-and asks ``next_assignment()`` whenever a request slot frees up. Rules:
+``piece_not_held``, ``pieces_from_origin``) and asks ``next_assignment()`` whenever a request
+slot frees up. Rules:
 
 1. Only pieces we lack and that no request is fetching are candidates, until the *endgame*
    (every missing piece already in flight): then a piece may be requested from a second
@@ -16,8 +16,16 @@ and asks ``next_assignment()`` whenever a request slot frees up. Rules:
 3. The parent: among usable holders with a free request slot, the one with the most free
    capacity (announced free upload slots minus our requests in flight), then the fewest
    failures, then the most bytes delivered to us.
-4. A parent that failed ``max_failures`` times, or was reported bad (wrong digest), is not
-   used again for this task.
+4. A parent that failed ``max_failures`` times (timeouts, refusals) is not used again for
+   this task.
+5. A piece that failed verification goes back to the queue, and the parent that served it
+   is never asked for *that piece* again (its other pieces are still checked one by one, so
+   they are safe to take). A parent that served more bad pieces than good ones, and at least
+   ``max_bad_pieces``, is not used again at all (it garbles everything). A missing piece
+   that some parent served bad (or dropped: it answered 404 for a piece it had announced)
+   and that no other usable parent holds is ``refused``: the
+   engine reads it from the origin at once (``pieces_from_origin``), instead of waiting for
+   a stall; such pieces are never assigned to a parent while the origin read runs.
 
 No I/O, no clock: the engine owns the timeouts.
 """
@@ -36,6 +44,8 @@ class ParentState:
     free_slots: int = 1
     in_flight: set[int] = field(default_factory=set)
     failures: int = 0
+    bad_pieces: int = 0
+    good_pieces: int = 0
     delivered_bytes: int = 0
     lost: bool = False
 
@@ -60,6 +70,7 @@ class PieceDispatcher:
         *,
         max_in_flight_per_parent: int = 4,
         max_failures: int = 3,
+        max_bad_pieces: int = 4,
         first_piece: int = 0,
     ) -> None:
         self.piece_count = piece_count
@@ -69,6 +80,10 @@ class PieceDispatcher:
         self._parents: dict[str, ParentState] = {}
         self._max_in_flight = max_in_flight_per_parent
         self._max_failures = max_failures
+        self._max_bad_pieces = max_bad_pieces
+        self._served_bad: dict[int, set[str]] = {}  # piece -> parents that served it bad
+        self._dropped: set[int] = set()  # pieces a holder turned out not to hold (404)
+        self._from_origin: set[int] = set()  # pieces the engine is reading from the origin
 
     # -- what the engine reports ---------------------------------------------------------------
 
@@ -100,6 +115,7 @@ class PieceDispatcher:
     def piece_succeeded(self, assignment: Assignment, length: int) -> None:
         self._finish(assignment)
         assignment.parent.delivered_bytes += length
+        assignment.parent.good_pieces += 1
         self._missing.discard(assignment.number)
 
     def piece_abandoned(self, assignment: Assignment) -> None:
@@ -111,18 +127,37 @@ class PieceDispatcher:
         was stale): not a failure; ask it again only if it announces the piece again."""
         self._finish(assignment)
         assignment.parent.held.discard(assignment.number)
+        self._dropped.add(assignment.number)
 
     def piece_held(self, number: int) -> None:
         """The piece arrived some other way (back-to-source, a duplicate request)."""
         self._missing.discard(number)
+        self._from_origin.discard(number)
 
-    def piece_failed(self, assignment: Assignment, *, bad: bool = False) -> None:
-        """A request failed; ``bad`` (wrong digest) stops using the parent at once."""
+    def piece_failed(self, assignment: Assignment) -> None:
+        """A request failed (timeout, refusal): ``max_failures`` of them drop the parent."""
         self._finish(assignment)
         parent = assignment.parent
         parent.failures += 1
-        if bad or parent.failures >= self._max_failures:
+        if parent.failures >= self._max_failures:
             parent.lost = True
+
+    def piece_bad(self, assignment: Assignment) -> None:
+        """The piece failed verification: back to the queue, never from this parent again."""
+        self._finish(assignment)
+        parent = assignment.parent
+        self._served_bad.setdefault(assignment.number, set()).add(parent.peer_id)
+        parent.bad_pieces += 1
+        if parent.bad_pieces >= self._max_bad_pieces and parent.bad_pieces > parent.good_pieces:
+            parent.lost = True
+
+    def pieces_from_origin(self, numbers: Iterable[int]) -> None:
+        """The engine reads ``numbers`` from the origin: assign them to no parent meanwhile."""
+        self._from_origin |= set(numbers) & self._missing
+
+    def origin_read_ended(self) -> None:
+        """The origin read ended (its pieces were reported ``piece_held``, or it failed)."""
+        self._from_origin.clear()
 
     # -- what the engine asks ------------------------------------------------------------------
 
@@ -141,17 +176,27 @@ class PieceDispatcher:
         return [p for p in self._parents.values() if not p.lost]
 
     def unavailable(self) -> frozenset[int]:
-        """Missing pieces that no usable parent holds."""
-        held_somewhere: set[int] = set()
-        for parent in self.usable_parents():
-            held_somewhere |= parent.held
-        return frozenset(self._missing - held_somewhere)
+        """Missing pieces that no usable parent holds (a bad copy does not count)."""
+        return frozenset(n for n in self._missing if not self._good_holders(n))
+
+    def refused(self) -> frozenset[int]:
+        """Missing pieces a parent served bad (or dropped) that no other usable parent holds,
+        not being fetched nor read from the origin: only the origin can give them now."""
+        return frozenset(
+            n
+            for n in self._served_bad.keys() | self._dropped
+            if n in self._missing
+            and n not in self._in_flight
+            and n not in self._from_origin
+            and not self._good_holders(n)
+        )
 
     def next_assignment(self) -> Assignment | None:
-        candidates = [n for n in self._missing if n not in self._in_flight]
+        wanted = self._missing - self._from_origin
+        candidates = [n for n in wanted if n not in self._in_flight]
         endgame = not candidates
         if endgame:
-            candidates = list(self._missing)
+            candidates = list(wanted)
         best: tuple[tuple[int, int], Assignment] | None = None
         for number in sorted(candidates, key=self._order):
             holders = self._holders(number, exclude=self._in_flight.get(number, set()))
@@ -169,10 +214,17 @@ class PieceDispatcher:
     def _holders(self, number: int, *, exclude: set[str]) -> list[ParentState]:
         return [
             parent
+            for parent in self._good_holders(number)
+            if parent.peer_id not in exclude and parent.usable(self._max_in_flight)
+        ]
+
+    def _good_holders(self, number: int) -> list[ParentState]:
+        """Usable parents holding ``number`` that never served it bad (busy or not)."""
+        served_bad = self._served_bad.get(number, set())
+        return [
+            parent
             for parent in self._parents.values()
-            if number in parent.held
-            and parent.peer_id not in exclude
-            and parent.usable(self._max_in_flight)
+            if not parent.lost and number in parent.held and parent.peer_id not in served_bad
         ]
 
     def _finish(self, assignment: Assignment) -> None:
@@ -191,4 +243,4 @@ class PieceDispatcher:
 
 
 def _preference(parent: ParentState) -> tuple[int, int, int]:
-    return (parent.capacity(), -parent.failures, parent.delivered_bytes)
+    return (parent.capacity(), -(parent.failures + parent.bad_pieces), parent.delivered_bytes)

@@ -159,9 +159,13 @@ class LocalApi(AsyncResource):
             return _refusal(400, str(exc), wire.BAD_REQUEST)
         log.info("download for %s: %s", caller, job.redacted_url())
         response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: wire.NDJSON_CONTENT_TYPE})
-        await response.prepare(request)
-        self._active += 1
         events = EventBuffer(self._interval)
+        try:
+            await response.prepare(request)
+        except ConnectionError:  # dfget gave up (or was killed) before our headers went out
+            _client_left(job, events)
+            return response
+        self._active += 1
         try:
             await self._stream(job, events, response)
         except asyncio.CancelledError:
