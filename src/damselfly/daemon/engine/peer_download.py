@@ -5,14 +5,15 @@ Owned by one ``asyncio.TaskGroup``: a watcher per parent (its bitmap stream feed
 starts requests while the dispatcher has assignments and otherwise sleeps until something
 happens (a piece lands or fails, a parent announces pieces).
 
-Every piece is verified against the digest the task's origin reader reported to the
-scheduler, never one a parent offers; a piece that fails is dropped, its parent reported and
-never asked for that piece again; the piece goes back to the queue for another holder, or,
-when the bad parent was its only holder, is read from the origin at once (``refused``
-pieces, one origin read at a time beside the parents), not after ``stall_timeout``. A
-parent that cuts a piece short (how it withholds a piece bad on its disk) counts the same. A
-parent answering 404 just loses that piece from what we think it holds (it dropped a bad
-copy, or our view was stale): no blame, but a piece nobody else holds is then refused too.
+Every piece is verified against the origin reader's digest (``piece_digests.py``), never
+one a parent offers; a piece that fails (or is cut short: how a parent withholds a piece bad
+on its disk) is dropped, its parent reported and never asked for it again, and the piece goes
+back to the queue; when that parent was its only holder it is read from the origin at once
+(``refused`` pieces, one origin read at a time beside the parents), not after
+``stall_timeout``. A 404 from a parent (it dropped a bad copy, or our view was stale) loses
+that piece from what we think it holds: no blame, but a piece nobody else holds is then
+refused too. Parent bitmaps are followed by ``parent_watch.py``.
+
 While fewer than ``WANTED_PARENTS`` are usable, the scheduler is asked for more every
 ``PARENT_REFRESH_INTERVAL`` (off the loop), so peers that got pieces after we registered
 serve us too, not only the seed.
@@ -30,11 +31,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Iterator
 
 from damselfly.core.error_groups import group_error
 from damselfly.core.errors import PeerError, PieceDigestError, ProtocolError, SchedulerError
 from damselfly.core.pieces import piece_at
+from damselfly.daemon.engine.parent_watch import watch_parent
+from damselfly.daemon.engine.piece_digests import PieceDigests
 from damselfly.daemon.engine.piece_dispatcher import Assignment, PieceDispatcher
 from damselfly.daemon.engine.reporter import PeerReporter, reporting
 from damselfly.daemon.engine.settings import EngineSettings, PieceStored
@@ -57,11 +59,6 @@ STALL_CHECK_INTERVAL = 1.0  # seconds between checks for a stall when nothing ha
 IDLE_ASK_INTERVAL = 2.0  # seconds with nothing to fetch before asking for parents (and between)
 PARENT_REFRESH_INTERVAL = 1.0  # seconds between asks for more parents while we have few
 WANTED_PARENTS = 4  # ask for more parents while fewer are usable (the scheduler's max_parents)
-DIGEST_REFRESH_INTERVAL = 0.1  # seconds between asks for a digest not reported yet
-DIGEST_WAIT = 5.0  # seconds a fetched piece waits for its digest before it is dropped
-WATCH_RETRY_FIRST = 0.01  # seconds before watching again a parent that answered 404 ...
-WATCH_RETRY_MAX = 0.25  # ... doubling up to this
-WATCH_RETRY_WINDOW = 5.0  # seconds of 404s before a watcher gives up (a refresh restarts it)
 
 
 class NoParentError(PeerError):
@@ -87,7 +84,6 @@ class PeerDownload:
         self._task = request.task
         self._registration = registration
         self._reporter = reporter
-        self._client = client
         self._pieces = pieces
         self._settings = settings
         self._source = source
@@ -97,8 +93,9 @@ class PeerDownload:
             self._task.finished_pieces(),
             first_piece=random.randrange(max(1, self._task.piece_count)),
         )
-        self._digests = {d.number: d.digest for d in registration.digests}
-        self._digest_lock = asyncio.Lock()
+        self._digests = PieceDigests(
+            client, self._task.task_id, ((d.number, d.digest) for d in registration.digests)
+        )
         self._wakeup = asyncio.Event()
         self._fetching: dict[Assignment, asyncio.Task[None]] = {}
         self._writing: set[int] = set()  # pieces being written (an endgame twin waits)
@@ -313,7 +310,7 @@ class PeerDownload:
             piece.length,
             timeout_no_bytes=self._settings.piece_timeout,
         )
-        digest = await self._digest_for(number)
+        digest = await self._digests.digest_for(number)
         if digest is None:  # the origin reader has not reported it yet: try again later
             self._dispatcher.piece_abandoned(assignment)
             return
@@ -346,29 +343,8 @@ class PeerDownload:
 
     def _blame(self, assignment: Assignment, reason: BadParentReason, detail: str) -> None:
         self._reporter.parent_failed(assignment.parent.peer_id, reason, detail)
-        log.debug(
-            "task %s piece %d from %s: %s",
-            self._task.task_id,
-            assignment.number,
-            assignment.parent.peer_id,
-            detail,
-        )
-
-    async def _digest_for(self, number: int) -> str | None:
-        """The origin reader's digest for ``number``; waits up to ``DIGEST_WAIT`` seconds for
-        it (the reader reports a piece right after it stores it, while a child may already
-        be fetching it), asking the scheduler for the page that starts at ``number``."""
-        deadline = _now() + DIGEST_WAIT
-        while number not in self._digests and _now() < deadline:
-            async with self._digest_lock:
-                if number in self._digests:
-                    break
-                with contextlib.suppress(SchedulerError):
-                    page = await self._client.piece_digests(self._task.task_id, number)
-                    self._digests.update((d.number, d.digest) for d in page.digests)
-                if number not in self._digests:
-                    await asyncio.sleep(DIGEST_REFRESH_INTERVAL)
-        return self._digests.get(number)
+        log.debug("task %s piece %d from %s: %s", self._task.task_id, assignment.number,
+                  assignment.parent.peer_id, detail)  # fmt: skip
 
     # -- parents -------------------------------------------------------------------------------
 
@@ -387,37 +363,14 @@ class PeerDownload:
         self._wakeup.set()
 
     async def _watch(self, peer_id: str) -> None:
-        """Follow a parent's bitmap stream until it holds everything or goes away.
-
-        A 404 means the parent has not opened the task yet: a seed handed its job a moment
-        ago answers so until it has the origin's answer. Watch again soon (``WATCH_RETRY_*``),
-        not at the next parent refresh a second later: on a small file that second was
-        the whole download (docs/benchmarks.md, "Small files")."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + WATCH_RETRY_WINDOW
-        for delay in _backoff(WATCH_RETRY_FIRST, WATCH_RETRY_MAX):
-            parent = self._dispatcher.parent(peer_id)
-            if parent is None:
-                return
-            try:
-                await self._follow(peer_id, parent.address)
-                return
-            except PieceNotHeldError:
-                if loop.time() + delay > give_up:
-                    return  # a later parent refresh starts a new watcher
-                await asyncio.sleep(delay)
-            except ParentUnreachableError as exc:  # not a 404
-                self._watch_broke(peer_id, exc)
-                return
-            except (PeerError, ProtocolError):
-                return
-
-    async def _follow(self, peer_id: str, address: str) -> None:
-        stream = self._pieces.watch(address, self._task.task_id, piece_count=self._task.piece_count)
-        async with contextlib.aclosing(stream) as numbers:
-            async for number in numbers:
-                self._dispatcher.parent_has(peer_id, (number,))
-                self._wakeup.set()
+        task = self._task
+        try:
+            await watch_parent(
+                self._pieces, self._dispatcher, task.task_id, task.piece_count, peer_id,
+                self._wakeup.set,
+            )  # fmt: skip
+        except ParentUnreachableError as exc:  # not a 404
+            self._watch_broke(peer_id, exc)
 
     def _watch_broke(self, peer_id: str, exc: Exception) -> None:
         """The parent's bitmap stream broke: it went away (killed, restarted). Tell the
@@ -435,13 +388,6 @@ class PeerDownload:
         extra = [t for t in (self._refreshing, self._origin_read) if t is not None]
         for task in [*self._watchers.values(), *self._fetching.values(), *extra]:
             task.cancel()
-
-
-def _backoff(first: float, most: float) -> Iterator[float]:
-    delay = first
-    while True:
-        yield delay
-        delay = min(most, 2 * delay)
 
 
 def _host(ip: str) -> str:
