@@ -22,6 +22,7 @@ import pytest
 from damselfly.cli.report_figures import figures
 from damselfly.cli.report_sources import totals_from_prometheus
 from damselfly.testing.cluster import LocalCluster
+from damselfly.testing.polling import wait_until
 from damselfly.testing.prometheus import PrometheusServer
 
 pytestmark = [
@@ -35,6 +36,7 @@ pytestmark = [
 MiB = 1024 * 1024
 SIZE = 4 * MiB
 EXTRAPOLATION = 1.3  # most Prometheus may add (window of a few seconds, 0.5 s scrapes)
+MIN_WINDOW = 6.0  # seconds: W / (W - 2 x 0.55 s of extrapolation) <= 1.3 from W = 4.8 s
 
 
 async def measured_window(
@@ -50,8 +52,20 @@ async def measured_window(
     )
     assert [d.code for d in done] == [0] * len(urls), cluster.logs()
     origin_bytes = cluster.origin.bytes_served - served
+    # a seed adds a fill's origin bytes to its counter when the fill ends, which may be after
+    # the peers' dfget returned: end the window once the scraped counters caught up
+    served_now = cluster.origin.bytes_served
+    await wait_until(lambda: scraped_source_bytes(prometheus, served_now), within=20)
+    # increase() extrapolates to the window's edges by up to ~1.1 scrape intervals each: a
+    # window of a 1 s download would double its figures; MIN_WINDOW keeps that under 1.3x
+    await asyncio.sleep(max(0.0, start + MIN_WINDOW - time.time()))
     await prometheus.wait_scraped_after(time.time())
     return (start, time.time()), origin_bytes
+
+
+async def scraped_source_bytes(prometheus: PrometheusServer, at_least: int) -> bool:
+    samples = await prometheus.query("sum(damselfly_daemon_source_bytes_total)")
+    return bool(samples) and float(samples[0]["value"][1]) >= at_least
 
 
 def jobs(cluster: LocalCluster) -> dict[str, list[str]]:
