@@ -3,7 +3,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 
-.PHONY: demo test faults check lint bench-single bench-hub bench-swarm bench-manager setup
+.PHONY: demo test faults check lint bench-single bench-hub bench-proxy bench-swarm bench-manager setup
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -36,6 +36,9 @@ bench-hub: $(STAMP)
 
 bench-manager: $(STAMP)
 	$(BIN)/python -m bench.manager.run $(BENCH_ARGS)
+
+bench-proxy: $(STAMP)
+	$(BIN)/python bench/proxy/run.py $(BENCH_ARGS)
 
 # Needs root (network namespaces, tc); installs aria2, opentracker, mktorrent and matplotlib.
 TIER ?= smoke

@@ -98,6 +98,7 @@ class Damselfly:
         argv += ["--storage-dir", str(directory / "store"), "--socket", str(directory / "d.sock")]
         argv += ["--upload-listen", f"{host.ip}:{UPLOAD_PORT}", "--advertise-ip", host.ip]
         argv += ["--metrics-listen", f"{host.ip}:{METRICS_PORT}", "--log-level", self._log_level]
+        argv += ["--no-proxy"]  # the swarm measures the mesh; the proxy has its own bench
         return procs.start(f"{host.role}-daemon", host, argv, ctx.log(f"{host.role}-daemon"))
 
     def _job(self, ctx: Context, host: Host) -> NodeJob:

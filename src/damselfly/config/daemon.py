@@ -22,6 +22,7 @@ from damselfly.config.base import (
     load_settings,
 )
 from damselfly.config.manager_link import ManagerLinkSettings
+from damselfly.config.proxy import ProxySettings
 from damselfly.config.security import TlsSettings, cluster_tls
 
 ENV_PREFIX = "DAMSELFLY_DAEMON_"
@@ -137,6 +138,10 @@ class DaemonSettings(ServiceSettings):
         "on with DAMSELFLY_TLS_DIR); the certificate's common name is this host's id.",
     )
     manager: ManagerLinkSettings = Field(ManagerLinkSettings(), description="Control plane.")
+    proxy: ProxySettings = Field(
+        ProxySettings(),
+        description="HTTP(S) forward proxy and hub mirror endpoints (docs/proxy.md).",
+    )
 
 
 def load(

@@ -16,7 +16,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from damselfly.core.errors import DamselflyError
-from damselfly.daemon.proxy.headers import Headers, end_to_end, get, split_credentials, without
+from damselfly.daemon.proxy.headers import (
+    CREDENTIALS,
+    Headers,
+    end_to_end,
+    get,
+    split_credentials,
+    without,
+)
 from damselfly.daemon.proxy.links import LinkMemo
 from damselfly.daemon.proxy.mesh import MeshFetcher, MeshRequest, MeshResponse, parse_range
 from damselfly.daemon.proxy.routing import CompiledRule, RuleSet, is_content, upgrade_scheme
@@ -95,7 +102,8 @@ class Forwarder:
 
     async def _from_origin(self, request: ClientRequest, url: str, label: str) -> Reply:
         reply = await self.upstream.send(request.method, url, request.headers, request.body)
-        self.links.observe(url, reply.status, reply.headers)
+        authorized = any(name.lower() in CREDENTIALS for name, _ in request.headers)
+        self.links.observe(url, reply.status, reply.headers, authorized=authorized)
         return Reply(
             reply.status, end_to_end(reply.headers), reply.chunks(), label, "direct", reply.aclose
         )
