@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import itertools
 import json
 import os
 import ssl
@@ -226,11 +227,16 @@ async def test_private_content_only_with_the_clients_own_token(cluster, hub, tmp
     assert _holds(node, _content_task(SECRET))
 
     url = f"{hub.endpoint}/acme/private/resolve/main/model.bin"
-    for authorization in (None, "Bearer hf_wrong_token_000000"):
-        status, body = await _get_through_proxy(node, url, authorization)
-        assert status in (401, 403, 404), status
-        assert SECRET[:64] not in body
-        assert len(body) < 1000
+    for other, authorization in itertools.product(
+        cluster.peers, (None, "Bearer hf_wrong_token_000000")
+    ):  # the node that holds the file, and its peer
+        for status, body in (
+            await _get_through_proxy(other, url, authorization),
+            await _get_through_mirror(other, "/acme/private/resolve/main/model.bin", authorization),
+        ):
+            assert status in (401, 403, 404), status
+            assert SECRET[:64] not in body
+            assert len(body) < 1000
     status, body = await _get_through_proxy(node, url, f"Bearer {TOKEN}")
     assert (status, body) == (200, SECRET)
     assert _cdn_gets(hub, SECRET) == 1  # the owner's second read came from the store
@@ -242,6 +248,15 @@ async def test_private_content_only_with_the_clients_own_token(cluster, hub, tmp
     for path in (cluster.workdir / "nodes").rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
+
+
+async def _get_through_mirror(node, path: str, authorization: str | None) -> tuple[int, bytes]:
+    headers = {"Authorization": authorization} if authorization else {}
+    async with (
+        aiohttp.ClientSession(trust_env=False) as session,
+        session.get(f"http://{node.ready['mirrors']}{path}", headers=headers) as response,
+    ):
+        return response.status, await response.read()
 
 
 async def _get_through_proxy(node, url: str, authorization: str | None) -> tuple[int, bytes]:
