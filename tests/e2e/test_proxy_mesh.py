@@ -43,6 +43,7 @@ WEIGHTS = b"".join(hashlib.sha256(b"w%d" % i).digest() for i in range(40_000))  
 OTHER = b"".join(hashlib.sha256(b"o%d" % i).digest() for i in range(20_000))  # 640 kB
 SECRET = b"".join(hashlib.sha256(b"s%d" % i).digest() for i in range(3_000))  # 96 kB
 TINY = {"config.json": b'{"hidden_size": 8}\n', "model.safetensors": WEIGHTS}
+XET_FILE = b"".join(hashlib.sha256(b"x%d" % i).digest() for i in range(24_000))  # 768 kB
 TOKEN = "hf_mesh_secret_0123456789abcdef"
 REPOS = [
     HubRepo("acme/tiny", TINY, lfs_threshold=1024),
@@ -54,6 +55,7 @@ REPOS = [
         private=True,
         allowed_tokens=frozenset({TOKEN}),
     ),
+    HubRepo("acme/xet", {"model.safetensors": XET_FILE}, lfs_threshold=1024, xet=True),
 ]
 CHILD = HF_SDK_SCRIPT
 
@@ -98,17 +100,26 @@ async def cluster(hub, hub_ca, tmp_path):
         yield running
 
 
-def _client_env(tmp_path: Path, name: str, node, hub, *, mirror: bool = False) -> dict[str, str]:
+def _client_env(
+    tmp_path: Path, name: str, node, hub, *, mirror: bool = False, xet: bool = False
+) -> dict[str, str]:
+    """``xet``: huggingface_hub may use Xet (hf_xet installed), as it does by default."""
     home = tmp_path / f"home-{name}"
     home.mkdir()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "HF_HOME": str(home / "hf"),
-        "HF_HUB_DISABLE_XET": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     }
+    if not xet:
+        env["HF_HUB_DISABLE_XET"] = "1"
+    if node is None:  # straight to the hub
+        bundle = str(tmp_path / "hub-ca.pem")  # written by the cluster fixture
+        env.update({variable: bundle for variable in CA_VARIABLES})
+        env["HF_ENDPOINT"] = hub.endpoint
+        return env
     if mirror:
         env["HF_ENDPOINT"] = f"http://{node.ready['mirrors']}"
         return env
@@ -192,6 +203,30 @@ async def test_huggingface_hub_through_each_nodes_proxy_and_mirror(cluster, hub,
     metrics = await cluster.metrics(cluster.peers[1])
     assert metrics['damselfly_proxy_requests_total{outcome="mesh",rule="cdn"}'] >= 1
     assert metrics["damselfly_daemon_peer_bytes_total"] >= len(WEIGHTS)  # node 1: from node 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hf_xet") is None, reason="hf_xet not installed")
+async def test_xet_advertised_by_the_hub_still_goes_through_the_mesh(cluster, hub, tmp_path):
+    """The hub advertises Xet for the repo's LFS file (X-Xet-Hash, rel="xet-auth", xetHash in
+    the tree); the test hub does not serve Xet CAS, so a client that takes the Xet path fails
+    and is counted at the token route. Straight to the hub, huggingface_hub with hf_xet takes
+    it (the advertisement is one the real client acts on); through the proxy and the mirror
+    it never does: the bytes come through resolve and the mesh, once from the CDN."""
+    call = {"x": {"fn": "snapshot", "repo_id": "acme/xet"}}
+    direct = await _huggingface_hub(_client_env(tmp_path, "xet-direct", None, hub, xet=True), call)
+    assert "error" in direct["x"], direct
+    tried = hub.stats.requests["GET /api/xet-read-token"]
+    assert tried >= 1
+
+    first, second = cluster.peers
+    for name, node, mirror in (("xet-proxy", first, False), ("xet-mirror", second, True)):
+        env = _client_env(tmp_path, name, node, hub, mirror=mirror, xet=True)
+        results = await _huggingface_hub(env, call)
+        assert "path" in results["x"], results
+        assert (Path(results["x"]["path"]) / "model.safetensors").read_bytes() == XET_FILE
+    assert hub.stats.requests["GET /api/xet-read-token"] == tried  # no client tried Xet
+    assert _cdn_gets(hub, XET_FILE) == 1
+    assert all(_holds(node, _content_task(XET_FILE)) for node in cluster.peers)
 
 
 async def test_proxy_and_dfget_share_tasks_both_ways(cluster, hub, tmp_path):
