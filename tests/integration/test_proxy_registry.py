@@ -10,6 +10,7 @@ the mesh reads a blob in piece ranges).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import io
@@ -17,7 +18,10 @@ import json
 import re
 import shutil
 import socket
+import sys
 import tarfile
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +33,7 @@ from damselfly.daemon.proxy.service import ProxyService
 from damselfly.daemon.proxy.upstream import DirectFetcher
 from damselfly.download.jobs import SourceFiller
 from damselfly.storage.store import Store
+from damselfly.testing.cluster import LocalCluster
 from damselfly.testing.polling import wait_until
 
 REGISTRY = shutil.which("docker-registry")
@@ -179,3 +184,81 @@ async def test_ns_picks_the_registry_and_errors_are_relayed(mirror):
             assert response.status == 400
         async with session.delete(f"{base}/v2/x/manifests/v1") as response:
             assert response.status == 405
+
+
+CONTAINERD = shutil.which("containerd")
+CTR = shutil.which("ctr")
+
+
+@contextlib.asynccontextmanager
+async def _containerd(directory: Path) -> AsyncIterator[str]:
+    """A containerd of its own (root, state, socket under ``directory``); its socket."""
+    socket_path = directory / "containerd.sock"
+    config = directory / "config.toml"
+    config.write_text(
+        f'version = 2\nroot = "{directory / "root"}"\nstate = "{directory / "state"}"\n'
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+        f'[grpc]\n  address = "{socket_path}"\n[ttrpc]\n  address = "{socket_path}.ttrpc"\n'
+    )
+    assert CONTAINERD is not None
+    with (directory / "containerd.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            CONTAINERD, "--config", str(config), stdout=log, stderr=log
+        )
+    try:
+        await wait_until(socket_path.exists, within=20)
+        yield str(socket_path)
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+@pytest.mark.skipif(CONTAINERD is None or CTR is None, reason="containerd not installed")
+async def test_containerd_on_two_nodes_pulls_through_hosts_toml_each_blob_read_once(
+    registry, tmp_path
+):
+    """Two real dfdaemons (scheduler, seed) with their proxies; on each node a real
+    containerd pulls through ``hosts.toml`` written by ``damselfly containerd-config``
+    pointing at that node's proxy port (which answers ``/v2/`` as the registry mirror)."""
+    url, log_path = registry
+    host = url.removeprefix("http://")
+    layout = tmp_path / "image"
+    digests = _oci_layout(layout)
+    await _run(SKOPEO, "copy", "--dest-tls-verify=false", f"oci:{layout}:v1",
+               f"docker://{host}/test/img:v1")  # fmt: skip
+    mirror = {"listen": "127.0.0.1:0", "upstream": url, "namespaces": {host: url}}
+    env = {"DAMSELFLY_DAEMON_PROXY": json.dumps({"registry_mirrors": [mirror]})}
+    short = Path(tempfile.mkdtemp(prefix="ctd", dir="/tmp"))  # unix socket paths are short
+    try:
+        async with LocalCluster(tmp_path / "mesh", peers=2, seeds=1, env=env) as cluster:
+            for index, node in enumerate(cluster.peers):
+                certs = tmp_path / f"certs-{index}"
+                written = await _run(sys.executable, "-m", "damselfly.cli.damselfly",
+                                     "containerd-config", "--registry", host,
+                                     "--mirror", f"http://{node.ready['proxy']}",
+                                     "--dir", str(certs))  # fmt: skip
+                assert host in written
+                (short / str(index)).mkdir()
+                async with _containerd(short / str(index)) as socket_path:
+                    ctr = (CTR, "--address", socket_path)
+                    await _run(*ctr, "images", "pull", "--hosts-dir", str(certs),
+                               "--snapshotter", "native", f"{host}/test/img:v1")  # fmt: skip
+                    for digest in digests:
+                        data = await _run_bytes(*ctr, "content", "get", digest)
+                        assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
+            for digest in digests:
+                size = (layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).stat()
+                assert _blob_bytes_served(log_path, digest) == size.st_size, digest
+            metrics = await cluster.metrics(cluster.peers[1])
+            assert metrics["damselfly_daemon_peer_bytes_total"] >= len(LAYER_FILE) // 2
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+async def _run_bytes(*argv: str) -> bytes:
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    return stdout

@@ -31,9 +31,8 @@ from damselfly.daemon.proxy.headers import Headers, decode, end_to_end, get, wit
 from damselfly.daemon.proxy.listener import answer_error, send_reply, serve_connection
 from damselfly.daemon.proxy.metrics import ProxyStatistics
 from damselfly.daemon.proxy.routing import CompiledRule
-from damselfly.daemon.proxy.server import has_body
 from damselfly.daemon.proxy.upstream import REDIRECTS
-from damselfly.daemon.proxy.wire import HttpConnection
+from damselfly.daemon.proxy.wire import HttpConnection, has_body
 
 
 class MirrorEndpoint:

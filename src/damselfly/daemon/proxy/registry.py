@@ -32,8 +32,7 @@ from damselfly.daemon.proxy.links import LinkedFile
 from damselfly.daemon.proxy.listener import answer_error, send_reply, serve_connection
 from damselfly.daemon.proxy.mesh import MeshRequest, parse_range
 from damselfly.daemon.proxy.metrics import ProxyStatistics
-from damselfly.daemon.proxy.server import has_body
-from damselfly.daemon.proxy.wire import HttpConnection
+from damselfly.daemon.proxy.wire import HttpConnection, has_body
 
 _BLOB = re.compile(r"^/v2/(?:[a-z0-9._/-]+)/blobs/sha256:(?P<hex>[0-9a-f]{64})$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -54,9 +53,10 @@ class RegistryEndpoint:
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        await serve_connection(reader, writer, self._handle, self.settings, self.stats)
+        await serve_connection(reader, writer, self.handle, self.settings, self.stats)
 
-    async def _handle(self, conn: HttpConnection, request: h11.Request) -> bool:
+    async def handle(self, conn: HttpConnection, request: h11.Request) -> bool:
+        """One origin-form request (also handed over by the forward proxy for ``/v2/``)."""
         method = request.method.decode("ascii")
         target = urlsplit(request.target.decode("latin-1"))
         upstream = self.upstream_for(target.query)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from damselfly.config.base import split_host_port
-from damselfly.config.proxy import ProxySettings
+from damselfly.config.proxy import ProxySettings, RegistryMirror
 from damselfly.daemon.proxy.ca import ProxyCA
 from damselfly.daemon.proxy.exchange import Forwarder
 from damselfly.daemon.proxy.listener import Handler, Listener
@@ -48,7 +48,16 @@ class ProxyService:
         await self.upstream.start()
         try:
             if self.settings.enabled:
-                server = ProxyServer(self.settings, self.forwarder, self.ca, self.statistics)
+                mirrors = self.settings.registry_mirrors
+                own_registry = RegistryEndpoint(
+                    mirrors[0] if mirrors else RegistryMirror(),
+                    self.settings,
+                    self.forwarder,
+                    self.statistics,
+                )
+                server = ProxyServer(
+                    self.settings, self.forwarder, self.ca, self.statistics, own_registry
+                )
                 self.proxy = await self._listen(self.settings.listen, server.handle_connection)
             for mirror in self.settings.mirrors:
                 endpoint = MirrorEndpoint(mirror, self.settings, self.forwarder, self.statistics)
