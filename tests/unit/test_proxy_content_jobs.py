@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from yarl import URL
 
 from damselfly.cli import dfdaemon
 from damselfly.config.daemon import DaemonSettings, load
@@ -16,6 +17,7 @@ from damselfly.daemon.proxy.content_jobs import bearer_token, content_job, hf_re
 from damselfly.daemon.proxy.engine_fetcher import keyed_job
 from damselfly.daemon.proxy.links import LinkedFile
 from damselfly.download.credentials import needs_credentials, private_task_id
+from damselfly.transport.origin_proxy import OriginProxies
 
 SHA = hashlib.sha256(b"weights").hexdigest()
 
@@ -137,3 +139,16 @@ def test_dfdaemon_ca_show_prints_path_and_fingerprint(tmp_path, capsys):
     assert (tmp_path / "proxy" / "ca.key").stat().st_mode & 0o777 == 0o600
     assert dfdaemon.main(["ca", "show", "--storage-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out == first  # the same CA, not a new one
+
+
+def test_dfdaemon_names_its_own_proxy_so_origin_requests_never_loop_through_it():
+    settings = load(None, {"DAMSELFLY_DAEMON_PROXY": '{"listen": "127.0.0.1:7001"}'})
+    env = dfdaemon.own_proxy_env(settings, {"DAMSELFLY_OWN_PROXY": "10.0.0.1:3128"})
+    assert env == {"DAMSELFLY_OWN_PROXY": "10.0.0.1:3128 127.0.0.1:7001"}
+    assert dfdaemon.own_proxy_env(settings, env) == env  # once
+    proxies = OriginProxies.from_env({"HTTPS_PROXY": "http://127.0.0.1:7001", **env})
+    assert proxies.proxy_for(URL("https://huggingface.co/x")) is None
+    corporate = OriginProxies.from_env({"HTTPS_PROXY": "http://proxy.corp:3128", **env})
+    assert corporate.proxy_for(URL("https://huggingface.co/x")) == URL("http://proxy.corp:3128")
+    off = load(None, {}, dfdaemon.overrides(dfdaemon.build_parser().parse_args(["--no-proxy"])))
+    assert dfdaemon.own_proxy_env(off, {}) == {}

@@ -19,7 +19,7 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,12 +114,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load(args.config, os.environ, overrides(args))
         configure_logging("dfdaemon", settings.log_level, timestamps=True)
         raise_open_file_limit()
+        os.environ.update(own_proxy_env(settings, os.environ))
         asyncio.run(_run(settings))
     except DamselflyError as exc:
         return report_failure("dfdaemon", exc, debug=False)
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+def own_proxy_env(settings: DaemonSettings, env: Mapping[str, str]) -> dict[str, str]:
+    """``DAMSELFLY_OWN_PROXY`` naming this daemon's proxy listener too, so the origin
+    sessions (which honour ``HTTPS_PROXY`` for a corporate proxy) never send the daemon's
+    own requests to itself, on whatever port it listens (``transport/origin_proxy.py``)."""
+    listen = settings.proxy.listen
+    if not settings.proxy.enabled or listen.endswith(":0"):
+        return {}
+    own = env.get("DAMSELFLY_OWN_PROXY", "").replace(",", " ").split()
+    return {"DAMSELFLY_OWN_PROXY": " ".join(dict.fromkeys([*own, listen]))}
 
 
 def raise_open_file_limit() -> None:
