@@ -9,8 +9,14 @@ run is really cold) or, for the warm runs, the one its cold run fetched:
 - ``proxy-cold`` / ``proxy-warm``: ``snapshot_download`` on node 0 with only ``HTTPS_PROXY``
   and the node's CA set; warm = a fresh client cache, the daemon's store holding the files;
 - ``proxy-peer``: the same repo on node 1 through its own proxy (from node 0 over the mesh);
+- ``mirror-cold``: ``snapshot_download`` on node 0 with only ``HF_ENDPOINT`` set to its hub
+  mirror endpoint (plain HTTP: no TLS between client and daemon);
 - ``dfget`` / ``dfget-warm``: ``dfget hf://... -r`` through node 1's daemon;
 - metadata latency: ``HEAD`` on a ``resolve`` URL, direct and through the proxy (medians).
+
+The systems run in ``--rounds`` rounds, each cold run on a repo of its own, the order of the
+cold systems rotated from round to round (the first run of an invocation pays for warming the
+daemons up); the table holds the medians, the ratio is one of medians.
 
 Every output is checked against the repo's sha256s. Prints a markdown table and writes the
 figures to ``bench/results/proxy-<timestamp>.json``. The hub runs in this process (its event
@@ -50,7 +56,7 @@ from damselfly.testing.proxy import TlsHfTestHub  # noqa: E402
 RESULTS_DIR = REPO / "bench" / "results"
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE")
 SNAPSHOT = "import sys; from huggingface_hub import snapshot_download as s; print(s(sys.argv[1]))"
-REPOS = ("direct", "proxy", "dfget")
+COLD = ("direct", "proxy", "mirror", "dfget")  # the systems that need a repo of their own per round
 METADATA_CALLS = 50
 
 
@@ -58,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--shard-size", type=size_type("--shard-size"), default=256 * 2**20)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")
     return parser.parse_args(argv)
 
@@ -66,9 +73,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="bench-proxy-", dir=args.workdir) as tmp:
         root = Path(tmp)
         repos = {
-            name: build_repo(root / "repos" / name, f"bench/{name}", shards=args.shards,
-                             shard_size=args.shard_size)
-            for name in REPOS
+            f"{name}-{r}": build_repo(root / "repos" / f"{name}-{r}", f"bench/{name}-{r}",
+                                      shards=args.shards, shard_size=args.shard_size)
+            for name in COLD for r in range(args.rounds)
         }  # fmt: skip
         ca = trustme.CA()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -79,23 +86,53 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         async with TlsHfTestHub(hub_repos, ssl_context=context) as hub:
             env = _cluster_env(hub, bundle)
             async with LocalCluster(root / "mesh", peers=2, seeds=1, env=env) as cluster:
-                return await _measure(root, hub, cluster, repos, bundle)
+                return await _measure(root, hub, cluster, repos, bundle, args.rounds)
 
 
-async def _measure(root: Path, hub, cluster, repos: dict[str, ModelRepo], bundle: Path):
+async def _measure(
+    root: Path, hub, cluster, repos: dict[str, ModelRepo], bundle: Path, rounds: int
+) -> dict[str, object]:
     first, second = cluster.peers
-    runs = {}
-    runs["direct"] = await _snapshot(root, "direct", repos["direct"], _direct_env(hub, bundle))
     proxy0, proxy1 = _proxy_env(hub, first), _proxy_env(hub, second)
-    runs["proxy-cold"] = await _snapshot(root, "proxy-cold", repos["proxy"], proxy0)
-    runs["proxy-warm"] = await _snapshot(root, "proxy-warm", repos["proxy"], proxy0)
-    runs["proxy-peer"] = await _snapshot(root, "proxy-peer", repos["proxy"], proxy1)
-    runs["dfget"] = await _dfget(root, cluster, second, repos["dfget"], "dfget")
-    runs["dfget-warm"] = await _dfget(root, cluster, second, repos["dfget"], "dfget-warm")
-    latency = await _metadata_latency(hub, first, repos["proxy"], bundle)
-    size = repos["proxy"].total_size
-    table = {name: {"seconds": s, "mib_per_s": size / s / 2**20} for name, s in runs.items()}
-    return {"bytes": size, "runs": table, "metadata_head_ms": latency}
+    runs: dict[str, list[float]] = {}
+
+    def timed(name: str, seconds: float) -> None:
+        runs.setdefault(name, []).append(seconds)
+
+    async def proxy(r: int) -> None:
+        repo = repos[f"proxy-{r}"]
+        timed("proxy-cold", await _snapshot(root, f"proxy-cold-{r}", repo, proxy0))
+        timed("proxy-warm", await _snapshot(root, f"proxy-warm-{r}", repo, proxy0))
+        timed("proxy-peer", await _snapshot(root, f"proxy-peer-{r}", repo, proxy1))
+
+    async def mirror(r: int) -> None:
+        env = {**_base_env(hub), "HF_ENDPOINT": f"http://{first.ready['mirrors']}"}
+        timed("mirror-cold", await _snapshot(root, f"mirror-cold-{r}", repos[f"mirror-{r}"], env))
+
+    async def dfget(r: int) -> None:
+        repo = repos[f"dfget-{r}"]
+        timed("dfget", await _dfget(root, cluster, second, repo, f"dfget-{r}"))
+        timed("dfget-warm", await _dfget(root, cluster, second, repo, f"dfget-warm-{r}"))
+
+    async def direct(r: int) -> None:
+        env = _direct_env(hub, bundle)
+        timed("direct", await _snapshot(root, f"direct-{r}", repos[f"direct-{r}"], env))
+
+    systems = [direct, proxy, mirror, dfget]
+    for r in range(rounds):
+        for system in systems[r % 4 :] + systems[: r % 4]:  # rotated
+            await system(r)
+    latency = await _metadata_latency(hub, first, repos["proxy-0"], bundle)
+    size = repos["proxy-0"].total_size
+    table = {
+        name: {
+            "seconds": statistics.median(times),
+            "mib_per_s": size / statistics.median(times) / 2**20,
+            "all_seconds": times,
+        }
+        for name, times in runs.items()
+    }
+    return {"bytes": size, "rounds": rounds, "runs": table, "metadata_head_ms": latency}
 
 
 def _hub_repo(repo: ModelRepo) -> HubRepo:
@@ -111,7 +148,8 @@ def _cluster_env(hub, bundle: Path) -> dict[str, str]:
         {"regx": f"^{escaped(hub.origin)}/", "name": "hub", "certs": {"hosts": ["127.0.0.1"]}},
         {"regx": f"^{escaped(hub.cdn.base_url)}/", "name": "cdn"},
     ]
-    proxy = {"proxies": rules, "upstream_ca_bundle": str(bundle)}
+    mirrors = [{"listen": "127.0.0.1:0", "upstream": hub.endpoint}]
+    proxy = {"proxies": rules, "upstream_ca_bundle": str(bundle), "mirrors": mirrors}
     return {
         "SSL_CERT_FILE": str(bundle),
         "HF_ENDPOINT": hub.endpoint,
@@ -192,10 +230,11 @@ async def _head(session, url: str, context: ssl.SSLContext, proxy: str | None) -
 
 
 def report(result: dict) -> str:
-    lines = [f"{result['bytes'] / 2**20:.0f} MiB per repo", "", "| system | s | MiB/s |",
-             "|---|---:|---:|"]  # fmt: skip
+    lines = [f"{result['bytes'] / 2**20:.0f} MiB per repo, {result['rounds']} rounds", "",
+             "| system | median s | MiB/s | every run, s |", "|---|---:|---:|---|"]  # fmt: skip
     for name, run in result["runs"].items():
-        lines.append(f"| {name} | {run['seconds']:.2f} | {run['mib_per_s']:.0f} |")
+        every = ", ".join(f"{s:.2f}" for s in run["all_seconds"])
+        lines.append(f"| {name} | {run['seconds']:.2f} | {run['mib_per_s']:.0f} | {every} |")
     ms = result["metadata_head_ms"]
     lines.append("")
     lines.append(
@@ -205,6 +244,8 @@ def report(result: dict) -> str:
     runs = result["runs"]
     ratio = runs["proxy-cold"]["mib_per_s"] / runs["dfget"]["mib_per_s"]
     lines.append(f"proxy cold / dfget through the daemon: {ratio:.2f}x (target >= 0.9)")
+    ratio = runs["mirror-cold"]["mib_per_s"] / runs["dfget"]["mib_per_s"]
+    lines.append(f"mirror cold / dfget through the daemon: {ratio:.2f}x")
     return "\n".join(lines)
 
 
