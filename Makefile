@@ -3,8 +3,8 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 
-.PHONY: demo test faults check lint bench-single bench-small bench-hub bench-swarm bench-manager \
-	bench-dropin setup
+.PHONY: demo test faults check lint bench-single bench-small bench-hub bench-proxy bench-swarm \
+	bench-manager bench-dropin setup
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -43,6 +43,9 @@ bench-dropin: $(STAMP)
 
 bench-manager: $(STAMP)
 	$(BIN)/python -m bench.manager.run $(BENCH_ARGS)
+
+bench-proxy: $(STAMP)
+	$(BIN)/python bench/proxy/run.py $(BENCH_ARGS)
 
 # Needs root (network namespaces, tc); installs aria2, opentracker, mktorrent and matplotlib.
 TIER ?= smoke

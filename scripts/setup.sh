@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian package -> a command it provides (to see whether it is installed).
-declare -A provides=([git]=git [curl]=curl [prometheus]=promtool [chromium]=chromium [aria2]=aria2c [opentracker]=opentracker [mktorrent]=mktorrent)
+declare -A provides=([git]=git [curl]=curl [prometheus]=promtool [chromium]=chromium [aria2]=aria2c [opentracker]=opentracker [mktorrent]=mktorrent [docker-registry]=docker-registry [skopeo]=skopeo [containerd]=containerd)
 # prometheus: promtool checks the alert rules and the metrics expositions in the tests.
-want_debs=(git curl prometheus postgresql chromium)
+# docker-registry, skopeo, containerd: the OCI registry mirror's tests (a real registry, real clients).
+want_debs=(git curl prometheus postgresql chromium docker-registry skopeo containerd)
 [ "${DAMSELFLY_BENCH_DEPS:-0}" = 1 ] && want_debs+=(aria2 opentracker mktorrent)
 missing=()
 # postgresql and chromium: the manager's tests run a real server and drive its console;

@@ -191,6 +191,7 @@ class DaemonNode:
         argv += ["--storage-dir", str(self._dir / "store"), "--socket", str(self.socket)]
         argv += ["--upload-listen", "127.0.0.1:0", "--advertise-ip", "127.0.0.1"]
         argv += ["--metrics-listen", "127.0.0.1:0", "--log-level", "warn"]
+        argv += ["--proxy-listen", "127.0.0.1:0"]  # never the default port of a real daemon
         log = self._dir / f"dfdaemon-{self.restarts}.log"
         server = self._daemon_stack.enter_context(
             server_process(argv, log_path=log, banner=_DAEMON_READY, start_timeout=START_TIMEOUT)

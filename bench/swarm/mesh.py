@@ -112,6 +112,7 @@ class Damselfly:
         argv += ["--upload-listen", f"{host.ip}:{UPLOAD_PORT}", "--advertise-ip", host.ip]
         argv += ["--metrics-listen", f"{host.ip}:{METRICS_PORT}", "--log-level", self._log_level]
         argv += self._tls_flags(host.role, Role.SEED if seed else Role.PEER, host)
+        argv += ["--no-proxy"]  # the swarm measures the mesh; the proxy has its own bench
         return procs.start(f"{host.role}-daemon", host, argv, ctx.log(f"{host.role}-daemon"))
 
     def _tls_flags(self, node_id: str, role: Role, host: Host) -> list[str]:

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import logging
 import os
-import ssl
 import sys
 from pathlib import Path
 
@@ -28,7 +27,12 @@ from damselfly.daemon.proxy.service import ProxyService
 from damselfly.daemon.proxy.upstream import DirectFetcher
 from damselfly.demo.hub_repos import HubRepo
 from damselfly.testing.hub_clients import HF_SDK_SCRIPT
-from damselfly.testing.proxy import RecordingMeshFetcher, TlsHfTestHub
+from damselfly.testing.proxy import (
+    CA_VARIABLES,
+    RecordingMeshFetcher,
+    TlsHfTestHub,
+    loopback_server_context,
+)
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("huggingface_hub") is None, reason="huggingface_hub not installed"
@@ -48,7 +52,6 @@ REPOS = [
 ]
 
 CHILD = HF_SDK_SCRIPT
-CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE")
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +61,7 @@ def hub_ca():
 
 @pytest.fixture
 async def hub(hub_ca):
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    hub_ca.issue_cert("127.0.0.1").configure_cert(context)
+    context = loopback_server_context(hub_ca)
     async with TlsHfTestHub(REPOS, ssl_context=context, page_size=2) as test_hub:
         yield test_hub
 

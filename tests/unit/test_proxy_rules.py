@@ -160,14 +160,18 @@ def test_the_link_memo_remembers_hub_redirects_until_they_expire():
         ("X-Linked-Size", "42"),
         ("X-Repo-Commit", "c0ffee"),
     ]
-    memo.observe("https://hub/org/m/resolve/main/w.bin?x=1", 302, redirect)
-    memo.observe("https://hub/org/m/resolve/main/other", 200, redirect)  # not a redirect
+    memo.observe("https://hub/org/m/resolve/main/w.bin?x=1", 302, redirect, authorized=False)
+    memo.observe("https://hub/org/m/resolve/main/other", 200, redirect, authorized=False)
     linked = memo.lookup(cdn)
-    assert linked == LinkedFile("https://hub/org/m/resolve/main/w.bin", "abc123", 42, "c0ffee")
+    resolve = "https://hub/org/m/resolve/main/w.bin"
+    assert linked == LinkedFile(resolve, "abc123", 42, "c0ffee", authorized=False)
+    memo.observe("https://hub/org/m/resolve/main/w.bin", 302, redirect, authorized=True)
+    assert memo.lookup(cdn) == LinkedFile(resolve, "abc123", 42, "c0ffee", authorized=True)
     now[0] = 11
     assert memo.lookup(cdn) is None
     for index in range(3):
-        memo.observe("https://hub/f", 302, [("Location", f"/{index}"), ("X-Linked-Etag", "e")])
+        headers = [("Location", f"/{index}"), ("X-Linked-Etag", "e")]
+        memo.observe("https://hub/f", 302, headers, authorized=False)
     assert memo.lookup("https://hub/0") is None  # the oldest was dropped at capacity
     assert memo.lookup("https://hub/2") is not None
 

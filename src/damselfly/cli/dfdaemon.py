@@ -2,6 +2,12 @@
 
 Prints one line on stdout when ready (``dfdaemon ready: host=... upload=... socket=...``) and
 runs until SIGTERM/SIGINT; exit codes as every damselfly command (0, 1, 2).
+
+``dfdaemon ca show`` prints the path and sha256 fingerprint of the proxy's CA (created if it
+does not exist yet), for clients to trust (docs/proxy.md).
+
+Origin requests honour ``HTTPS_PROXY``/``NO_PROXY`` (issue 16) but never this daemon's own
+proxy (``transport/origin_proxy.py`` skips it), so nothing loops through it.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +27,10 @@ from damselfly._version import __version__
 from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.config.base import example_yaml
 from damselfly.config.daemon import DaemonSettings, load
+from damselfly.config.paths import store_dir
 from damselfly.core.errors import EXIT_OK, DamselflyError
 from damselfly.daemon.app import RunningDaemon, serve
+from damselfly.daemon.proxy.ca import ProxyCA
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="mTLS with the node material in this directory (tls.crt, tls.key, ca.crt; "
         "also $DAMSELFLY_TLS_DIR); the certificate's common name becomes the host id",
+    )
+    parser.add_argument("--proxy-listen", help="HTTP(S) proxy host:port (default 127.0.0.1:65001)")
+    parser.add_argument(
+        "--no-proxy", action="store_true", default=None, help="do not run the HTTP(S) proxy"
     )
     parser.add_argument("-l", "--log-level", choices=("error", "warn", "info", "debug"))
     parser.add_argument("--print-example-config", action="store_true")
@@ -63,10 +75,37 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["upload"] = {k: v for k, v in upload.items() if v is not None}
     if args.tls_dir is not None:
         values["tls"] = {"enabled": True, "dir": args.tls_dir}
+    proxy = {"listen": args.proxy_listen, "enabled": False if args.no_proxy else None}
+    if any(v is not None for v in proxy.values()):
+        values["proxy"] = {k: v for k, v in proxy.items() if v is not None}
     return values
 
 
+def build_ca_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dfdaemon ca", description="The proxy's CA.")
+    parser.add_argument("action", choices=("show",), help="show: path and sha256 fingerprint")
+    parser.add_argument("--config", type=Path, help="YAML settings file")
+    parser.add_argument("--storage-dir", help="piece store directory (holds the CA)")
+    return parser
+
+
+def ca_main(argv: Sequence[str]) -> int:
+    args = build_ca_parser().parse_args(argv)
+    try:
+        given = {"storage_dir": args.storage_dir} if args.storage_dir else {}
+        settings = load(args.config, os.environ, given)
+        data_dir = store_dir(settings.storage_dir, os.environ)
+        summary = ProxyCA.load_or_create(settings.proxy, data_dir).summary()
+    except DamselflyError as exc:
+        return report_failure("dfdaemon", exc, debug=False)
+    print("\n".join(summary.lines()))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ca"]:
+        return ca_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.print_example_config:
         print(example_yaml(DaemonSettings), end="")
@@ -75,12 +114,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load(args.config, os.environ, overrides(args))
         configure_logging("dfdaemon", settings.log_level, timestamps=True)
         raise_open_file_limit()
+        os.environ.update(own_proxy_env(settings, os.environ))
         asyncio.run(_run(settings))
     except DamselflyError as exc:
         return report_failure("dfdaemon", exc, debug=False)
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+def own_proxy_env(settings: DaemonSettings, env: Mapping[str, str]) -> dict[str, str]:
+    """``DAMSELFLY_OWN_PROXY`` naming this daemon's proxy listener too, so the origin
+    sessions (which honour ``HTTPS_PROXY`` for a corporate proxy) never send the daemon's
+    own requests to itself, on whatever port it listens (``transport/origin_proxy.py``)."""
+    listen = settings.proxy.listen
+    if not settings.proxy.enabled or listen.endswith(":0"):
+        return {}
+    own = env.get("DAMSELFLY_OWN_PROXY", "").replace(",", " ").split()
+    return {"DAMSELFLY_OWN_PROXY": " ".join(dict.fromkeys([*own, listen]))}
 
 
 def raise_open_file_limit() -> None:
@@ -101,9 +152,14 @@ async def _run(settings: DaemonSettings) -> None:
 
 
 def _announce_ready(daemon: RunningDaemon) -> None:
+    proxy = f" proxy={daemon.proxy_address}" if daemon.proxy_address else ""
+    if daemon.mirror_addresses:
+        proxy += f" mirrors={','.join(daemon.mirror_addresses)}"
+    if daemon.registry_addresses:
+        proxy += f" registries={','.join(daemon.registry_addresses)}"
     print(
         f"dfdaemon ready: host={daemon.host_id} upload={daemon.upload_url} "
-        f"socket={daemon.socket_path} metrics=http://{daemon.metrics_address}",
+        f"socket={daemon.socket_path} metrics=http://{daemon.metrics_address}{proxy}",
         flush=True,
     )
 

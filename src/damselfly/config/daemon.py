@@ -21,6 +21,7 @@ from damselfly.config.base import (
     ServiceSettings,
 )
 from damselfly.config.manager_link import ManagerLinkSettings
+from damselfly.config.proxy import ProxySettings
 from damselfly.config.security import TlsSettings, load_cluster_member
 
 ENV_PREFIX = "DAMSELFLY_DAEMON_"
@@ -136,6 +137,10 @@ class DaemonSettings(ServiceSettings):
         "on with DAMSELFLY_TLS_DIR); the certificate's common name is this host's id.",
     )
     manager: ManagerLinkSettings = Field(ManagerLinkSettings(), description="Control plane.")
+    proxy: ProxySettings = Field(
+        ProxySettings(),
+        description="HTTP(S) forward proxy and hub mirror endpoints (docs/proxy.md).",
+    )
 
 
 def load(

@@ -81,6 +81,21 @@ class HubMirror(Section):
     )
 
 
+class RegistryMirror(Section):
+    """An OCI registry mirror (the distribution API's pull path) served by the daemon."""
+
+    listen: ListenAddress = Field("127.0.0.1:65004", description="Address (host:port).")
+    upstream: str = Field(
+        "https://registry-1.docker.io",
+        description="The registry asked when a request names none (no ?ns=).",
+    )
+    namespaces: dict[str, str] = Field(
+        default_factory=lambda: {"docker.io": "https://registry-1.docker.io"},
+        description="?ns= value (as containerd sends it) -> registry URL; any other ns "
+        "is asked at https://<ns>.",
+    )
+
+
 HF_HOSTS = ["huggingface.co", "hf.co"]
 HF_CDN_HOSTS = [
     "cdn-lfs.huggingface.co",
@@ -162,6 +177,11 @@ class ProxySettings(Section):
         default_factory=list,
         description="Hub endpoints to serve, e.g. [{listen: 127.0.0.1:65002, upstream: "
         "https://huggingface.co}].",
+    )
+    registry_mirrors: list[RegistryMirror] = Field(
+        default_factory=list,
+        description="OCI registry mirrors to serve (docs/proxy.md), e.g. [{listen: "
+        "127.0.0.1:65004}]; blobs through the mesh by digest, manifests passed through.",
     )
 
     @model_validator(mode="after")

@@ -1,5 +1,5 @@
 """The one place dfdaemon is wired: settings -> store, piece server, scheduler link, announcer,
-download engine, seed worker, local API, metrics.
+download engine, seed worker, local API, HTTP(S) proxy, metrics.
 
 ``serve(settings, stop=...)`` starts everything, reports the bound addresses through
 ``on_ready``, runs the background loops in one ``TaskGroup`` until ``stop`` is set, then
@@ -42,6 +42,9 @@ from damselfly.daemon.engine.peer_filler import PeerFiller
 from damselfly.daemon.engine.runner import StoreRunner
 from damselfly.daemon.engine.seed import SeedWorker
 from damselfly.daemon.engine.settings import EngineSettings
+from damselfly.daemon.proxy.engine_fetcher import EngineFetcher
+from damselfly.daemon.proxy.service import ProxyService
+from damselfly.daemon.proxy.upstream import DirectFetcher
 from damselfly.daemon.servers.local_api import LocalApi
 from damselfly.daemon.servers.metrics import metrics_server
 from damselfly.daemon.servers.private_access import PrivateAccess, PrivateTasks
@@ -71,6 +74,9 @@ class RunningDaemon:
     upload_url: str
     socket_path: Path
     metrics_address: str
+    proxy_address: str = ""  # host:port of the forward proxy; empty when it is disabled
+    mirror_addresses: tuple[str, ...] = ()  # host:port of each hub mirror endpoint
+    registry_addresses: tuple[str, ...] = ()  # host:port of each OCI registry mirror
 
 
 async def serve(
@@ -148,18 +154,29 @@ async def serve(
             )
             control.start(upload.port)
             control.start_preheat(guarded)
+            proxy = await stack.enter_async_context(_proxy_service(settings, store, runner, engine))
             metrics = await stack.enter_async_context(
                 metrics_server(
                     settings.metrics_listen,
                     engine.counters,
                     upload.statistics,
                     healthy=lambda: not stop.is_set(),
+                    collectors=[proxy.collector()] if proxy else [],
                 )
             )
             if on_ready is not None:
-                on_ready(RunningDaemon(host_id, upload.base_url, socket_path, metrics))
+                on_ready(_running(host_id, upload.base_url, socket_path, metrics, proxy))
             renewal = tls.renewal_loop() if tls is not None else None
             await _run_until(stop, announcer, seeds, renewal)
+
+
+def _running(
+    host_id: str, upload_url: str, socket_path: Path, metrics: str, proxy: ProxyService | None
+) -> RunningDaemon:
+    if proxy is None:
+        return RunningDaemon(host_id, upload_url, socket_path, metrics)
+    addresses = (proxy.address, proxy.mirror_addresses, proxy.registry_addresses)
+    return RunningDaemon(host_id, upload_url, socket_path, metrics, *addresses)
 
 
 def node_tls(settings: DaemonSettings) -> NodeTls | None:
@@ -274,6 +291,37 @@ def _store(settings: DaemonSettings) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+@contextlib.asynccontextmanager
+async def _proxy_service(
+    settings: DaemonSettings, store: Store, runner: StoreRunner, engine: PeerFiller
+) -> AsyncIterator[ProxyService | None]:
+    """The forward proxy and hub mirror endpoints (docs/proxy.md), their content through
+    ``engine`` into ``store``; the origin when the engine cannot serve a request."""
+    proxy = settings.proxy
+    if not proxy.enabled and not proxy.mirrors and not proxy.registry_mirrors:
+        yield None
+        return
+    service = ProxyService(settings.proxy, data_dir=store.root)
+    mesh = EngineFetcher(
+        store,
+        engine,
+        DirectFetcher(service.upstream),
+        source_concurrency=settings.download.source_concurrency,
+        registry_factory=runner.registry_factory,
+        private_task_key=runner.private_task_key,
+    )
+    service.use_mesh(mesh)
+    async with mesh:
+        try:
+            await service.start()
+        except OSError as exc:
+            raise ConfigError(f"proxy.listen {settings.proxy.listen}: {exc.strerror}") from exc
+        try:
+            yield service
+        finally:
+            await service.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -272,6 +272,7 @@ class ProcessCluster:
             argv += ["--scheduler", address]
         argv += ["--storage-dir", str(node.storage_dir), "--socket", str(node.socket)]
         argv += ["--upload-listen", f"{LOOPBACK}:0", "--metrics-listen", f"{LOOPBACK}:0"]
+        argv += ["--proxy-listen", f"{LOOPBACK}:0"]  # ready line: proxy=host:port
         return argv + (["--seed"] if seed else [])
 
     async def restart_scheduler(self, index: int) -> Node:

@@ -11,7 +11,10 @@ Routes (``{type}`` is models, datasets or spaces; files of models have no type p
     HEAD|GET {prefix}/[datasets/|spaces/]{owner}/{repo}/resolve/{rev}/{path}
         small file: 200 + ETag (git blob id) + X-Repo-Commit, ranges (206)
         LFS file:   302 to the separate CDN host (``LocalCdn``) + X-Linked-Etag (sha256),
-                    X-Linked-Size, X-Repo-Commit, ETag (the pointer's blob id)
+                    X-Linked-Size, X-Repo-Commit, ETag (the pointer's blob id); in a repo
+                    with ``xet=True`` also X-Xet-Hash and Link: <token route>; rel="xet-auth"
+    GET  {prefix}/api/{type}/{owner}/{repo}/xet-read-token/{rev} 403 (counted: a client that
+                                                                 tried Xet)
 
 Revisions are branches, tags, full commit ids, in one path segment percent-encoded
 (``refs%2Fpr%2F1``) as huggingface_hub sends them; the revision route also takes them
@@ -131,6 +134,9 @@ class LocalHfHub(AsyncResource):
             return self._repo_info(request, repo_type, repo_id, "main")
         if rest[0] == "revision" and len(rest) >= 2:
             return self._repo_info(request, repo_type, repo_id, "/".join(rest[1:]))
+        if rest[0] == "xet-read-token":
+            self.stats.record("hub", "GET /api/xet-read-token", request)
+            return _error(403, "", "this test hub does not serve Xet CAS")
         if rest[0] == "tree" and len(rest) >= 2:
             path = "/".join(p for p in rest[2:] if p)
             return self._tree(request, repo_type, repo_id, rest[1], path)
@@ -169,6 +175,10 @@ class LocalHfHub(AsyncResource):
                 "ETag": f'"{file.blob_oid}"',
             }
         )
+        if repo.xet:
+            token_route = f"{self.endpoint}/api/{repo_type}/{repo_id}/xet-read-token/{snap.commit}"
+            headers["X-Xet-Hash"] = xet_hash(file.sha256)
+            headers["Link"] = f'<{token_route}>; rel="xet-auth"'
         body = None if request.method == "HEAD" else f"Found. Redirecting to {location}"
         return web.Response(status=302, headers=headers, text=body)
 
@@ -234,7 +244,7 @@ class LocalHfHub(AsyncResource):
             return self._page(request, override) if isinstance(override, list) else _raw(override)
         if path and path not in snap.directories():
             return _error(404, "EntryNotFound", f"{path} does not exist on {revision}")
-        entries = _tree_entries(snap, path, recursive=recursive, expand=expand)
+        entries = _tree_entries(snap, path, recursive=recursive, expand=expand, xet=repo.xet)
         return self._page(request, entries)
 
     def _page(self, request: web.Request, entries: list[dict[str, Any]]) -> web.Response:
@@ -289,8 +299,13 @@ def _repo_info_body(repo: HubRepo, snap: RepoSnapshot, *, blobs: bool) -> dict[s
     }
 
 
+def xet_hash(sha256: str) -> str:
+    """The Xet hash the test hub advertises for an LFS file (64 hex digits, not a real one)."""
+    return hashlib.sha256(f"xet:{sha256}".encode()).hexdigest()
+
+
 def _tree_entries(
-    snap: RepoSnapshot, path: str, *, recursive: bool, expand: bool
+    snap: RepoSnapshot, path: str, *, recursive: bool, expand: bool, xet: bool = False
 ) -> list[dict[str, Any]]:
     base = f"{path}/" if path else ""
 
@@ -315,6 +330,8 @@ def _tree_entries(
             if file.sha256 is not None:
                 pointer = len(lfs_pointer(file.sha256, file.size))
                 entry["lfs"] = {"oid": file.sha256, "size": file.size, "pointerSize": pointer}
+                if xet:
+                    entry["xetHash"] = xet_hash(file.sha256)
             entries.append(entry)
     if expand:
         for entry in entries:

@@ -87,6 +87,10 @@ class HubRepo:
     # A raw tree listing (JSON value) served instead of the computed one, paginated if it
     # is a list: how tests serve untrusted listings.
     tree_override: object = None
+    # Advertise Xet storage for the LFS files, as the real hub does (``X-Xet-Hash``, a
+    # ``Link: rel="xet-auth"`` token route, ``xetHash`` in tree listings). The test hub does
+    # not speak the CAS protocol: its token route answers 403 (and is counted).
+    xet: bool = False
 
     @cached_property
     def _snapshots(self) -> dict[str, RepoSnapshot]:

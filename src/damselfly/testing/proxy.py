@@ -22,6 +22,16 @@ from damselfly.daemon.proxy.links import LinkedFile
 from damselfly.daemon.proxy.mesh import MeshFetcher, MeshRequest, MeshResponse
 from damselfly.testing.hf_hub import HfTestHub
 
+# The variables the SDKs and their HTTP stacks read a CA bundle from.
+CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE")
+
+
+def loopback_server_context(ca: Any) -> ssl.SSLContext:
+    """A server context for ``127.0.0.1`` with a certificate from ``ca`` (a ``trustme.CA``)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
 
 class TlsHfTestHub(HfTestHub):
     def __init__(self, *args: Any, ssl_context: ssl.SSLContext, **kwargs: Any) -> None:

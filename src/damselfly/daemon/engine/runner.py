@@ -45,6 +45,14 @@ class StoreRunner:
         self._filler = filler
         self._source_concurrency = source_concurrency  # None: each request's --concurrent-pieces
 
+    @property
+    def registry_factory(self) -> RegistryFactory:
+        return self._registry_factory
+
+    @property
+    def private_task_key(self) -> bytes | None:
+        return self._private_task_key
+
     async def run(self, request: DownloadRequest, observer: DownloadObserver) -> RunResult:
         if self._filler is None and not request.back_to_source:
             raise UsageError(

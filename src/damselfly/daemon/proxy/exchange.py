@@ -16,11 +16,24 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from damselfly.core.errors import DamselflyError
-from damselfly.daemon.proxy.headers import Headers, end_to_end, get, split_credentials, without
+from damselfly.daemon.proxy.headers import (
+    CREDENTIALS,
+    Headers,
+    end_to_end,
+    get,
+    split_credentials,
+    without,
+)
 from damselfly.daemon.proxy.links import LinkMemo
 from damselfly.daemon.proxy.mesh import MeshFetcher, MeshRequest, MeshResponse, parse_range
 from damselfly.daemon.proxy.routing import CompiledRule, RuleSet, is_content, upgrade_scheme
 from damselfly.daemon.proxy.upstream import Upstream
+from damselfly.daemon.proxy.xet import (
+    api_request_headers,
+    is_hub_api,
+    without_xet_headers,
+    without_xet_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +83,8 @@ class Forwarder:
         try:
             if self._through_mesh(rule, request, url):
                 return await self._from_mesh(request, url, label)
-            return await self._from_origin(request, url, label)
+            hub = rule is not None and not rule.rule.direct
+            return await self._from_origin(request, url, label, without_xet=hub)
         except DamselflyError as exc:
             log.warning("proxy %s %s failed: %s", request.method, _without_query(url), exc)
             return error_reply(502, f"proxy: {exc.message}", label)
@@ -93,16 +107,29 @@ class Forwarder:
         outcome = "mesh" if response.source == "mesh" else "direct"
         return _reply(response, label, outcome)
 
-    async def _from_origin(self, request: ClientRequest, url: str, label: str) -> Reply:
-        reply = await self.upstream.send(request.method, url, request.headers, request.body)
-        self.links.observe(url, reply.status, reply.headers)
-        return Reply(
-            reply.status, end_to_end(reply.headers), reply.chunks(), label, "direct", reply.aclose
-        )
+    async def _from_origin(
+        self, request: ClientRequest, url: str, label: str, *, without_xet: bool
+    ) -> Reply:
+        """The origin's answer; ``without_xet``: Xet advertisements removed (``xet.py``)."""
+        api = without_xet and request.method == "GET" and is_hub_api(url)
+        headers = api_request_headers(request.headers) if api else request.headers
+        reply = await self.upstream.send(request.method, url, headers, request.body)
+        authorized = any(name.lower() in CREDENTIALS for name, _ in request.headers)
+        self.links.observe(url, reply.status, reply.headers, authorized=authorized)
+        kept, body = end_to_end(reply.headers), reply.chunks()
+        if without_xet:
+            kept = without_xet_headers(kept)
+        if api:
+            try:
+                kept, body = await without_xet_json(kept, body)
+            except BaseException:
+                await reply.aclose()
+                raise
+        return Reply(reply.status, kept, body, label, "direct", reply.aclose)
 
 
 def _reply(response: MeshResponse, label: str, outcome: str) -> Reply:
-    headers = end_to_end(response.headers)
+    headers = without_xet_headers(end_to_end(response.headers))  # mesh rules are hub rules
     return Reply(response.status, headers, response.body, label, outcome, response.on_close)
 
 

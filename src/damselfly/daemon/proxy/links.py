@@ -7,6 +7,10 @@ changes per request), so the proxy remembers each redirect it passed through and
 matching ``LinkedFile`` to the ``MeshFetcher``: the engine can then name the task by content
 (the hub-vouched sha256), the same task ``dfget hf://`` creates for that file at that commit.
 Entries expire with the signed URLs (``ttl``) and the memo is bounded (``capacity``).
+
+Each entry also keeps whether the client asked the hub with credentials (``authorized``): a
+redirect the hub gave to an anonymous client is public content (anyone can get the same
+answer), one it gave to a token holder may be private (``content_jobs.py`` decides by that).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class LinkedFile:
     sha256: str | None  # X-Linked-Etag, unquoted
     size: int | None  # X-Linked-Size
     commit: str | None  # X-Repo-Commit
+    authorized: bool = True  # the client's request to the hub carried credentials
 
 
 class LinkMemo:
@@ -40,8 +45,9 @@ class LinkMemo:
         self.capacity, self.ttl, self.clock = capacity, ttl, clock
         self._entries: OrderedDict[str, tuple[LinkedFile, float]] = OrderedDict()
 
-    def observe(self, url: str, status: int, headers: Headers) -> None:
-        """Remember a hub redirect that carries ``X-Linked-*`` headers."""
+    def observe(self, url: str, status: int, headers: Headers, *, authorized: bool) -> None:
+        """Remember a hub redirect that carries ``X-Linked-*`` headers; ``authorized``: the
+        request it answered carried credentials."""
         location = get(headers, "location")
         linked_etag = get(headers, "x-linked-etag")
         if status not in REDIRECTS or location is None or linked_etag is None:
@@ -52,6 +58,7 @@ class LinkMemo:
             sha256=linked_etag.strip().removeprefix("W/").strip('"') or None,
             size=int(size) if size is not None and size.isdigit() else None,
             commit=get(headers, "x-repo-commit"),
+            authorized=authorized,
         )
         self._entries[urljoin(url, location)] = (linked, self.clock() + self.ttl)
         self._entries.move_to_end(urljoin(url, location))

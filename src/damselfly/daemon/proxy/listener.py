@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import h11
 
+from damselfly.config.proxy import ProxySettings
 from damselfly.daemon.proxy.exchange import Reply
 from damselfly.daemon.proxy.metrics import ProxyStatistics
 from damselfly.daemon.proxy.wire import ClientGone, HttpConnection, ProtocolViolation
@@ -79,6 +80,25 @@ class Listener:
             self._stats.open_connections -= 1
             self._tasks.discard(task)
             await _close(writer)
+
+
+async def serve_connection(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    handle: RequestHandler,
+    settings: ProxySettings,
+    stats: ProxyStatistics,
+) -> None:
+    """An endpoint's connection (mirror, registry mirror): its requests, with the proxy's
+    header limit and timeouts."""
+    conn = HttpConnection(reader, writer, max_header_length=settings.max_header_length)
+    await serve_requests(
+        conn,
+        handle,
+        idle_timeout=settings.idle_timeout,
+        header_timeout=settings.header_timeout,
+        stats=stats,
+    )
 
 
 async def serve_requests(

@@ -28,12 +28,11 @@ import h11
 from damselfly.config.proxy import HubMirror, ProxyRule, ProxySettings
 from damselfly.daemon.proxy.exchange import ClientRequest, Forwarder, Reply
 from damselfly.daemon.proxy.headers import Headers, decode, end_to_end, get, without
-from damselfly.daemon.proxy.listener import answer_error, send_reply, serve_requests
+from damselfly.daemon.proxy.listener import answer_error, send_reply, serve_connection
 from damselfly.daemon.proxy.metrics import ProxyStatistics
 from damselfly.daemon.proxy.routing import CompiledRule
-from damselfly.daemon.proxy.server import has_body
 from damselfly.daemon.proxy.upstream import REDIRECTS
-from damselfly.daemon.proxy.wire import HttpConnection
+from damselfly.daemon.proxy.wire import HttpConnection, has_body
 
 
 class MirrorEndpoint:
@@ -52,14 +51,7 @@ class MirrorEndpoint:
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        conn = HttpConnection(reader, writer, max_header_length=self.settings.max_header_length)
-        await serve_requests(
-            conn,
-            self._handle,
-            idle_timeout=self.settings.idle_timeout,
-            header_timeout=self.settings.header_timeout,
-            stats=self.stats,
-        )
+        await serve_connection(reader, writer, self._handle, self.settings, self.stats)
 
     async def _handle(self, conn: HttpConnection, request: h11.Request) -> bool:
         target = request.target.decode("latin-1")

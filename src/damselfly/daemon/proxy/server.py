@@ -5,6 +5,11 @@ the connection is upgraded to TLS with a certificate for that host from the node
 (``ca.py``); the requests inside are read like any other, with URL ``https://host[:port]`` +
 their path, and forwarded by the same ``Forwarder``. Any other ``CONNECT`` becomes a blind
 byte tunnel (``tunnel.py``): the client completes TLS with the origin and sees its certificate.
+
+An origin-form request for the distribution API (``GET /v2/...``, as containerd sends it to a
+mirror from ``hosts.toml``) is answered by the registry mirror (``registry.py``), as
+Dragonfly's dfdaemon does on its proxy port: ``damselfly containerd-config``'s default mirror,
+``http://127.0.0.1:65001``, is this listener.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from damselfly.daemon.proxy.listener import (
     serve_requests,
 )
 from damselfly.daemon.proxy.metrics import ProxyStatistics
+from damselfly.daemon.proxy.registry import RegistryEndpoint
 from damselfly.daemon.proxy.tunnel import open_tunnel, pipe
-from damselfly.daemon.proxy.wire import ClientGone, HttpConnection
+from damselfly.daemon.proxy.wire import ClientGone, HttpConnection, has_body
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +50,6 @@ def split_authority(target: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def has_body(request: h11.Request) -> bool:
-    for name, value in request.headers:
-        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
-            return True
-    return False
-
-
 class ProxyServer:
     def __init__(
         self,
@@ -58,8 +57,10 @@ class ProxyServer:
         forwarder: Forwarder,
         ca: ProxyCA | None,
         stats: ProxyStatistics,
+        registry: RegistryEndpoint | None = None,
     ) -> None:
         self.settings, self.forwarder, self.ca, self.stats = settings, forwarder, ca, stats
+        self.registry = registry  # answers origin-form /v2/ requests
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -81,6 +82,9 @@ class ProxyServer:
         if request.method == b"CONNECT":
             await self._connect(conn, target)
             return False
+        path = target.split("?", 1)[0]
+        if self.registry is not None and (path == "/v2" or path.startswith("/v2/")):
+            return await self.registry.handle(conn, request)
         if urlsplit(target).scheme not in ("http", "https") or not urlsplit(target).netloc:
             return await self._refuse(conn, 400, "a proxy request needs an absolute http(s) URL")
         return await self._forward(conn, request, target)

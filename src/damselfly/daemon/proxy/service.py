@@ -1,4 +1,5 @@
-"""``ProxyService``: the forward proxy and the hub mirror endpoints, built from settings.
+"""``ProxyService``: the forward proxy, the hub mirror endpoints and the OCI registry mirrors,
+built from settings.
 
 This is the proxy's one entry point for the daemon: give it the settings, the daemon's data
 directory (for the proxy CA) and a ``MeshFetcher`` (the engine-backed one; without it,
@@ -11,13 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from damselfly.config.base import split_host_port
-from damselfly.config.proxy import ProxySettings
+from damselfly.config.proxy import ProxySettings, RegistryMirror
 from damselfly.daemon.proxy.ca import ProxyCA
 from damselfly.daemon.proxy.exchange import Forwarder
 from damselfly.daemon.proxy.listener import Handler, Listener
 from damselfly.daemon.proxy.mesh import MeshFetcher
 from damselfly.daemon.proxy.metrics import ProxyCollector, ProxyStatistics
 from damselfly.daemon.proxy.mirror import MirrorEndpoint
+from damselfly.daemon.proxy.registry import RegistryEndpoint
 from damselfly.daemon.proxy.routing import RuleSet
 from damselfly.daemon.proxy.server import ProxyServer
 from damselfly.daemon.proxy.upstream import DirectFetcher, Upstream
@@ -40,23 +42,39 @@ class ProxyService:
         self.ca = ProxyCA.load_or_create(settings, data_dir) if settings.enabled else None
         self.proxy: Listener | None = None
         self.mirrors: list[Listener] = []
+        self.registries: list[Listener] = []
 
     async def start(self) -> None:
         await self.upstream.start()
         try:
             if self.settings.enabled:
-                server = ProxyServer(self.settings, self.forwarder, self.ca, self.statistics)
+                mirrors = self.settings.registry_mirrors
+                own_registry = RegistryEndpoint(
+                    mirrors[0] if mirrors else RegistryMirror(),
+                    self.settings,
+                    self.forwarder,
+                    self.statistics,
+                )
+                server = ProxyServer(
+                    self.settings, self.forwarder, self.ca, self.statistics, own_registry
+                )
                 self.proxy = await self._listen(self.settings.listen, server.handle_connection)
             for mirror in self.settings.mirrors:
                 endpoint = MirrorEndpoint(mirror, self.settings, self.forwarder, self.statistics)
                 self.mirrors.append(await self._listen(mirror.listen, endpoint.handle_connection))
+            for registry in self.settings.registry_mirrors:
+                served = RegistryEndpoint(registry, self.settings, self.forwarder, self.statistics)
+                self.registries.append(
+                    await self._listen(registry.listen, served.handle_connection)
+                )
         except BaseException:
             await self.aclose()
             raise
 
     async def aclose(self) -> None:
-        listeners = [self.proxy, *self.mirrors] if self.proxy else list(self.mirrors)
-        self.proxy, self.mirrors = None, []
+        listeners = [self.proxy] if self.proxy else []
+        listeners += [*self.mirrors, *self.registries]
+        self.proxy, self.mirrors, self.registries = None, [], []
         for listener in listeners:
             await listener.aclose()
         await self.upstream.aclose()
@@ -67,6 +85,19 @@ class ProxyService:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    @property
+    def address(self) -> str:
+        """``host:port`` the forward proxy listens on; empty when it does not run."""
+        return f"{self.proxy.host}:{self.proxy.port}" if self.proxy is not None else ""
+
+    @property
+    def mirror_addresses(self) -> tuple[str, ...]:
+        return tuple(f"{m.host}:{m.port}" for m in self.mirrors)
+
+    @property
+    def registry_addresses(self) -> tuple[str, ...]:
+        return tuple(f"{r.host}:{r.port}" for r in self.registries)
 
     def use_mesh(self, mesh: MeshFetcher) -> None:
         """Serve content through ``mesh`` from now on; ``DirectFetcher(self.upstream)`` is

@@ -9,7 +9,7 @@ conventions (``_total`` counters, base units): see docs/p2p.md, "Metrics and hea
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -104,9 +104,12 @@ def http_app(
     engine: EngineCounters,
     upload: Callable[[], UploadStatistics],
     healthy: Callable[[], bool],
+    collectors: Sequence[Collector] = (),
 ) -> web.Application:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(_DaemonCollector(engine, upload))
+    for collector in collectors:  # other parts' own metrics (the proxy's)
+        registry.register(collector)
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -128,9 +131,10 @@ async def metrics_server(
     engine: EngineCounters,
     upload: Callable[[], UploadStatistics],
     healthy: Callable[[], bool],
+    collectors: Sequence[Collector] = (),
 ) -> AsyncIterator[str]:
     """Serve ``/metrics`` and ``/healthz`` on ``listen`` (``host:port``) for the duration of
     the block; yields the bound ``host:port``."""
-    app = http_app(engine, upload, healthy)
+    app = http_app(engine, upload, healthy, collectors)
     async with listening(app, listen, setting="metrics_listen") as address:
         yield address
