@@ -101,6 +101,13 @@ async def test_blocklist_rollback_outage_and_restart(plane: Plane, tmp_path: Pat
         f"dfget: error: {url} is blocked by rule {rule['id']} (CVE-2026-1234, until 2026-12-31)"
     ]
     assert not out.exists()
+    long_url = f"{url}?v={'a' * 5000}"  # the message quotes it cut, on one line
+    blocked = await cluster.dfget(0, long_url, out)
+    assert blocked.code == 1, cluster.logs()
+    assert len(blocked.error_lines) == 1, blocked.stderr
+    assert f"... is blocked by rule {rule['id']} (CVE-2026-1234" in blocked.error_lines[0]
+    assert len(blocked.error_lines[0]) < 400
+    assert not out.exists()
     assert cluster.origin.bytes_served_for("/f.bin") == 0
 
     audit = await plane.dfctl_json("blocklist", "audit")

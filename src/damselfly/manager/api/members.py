@@ -39,7 +39,8 @@ def register(
 def keepalive(member_id: RowId, session: SessionDep, _who: MemberWriter) -> Response:
     """The cheap call: one UPDATE; 404 tells the member to register again."""
     done = session.execute(
-        update(MemberRow).where(MemberRow.id == member_id).values(last_seen=utcnow())
+        update(MemberRow).where(MemberRow.id == member_id).values(last_seen=utcnow()),
+        execution_options={"synchronize_session": False},  # nothing loaded to keep in sync
     )
     session.commit()
     status = 204 if getattr(done, "rowcount", 0) else 404
