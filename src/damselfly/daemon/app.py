@@ -154,6 +154,7 @@ async def serve(
             await stack.enter_async_context(
                 LocalApi(socket_path, guarded, group=group, calls_per_caller=calls, routes=routes)
             )
+            control.report_stats(engine.counters)
             control.start(upload.port)
             control.start_preheat(guarded)
             metrics = await stack.enter_async_context(
