@@ -149,7 +149,9 @@ async def serve(
             group = settings.socket_group or None
             calls = settings.local_api_calls_per_caller
             guarded = control.guarded(runner)
-            importer = RepoImporter(store, manifests, origin_readers, announcer.announce_once)
+            importer = RepoImporter(
+                store, manifests, origin_readers, announcer.announce_once, control.seed_check()
+            )
             routes = _both(task_routes(store), import_routes(importer))
             await stack.enter_async_context(
                 LocalApi(socket_path, guarded, group=group, calls_per_caller=calls, routes=routes)

@@ -2,6 +2,7 @@
 
 ``import_repo(path, repo, revision)``:
 
+0. the blocklist (a blocked repo is refused, as its download would be);
 1. ``manifest_from_directory`` (a worker thread: every file is hashed);
 2. every file filled into the store through the ordinary download path, its origin being the
    copy (``StagedHfBackend``): the task ids are those a hub download computes;
@@ -54,13 +55,16 @@ class RepoImporter:
         manifests: MeshManifests,
         origin_reader_tasks: set[str],
         announce: Callable[[], Awaitable[None]],
+        check: Callable[[str], None] = lambda url: None,
     ) -> None:
+        self._check = check  # the blocklist: a blocked repo is not imported either
         self._store = store
         self._manifests = manifests
         self._origin_readers = origin_reader_tasks
         self._announce = announce
 
     async def import_repo(self, root: Path, repo: HubUrl, revision: str) -> ImportResult:
+        self._check(str(repo.with_path("")))
         manifest, stand_in = await asyncio.to_thread(manifest_from_directory, root, repo, revision)
         registry = BackendRegistry({"hf": lambda: StagedHfBackend(manifest, root)})
         ctx = DownloadContext(self._store, registry, NullObserver())
