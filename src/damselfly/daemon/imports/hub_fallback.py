@@ -5,7 +5,8 @@ hub first, as always. Only when the hub cannot be reached (``SourceUnreachableEr
 ``SourceTimeoutError``) does it look for a manifest some node published with ``dfctl
 import`` (``MeshManifests.find``) and answer ``list``, ``stat`` and ``resolve_revision`` from
 it, with exactly the values the hub would have given, so the download computes the imported
-tasks' ids and gets their pieces from peers. No manifest: the hub's error stands. Reads
+tasks' ids and gets their pieces from peers; the rest of the request (the backend lives as
+long as one request) then skips the hub. No manifest: the hub's error stands. Reads
 (``get``) always go to the hub: a task no peer holds cannot come from anywhere else.
 """
 
@@ -30,6 +31,9 @@ class HubFallbackBackend:
     def __init__(self, hub: Backend, manifests: MeshManifests) -> None:
         self._hub = hub
         self._manifests = manifests
+        # set once the hub could not be reached: backends live as long as one request, so a
+        # recursive download waits for one connect timeout, not one per file
+        self._hub_down: SourceUnreachableError | SourceTimeoutError | None = None
 
     async def stat(self, url: SourceUrl, options: RequestOptions) -> ObjectStat:
         return await self._either(lambda: self._hub.stat(url, options), url, options, manifest_stat)
@@ -67,16 +71,19 @@ class HubFallbackBackend:
         options: RequestOptions,
         from_manifest: Callable[[RepoManifest, HubUrl], T],
     ) -> T:
-        try:
-            return await from_hub()
-        except (SourceUnreachableError, SourceTimeoutError):
-            if not isinstance(url, HubUrl):
-                raise
-            revision = options.param("hf_revision") or DEFAULT_REVISION
-            manifest = await self._manifests.find(url, revision)
-            if manifest is None:
-                raise
-            return from_manifest(manifest, url)
+        if self._hub_down is None:
+            try:
+                return await from_hub()
+            except (SourceUnreachableError, SourceTimeoutError) as exc:
+                if not isinstance(url, HubUrl):
+                    raise
+                self._hub_down = exc  # the rest of this request skips the hub
+        assert isinstance(url, HubUrl)
+        revision = options.param("hf_revision") or DEFAULT_REVISION
+        manifest = await self._manifests.find(url, revision)
+        if manifest is None:
+            raise self._hub_down
+        return from_manifest(manifest, url)
 
 
 class HubFallbackRegistry(WrappingRegistry):
