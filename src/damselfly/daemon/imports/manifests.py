@@ -5,7 +5,8 @@ revision asked for and the commit) as ordinary tasks of this daemon's store, fil
 memory; the importer then announces them with the imported files. ``find`` fetches the
 pointer of (repo, revision) and then the manifest from peers through the daemon's
 ``PieceFiller``, never from an origin (there is none), and remembers the answer for
-``memo_seconds``. Both are plain downloads: pieces are verified against the digests the
+``memo_seconds``. No seed is ever sent for them (``FileJob.seedable``): there is no origin,
+so a node that finds no holder fails at once. Both are plain downloads: pieces are verified against the digests the
 scheduler relays from the publishing node, the manifest against its sha256.
 """
 
@@ -143,7 +144,7 @@ class MeshManifests:
         ctx = DownloadContext(self._store, registry, NullObserver(),
                               filler=filler or self._filler)  # fmt: skip
         url = repo.with_path(MANIFEST_PATH)
-        job = FileJob(url, Path(MANIFEST_PATH), identity_text=identity)
+        job = FileJob(url, Path(MANIFEST_PATH), identity_text=identity, seedable=False)
         try:
             return (await fill_file(job, ctx)).task_id
         finally:
