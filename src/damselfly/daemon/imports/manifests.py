@@ -6,8 +6,9 @@ memory; the importer then announces them with the imported files. ``find`` fetch
 pointer of (repo, revision) and then the manifest from peers through the daemon's
 ``PieceFiller``, never from an origin (there is none), and remembers the answer for
 ``memo_seconds``. No seed is ever sent for them (``FileJob.seedable``): there is no origin,
-so a node that finds no holder fails at once. Both are plain downloads: pieces are verified against the digests the
-scheduler relays from the publishing node, the manifest against its sha256.
+so a node that finds no holder fails at once. Both are plain downloads: pieces are verified
+against the digests the scheduler relays from the publishing node, the manifest against its
+sha256.
 """
 
 from __future__ import annotations
