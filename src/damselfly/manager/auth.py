@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -74,7 +74,9 @@ def find_principal(session: Session, token: str, now: datetime | None = None) ->
 # FastAPI dependencies ------------------------------------------------------------------------
 
 
-def database_session(request: Request) -> Iterator[Session]:
+async def database_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request, opened and closed without a worker thread: opening touches
+    no database, closing only returns a connection whose transaction the route ended."""
     with request.app.state.database.session() as session:
         yield session
 
