@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from damselfly.testing.cluster import LocalCluster, Node, wait_until
+from damselfly.testing.cluster import LocalCluster, Node, run_dfctl, wait_until
 from damselfly.testing.manager import serving_manager
 
 CONFIG_INTERVAL = 0.5  # seconds: the manager's config_interval in these tests
@@ -100,6 +100,13 @@ async def test_blocklist_rollback_outage_and_restart(plane: Plane, tmp_path: Pat
     assert blocked.error_lines == [
         f"dfget: error: {url} is blocked by rule {rule['id']} (CVE-2026-1234, until 2026-12-31)"
     ]
+    assert not out.exists()
+    long_url = f"{url}?v={'a' * 5000}"  # the message quotes it cut, on one line
+    blocked = await cluster.dfget(0, long_url, out)
+    assert blocked.code == 1, cluster.logs()
+    assert len(blocked.error_lines) == 1, blocked.stderr
+    assert f"... is blocked by rule {rule['id']} (CVE-2026-1234" in blocked.error_lines[0]
+    assert len(blocked.error_lines[0]) < 400
     assert not out.exists()
     assert cluster.origin.bytes_served_for("/f.bin") == 0
 
@@ -233,3 +240,28 @@ async def test_a_preheated_file_costs_a_peer_no_origin_byte(plane: Plane, tmp_pa
     assert metrics["damselfly_daemon_source_bytes_total"] == 0
     assert metrics["damselfly_daemon_peer_bytes_total"] == len(FILE)
     assert cluster.origin.bytes_served_for("/f.bin") == served
+
+
+async def test_a_blocked_repo_is_not_imported(plane: Plane, tmp_path: Path) -> None:
+    cluster = plane.cluster
+    rule = await plane.dfctl_json(
+        "blocklist", "add", "repo", "hf://acme/blocked", "--reason", "leak"
+    )
+    assert isinstance(rule, dict)
+    await wait_until(
+        lambda: rule["id"] in cached_rule_ids(cluster.peers[0]), within=10, interval=0.05
+    )
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "config.json").write_bytes(b"{}")
+    socket = str(cluster.peers[0].socket)
+    code, _out, err = await run_dfctl(
+        "-e", socket, "import", str(tmp_path / "copy"), "--as", "hf://acme/blocked"
+    )
+    assert code == 1
+    assert err == (
+        "dfctl: error: dfdaemon answered 403: "
+        f"hf://acme/blocked is blocked by rule {rule['id']} (leak)\n"
+    )
+    code, out, err = await run_dfctl("-e", socket, "-o", "json", "task", "ls")
+    assert code == 0, err
+    assert json.loads(out) == []

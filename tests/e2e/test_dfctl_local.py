@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 
-from damselfly.testing.cluster import LocalCluster
+from damselfly.testing.cluster import LocalCluster, run_dfctl
 
 DATA = os.urandom(300 * 1024)
-
-
-async def dfctl(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "damselfly.cli.dfctl", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_list_stat_export_remove_and_collect(tmp_path: Path) -> None:
@@ -30,24 +18,24 @@ async def test_list_stat_export_remove_and_collect(tmp_path: Path) -> None:
         assert done.code == 0, done.stderr
         endpoint = ["-e", str(cluster.peers[0].socket)]
 
-        code, out, err = await dfctl(*endpoint, "-o", "json", "task", "ls")
+        code, out, err = await run_dfctl(*endpoint, "-o", "json", "task", "ls")
         assert code == 0, err
         tasks = [t for t in json.loads(out) if t["url"] == url]
         assert [(t["content_length"], t["state"]) for t in tasks] == [(len(DATA), "succeeded")]
         task_id = tasks[0]["task_id"]
 
-        code, out, err = await dfctl(*endpoint, "-o", "json", "task", "stat", task_id)
+        code, out, err = await run_dfctl(*endpoint, "-o", "json", "task", "stat", task_id)
         assert code == 0, err
         assert json.loads(out)["pieces_held"] >= 1
 
-        code, _out, err = await dfctl(*endpoint, "export", task_id, "-O", str(tmp_path / "x"))
+        code, _out, err = await run_dfctl(*endpoint, "export", task_id, "-O", str(tmp_path / "x"))
         assert code == 0, err
         assert (tmp_path / "x").read_bytes() == DATA
 
-        code, _out, err = await dfctl(*endpoint, "task", "rm", task_id)
+        code, _out, err = await run_dfctl(*endpoint, "task", "rm", task_id)
         assert (code, err) == (0, f"dfctl: removed task {task_id}\n")
-        code, _out, err = await dfctl(*endpoint, "task", "stat", task_id)
+        code, _out, err = await run_dfctl(*endpoint, "task", "stat", task_id)
         assert (code, err) == (1, "dfctl: error: dfdaemon answered 404: no such task\n")
-        code, _out, err = await dfctl(*endpoint, "gc")
+        code, _out, err = await run_dfctl(*endpoint, "gc")
         assert code == 0, err
         assert err.startswith("dfctl: freed "), err

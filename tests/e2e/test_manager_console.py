@@ -1,5 +1,6 @@
 """The console in headless Chromium (Debian's, driven by Playwright): log in with a token, add
-and roll back a blocklist rule, watch a preheat job finish. Screenshots are kept as artifacts
+and roll back a blocklist rule, watch a preheat job run by a real seed finish, and see the
+rollout charts move when a peer then downloads the file. Screenshots are kept as artifacts
 in ``$DAMSELFLY_TEST_ARTIFACTS/console`` (default: the test's temporary directory)."""
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from damselfly.testing.cluster import LocalCluster
 from damselfly.testing.manager import ServedManager, serving_manager
-from damselfly.transport.manager_client import ManagerClient
 
 CHROMIUM = "/usr/bin/chromium"
+FILE = os.urandom(512 * 1024)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 pytestmark = pytest.mark.skipif(
@@ -33,8 +35,17 @@ def artifacts(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def manager(tmp_path: Path) -> AsyncIterator[ServedManager]:
-    async with serving_manager(f"sqlite:///{tmp_path / 'm.sqlite3'}") as served:
+    async with serving_manager(
+        f"sqlite:///{tmp_path / 'm.sqlite3'}", config_interval=0.5, keepalive_interval=0.5
+    ) as served:
         yield served
+
+
+async def members_cluster(tmp_path: Path, manager: ServedManager) -> LocalCluster:
+    """A scheduler, a seed and a peer polling ``manager`` (enter it with ``async with``)."""
+    env = {"DAMSELFLY_DAEMON_MANAGER__URL": manager.url,
+           "DAMSELFLY_MANAGER_TOKEN": manager.tokens["member"]}  # fmt: skip
+    return LocalCluster(tmp_path, peers=1, seeds=1, env=env, origin_files={"/m.bin": FILE})
 
 
 @pytest.fixture
@@ -59,8 +70,8 @@ async def test_a_refused_token_says_so(page: Any) -> None:
     assert await page.is_visible("#login")
 
 
-async def test_blocklist_rollback_and_preheat_in_the_console(
-    page: Any, manager: ServedManager, artifacts: Path
+async def test_blocklist_rollback_preheat_and_rollout_in_the_console(
+    page: Any, manager: ServedManager, artifacts: Path, tmp_path: Path
 ) -> None:
     await page.fill("#token", manager.tokens["admin"])
     await page.click("#login-form button")
@@ -82,31 +93,25 @@ async def test_blocklist_rollback_and_preheat_in_the_console(
     assert await page.locator("#audit tbody tr", has_text="rollback").count() == 1
     await page.screenshot(path=artifacts / "3-rule-rolled-back.png")
 
-    await page.fill("#job-url", "hf://org/model")
-    await page.fill("#job-include", "*.json")
-    await page.click("#job-form button")
-    job_row = page.locator("#jobs tbody tr", has_text="hf://org/model")
-    await job_row.locator("td.pending").wait_for()
-    await _seed_finishes_the_job(manager, job_id=int(await job_row.get_attribute("data-id")))
-    await job_row.locator("td.succeeded").wait_for()  # the page polls every 2 s
-    await page.locator("#members tbody tr", has_text="seed-1").wait_for()
-    await page.screenshot(path=artifacts / "4-preheat-succeeded.png", full_page=True)
-    assert (artifacts / "4-preheat-succeeded.png").stat().st_size > 0
+    async with await members_cluster(tmp_path, manager) as cluster:
+        url = cluster.origin.url("/m.bin")
+        await page.fill("#job-url", url)
+        await page.click("#job-form button")
+        job_row = page.locator("#jobs tbody tr", has_text=url)
+        await job_row.wait_for()
+        await job_row.locator("td.succeeded").wait_for(timeout=60_000)  # the seed ran it
+        await page.locator("#members tbody tr", has_text="seed").first.wait_for()
+        await page.screenshot(path=artifacts / "4-preheat-succeeded.png", full_page=True)
 
-
-async def _seed_finishes_the_job(manager: ServedManager, job_id: int) -> None:
-    seed = ManagerClient(manager.url, manager.tokens["member"])
-    try:
-        _status, member, _headers = await seed.call(
-            "POST", "/members", body={"role": "seed", "hostname": "seed-1"}
+        done = await cluster.dfget(0, url, tmp_path / "m.bin")
+        assert done.code == 0, done.stderr
+        peers = page.locator("#charts [data-chart=bytes] .legend-1")
+        await page.wait_for_function(
+            "() => Number(document.querySelector('#charts [data-chart=bytes] .legend-1')"
+            f"?.dataset.latest) >= {len(FILE)}",
+            timeout=30_000,
         )
-        _status, job, _headers = await seed.call(
-            "POST", "/preheat/claim", body={"member_id": member["id"]}
-        )
-        assert job["id"] == job_id
-        files = [{"url": "hf://org/model/config.json", "length": 612, "completed_length": 612,
-                  "state": "succeeded"}]  # fmt: skip
-        report = {"member_id": member["id"], "state": "succeeded", "files": files}
-        await seed.call("POST", f"/preheat/{job_id}/report", body=report)
-    finally:
-        await seed.aclose()
+        assert "peers:" in (await peers.text_content() or "")
+        assert await page.locator("#charts svg polyline").count() == 6
+    await page.screenshot(path=artifacts / "5-rollout-charts.png", full_page=True)
+    assert (artifacts / "5-rollout-charts.png").stat().st_size > 0

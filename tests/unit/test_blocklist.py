@@ -112,6 +112,17 @@ def test_blocked_message(rule: BlockRule, message: str) -> None:
     assert blocked_message(rule, rule.pattern) == message
 
 
+def test_the_blocked_message_is_one_short_line_whatever_the_url_and_reason() -> None:
+    rule = BlockRule(7, "url", "https://h/*", "line one\nline two\r\n" + "x" * 5000)
+    url = "https://h/" + "a" * 70_000
+    message = blocked_message(rule, url)
+    assert "\n" not in message
+    assert "\r" not in message
+    assert len(message) < 500
+    assert message.startswith("https://h/aaa")
+    assert "... is blocked by rule 7 (line one line two xxx" in message
+
+
 @pytest.mark.parametrize(
     ("kind", "pattern", "valid"),
     [

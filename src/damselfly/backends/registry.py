@@ -53,6 +53,35 @@ class BackendRegistry:
             await backend.aclose()
 
 
+class WrappingRegistry(BackendRegistry):
+    """Another registry's backends, each passed once through ``wrap`` (which may return it
+    unchanged): how a service adds a concern (a bandwidth limit, a fallback) to every scheme
+    or to one."""
+
+    def __init__(
+        self, inner: BackendRegistry, wrap: Callable[[SourceUrl, Backend], Backend]
+    ) -> None:
+        super().__init__({})
+        self._inner = inner
+        self._wrap = wrap
+        self._wrapped: dict[int, Backend] = {}
+
+    @property
+    def schemes(self) -> frozenset[str]:
+        return self._inner.schemes
+
+    def for_url(self, url: SourceUrl) -> Backend:
+        backend = self._inner.for_url(url)
+        wrapped = self._wrapped.get(id(backend))
+        if wrapped is None:
+            wrapped = self._wrapped[id(backend)] = self._wrap(url, backend)
+        return wrapped
+
+    async def aclose(self) -> None:
+        self._wrapped.clear()
+        await self._inner.aclose()
+
+
 def _http(settings: BackendSettings) -> Backend:
     from damselfly.backends.http import HttpBackend, RetryPolicy
 

@@ -30,6 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
+from damselfly.core.errors import shorten
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 RULE_KINDS = ("url", "repo", "image", "application", "tag")
 _REGISTRY_PATH_RE = re.compile(r"^https?://([^/]+)/v2/(.+?)/(?:manifests|blobs)/([^/?#]+)")
 _HUB_TYPES = ("models", "datasets", "spaces")
@@ -71,12 +75,15 @@ def find_blocking_rule(
 
 
 def blocked_message(rule: BlockRule, what: str) -> str:
-    """``hf://org/model is blocked by rule 12 (CVE-2026-1234, until 2026-12-31)``."""
-    details = [rule.reason] if rule.reason else []
+    """``hf://org/model is blocked by rule 12 (CVE-2026-1234, until 2026-12-31)``: one line
+    whatever the URL and reason (both cut to ``QUOTE_LENGTH``, control characters as
+    spaces)."""
+    reason = shorten(" ".join(_CONTROL.sub(" ", rule.reason).split()))
+    details = [reason] if reason else []
     if rule.until is not None:
         details.append(f"until {rule.until.date().isoformat()}")
     suffix = f" ({', '.join(details)})" if details else ""
-    return f"{what} is blocked by rule {rule.id}{suffix}"
+    return f"{shorten(_CONTROL.sub(' ', what))} is blocked by rule {rule.id}{suffix}"
 
 
 def validate_pattern(kind: str, pattern: str) -> str | None:

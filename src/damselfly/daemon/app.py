@@ -28,7 +28,9 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from damselfly.backends.registry import BackendRegistry, default_registry
+from aiohttp import web
+
+from damselfly.backends.registry import BackendRegistry, BackendSettings, default_registry
 from damselfly.config.base import split_host_port
 from damselfly.config.daemon import DaemonSettings
 from damselfly.config.paths import default_socket_path, store_dir
@@ -42,9 +44,13 @@ from damselfly.daemon.engine.peer_filler import PeerFiller
 from damselfly.daemon.engine.runner import StoreRunner
 from damselfly.daemon.engine.seed import SeedWorker
 from damselfly.daemon.engine.settings import EngineSettings
+from damselfly.daemon.imports.hub_fallback import HubFallbackRegistry
+from damselfly.daemon.imports.importer import RepoImporter
+from damselfly.daemon.imports.manifests import MeshManifests
 from damselfly.daemon.proxy.engine_fetcher import EngineFetcher
 from damselfly.daemon.proxy.service import ProxyService
 from damselfly.daemon.proxy.upstream import DirectFetcher
+from damselfly.daemon.servers.import_api import import_routes
 from damselfly.daemon.servers.local_api import LocalApi
 from damselfly.daemon.servers.metrics import metrics_server
 from damselfly.daemon.servers.private_access import PrivateAccess, PrivateTasks
@@ -138,9 +144,10 @@ async def serve(
                     check=control.seed_check(),
                 )
             socket_path = Path(settings.socket) if settings.socket else default_socket_path(env)
+            manifests = MeshManifests(store, engine)
             runner = StoreRunner(
                 store,
-                control.registry_factory(),
+                _with_hub_fallback(control.registry_factory(), manifests),
                 filler=engine,
                 source_concurrency=settings.download.source_concurrency,
                 private_task_key=tls.cluster_key() if tls is not None else None,
@@ -148,10 +155,14 @@ async def serve(
             group = settings.socket_group or None
             calls = settings.local_api_calls_per_caller
             guarded = control.guarded(runner)
-            routes = task_routes(store)
+            importer = RepoImporter(
+                store, manifests, origin_readers, announcer.announce_once, control.seed_check()
+            )
+            routes = _both(task_routes(store), import_routes(importer))
             await stack.enter_async_context(
                 LocalApi(socket_path, guarded, group=group, calls_per_caller=calls, routes=routes)
             )
+            control.report_stats(engine.counters)
             control.start(upload.port)
             control.start_preheat(guarded)
             proxy = await stack.enter_async_context(_proxy_service(settings, store, runner, engine))
@@ -177,6 +188,21 @@ def _running(
         return RunningDaemon(host_id, upload_url, socket_path, metrics)
     addresses = (proxy.address, proxy.mirror_addresses, proxy.registry_addresses)
     return RunningDaemon(host_id, upload_url, socket_path, metrics, *addresses)
+
+
+def _with_hub_fallback(
+    factory: Callable[[BackendSettings], BackendRegistry], manifests: MeshManifests
+) -> Callable[[BackendSettings], BackendRegistry]:
+    """hf:// listings and stats from imported manifests when the hub is unreachable."""
+    return lambda backend_settings: HubFallbackRegistry(factory(backend_settings), manifests)
+
+
+def _both(*routes: Callable[[web.Application], None]) -> Callable[[web.Application], None]:
+    def register(app: web.Application) -> None:
+        for add in routes:
+            add(app)
+
+    return register
 
 
 def node_tls(settings: DaemonSettings) -> NodeTls | None:

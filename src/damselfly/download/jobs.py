@@ -38,6 +38,9 @@ class FileJob:
     identity_text: str | None = None  # --content-for-calculating-task-id replaces the URL
     task_id: str | None = None  # given by a scheduler (seed jobs): used as is, not computed
     back_to_source: bool = True  # False (--disable-back-to-source): parents only, never the origin
+    # False: no seed may be sent to the origin for it (the scheduler is told it needs
+    # credentials): tasks only peers hold, such as an imported repo's manifest
+    seedable: bool = True
 
     @property
     def display_name(self) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -59,20 +59,24 @@ def issue_token(
 def find_principal(session: Session, token: str, now: datetime | None = None) -> Principal | None:
     now = now or utcnow()
     found = session.execute(
-        select(Token, User).join(User).where(Token.digest == token_digest(token))
-    ).first()
+        select(Token.id, Token.revoked_at, Token.expires_at, User.id, User.name, User.role)
+        .join(User)
+        .where(Token.digest == token_digest(token))
+    ).first()  # columns, not entities: this runs on every request
     if found is None:
         return None
-    row, user = found
-    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+    token_id, revoked_at, expires_at, user_id, name, role = found
+    if revoked_at is not None or (expires_at is not None and expires_at <= now):
         return None
-    return Principal(user.id, user.name, user.role, row.id)
+    return Principal(user_id, name, role, token_id)
 
 
 # FastAPI dependencies ------------------------------------------------------------------------
 
 
-def database_session(request: Request) -> Iterator[Session]:
+async def database_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request, opened and closed without a worker thread: opening touches
+    no database, closing only returns a connection whose transaction the route ended."""
     with request.app.state.database.session() as session:
         yield session
 
@@ -93,10 +97,10 @@ def principal(
 
 
 def _requiring(*roles: str) -> object:
-    def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
         if who.role not in roles:
             raise HTTPException(403, f"role {who.role} may not do this")
-        return who
+        return who  # async: no worker thread for a comparison
 
     return check
 

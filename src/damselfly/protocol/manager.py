@@ -47,6 +47,42 @@ class Member(MemberRegistration):
     alive: bool
 
 
+MAX_COUNT = 2**62
+MAX_BUCKETS = 32
+
+
+class MemberStats(Wire):
+    """A daemon's or seed's download counters since it started, sent with each keepalive;
+    the manager turns consecutive samples into the rollout figures (``GET /rollout``)."""
+
+    source_bytes: int = Field(0, ge=0, le=MAX_COUNT, description="bytes read from origins")
+    peer_bytes: int = Field(0, ge=0, le=MAX_COUNT, description="bytes received from peers")
+    cache_hits: int = Field(0, ge=0, le=MAX_COUNT, description="downloads served by the store")
+    task_failures: int = Field(0, ge=0, le=MAX_COUNT)
+    # downloads that needed the network, by duration: counts per bucket (upper bounds in
+    # seconds; the last count is above the last bound)
+    duration_bounds: list[float] = Field(default_factory=list, max_length=MAX_BUCKETS)
+    duration_counts: list[int] = Field(default_factory=list, max_length=MAX_BUCKETS + 1)
+
+
+class KeepaliveBody(Wire):
+    stats: MemberStats | None = None
+
+
+class RolloutPoint(Wire):
+    """One step of ``GET /rollout``: what the members did in ``[at, at + step)``."""
+
+    at: datetime
+    downloads: int  # finished over the network
+    cache_hits: int
+    failed_downloads: int
+    origin_bytes: int
+    peer_bytes: int
+    hit_rate: float | None  # cache hits / all downloads
+    cold_start_p50: float | None  # seconds, from the members' duration histograms
+    cold_start_p95: float | None
+
+
 class MemberEndpoint(Wire):
     id: int
     hostname: str

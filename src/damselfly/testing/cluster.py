@@ -12,7 +12,9 @@ nodes and stopped after them. No pytest here: benchmarks use it too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ __all__ = [
     "Node",
     "Role",
     "parse_metrics",
+    "run_dfctl",
     "wait_until",
 ]
 
@@ -54,3 +57,18 @@ class LocalCluster(ProcessCluster):
         await super().aclose()
         with contextlib.suppress(Exception):
             await self.origin.aclose()
+
+
+DFCTL_TIMEOUT = 120.0  # seconds
+
+
+async def run_dfctl(*args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+    """The real ``dfctl *args`` as a process: (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "damselfly.cli.dfctl", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(DFCTL_TIMEOUT):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

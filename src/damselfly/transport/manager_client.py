@@ -23,7 +23,13 @@ import aiohttp
 from pydantic import ValidationError
 
 from damselfly.core.errors import DamselflyError
-from damselfly.protocol.manager import API_PREFIX, DynamicConfig, Member, MemberRegistration
+from damselfly.protocol.manager import (
+    API_PREFIX,
+    DynamicConfig,
+    Member,
+    MemberRegistration,
+    MemberStats,
+)
 
 log = logging.getLogger("damselfly.manager_client")
 CACHE_MODE = 0o600
@@ -82,10 +88,12 @@ class ManagerClient:
         )
         return Member.model_validate(payload)
 
-    async def keepalive(self, member_id: int) -> bool:
-        """``False`` when the manager no longer knows the member (register again)."""
+    async def keepalive(self, member_id: int, stats: MemberStats | None = None) -> bool:
+        """``False`` when the manager no longer knows the member (register again). ``stats``:
+        the member's counters, for the rollout figures."""
+        body = None if stats is None else {"stats": stats.model_dump()}
         try:
-            await self.call("POST", f"/members/{member_id}/keepalive")
+            await self.call("POST", f"/members/{member_id}/keepalive", body=body)
         except ManagerError as exc:
             if exc.status == 404:
                 return False
@@ -164,6 +172,7 @@ class ManagerLink:
         self.on_change = on_change
         self.config = cache.load()
         self.member_id: int | None = None
+        self.stats: Callable[[], MemberStats] | None = None  # sent with every keepalive
         self._etag = f'"{self.config.version}"' if self.config is not None else ""
 
     async def run(self, registration: MemberRegistration) -> None:
@@ -177,7 +186,8 @@ class ManagerLink:
     async def _keep_alive(self, registration: MemberRegistration) -> None:
         while True:
             try:
-                if self.member_id is None or not await self.client.keepalive(self.member_id):
+                stats = None if self.stats is None else self.stats()
+                if self.member_id is None or not await self.client.keepalive(self.member_id, stats):
                     self.member_id = (await self.client.register(registration)).id
             except ManagerError as exc:
                 log.warning("manager keepalive failed: %s", exc)

@@ -15,7 +15,7 @@ V1 = "/api/v1"
 def test_migrations_create_every_table_from_empty(harness: ManagerHarness) -> None:
     tables = set(inspect(harness.database.engine).get_table_names())
     assert {"users", "tokens", "members", "block_rules", "audit_log", "rate_limits",
-            "preheat_jobs", "alembic_version"} <= tables  # fmt: skip
+            "preheat_jobs", "member_samples", "alembic_version"} <= tables  # fmt: skip
 
 
 def test_tokens_are_checked_shown_once_and_revocable(
@@ -49,6 +49,33 @@ def test_read_only_and_member_roles_are_refused_writes(
     registration = {"role": "peer", "hostname": "h1"}
     answer = client.post(f"{V1}/members", json=registration, headers=harness.headers("read-only"))
     assert answer.status_code == 403
+
+
+def test_keepalive_counters_become_rollout_figures(
+    client: TestClient, harness: ManagerHarness
+) -> None:
+    node = harness.headers("member")
+    member = client.post(f"{V1}/members", json={"role": "peer", "hostname": "p1"}, headers=node)
+    keepalive = f"{V1}/members/{member.json()['id']}/keepalive"
+    bounds = [1.0, 10.0]
+    for stats in (
+        {"source_bytes": 100, "peer_bytes": 0, "duration_bounds": bounds,
+         "duration_counts": [1, 0, 0]},
+        {"source_bytes": 150, "peer_bytes": 900, "cache_hits": 2, "task_failures": 1,
+         "duration_bounds": bounds, "duration_counts": [1, 2, 0]},
+    ):  # fmt: skip
+        answer = client.post(keepalive, json={"stats": stats}, headers=node)
+        assert answer.status_code == 204
+    refused = client.post(keepalive, json={"stats": {"peer_bytes": -1}}, headers=node)
+    assert refused.status_code == 422
+    points = client.get(f"{V1}/rollout?minutes=5&step=300", headers=node).json()
+    assert len(points) == 1
+    point = points[0]
+    assert (point["origin_bytes"], point["peer_bytes"], point["downloads"]) == (50, 900, 2)
+    assert (point["cache_hits"], point["failed_downloads"]) == (2, 1)
+    assert point["hit_rate"] == 0.4
+    assert 1.0 < point["cold_start_p50"] <= point["cold_start_p95"] <= 10.0
+    assert client.get(f"{V1}/rollout?step=1", headers=node).status_code == 422
 
 
 def test_members_register_keep_alive_and_turn_dead(

@@ -31,12 +31,24 @@ from damselfly.config.daemon import DaemonSettings
 from damselfly.config.manager_link import DYNCONFIG_FILE
 from damselfly.daemon.control.guard import GuardedRunner, RequestPacer, seed_guard
 from damselfly.daemon.control.throttle import LiveBucket, ThrottledRegistry
+from damselfly.daemon.engine.counters import EngineCounters
 from damselfly.daemon.servers.local_api import DownloadRunner
-from damselfly.protocol.manager import MemberRegistration, RateLimitValues
+from damselfly.protocol.manager import MemberRegistration, MemberStats, RateLimitValues
 from damselfly.transport.control_plane import ControlPlane, member_link, registration
 
 log = logging.getLogger(__name__)
 RateSetter = Callable[[float | None], None]
+
+
+def member_stats(counters: EngineCounters) -> MemberStats:
+    return MemberStats(
+        source_bytes=counters.source_bytes,
+        peer_bytes=counters.peer_bytes,
+        cache_hits=counters.cache_hits,
+        task_failures=counters.task_failures,
+        duration_bounds=list(counters.duration.bounds),
+        duration_counts=list(counters.duration.counts),
+    )
 
 
 class DaemonControl:
@@ -82,6 +94,11 @@ class DaemonControl:
             return
         member = self._registration(upload_port)
         self._spawn(self.link.run(member), "manager link")
+
+    def report_stats(self, counters: EngineCounters) -> None:
+        """Send the engine's counters with every keepalive (the manager's rollout figures)."""
+        if self.link is not None:
+            self.link.stats = lambda: member_stats(counters)
 
     def start_preheat(self, runner: DownloadRunner) -> None:
         """On a seed with a manager: claim and run preheat jobs through ``runner``."""

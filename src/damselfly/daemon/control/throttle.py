@@ -17,7 +17,12 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from damselfly.backends.base import Backend, Entry, ObjectStat, RequestOptions
-from damselfly.backends.registry import BackendRegistry, BackendSettings, default_registry
+from damselfly.backends.registry import (
+    BackendRegistry,
+    BackendSettings,
+    WrappingRegistry,
+    default_registry,
+)
 from damselfly.core.pieces import ByteRange
 from damselfly.core.urls import SourceUrl
 from damselfly.daemon.servers.upload_limits import TokenBucket
@@ -91,29 +96,11 @@ class ThrottledBackend:
         return getattr(self._backend, name)  # scheme-specific extras (listings, memo, ...)
 
 
-class ThrottledRegistry(BackendRegistry):
+class ThrottledRegistry(WrappingRegistry):
     """A registry whose backends read origins through the shared bucket."""
 
     def __init__(self, inner: BackendRegistry, bucket: LiveBucket) -> None:
-        super().__init__({})
-        self._inner = inner
-        self._bucket = bucket
-        self._wrapped: dict[int, ThrottledBackend] = {}
-
-    @property
-    def schemes(self) -> frozenset[str]:
-        return self._inner.schemes
-
-    def for_url(self, url: SourceUrl) -> Backend:
-        backend = self._inner.for_url(url)
-        wrapped = self._wrapped.get(id(backend))
-        if wrapped is None:
-            wrapped = self._wrapped[id(backend)] = ThrottledBackend(backend, self._bucket)
-        return wrapped
-
-    async def aclose(self) -> None:
-        self._wrapped.clear()
-        await self._inner.aclose()
+        super().__init__(inner, lambda _url, backend: ThrottledBackend(backend, bucket))
 
 
 def throttled_factory(

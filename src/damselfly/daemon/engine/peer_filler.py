@@ -249,7 +249,7 @@ def task_meta(request: FillRequest) -> TaskMeta:
         piece_length=request.task.piece_length,
         params=params,
         digest=_wire_digest(request.content_digest),
-        needs_credentials=needs_credentials(job),
+        needs_credentials=needs_credentials(job) or not job.seedable,
     )
 
 

@@ -55,43 +55,43 @@ class _TaskApi:
     async def stat(self, request: web.Request) -> web.Response:
         meta = self._store.get_task(request.match_info["task_id"])
         if meta is None:
-            return _error(404, "no such task")
+            return error_answer(404, "no such task")
         held = len(self._store.held_pieces(meta.task_id))
         return web.json_response({**_task(meta), "pieces_held": held})
 
     async def remove(self, request: web.Request) -> web.Response:
-        refused = _refuse_other_users(request)
+        refused = refuse_other_users(request)
         if refused is not None:
             return refused
         task_id = request.match_info["task_id"]
         if self._store.get_task(task_id) is None:
-            return _error(404, "no such task")
+            return error_answer(404, "no such task")
         if not self._store.remove_task(task_id):
-            return _error(409, "the task is in use; try again later")
+            return error_answer(409, "the task is in use; try again later")
         return web.json_response({"removed": task_id})
 
     async def gc(self, request: web.Request) -> web.Response:
-        refused = _refuse_other_users(request)
+        refused = refuse_other_users(request)
         if refused is not None:
             return refused
         freed = self._store.collect_garbage()
         return web.json_response({"freed_bytes": freed, "usage_bytes": self._store.usage_bytes()})
 
     async def export(self, request: web.Request) -> web.Response:
-        refused = _refuse_other_users(request)
+        refused = refuse_other_users(request)
         if refused is not None:
             return refused
         body = await request.json()
         output = body.get("output") if isinstance(body, dict) else None
         if not isinstance(output, str) or not os.path.isabs(output):
-            return _error(400, "output must be an absolute path")
+            return error_answer(400, "output must be an absolute path")
         task_id = request.match_info["task_id"]
         try:
             method = self._store.deliver(
                 task_id, Path(output), overwrite=bool(body.get("overwrite"))
             )
         except DamselflyError as exc:
-            return _error(exc.http_status if exc.http_status < 500 else 409, str(exc))
+            return error_answer(exc.http_status if exc.http_status < 500 else 409, str(exc))
         return web.json_response({"output": output, "method": str(method)})
 
 
@@ -101,12 +101,12 @@ def _task(meta: TaskMeta) -> dict[str, Any]:
     return values
 
 
-def _refuse_other_users(request: web.Request) -> web.Response | None:
+def refuse_other_users(request: web.Request) -> web.Response | None:
     caller = peer_credentials(request.transport)
     if caller is None or caller.uid not in (os.geteuid(), 0):
-        return _error(403, "dfdaemon changes its store only for its own user")
+        return error_answer(403, "dfdaemon changes its store only for its own user")
     return None
 
 
-def _error(status: int, message: str) -> web.Response:
+def error_answer(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)

@@ -11,6 +11,7 @@ from damselfly.manager.api import (
     members,
     preheat,
     ratelimits,
+    rollout,
     tokens,
     users,
 )
@@ -19,6 +20,7 @@ from damselfly.protocol.manager import API_PREFIX
 
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
-    for module in (users, tokens, members, dynconfig, blocklist, audit, ratelimits, preheat):
+    for module in (users, tokens, members, dynconfig, blocklist, audit, ratelimits, preheat,
+                   rollout):  # fmt: skip
         router.include_router(module.router)
     return router

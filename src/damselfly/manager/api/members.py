@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from damselfly.manager.api.common import RowId, SettingsDep, get_or_404, row_values
 from damselfly.manager.auth import Admin, MemberWriter, Reader, SessionDep
 from damselfly.manager.db.models import Member as MemberRow
-from damselfly.manager.db.models import utcnow
+from damselfly.manager.db.models import MemberSample, utcnow
 from damselfly.manager.dynconfig import alive_since
-from damselfly.protocol.manager import Member, MemberRegistration, MemberRole
+from damselfly.manager.rollout import SAMPLE_RETENTION
+from damselfly.protocol.manager import (
+    KeepaliveBody,
+    Member,
+    MemberRegistration,
+    MemberRole,
+    MemberStats,
+)
 
 router = APIRouter(tags=["members"])
 
@@ -36,14 +45,31 @@ def register(
 
 
 @router.post("/members/{member_id}/keepalive", status_code=204)
-def keepalive(member_id: RowId, session: SessionDep, _who: MemberWriter) -> Response:
-    """The cheap call: one UPDATE; 404 tells the member to register again."""
+def keepalive(
+    member_id: RowId, session: SessionDep, _who: MemberWriter, body: KeepaliveBody | None = None
+) -> Response:
+    """The cheap call: one UPDATE (plus the member's counters, when it sends them, for the
+    rollout figures); 404 tells the member to register again."""
+    now = utcnow()
     done = session.execute(
-        update(MemberRow).where(MemberRow.id == member_id).values(last_seen=utcnow())
+        update(MemberRow).where(MemberRow.id == member_id).values(last_seen=now),
+        execution_options={"synchronize_session": False},  # nothing loaded to keep in sync
     )
+    found = bool(getattr(done, "rowcount", 0))
+    if found and body is not None and body.stats is not None:
+        _keep_sample(session, member_id, body.stats, now)
     session.commit()
-    status = 204 if getattr(done, "rowcount", 0) else 404
-    return Response(status_code=status)
+    return Response(status_code=204 if found else 404)
+
+
+def _keep_sample(session: Session, member_id: int, stats: MemberStats, now: datetime) -> None:
+    session.add(MemberSample(member_id=member_id, at=now, stats=stats.model_dump()))
+    session.execute(
+        delete(MemberSample).where(
+            MemberSample.member_id == member_id, MemberSample.at < now - SAMPLE_RETENTION
+        ),
+        execution_options={"synchronize_session": False},
+    )
 
 
 @router.get("/members")

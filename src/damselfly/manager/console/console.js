@@ -68,11 +68,62 @@ function size(bps) { return bps ? (bps / 1048576).toFixed(1) + " MiB/s" : "-"; }
 function when(iso) { return iso ? iso.replace("T", " ").slice(0, 19) : "-"; }
 function brief(values) { return values ? (values.pattern || values.scope || "") + (values.reason ? " (" + values.reason + ")" : "") : "∅"; }
 
+// The rollout figures (GET /rollout): one small SVG line chart each, drawn with DOM calls.
+const SVG = "http://www.w3.org/2000/svg";
+const CHARTS = [
+  { id: "cold-start", title: "Cold start (s)", lines: [["p50", "cold_start_p50"], ["p95", "cold_start_p95"]], unit: (v) => v.toFixed(2) + " s" },
+  { id: "bytes", title: "Bytes per minute", lines: [["origin", "origin_bytes"], ["peers", "peer_bytes"]], unit: (v) => (v / 1048576).toFixed(1) + " MiB" },
+  { id: "hit-rate", title: "Cache hit rate", lines: [["hit rate", "hit_rate"]], unit: (v) => (100 * v).toFixed(0) + " %" },
+  { id: "failures", title: "Failed downloads", lines: [["failed", "failed_downloads"]], unit: (v) => String(v) },
+];
+
+function chart(spec, points) {
+  const figure = document.createElement("figure");
+  figure.dataset.chart = spec.id;
+  const caption = document.createElement("figcaption");
+  caption.textContent = spec.title;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 300 100");
+  svg.setAttribute("preserveAspectRatio", "none");
+  const values = spec.lines.flatMap(([, key]) => points.map((p) => p[key]).filter((v) => v !== null));
+  const top = Math.max(1e-9, ...values);
+  const legend = document.createElement("div");
+  spec.lines.forEach(([label, key], n) => {
+    const line = document.createElementNS(SVG, "polyline");
+    line.setAttribute("class", "line-" + n);
+    const step = 300 / Math.max(1, points.length - 1);
+    line.setAttribute("points", points.map((p, i) => p[key] === null ? null : (i * step).toFixed(1) + "," + (98 - 96 * p[key] / top).toFixed(1)).filter(Boolean).join(" "));
+    svg.appendChild(line);
+    const last = line.getAttribute("points").split(" ").filter(Boolean).pop();
+    if (last) {  // a line of one point draws nothing: mark the latest value
+      const dot = document.createElementNS(SVG, "circle");
+      dot.setAttribute("class", "line-" + n);
+      dot.setAttribute("cx", last.split(",")[0]);
+      dot.setAttribute("cy", last.split(",")[1]);
+      dot.setAttribute("r", "2.5");
+      svg.appendChild(dot);
+    }
+    const latest = points.map((p) => p[key]).filter((v) => v !== null).pop();
+    const item = document.createElement("span");
+    item.className = "legend-" + n;
+    item.dataset.latest = latest === undefined ? "" : String(latest);
+    item.textContent = label + ": " + (latest === undefined ? "-" : spec.unit(latest)) + "  ";
+    legend.appendChild(item);
+  });
+  figure.append(caption, svg, legend);
+  return figure;
+}
+
+function drawCharts(points) {
+  document.getElementById("charts").replaceChildren(...CHARTS.map((spec) => chart(spec, points)));
+}
+
 async function refresh() {
-  const [members, rules, audit, limits, jobs] = await Promise.all([
+  const [members, rules, audit, limits, jobs, rollout] = await Promise.all([
     api("GET", "/members"), api("GET", "/blocklist"), api("GET", "/audit?limit=50"),
-    api("GET", "/ratelimits"), api("GET", "/preheat?limit=50"),
+    api("GET", "/ratelimits"), api("GET", "/preheat?limit=50"), api("GET", "/rollout?minutes=60&step=60"),
   ]);
+  drawCharts(rollout);
   fill("members", members, (r, m) => {
     [m.id, m.role, m.hostname, m.ip, m.port, m.idc].forEach((v) => cell(r, v));
     cell(r, m.alive ? "alive" : "dead", m.alive ? "alive" : "dead");

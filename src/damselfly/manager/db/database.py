@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from damselfly.core.errors import ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_POOL_SIZE = 40  # anyio's default worker threads, which run the sync endpoints
 
 
 class Database:
@@ -64,7 +65,14 @@ def _engine(url: str) -> Engine:
             ) from exc
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        parsed,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        # one kept connection per worker thread: a connection made per request (the default
+        # pool keeps 5 and closes the rest) costs a connect and the pragmas each time
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=SQLITE_POOL_SIZE,
+    )
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 

@@ -82,6 +82,19 @@ class Member(Base):
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 
+class MemberSample(Base):
+    """A member's counters (``MemberStats`` as JSON) at one keepalive; kept a day."""
+
+    __tablename__ = "member_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("members.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class BlockRule(Base):
     __tablename__ = "block_rules"
 
