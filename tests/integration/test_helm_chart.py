@@ -101,7 +101,7 @@ def test_default_install_has_every_role_with_probes_and_stable_scheduler_address
         f"df-damselfly-scheduler-{i}.df-damselfly-scheduler.damselfly.svc.cluster.local:8002"
         for i in range(3)
     ]
-    assert "proxy" not in {p["name"] for p in daemon["ports"]}  # dfdaemon on main has none
+    assert "proxy" not in {p["name"] for p in daemon["ports"]}  # off by default: per-node CAs
     metrics_ports = {
         name: container(w, w["spec"]["template"]["spec"]["containers"][0]["name"])["ports"]
         for name, w in workloads.items()
@@ -189,7 +189,7 @@ def test_injector_config_is_loadable_and_webhook_targets_annotated_pods(tmp_path
     (tmp_path / "injector.yaml").write_text(config)
     settings = load_injector_settings(tmp_path / "injector.yaml")
     assert settings.listen == "0.0.0.0:9443"
-    assert settings.policy.proxy is False  # no proxy in dfdaemon yet: no dead HTTPS_PROXY
+    assert settings.policy.proxy is False  # proxy off by default: no HTTPS_PROXY, no CA
     assert settings.policy.ca.source == "none"
     assert settings.policy.proxy_port == 65001
     assert settings.policy.failure_policy == "ignore"
@@ -298,17 +298,6 @@ def test_a_renamed_flag_fails_the_command_line_check(capsys):
         parse_command_line(["damselfly", "scheduler", "--metrics-port", "8004"], capsys)
 
 
-def dfdaemon_has_proxy() -> bool:
-    from damselfly.cli import dfdaemon
-
-    return "--proxy-listen" in dfdaemon.build_parser()._option_string_actions
-
-
-# Strict: when the proxy lands (wip/proxy-wiring.patch) this passes, the xfail fails, and
-# dfdaemon.proxyEnabled (with containerd.enabled) can become the default.
-@pytest.mark.xfail(
-    not dfdaemon_has_proxy(), strict=True, reason="dfdaemon on main has no --proxy-listen yet"
-)
 def test_proxy_command_lines_parse_with_the_real_cli(capsys):
     lines = command_lines(render(PROXY_AND_MIRRORS))
     assert {"dfdaemon", "containerd-config"} <= set(lines)
