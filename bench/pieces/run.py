@@ -5,9 +5,12 @@ a separate process (so server and client each get a core); the client fetches ev
 ``--in-flight`` at a time, round after round. Round 1 is *cold* (the server re-checks each
 piece while sending it); later rounds are *warm* (``sendfile``, no hashing). With ``--verify``
 the client also hashes every piece with BLAKE3 in a worker thread, as the download engine
-does. Prints a markdown table; asserts nothing.
+does. With ``--tls`` both ends speak mTLS (TLS 1.3, certificates of a throw-away cluster CA,
+a seed's on the server, a peer's on the client): warm rounds then go out with ``pread`` and
+asyncio's SSL transport instead of ``sendfile``. Prints a markdown table; asserts nothing.
 
     .venv/bin/python bench/pieces/run.py --size 256MiB --piece-length 4MiB --in-flight 8
+    .venv/bin/python bench/pieces/run.py --tls
 """
 
 from __future__ import annotations
@@ -28,10 +31,14 @@ from pathlib import Path
 
 import blake3
 
+from damselfly.config.security import TlsSettings
 from damselfly.core.pieces import piece_count
 from damselfly.core.units import format_size, parse_size
 from damselfly.daemon.servers.upload_server import UploadServer
+from damselfly.security.node_tls import NodeTls
+from damselfly.security.roles import Role
 from damselfly.storage.store import Store
+from damselfly.testing.pki import TestPki
 from damselfly.transport.piece_client import PieceClient
 
 TASK_ID = "be" * 32
@@ -45,12 +52,14 @@ class Round:
     client_cpu: float
     server_cpu: float
     rechecked: int
+    client_rss_mib: float
+    server_rss_mib: float
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve:
-        asyncio.run(serve(Path(args.serve)))
+        asyncio.run(serve(Path(args.serve), args.tls_dir))
         return 0
     with tempfile.TemporaryDirectory(dir=shm_or_tmp(), prefix="damselfly-pieces-") as root:
         make_task(Path(root), args.size, args.piece_length)
@@ -66,7 +75,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--verify", action="store_true", help="client hashes every piece")
+    parser.add_argument("--tls", action="store_true", help="mTLS between client and server")
     parser.add_argument("--serve", metavar="STORE", help=argparse.SUPPRESS)
+    parser.add_argument("--tls-dir", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -89,10 +100,16 @@ def make_task(root: Path, size: int, piece_length: int) -> None:
 # -- the server process ---------------------------------------------------------------------------
 
 
-async def serve(root: Path) -> None:
+def node_tls(directory: Path) -> NodeTls:
+    return NodeTls.from_settings(TlsSettings(enabled=True, dir=directory), expect=set(Role))
+
+
+async def serve(root: Path, tls_dir: Path | None) -> None:
     """Print the port, then answer ``stats`` lines on stdin until it closes."""
+    context = None if tls_dir is None else node_tls(tls_dir).server_context()
+    tls = None if context is None else (lambda: context)
     with Store(root) as store:
-        async with UploadServer(store, host="127.0.0.1", port=0) as server:
+        async with UploadServer(store, host="127.0.0.1", port=0, tls=tls) as server:
             print(server.port, flush=True)
             while await asyncio.to_thread(sys.stdin.readline):
                 stats = server.statistics()
@@ -100,8 +117,9 @@ async def serve(root: Path) -> None:
 
 
 class ServerProcess:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tls_dir: Path | None) -> None:
         argv = [sys.executable, __file__, "--serve", str(root / "store")]
+        argv += [] if tls_dir is None else ["--tls-dir", str(tls_dir)]
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.port = int(self._line())
 
@@ -122,6 +140,12 @@ class ServerProcess:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
     def stop(self) -> None:
         assert self.process.stdin is not None
         self.process.stdin.close()
@@ -136,18 +160,28 @@ class ServerProcess:
 
 
 def run_rounds(root: Path, args: argparse.Namespace) -> list[Round]:
-    server = ServerProcess(root)
+    client_tls: NodeTls | None = None
+    server_dir: Path | None = None
+    if args.tls:
+        pki = TestPki(root / "pki")
+        server_dir = pki.node("seed-a", Role.SEED).cert_file.parent
+        client_tls = node_tls(pki.node("peer-b", Role.PEER).cert_file.parent)
+    server = ServerProcess(root, server_dir)
     try:
-        return asyncio.run(client_rounds(server, args))
+        return asyncio.run(client_rounds(server, args, client_tls))
     finally:
         server.stop()
 
 
-async def client_rounds(server: ServerProcess, args: argparse.Namespace) -> list[Round]:
+async def client_rounds(
+    server: ServerProcess, args: argparse.Namespace, client_tls: NodeTls | None
+) -> list[Round]:
     rounds: list[Round] = []
-    async with PieceClient(limit_per_host=args.in_flight) as client:
+    tls = None if client_tls is None else client_tls.client_context
+    warm = "pread + TLS" if args.tls else "sendfile"
+    async with PieceClient(limit_per_host=args.in_flight, tls=tls) as client:
         for index in range(args.rounds):
-            name = "cold (re-check)" if index == 0 else f"warm {index} (sendfile)"
+            name = "cold (re-check)" if index == 0 else f"warm {index} ({warm})"
             rounds.append(await one_round(client, server, args, name))
     return rounds
 
@@ -157,7 +191,8 @@ async def one_round(
 ) -> Round:
     rechecked, server_cpu, client_cpu = server.rechecked(), server.cpu_seconds(), own_cpu()
     started = time.perf_counter()
-    await fetch_all(client, f"http://127.0.0.1:{server.port}", args)
+    scheme = "https" if args.tls else "http"
+    await fetch_all(client, f"{scheme}://127.0.0.1:{server.port}", args)
     seconds = time.perf_counter() - started
     return Round(
         name,
@@ -165,6 +200,8 @@ async def one_round(
         own_cpu() - client_cpu,
         server.cpu_seconds() - server_cpu,
         server.rechecked() - rechecked,
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        server.peak_rss_mib(),
     )
 
 
@@ -200,14 +237,19 @@ def print_table(rounds: Sequence[Round], args: argparse.Namespace) -> None:
     size_mib = args.size / MiB
     print(
         f"task {format_size(args.size)}, pieces {format_size(args.piece_length)}, "
-        f"{args.in_flight} in flight, client verify: {'yes' if args.verify else 'no'}\n"
+        f"{args.in_flight} in flight, client verify: {'yes' if args.verify else 'no'}, "
+        f"mTLS: {'yes' if args.tls else 'no'}\n"
     )
-    print("| round | MiB/s | time s | client CPU s | server CPU s | re-checked |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| round | MiB/s | time s | client CPU s | server CPU s | re-checked "
+        "| client peak RSS MiB | server peak RSS MiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rounds:
         print(
             f"| {r.name} | {size_mib / r.seconds:,.0f} | {r.seconds:.3f} | "
-            f"{r.client_cpu:.2f} | {r.server_cpu:.2f} | {r.rechecked} |"
+            f"{r.client_cpu:.2f} | {r.server_cpu:.2f} | {r.rechecked} | "
+            f"{r.client_rss_mib:.0f} | {r.server_rss_mib:.0f} |"
         )
 
 
