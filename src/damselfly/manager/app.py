@@ -26,6 +26,7 @@ from damselfly.config.manager import ManagerSettings
 from damselfly.core.errors import ConfigError
 from damselfly.manager import console
 from damselfly.manager.api import api_router
+from damselfly.manager.auth import PrincipalCache
 from damselfly.manager.db.database import Database, open_database
 from damselfly.manager.metrics import ManagerMetrics
 
@@ -39,6 +40,7 @@ def create_app(settings: ManagerSettings, database: Database) -> FastAPI:
     )  # fmt: skip
     app.state.settings = settings
     app.state.database = database
+    app.state.principals = PrincipalCache()
     app.state.metrics = ManagerMetrics(database, settings)
     app.include_router(api_router())
     app.include_router(console.router)

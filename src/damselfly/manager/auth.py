@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +31,7 @@ from damselfly.manager.db.models import Token, User, utcnow
 TOKEN_PREFIX = "dfm_"  # noqa: S105 (a marker, not a secret)
 ROLES = ("admin", "read-only", "member")
 
+PRINCIPAL_TTL = 2.0  # seconds a verified token is trusted without the database
 _bearer = HTTPBearer(auto_error=False, description="a personal access token (dfm_...)")
 
 
@@ -56,19 +59,52 @@ def issue_token(
     return row, plaintext
 
 
-def find_principal(session: Session, token: str, now: datetime | None = None) -> Principal | None:
-    now = now or utcnow()
+def find_principal(session: Session, token: str) -> Principal | None:
+    found = _lookup(session, token_digest(token))
+    return None if found is None else found[0]
+
+
+class PrincipalCache:
+    """Verified tokens for ``ttl`` seconds, keyed by their SHA-256 (never the token itself):
+    a keepalive storm then costs no token SELECT per request. A revocation through this
+    manager clears it at once; one through another replica on the same database takes at
+    most ``ttl``. An expiry is checked on every hit."""
+
+    def __init__(self, ttl: float = PRINCIPAL_TTL) -> None:
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, Principal, datetime | None]] = {}
+
+    def get(self, digest: str) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        until, who, expires_at = entry
+        if until <= time.monotonic() or (expires_at is not None and expires_at <= utcnow()):
+            del self._entries[digest]
+            return None
+        return who
+
+    def put(self, digest: str, who: Principal, expires_at: datetime | None) -> None:
+        if len(self._entries) > 10_000:  # unknown tokens are never kept; this bounds the rest
+            self._entries.clear()
+        self._entries[digest] = (time.monotonic() + self._ttl, who, expires_at)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _lookup(session: Session, digest: str) -> tuple[Principal, datetime | None] | None:
     found = session.execute(
         select(Token.id, Token.revoked_at, Token.expires_at, User.id, User.name, User.role)
         .join(User)
-        .where(Token.digest == token_digest(token))
-    ).first()  # columns, not entities: this runs on every request
+        .where(Token.digest == digest)
+    ).first()  # columns, not entities: this runs on every cache miss
     if found is None:
         return None
     token_id, revoked_at, expires_at, user_id, name, role = found
-    if revoked_at is not None or (expires_at is not None and expires_at <= now):
+    if revoked_at is not None or (expires_at is not None and expires_at <= utcnow()):
         return None
-    return Principal(user_id, name, role, token_id)
+    return Principal(user_id, name, role, token_id), expires_at
 
 
 # FastAPI dependencies ------------------------------------------------------------------------
@@ -84,11 +120,22 @@ async def database_session(request: Request) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(database_session)]
 
 
-def principal(
+async def principal(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    found = None if credentials is None else find_principal(session, credentials.credentials)
+    """On the event loop when the token is cached; the database lookup in a worker thread."""
+    found = None
+    if credentials is not None:
+        cache: PrincipalCache = request.app.state.principals
+        digest = token_digest(credentials.credentials)
+        found = cache.get(digest)
+        if found is None:
+            looked_up = await run_in_threadpool(_lookup, session, digest)
+            if looked_up is not None:
+                found = looked_up[0]
+                cache.put(digest, *looked_up)
     if found is None:
         raise HTTPException(
             401, "a valid token is required", headers={"WWW-Authenticate": "Bearer"}

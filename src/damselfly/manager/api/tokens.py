@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -58,10 +58,11 @@ def list_tokens(session: SessionDep, who: Reader) -> list[TokenOut]:
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: RowId, session: SessionDep, _who: Admin) -> Response:
+def revoke_token(token_id: RowId, request: Request, session: SessionDep, _who: Admin) -> Response:
     row = get_or_404(session, Token, token_id, "token")
     row.revoked_at = row.revoked_at or utcnow()
     session.commit()
+    request.app.state.principals.clear()  # refused at once here; other replicas within the TTL
     return Response(status_code=204)
 
 
