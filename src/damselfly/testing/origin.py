@@ -156,9 +156,10 @@ class OriginServer(AsyncResource):
         dated: bool = True,
     ) -> None:
         """Serve ``data`` at ``path`` from the first request that starts once ``after_length``
-        body bytes of ``path`` went out since a HEAD of it (a client starting: each swap
-        waits for a HEAD after the previous one, so a queued second swap hits the client's
-        restart). ``etag``/``dated`` as in ``put``; the new date is an hour after now."""
+        body bytes of ``path`` went out since the first HEAD of it after the previous swap
+        (a client starting: each swap waits for a HEAD after the previous one, so a queued
+        second swap hits the client's restart). ``etag``/``dated`` as in ``put``; the new date
+        is an hour after now."""
         queued = self._replacements.setdefault(_normal_path(path), [])
         when = time.time() + 3600 * (len(queued) + 1)
         queued.append((after_length, _blob(data, etag, dated, when)))
@@ -216,7 +217,9 @@ class OriginServer(AsyncResource):
         refusal = self._refusal(request, path, behaviour)
         if refusal is not None:
             return refusal
-        if request.method == "HEAD":
+        if request.method == "HEAD" and path not in self._armed:
+            # the first HEAD after a swap arms the next one; later HEADs (other clients
+            # starting) do not move its threshold, or a late HEAD could postpone it past the end
             self._bytes_at_head[path] = self._counters.bytes_by_path[path]
             self._armed.add(path)
         blob = self._find(path)
