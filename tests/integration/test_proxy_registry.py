@@ -9,14 +9,9 @@ the mesh reads a blob in piece ranges).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 import shutil
-import sys
-import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -30,14 +25,13 @@ from damselfly.download.jobs import SourceFiller
 from damselfly.storage.store import Store
 from damselfly.testing.cluster import LocalCluster
 from damselfly.testing.oci_registry import (
+    ContainerdPuller,
     blob_bytes_served,
     free_port,
     oci_layout,
     run_command,
-    run_command_bytes,
     serve_registry,
 )
-from damselfly.testing.polling import wait_until
 
 REGISTRY = shutil.which("docker-registry")
 SKOPEO = shutil.which("skopeo")
@@ -123,29 +117,6 @@ CONTAINERD = shutil.which("containerd")
 CTR = shutil.which("ctr")
 
 
-@contextlib.asynccontextmanager
-async def _containerd(directory: Path) -> AsyncIterator[str]:
-    """A containerd of its own (root, state, socket under ``directory``); its socket."""
-    socket_path = directory / "containerd.sock"
-    config = directory / "config.toml"
-    config.write_text(
-        f'version = 2\nroot = "{directory / "root"}"\nstate = "{directory / "state"}"\n'
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-        f'[grpc]\n  address = "{socket_path}"\n[ttrpc]\n  address = "{socket_path}.ttrpc"\n'
-    )
-    assert CONTAINERD is not None
-    with (directory / "containerd.log").open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            CONTAINERD, "--config", str(config), stdout=log, stderr=log
-        )
-    try:
-        await wait_until(socket_path.exists, within=20)
-        yield str(socket_path)
-    finally:
-        process.terminate()
-        await process.wait()
-
-
 @pytest.mark.skipif(CONTAINERD is None or CTR is None, reason="containerd not installed")
 async def test_containerd_on_two_nodes_pulls_through_hosts_toml_each_blob_read_once(
     registry, tmp_path
@@ -161,28 +132,13 @@ async def test_containerd_on_two_nodes_pulls_through_hosts_toml_each_blob_read_o
                f"docker://{host}/test/img:v1")  # fmt: skip
     mirror = {"listen": "127.0.0.1:0", "upstream": url, "namespaces": {host: url}}
     env = {"DAMSELFLY_DAEMON_PROXY": json.dumps({"registry_mirrors": [mirror]})}
-    short = Path(tempfile.mkdtemp(prefix="ctd", dir="/tmp"))  # unix socket paths are short
-    try:
+    with ContainerdPuller(tmp_path) as puller:
         async with LocalCluster(tmp_path / "mesh", peers=2, seeds=1, env=env) as cluster:
-            for index, node in enumerate(cluster.peers):
-                certs = tmp_path / f"certs-{index}"
-                written = await run_command(sys.executable, "-m", "damselfly.cli.damselfly",
-                                     "containerd-config", "--registry", host,
-                                     "--mirror", f"http://{node.ready['proxy']}",
-                                     "--dir", str(certs))  # fmt: skip
-                assert host in written
-                (short / str(index)).mkdir()
-                async with _containerd(short / str(index)) as socket_path:
-                    ctr = (CTR, "--address", socket_path)
-                    await run_command(*ctr, "images", "pull", "--hosts-dir", str(certs),
-                               "--snapshotter", "native", f"{host}/test/img:v1")  # fmt: skip
-                    for digest in digests:
-                        data = await run_command_bytes(*ctr, "content", "get", digest)
-                        assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
+            for node in cluster.peers:
+                mirror_url = f"http://{node.ready['proxy']}"
+                await puller.pull(host, mirror_url, f"{host}/test/img:v1", digests)
             for digest in digests:
                 size = (layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).stat()
                 assert _blob_bytes_served(log_path, digest) == size.st_size, digest
             metrics = await cluster.metrics(cluster.peers[1])
             assert metrics["damselfly_daemon_peer_bytes_total"] >= len(LAYER_FILE) // 2
-    finally:
-        shutil.rmtree(short, ignore_errors=True)

@@ -33,6 +33,7 @@ from damselfly.core.pieces import ByteRange, choose_piece_length
 from damselfly.core.urls import parse_url
 from damselfly.testing.cluster import LocalCluster
 from damselfly.testing.oci_registry import (
+    ContainerdPuller,
     blob_bytes_served,
     free_port,
     oci_layout,
@@ -82,8 +83,12 @@ async def _pull(mirror: str, repository: str, out: Path, *creds: str) -> None:
                       f"docker://{mirror}/{repository}:v1", f"oci:{out}:v1")  # fmt: skip
 
 
+def _size(image: Path, digest: str) -> int:
+    return (image / "blobs" / "sha256" / digest.removeprefix("sha256:")).stat().st_size
+
+
 def _task(image: Path, digest: str) -> str:
-    size = (image / "blobs" / "sha256" / digest.removeprefix("sha256:")).stat().st_size
+    size = _size(image, digest)
     return task_id_for_content(parse_digest(digest), choose_piece_length(size))
 
 
@@ -125,7 +130,7 @@ async def test_public_blobs_with_anonymous_tokens_are_read_once_private_ones_nee
             _assert_blobs(out, public)
         assert tokens.counters["anonymous"] > anonymous_before  # skopeo had anonymous tokens
         for digest in public:
-            size = (tmp_path / "public-0" / "blobs" / "sha256" / digest[7:]).stat().st_size
+            size = _size(tmp_path / "public-0", digest)
             assert blob_bytes_served(log_path, "test/public", digest) == size, digest
         metrics = await cluster.metrics(cluster.peers[1])
         assert metrics["damselfly_daemon_peer_bytes_total"] >= len(PUBLIC_FILE) // 2
@@ -174,3 +179,29 @@ async def test_the_http_backend_reads_public_blobs_with_its_own_anonymous_token(
         with pytest.raises(SourceAuthError):  # the caller's credentials are never replaced
             await backend.stat(blob, own)
         assert dict(tokens.counters) == counted
+
+
+@pytest.mark.skipif(
+    shutil.which("containerd") is None or shutil.which("ctr") is None,
+    reason="containerd not installed",
+)
+async def test_containerd_with_anonymous_tokens_on_two_nodes_each_blob_read_once(
+    registry, tokens, tmp_path
+):
+    """containerd gets its own anonymous token from the realm (relayed challenge) and sends
+    it with every blob GET to the node's mirror (``hosts.toml``); still one read per blob."""
+    url, log_path = registry
+    host = url.removeprefix("http://")
+    public = await _push(tmp_path, host, "test/public", PUBLIC_FILE)
+    mirror = {"listen": "127.0.0.1:0", "upstream": url, "namespaces": {host: url}}
+    env = {"DAMSELFLY_DAEMON_PROXY": json.dumps({"registry_mirrors": [mirror]})}
+    with ContainerdPuller(tmp_path) as puller:
+        async with LocalCluster(tmp_path / "mesh", peers=2, seeds=1, env=env) as cluster:
+            before = tokens.counters["anonymous"]
+            for node in cluster.peers:
+                mirror_url = f"http://{node.ready['proxy']}"
+                await puller.pull(host, mirror_url, f"{host}/test/public:v1", public)
+            assert tokens.counters["anonymous"] > before
+            for digest in public:
+                size = _size(tmp_path / "image-test-public", digest)
+                assert blob_bytes_served(log_path, "test/public", digest) == size, digest

@@ -3,7 +3,9 @@
 ``oci_layout`` builds an image (one gzipped layer holding the given bytes, a config, a
 manifest) as an OCI image layout that ``skopeo copy oci:DIR:v1 docker://...`` pushes;
 ``serve_registry`` runs ``docker-registry serve CONFIG`` until the block ends;
-``blob_bytes_served`` reads the body bytes of a blob's GETs from the registry's access log.
+``blob_bytes_served`` reads the body bytes of a blob's GETs from the registry's access log;
+``ContainerdPuller`` pulls an image with a real ``containerd`` of its own through the
+``hosts.toml`` that ``damselfly containerd-config`` writes for a node's mirror.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import socket
+import sys
 import tarfile
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -119,3 +124,64 @@ def blob_bytes_served(log_path: Path, repository: str, digest: str) -> int:
     """Body bytes of the registry's successful GETs of that blob, from its access log."""
     pattern = re.compile(rf'"GET /v2/{repository}/blobs/{digest} HTTP/1.1" 20[06] (\d+)')
     return sum(int(m[1]) for m in pattern.finditer(log_path.read_text(errors="replace")))
+
+
+@contextlib.asynccontextmanager
+async def run_containerd(containerd: str, directory: Path) -> AsyncIterator[str]:
+    """A containerd of its own (root, state, socket under ``directory``); its socket."""
+    socket_path = directory / "containerd.sock"
+    config = directory / "config.toml"
+    config.write_text(
+        f'version = 2\nroot = "{directory / "root"}"\nstate = "{directory / "state"}"\n'
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+        f'[grpc]\n  address = "{socket_path}"\n[ttrpc]\n  address = "{socket_path}.ttrpc"\n'
+    )
+    with (directory / "containerd.log").open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            containerd, "--config", str(config), stdout=log, stderr=log
+        )
+    try:
+        await wait_until(socket_path.exists, within=20)
+        yield str(socket_path)
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+class ContainerdPuller:
+    """``pull``: on one node, ``damselfly containerd-config`` for ``registry_host`` pointing at
+    the node's mirror, a fresh containerd, ``ctr images pull --hosts-dir``, and each digest's
+    content checked. ``with ContainerdPuller(workdir) as puller: ...``."""
+
+    def __init__(self, workdir: Path) -> None:
+        containerd, ctr = shutil.which("containerd"), shutil.which("ctr")
+        assert containerd is not None, "containerd is not installed"
+        assert ctr is not None, "ctr is not installed"
+        self.containerd, self.ctr, self.workdir = containerd, ctr, workdir
+        self._short = Path(tempfile.mkdtemp(prefix="ctd", dir="/tmp"))  # short socket paths
+        self._pulls = 0
+
+    def __enter__(self) -> ContainerdPuller:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        shutil.rmtree(self._short, ignore_errors=True)
+
+    async def pull(
+        self, registry_host: str, mirror: str, image: str, digests: Sequence[str]
+    ) -> None:
+        self._pulls += 1
+        certs = self.workdir / f"certs-{self._pulls}"
+        written = await run_command(sys.executable, "-m", "damselfly.cli.damselfly",
+                                    "containerd-config", "--registry", registry_host,
+                                    "--mirror", mirror, "--dir", str(certs))  # fmt: skip
+        assert registry_host in written
+        state = self._short / str(self._pulls)
+        state.mkdir()
+        async with run_containerd(self.containerd, state) as socket_path:
+            ctr = (self.ctr, "--address", socket_path)
+            await run_command(*ctr, "images", "pull", "--hosts-dir", str(certs),
+                              "--snapshotter", "native", image)  # fmt: skip
+            for digest in digests:
+                data = await run_command_bytes(*ctr, "content", "get", digest)
+                assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
