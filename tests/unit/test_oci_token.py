@@ -69,6 +69,12 @@ def test_token_url_carries_service_and_scope_only() -> None:
         ("https:///token", "https://registry.example/v2/x", False),
         ("https://auth.example:99999/token", "https://registry.example/v2/x", False),
         ("/token", "https://registry.example/v2/x", False),
+        ("https://169.254.169.254/latest", "https://registry.example/v2/x", False),
+        ("https://127.0.0.1:9/token", "https://registry.example/v2/x", False),
+        ("https://localhost/token", "https://registry.example/v2/x", False),
+        ("https://[::1]/token", "https://registry.example/v2/x", False),
+        ("https://10.0.0.6/token", "https://10.0.0.5/v2/x", True),
+        ("https://10.0.0.6/token", "https://localhost:5000/v2/x", True),
     ],
 )
 def test_realm_rules(realm: str, registry: str, allowed: bool) -> None:

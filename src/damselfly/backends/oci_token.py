@@ -14,13 +14,16 @@ service and scope until they expire. It does no I/O itself: the caller passes ``
 secret of anybody's, but it is still treated as a credential: never logged, never stored.
 
 Rules for the realm (``realm_problem``): ``https``, or ``http`` only when the registry itself
-is ``http``; a host; no userinfo. Redirects from the realm are not followed (so never to
-another scheme). The realm is chosen by the registry the client named; the request to it
-carries nothing but ``service`` and ``scope``, and its answer is only read as a token.
+is ``http``; a host; no userinfo; an internal address (loopback, private, link-local such as
+a cloud metadata service, by its literal name) only for a registry that is internal too.
+Redirects from the realm are not followed (so never to another scheme). The realm is chosen
+by the registry the client named; the request to it carries nothing but ``service`` and
+``scope``, and its answer is only read as a token.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import time
@@ -77,7 +80,25 @@ def realm_problem(realm: str, registry_url: str) -> str | None:
         return f"the token realm's scheme {parts.scheme or '(none)'} is not allowed"
     if not parts.hostname or "@" in parts.netloc:
         return "the token realm names no host, or carries credentials"
+    if _internal(parts.hostname) and not _internal(urlsplit(registry_url).hostname or ""):
+        return "the token realm is an internal address and the registry is not"
     return None
+
+
+def _internal(host: str) -> bool:
+    """Loopback, private, link-local (cloud metadata) or unspecified: by its literal name."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return (
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or (address.is_unspecified or address.is_reserved)
+    )
 
 
 async def read_answer(read: Callable[[int], Awaitable[bytes]]) -> bytes:
