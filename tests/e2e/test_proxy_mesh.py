@@ -13,14 +13,12 @@ with a wrong one, the token in no log, store file, metric or scheduler log.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib.util
 import itertools
 import json
 import os
 import ssl
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -32,8 +30,14 @@ from damselfly.core.ids import task_id_for_content
 from damselfly.core.pieces import choose_piece_length
 from damselfly.demo.hub_repos import HubRepo
 from damselfly.testing.cluster import LocalCluster
-from damselfly.testing.hub_clients import HF_SDK_SCRIPT
-from damselfly.testing.proxy import CA_VARIABLES, TlsHfTestHub, loopback_server_context
+from damselfly.testing.hub_clients import HF_SDK_SCRIPT, run_child
+from damselfly.testing.proxy import (
+    CA_VARIABLES,
+    TlsHfTestHub,
+    loopback_server_context,
+    proxy_settings_json,
+    url_rule,
+)
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("huggingface_hub") is None, reason="huggingface_hub not installed"
@@ -73,16 +77,9 @@ async def hub(hub_ca):
 
 
 def _proxy_settings(hub, hub_bundle: Path) -> str:
-    def escaped(url: str) -> str:
-        return url.replace(".", r"\.")
-
-    rules = [
-        {"regx": f"^{escaped(hub.origin)}/", "name": "hub", "certs": {"hosts": ["127.0.0.1"]}},
-        {"regx": f"^{escaped(hub.cdn.base_url)}/", "name": "cdn"},
-    ]
+    rules = [url_rule("hub", hub.origin, intercept=True), url_rule("cdn", hub.cdn.base_url)]
     mirrors = [{"listen": "127.0.0.1:0", "upstream": hub.endpoint}]
-    settings = {"proxies": rules, "upstream_ca_bundle": str(hub_bundle), "mirrors": mirrors}
-    return json.dumps(settings)
+    return proxy_settings_json(str(hub_bundle), rules, mirrors)
 
 
 @pytest.fixture
@@ -133,19 +130,8 @@ def _client_env(
 
 
 async def _huggingface_hub(env: dict[str, str], calls: dict[str, dict[str, object]]) -> dict:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, json.dumps(calls), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(60):
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, stderr.decode()[-3000:]
-    return json.loads(stdout.decode().strip().splitlines()[-1])
+    stdout = await run_child(CHILD, env, json.dumps(calls))
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:

@@ -20,6 +20,12 @@ Layers, top to bottom (each converts the layer below's failures into its own):
    (sent as Basic auth) only ever go to the origin the user named (scheme, host and port).
    aiohttp exceptions become ``SourceUnreachableError`` / ``SourceTimeoutError`` here.
 
+A ``401`` with a registry's ``Bearer`` challenge to a request that carries no credentials,
+on a distribution API path (``/v2/...``), is answered as a docker client does: once more
+with an anonymous token from the challenge's realm (``oci_token.py``: realm checked, tokens
+cached until they expire). So any node, a seed included, reads a public image's blobs from
+docker.io or ghcr.io with its own anonymous token; a private repository stays a ``401``.
+
 Every error message is ``<redacted url>: <cause>`` on one line; userinfo and header values
 never appear in errors or logs. ``RequestOptions.timeout`` bounds connecting and each socket
 read (not the whole transfer: a 100 GB file may take long, but must never stall).
@@ -55,6 +61,13 @@ from damselfly.backends.http_responses import (
     stat_from_head,
     stat_of,
     status_error,
+)
+from damselfly.backends.oci_token import (
+    AnonymousTokens,
+    Fetch,
+    is_registry_path,
+    parse_challenge,
+    read_answer,
 )
 from damselfly.core.errors import (
     BackendError,
@@ -113,11 +126,13 @@ class HttpBackend:
         *,
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
+        anonymous_tokens: AnonymousTokens | None = None,
     ) -> None:
         self._session = session
         self._owns_session = session is None
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
+        self._tokens = anonymous_tokens or AnonymousTokens()
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None:
@@ -206,6 +221,8 @@ class HttpBackend:
         accept: Collection[int],
     ) -> aiohttp.ClientResponse:
         response = await self._send(url, method, headers, options)
+        if response.status == 401:
+            response = await self._with_anonymous_token(url, method, headers, options, response)
         if response.status in accept:
             return response
         response.release()
@@ -214,6 +231,44 @@ class HttpBackend:
             retry_after = hh.parse_retry_after(response.headers.get("Retry-After"))
             raise _Retryable(error, retry_after)
         raise error
+
+    async def _with_anonymous_token(
+        self,
+        url: HttpUrl,
+        method: str,
+        headers: CIMultiDict[str],
+        options: RequestOptions,
+        refused: aiohttp.ClientResponse,
+    ) -> aiohttp.ClientResponse:
+        """A registry's Bearer challenge to a request without credentials: the request once
+        more with an anonymous token; else the ``401`` as it came."""
+        challenge = parse_challenge(refused.headers.get("WWW-Authenticate"))
+        if challenge is None or _has_secrets(headers) or not is_registry_path(url.path):
+            return refused
+        registry = url.render(with_userinfo=False)
+        token = await self._tokens.token(challenge, registry, self._token_fetch(options))
+        if token is None:
+            return refused
+        refused.release()
+        with_token = CIMultiDict(headers)
+        with_token["Authorization"] = f"Bearer {token}"
+        return await self._send(url, method, with_token, options)
+
+    def _token_fetch(self, options: RequestOptions) -> Fetch:
+        async def fetch(token_url: str) -> tuple[int, bytes]:
+            timeout = aiohttp.ClientTimeout(total=options.timeout)
+            try:
+                async with self._client().get(
+                    _yarl_url(token_url),
+                    allow_redirects=False,
+                    ssl=tls_for_request(insecure=options.insecure),
+                    timeout=timeout,
+                ) as response:
+                    return response.status, await read_answer(response.content.read)
+            except (aiohttp.ClientError, TimeoutError):
+                return 0, b""
+
+        return fetch
 
     async def _send(
         self, url: HttpUrl, method: str, headers: CIMultiDict[str], options: RequestOptions
@@ -290,6 +345,10 @@ def _request_headers(
         if validator:  # a changed origin then answers 200 with its new version, never a mix
             headers["If-Range"] = validator
     return headers
+
+
+def _has_secrets(headers: CIMultiDict[str]) -> bool:
+    return any(name.lower() in SECRET_HEADERS for name in headers)
 
 
 def _without_secrets(headers: CIMultiDict[str]) -> CIMultiDict[str]:

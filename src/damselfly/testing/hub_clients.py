@@ -29,6 +29,31 @@ print(json.dumps(results))
 """
 
 
+async def run_child(
+    script: str, env: dict[str, str], *argv: str, cwd: Path | None = None, seconds: float = 60
+) -> str:
+    """``python -c script *argv`` with only ``env``; its stdout. Killed after ``seconds``."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, *argv, env=env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(seconds):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, stderr.decode(errors="replace")[-3000:]
+    return stdout.decode()
+
+
+def result_line(stdout: str) -> Any:
+    """The JSON after the ``RESULT `` marker a child script printed."""
+    line = next(x for x in stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
 async def run_modelscope_sdk(
     script: str, tmp_path: Path, endpoint: str, token: str, **extra: str
 ) -> Any:
@@ -45,17 +70,4 @@ async def run_modelscope_sdk(
         "MODELSCOPE_DOWNLOAD_PART_SIZE_MB": "1",
         **extra,
     }
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        script,
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        stdout, stderr = await child.communicate()
-    assert child.returncode == 0, stderr.decode(errors="replace")[-3000:]
-    line = next(x for x in stdout.decode().splitlines() if x.startswith("RESULT "))
-    return json.loads(line.removeprefix("RESULT "))
+    return result_line(await run_child(script, env, cwd=tmp_path))

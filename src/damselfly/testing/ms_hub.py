@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import json
 import signal
+import ssl
 import sys
 from collections import Counter
 from collections.abc import Mapping
@@ -75,6 +76,7 @@ class MsTestHub(AsyncResource):
         lfs_threshold: int = 1024 * 1024,
         host: str = "127.0.0.1",
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.token = token
         self.listing_cap = listing_cap
@@ -93,6 +95,7 @@ class MsTestHub(AsyncResource):
             for repo_id, spec in specs.items():
                 self.add_repo(repo_id, spec, repo_type=repo_type)
         self._host, self._port = host, port
+        self._ssl_context = ssl_context  # both ports speak TLS (https://) when given
         self._runner: web.AppRunner | None = None
         self.endpoint = self.cdn_endpoint = ""
 
@@ -121,13 +124,15 @@ class MsTestHub(AsyncResource):
     async def start(self) -> None:
         self._runner = web.AppRunner(self._app(), access_log=None)
         await self._runner.setup()
-        api = web.TCPSite(self._runner, self._host, self._port)
-        cdn = web.TCPSite(self._runner, self._host, 0)
+        context = self._ssl_context
+        api = web.TCPSite(self._runner, self._host, self._port, ssl_context=context)
+        cdn = web.TCPSite(self._runner, self._host, 0, ssl_context=context)
         await api.start()
         await cdn.start()
         (_, api_port, *_), (_, cdn_port, *_) = self._runner.addresses
-        self.endpoint = f"http://{self._host}:{api_port}"
-        self.cdn_endpoint = f"http://{self._host}:{cdn_port}"
+        scheme = "https" if context is not None else "http"
+        self.endpoint = f"{scheme}://{self._host}:{api_port}"
+        self.cdn_endpoint = f"{scheme}://{self._host}:{cdn_port}"
 
     async def aclose(self) -> None:
         if self._runner is not None:

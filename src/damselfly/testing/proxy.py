@@ -11,10 +11,12 @@ can assert what went through the mesh and that no credential was handed over to 
 
 from __future__ import annotations
 
+import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -31,6 +33,23 @@ def loopback_server_context(ca: Any) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     return context
+
+
+def url_rule(name: str, base_url: str, *, intercept: bool = False) -> dict[str, Any]:
+    """A proxy rule (settings shape) for everything under ``base_url``; ``intercept``: its
+    host's ``CONNECT``s are intercepted."""
+    rule: dict[str, Any] = {"regx": "^" + base_url.replace(".", r"\.") + "/", "name": name}
+    if intercept:
+        rule["certs"] = {"hosts": [urlsplit(base_url).hostname]}
+    return rule
+
+
+def proxy_settings_json(
+    upstream_ca_bundle: str, rules: Sequence[dict[str, Any]], mirrors: Sequence[dict[str, Any]]
+) -> str:
+    """``DAMSELFLY_DAEMON_PROXY`` for a cluster whose daemons reach a TLS test hub."""
+    settings = {"proxies": list(rules), "upstream_ca_bundle": upstream_ca_bundle}
+    return json.dumps(settings | {"mirrors": list(mirrors)})
 
 
 class TlsHfTestHub(HfTestHub):

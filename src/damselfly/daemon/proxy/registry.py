@@ -14,6 +14,17 @@ else ``https://<ns>``; without ``ns``, the configured ``upstream``):
   same task whatever registry, repository or tag names the layer, so a layer is fetched once
   per cluster) and the bytes verified against it. A ``HEAD`` the registry does not answer
   with ``200`` and a length (401, 404, a redirect) sends the ``GET`` through unchanged.
+
+Public or private: what the registry serves without the client's credentials is public. A
+blob ``GET`` carrying ``Authorization`` (every docker.io pull carries a token, anonymous or
+not) is checked once more without it: a ``HEAD`` with no credentials, and on a ``401`` with a
+``Bearer`` challenge, with an anonymous token the node fetches from the realm itself
+(``backends/oci_token.py``: realm checked, cached per realm, service and scope until expiry).
+If that succeeds, the blob is a public task: the client's token is dropped, the task is named
+by the digest, shared and seedable, and every node reading the registry (a seed included)
+does so with its own anonymous token (the http backend answers the challenge the same way).
+Otherwise it stays private: read with the client's token, shared only under a grant. The
+client's token never leaves this node.
 """
 
 from __future__ import annotations
@@ -25,12 +36,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import h11
 from pydantic import SecretStr
 
+from damselfly.backends.oci_token import AnonymousTokens, parse_challenge, read_answer
 from damselfly.config.proxy import ProxySettings, RegistryMirror
 from damselfly.daemon.proxy.exchange import Forwarder, Reply
 from damselfly.daemon.proxy.headers import Headers, decode, end_to_end, get, without
 from damselfly.daemon.proxy.links import LinkedFile
 from damselfly.daemon.proxy.listener import answer_error, send_reply, serve_connection
-from damselfly.daemon.proxy.mesh import MeshRequest, parse_range
+from damselfly.daemon.proxy.mesh import MeshRequest, MeshUnavailableError, parse_range
 from damselfly.daemon.proxy.metrics import ProxyStatistics
 from damselfly.daemon.proxy.wire import HttpConnection, has_body
 
@@ -49,6 +61,7 @@ class RegistryEndpoint:
     ) -> None:
         self.mirror, self.settings, self.forwarder, self.stats = mirror, settings, forwarder, stats
         self.label = "registry"
+        self.anonymous_tokens = AnonymousTokens()
 
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -108,6 +121,8 @@ class RegistryEndpoint:
             return await self._pass("GET", url, headers)
         authorization = get(headers, "authorization")
         kept = without(headers, ["authorization", "cookie", "range"])
+        if authorization and await self._anonymously_readable(url, kept):
+            authorization = None  # public: the task is shared; the client's token stays here
         linked = LinkedFile(url, hex_digest, int(length), None)
         secret = SecretStr(authorization) if authorization else None
         request = MeshRequest(url, tuple(kept), byte_range, secret, self.label, linked)
@@ -119,6 +134,35 @@ class RegistryEndpoint:
         return Reply(
             response.status, response_headers, response.body, self.label, outcome, response.on_close
         )
+
+    async def _anonymously_readable(self, url: str, headers: Headers) -> bool:
+        """Does the registry serve ``url`` without the client's credentials (none at all, or
+        an anonymous token from its realm)?"""
+        head = await self.forwarder.upstream.send("HEAD", url, headers)
+        await head.aclose()
+        if head.status == 200:
+            return True
+        challenge = parse_challenge(get(head.headers, "www-authenticate"))
+        if head.status != 401 or challenge is None:
+            return False
+        token = await self.anonymous_tokens.token(challenge, url, self._fetch_token)
+        if token is None:
+            return False
+        with_token = [*headers, ("Authorization", f"Bearer {token}")]
+        head = await self.forwarder.upstream.send("HEAD", url, with_token)
+        await head.aclose()
+        return head.status == 200
+
+    async def _fetch_token(self, token_url: str) -> tuple[int, bytes]:
+        """A realm's answer to a request without credentials; no redirect followed."""
+        try:
+            reply = await self.forwarder.upstream.send("GET", token_url, [])
+        except MeshUnavailableError:
+            return 0, b""
+        try:
+            return reply.status, await read_answer(reply.response.content.read)
+        finally:
+            await reply.aclose()
 
 
 def _query_without_ns(query: str) -> str:
