@@ -51,6 +51,7 @@ from bench.common.workspace import sha256_of  # noqa: E402
 from bench.hub.repo import ModelRepo, build_repo  # noqa: E402
 from damselfly.demo.hub_repos import HubRepo  # noqa: E402
 from damselfly.testing.cluster import LocalCluster  # noqa: E402
+from damselfly.testing.hub_clients import hub_proxy_settings  # noqa: E402
 from damselfly.testing.proxy import TlsHfTestHub  # noqa: E402
 
 RESULTS_DIR = REPO / "bench" / "results"
@@ -141,19 +142,10 @@ def _hub_repo(repo: ModelRepo) -> HubRepo:
 
 
 def _cluster_env(hub, bundle: Path) -> dict[str, str]:
-    def escaped(url: str) -> str:
-        return url.replace(".", r"\.")
-
-    rules = [
-        {"regx": f"^{escaped(hub.origin)}/", "name": "hub", "certs": {"hosts": ["127.0.0.1"]}},
-        {"regx": f"^{escaped(hub.cdn.base_url)}/", "name": "cdn"},
-    ]
-    mirrors = [{"listen": "127.0.0.1:0", "upstream": hub.endpoint}]
-    proxy = {"proxies": rules, "upstream_ca_bundle": str(bundle), "mirrors": mirrors}
     return {
         "SSL_CERT_FILE": str(bundle),
         "HF_ENDPOINT": hub.endpoint,
-        "DAMSELFLY_DAEMON_PROXY": json.dumps(proxy),
+        "DAMSELFLY_DAEMON_PROXY": hub_proxy_settings(hub, bundle),
     }
 
 

@@ -25,6 +25,7 @@ from damselfly.security.files import NodeFiles
 from damselfly.security.tls import client_context
 from damselfly.testing.cluster import LocalCluster
 from damselfly.testing.hf_hub import HfTestHub
+from damselfly.testing.secret_grep import fetch_text, files_containing
 
 pytestmark = pytest.mark.slow
 
@@ -65,9 +66,9 @@ async def test_private_file_is_shared_only_with_a_grant(tmp_path):
             assert await cluster.metric(1, "damselfly_daemon_peer_bytes_total") == len(data)
             assert await cluster.metric(0, a_refused) == 1  # B's grant was accepted
 
-            metrics = [await _metrics_text(node.metrics_url) for node in cluster.all_nodes()]
+            metrics = [await fetch_text(node.metrics_url) for node in cluster.all_nodes()]
             assert not any(TOKEN in text for text in metrics)
-        assert _files_containing(cluster.workdir, TOKEN.encode()) == []
+        assert files_containing(cluster.workdir, TOKEN.encode()) == []
 
 
 def _private_task_of(storage_dir: Path | None) -> str:
@@ -85,16 +86,3 @@ async def _piece(upload_url: str, task_id: str, files: NodeFiles) -> tuple[int, 
         session.get(url, ssl=context, timeout=aiohttp.ClientTimeout(10)) as response,
     ):
         return response.status, await response.read()
-
-
-async def _metrics_text(url: str) -> str:
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
-        return await response.text()
-
-
-def _files_containing(root: Path, needle: bytes) -> list[Path]:
-    hits = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
-            hits.append(path)
-    return hits

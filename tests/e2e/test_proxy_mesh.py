@@ -17,7 +17,6 @@ import hashlib
 import importlib.util
 import itertools
 import json
-import os
 import ssl
 from pathlib import Path
 
@@ -30,14 +29,8 @@ from damselfly.core.ids import task_id_for_content
 from damselfly.core.pieces import choose_piece_length
 from damselfly.demo.hub_repos import HubRepo
 from damselfly.testing.cluster import LocalCluster
-from damselfly.testing.hub_clients import HF_SDK_SCRIPT, run_child
-from damselfly.testing.proxy import (
-    CA_VARIABLES,
-    TlsHfTestHub,
-    loopback_server_context,
-    proxy_settings_json,
-    url_rule,
-)
+from damselfly.testing.hub_clients import hf_client_env, hub_proxy_settings, run_hf_sdk
+from damselfly.testing.proxy import TlsHfTestHub, loopback_server_context
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("huggingface_hub") is None, reason="huggingface_hub not installed"
@@ -61,7 +54,6 @@ REPOS = [
     ),
     HubRepo("acme/xet", {"model.safetensors": XET_FILE}, lfs_threshold=1024, xet=True),
 ]
-CHILD = HF_SDK_SCRIPT
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +68,6 @@ async def hub(hub_ca):
         yield test_hub
 
 
-def _proxy_settings(hub, hub_bundle: Path) -> str:
-    rules = [url_rule("hub", hub.origin, intercept=True), url_rule("cdn", hub.cdn.base_url)]
-    mirrors = [{"listen": "127.0.0.1:0", "upstream": hub.endpoint}]
-    return proxy_settings_json(str(hub_bundle), rules, mirrors)
-
-
 @pytest.fixture
 async def cluster(hub, hub_ca, tmp_path):
     bundle = tmp_path / "hub-ca.pem"
@@ -89,7 +75,7 @@ async def cluster(hub, hub_ca, tmp_path):
     env = {
         "SSL_CERT_FILE": str(bundle),  # the daemons' own origin reads (hf backend) trust the hub
         "HF_ENDPOINT": hub.endpoint,  # for dfget hf://
-        "DAMSELFLY_DAEMON_PROXY": _proxy_settings(hub, bundle),
+        "DAMSELFLY_DAEMON_PROXY": hub_proxy_settings(hub, bundle),
         "DAMSELFLY_DAEMON_LOG_LEVEL": "debug",
         "DAMSELFLY_SCHEDULER_LOG_LEVEL": "debug",
     }
@@ -100,38 +86,9 @@ async def cluster(hub, hub_ca, tmp_path):
 def _client_env(
     tmp_path: Path, name: str, node, hub, *, mirror: bool = False, xet: bool = False
 ) -> dict[str, str]:
-    """``xet``: huggingface_hub may use Xet (hf_xet installed), as it does by default."""
+    bundle = tmp_path / "hub-ca.pem"  # written by the cluster fixture
     home = tmp_path / f"home-{name}"
-    home.mkdir()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "HF_HOME": str(home / "hf"),
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    }
-    if not xet:
-        env["HF_HUB_DISABLE_XET"] = "1"
-    if node is None:  # straight to the hub
-        bundle = str(tmp_path / "hub-ca.pem")  # written by the cluster fixture
-        env.update({variable: bundle for variable in CA_VARIABLES})
-        env["HF_ENDPOINT"] = hub.endpoint
-        return env
-    if mirror:
-        env["HF_ENDPOINT"] = f"http://{node.ready['mirrors']}"
-        return env
-    (home / "no-certs").mkdir()
-    ca = node.storage_dir / "proxy" / "ca.crt"
-    env.update({variable: str(ca) for variable in CA_VARIABLES})
-    env.update(SSL_CERT_DIR=str(home / "no-certs"), NO_PROXY="", no_proxy="")
-    env["HTTPS_PROXY"] = f"http://{node.ready['proxy']}"
-    env["HF_ENDPOINT"] = hub.endpoint  # the test hub is not huggingface.co
-    return env
-
-
-async def _huggingface_hub(env: dict[str, str], calls: dict[str, dict[str, object]]) -> dict:
-    stdout = await run_child(CHILD, env, json.dumps(calls))
-    return json.loads(stdout.strip().splitlines()[-1])
+    return hf_client_env(home, node, hub, hub_bundle=bundle, mirror=mirror, xet=xet)
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:
@@ -172,7 +129,7 @@ async def test_huggingface_hub_through_each_nodes_proxy_and_mirror(cluster, hub,
     }
     for index, node in enumerate(cluster.peers):
         env = _client_env(tmp_path, f"proxy-{index}", node, hub)
-        results = await _huggingface_hub(env, calls)
+        results = await run_hf_sdk(env, calls)
         cache = Path(env["HF_HOME"]) / "hub"
         _assert_tiny(results["tiny"], cache)
         assert Path(results["one"]["path"]).read_bytes() == TINY["config.json"]
@@ -181,7 +138,7 @@ async def test_huggingface_hub_through_each_nodes_proxy_and_mirror(cluster, hub,
 
     for index, node in enumerate(cluster.peers):
         env = _client_env(tmp_path, f"mirror-{index}", node, hub, mirror=True)
-        results = await _huggingface_hub(env, calls)
+        results = await run_hf_sdk(env, calls)
         _assert_tiny(results["tiny"], Path(env["HF_HOME"]) / "hub")
     assert _cdn_gets(hub, WEIGHTS) == 1
     assert hub.stats.bytes_served["cdn"] == len(WEIGHTS)
@@ -199,7 +156,7 @@ async def test_xet_advertised_by_the_hub_still_goes_through_the_mesh(cluster, hu
     it (the advertisement is one the real client acts on); through the proxy and the mirror
     it never does: the bytes come through resolve and the mesh, once from the CDN."""
     call = {"x": {"fn": "snapshot", "repo_id": "acme/xet"}}
-    direct = await _huggingface_hub(_client_env(tmp_path, "xet-direct", None, hub, xet=True), call)
+    direct = await run_hf_sdk(_client_env(tmp_path, "xet-direct", None, hub, xet=True), call)
     assert "error" in direct["x"], direct
     tried = hub.stats.requests["GET /api/xet-read-token"]
     assert tried >= 1
@@ -207,7 +164,7 @@ async def test_xet_advertised_by_the_hub_still_goes_through_the_mesh(cluster, hu
     first, second = cluster.peers
     for name, node, mirror in (("xet-proxy", first, False), ("xet-mirror", second, True)):
         env = _client_env(tmp_path, name, node, hub, mirror=mirror, xet=True)
-        results = await _huggingface_hub(env, call)
+        results = await run_hf_sdk(env, call)
         assert "path" in results["x"], results
         assert (Path(results["x"]["path"]) / "model.safetensors").read_bytes() == XET_FILE
     assert hub.stats.requests["GET /api/xet-read-token"] == tried  # no client tried Xet
@@ -220,7 +177,7 @@ async def test_proxy_and_dfget_share_tasks_both_ways(cluster, hub, tmp_path):
     # proxy first, then dfget on the same node: served from the store
     env = _client_env(tmp_path, "p", first, hub)
     call = {"fn": "file", "repo_id": "acme/tiny", "filename": "model.safetensors"}
-    results = await _huggingface_hub(env, {"w": call})
+    results = await run_hf_sdk(env, {"w": call})
     assert Path(results["w"]["path"]).read_bytes() == WEIGHTS
     done = await cluster.dfget(first, "hf://acme/tiny/model.safetensors", tmp_path / "w.bin")
     assert done.code == 0, done.stderr
@@ -233,7 +190,7 @@ async def test_proxy_and_dfget_share_tasks_both_ways(cluster, hub, tmp_path):
     assert _holds(second, _content_task(OTHER))
     env = _client_env(tmp_path, "q", first, hub)
     call = {"fn": "file", "repo_id": "acme/other", "filename": "big.bin"}
-    results = await _huggingface_hub(env, {"b": call})
+    results = await run_hf_sdk(env, {"b": call})
     assert Path(results["b"]["path"]).read_bytes() == OTHER
     assert _cdn_gets(hub, OTHER) == 1
     assert _holds(first, _content_task(OTHER))
@@ -243,7 +200,7 @@ async def test_private_content_only_with_the_clients_own_token(cluster, hub, tmp
     node = cluster.peers[0]
     env = _client_env(tmp_path, "owner", node, hub)
     call = {"fn": "file", "repo_id": "acme/private", "filename": "model.bin", "token": TOKEN}
-    results = await _huggingface_hub(env, {"p": call})
+    results = await run_hf_sdk(env, {"p": call})
     assert Path(results["p"]["path"]).read_bytes() == SECRET
     assert _holds(node, _content_task(SECRET))
 
