@@ -25,7 +25,13 @@ from damselfly.daemon.proxy.headers import (
     without,
 )
 from damselfly.daemon.proxy.links import LinkMemo
-from damselfly.daemon.proxy.mesh import MeshFetcher, MeshRequest, MeshResponse, parse_range
+from damselfly.daemon.proxy.mesh import (
+    MeshFetcher,
+    MeshRequest,
+    MeshResponse,
+    close_body,
+    parse_range,
+)
 from damselfly.daemon.proxy.routing import CompiledRule, RuleSet, is_content, upgrade_scheme
 from damselfly.daemon.proxy.upstream import Upstream
 from damselfly.daemon.proxy.xet import (
@@ -56,11 +62,7 @@ class Reply:
     on_close: Callable[[], Coroutine[Any, Any, None]] | None = None
 
     async def aclose(self) -> None:
-        aclose = getattr(self.body, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        if self.on_close is not None:
-            await self.on_close()
+        await close_body(self.body, self.on_close)
 
 
 def error_reply(status: int, message: str, rule: str = "") -> Reply:

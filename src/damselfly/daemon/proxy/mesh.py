@@ -80,11 +80,18 @@ class MeshResponse:
     source: str = "mesh"  # "mesh" | "origin": where the bytes come from, for metrics
 
     async def aclose(self) -> None:
-        aclose = getattr(self.body, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        if self.on_close is not None:
-            await self.on_close()
+        await close_body(self.body, self.on_close)
+
+
+async def close_body(
+    body: AsyncIterator[bytes], on_close: Callable[[], Coroutine[Any, Any, None]] | None
+) -> None:
+    """Close a streamed body (if it can be closed), then run its owner's ``on_close``."""
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()
+    if on_close is not None:
+        await on_close()
 
 
 class MeshFetcher(Protocol):
