@@ -301,6 +301,20 @@ async def test_environment_is_the_fallback_and_params_win(moto: MotoServer) -> N
     assert (await backend.stat(s3("top.bin"), param)).content_length == 3
 
 
+def test_the_process_environment_is_never_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dfdaemon's backend serves every local user: its own keys must not answer a request
+    that came without any (the caller's variables travel in the request's options)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "daemon-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "daemon-secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    config = ObjectStoreBackend().redacted_config(s3("top.bin"), RequestOptions())
+    assert "access_key_id" not in config, config
+    assert "endpoint" not in config, config
+    given = ObjectStoreBackend(environ=dict(os.environ))  # an explicit mapping is read
+    config = given.redacted_config(s3("top.bin"), RequestOptions())
+    assert (config["access_key_id"], config["secret_access_key"]) == ("daemon-key", "***")
+
+
 async def test_one_operator_per_configuration(moto: MotoServer, options: RequestOptions) -> None:
     backend = ObjectStoreBackend(environ={}, cache_size=2)
     await backend.stat(s3("top.bin"), options)

@@ -6,8 +6,11 @@ resolved per request from one table, ``STORES`` (``objectstore_stores.py``):
 
 - each ``Setting`` is an OpenDAL config key; its request param is ``<scheme>_<key>``
   (``s3_region``, ``abs_account_key``, ``hdfs_delegation``) unless the table names another;
-- a param in ``RequestOptions.params`` wins, else the first environment variable that is set
-  (read at call time, never at import);
+- a param in ``RequestOptions.params`` wins, else the first variable that is set in the
+  ``environ`` the backend was given (read at call time). By default that is empty, never the
+  process environment: credentials come with the request (dfget and the API resolve the
+  caller's variables into its options, ``objectstore_options.py``), so a dfdaemon serving
+  every local user never lends a request its own keys;
 - with no credential at all the store is read anonymously where OpenDAL can
   (``anonymous``); OpenDAL's own discovery (config files, instance metadata) stays off so the
   cache key is the whole truth and nothing talks to a metadata service.
@@ -30,7 +33,6 @@ from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import format_datetime
-from os import environ as os_environ
 from typing import Any, TypeVar
 
 import opendal
@@ -86,7 +88,7 @@ class ObjectStoreBackend:
         cache_size: int = OPERATOR_CACHE_SIZE,
         read_chunk_length: int = READ_CHUNK_LENGTH,
     ) -> None:
-        self._environ = environ  # None: the process environment, read at call time
+        self._environ: Mapping[str, str] = {} if environ is None else environ
         self._cache_size = cache_size
         self._chunk_length = read_chunk_length
         self._operators: OrderedDict[tuple[str, ...], opendal.AsyncOperator] = OrderedDict()
@@ -197,7 +199,7 @@ class ObjectStoreBackend:
         return _Target(operator, _path_of(url), url.redacted(), endpoint, secrets)
 
     def _env(self) -> Mapping[str, str]:
-        return os_environ if self._environ is None else self._environ
+        return self._environ
 
     def _operator(
         self,
