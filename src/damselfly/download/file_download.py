@@ -63,7 +63,7 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     check_output(job.output, overwrite=job.overwrite)
     if job.require_hard_link:
         check_same_filesystem(job.output, ctx.store.root)
-    stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
+    job, stat = await _stat(job, ctx)
     if stat.content_length is None:
         return await stream_without_length(job, ctx, started)
     filled = await _fill_latest(job, ctx, stat)
@@ -102,12 +102,22 @@ async def _deliver(job: FileJob, ctx: DownloadContext, filled: FilledTask) -> De
 
 async def fill_file(job: FileJob, ctx: DownloadContext) -> FilledTask:
     """Put the file's pieces in the store without delivering it anywhere (seeds, preheat)."""
-    stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
+    job, stat = await _stat(job, ctx)
     if stat.content_length is None:
         raise SourceProtocolError(job.url.redacted(), "the origin gives no length; cannot cache")
     filled = await _fill_latest(job, ctx, stat)
     ctx.observer.file_finished(job.display_name)
     return filled
+
+
+async def _stat(job: FileJob, ctx: DownloadContext) -> tuple[FileJob, ObjectStat]:
+    """What the origin says about the file, asked with the job's credentials (the access
+    check); then, for a job that may be public, the anonymous job if the origin serves the
+    same file to anyone (``public_files.py``)."""
+    stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
+    if ctx.public_files is None or not job.try_public:
+        return job, stat
+    return await ctx.public_files.choose(job, stat, ctx.registry)
 
 
 async def _fill_latest(job: FileJob, ctx: DownloadContext, stat: ObjectStat) -> FilledTask:
