@@ -1,11 +1,12 @@
 """Download one file from its origin into the store, verify it, deliver it to the output.
 
-``download_file`` reads as its steps: check the output path, ask the origin what the file is,
-name the task, open (or resume) it in the store, fetch the missing pieces while checking the
-whole-file digest, record the outcome, then deliver the output atomically (a copy or reflink,
-a hard link with ``--force-hard-link``), every piece re-hashed on the way; pieces that rotted
-in the store are fetched again once. Nothing appears at the output path unless every byte is
-verified.
+``download_file`` reads as its steps: check the output path, ask the origin what the file is
+(and, for a file asked with a hub token, whether it serves it to anyone: then the task is
+public, ``public_files.py``), name the task, open (or resume) it in the store, fetch the
+missing pieces while checking the whole-file digest, record the outcome, then deliver the
+output atomically (a copy or reflink, a hard link with ``--force-hard-link``), every piece
+re-hashed on the way; pieces that rotted in the store are fetched again once. Nothing
+appears at the output path unless every byte is verified.
 
 Consistency with the origin: the task is named after the version ``stat`` found (ETag, else
 Last-Modified, else length) and every read is held to it (``RequestOptions.expected``). When

@@ -19,9 +19,16 @@ dfget, so a file fetched through the proxy and one fetched by ``dfget`` are one 
   ``dfget hf://`` creates for it) and the bytes are checked against that digest. The signed
   URL is the client's credential: only who the hub gave it to holds it, and the backend's
   ``HEAD`` on it fails once it expired; a registry's token travels as ``Authorization``;
+- a ModelScope file download (``/api/v1/{models,datasets}/{owner}/{repo}/repo?Revision=
+  &FilePath=``) becomes ``modelscope://...`` at that revision on that hub, with the client's
+  bearer token as the hub token: ``dfget modelscope://`` names it the same way (by the listed
+  sha256);
 - any other URL is read as it is (``Authorization`` sent to that origin only), by location.
 
-The client's ``Authorization`` is put in the request for the origin only; the download layer
+A hub job with the client's token is marked ``try_public``: the download layer asks the hub
+once more without the token and makes it the public task when the hub serves the same file to
+anyone (``download/public_files.py``). The client's ``Authorization`` is put in the request
+for the origin only; the download layer
 never stores it, logs it, or sends it to the scheduler (``task_meta`` says only that the task
 needs credentials).
 """
