@@ -50,6 +50,7 @@ OTHER_TOKEN = "hf_someone_else_0123456789abcdef"  # valid at the hub, granted no
 WEIGHTS = b"".join(hashlib.sha256(b"w%d" % i).digest() for i in range(40_000))  # 1.28 MB
 BIG = b"".join(hashlib.sha256(b"b%d" % i).digest() for i in range(20_000))  # 640 kB
 MIRRORED = b"".join(hashlib.sha256(b"m%d" % i).digest() for i in range(20_000))  # 640 kB
+TREE = {f"part{n}.bin": hashlib.sha256(b"t%d" % n).digest() * 4_000 for n in range(3)}  # 128 kB
 SECRET = b"".join(hashlib.sha256(b"s%d" % i).digest() for i in range(6_000))  # 192 kB
 GATED = b"".join(hashlib.sha256(b"g%d" % i).digest() for i in range(5_000))  # 160 kB
 TINY = {"config.json": b'{"hidden_size": 8}\n', "model.safetensors": WEIGHTS}
@@ -57,6 +58,7 @@ ALLOWED = frozenset({TOKEN})
 REPOS = [
     HubRepo("acme/tiny", TINY, lfs_threshold=1024),
     HubRepo("acme/big", {"big.bin": BIG}, lfs_threshold=1024),
+    HubRepo("acme/tree", TREE, lfs_threshold=1024),
     HubRepo("acme/mirrored", {"m.bin": MIRRORED, "c.json": b"{}"}, lfs_threshold=1024),
     HubRepo("acme/private", {"model.bin": SECRET}, lfs_threshold=1024, private=True,
             allowed_tokens=ALLOWED),
@@ -167,7 +169,16 @@ async def test_public_repo_is_shared_when_every_client_has_a_token(cluster, hub,
         assert done.code == 0, done.stderr
         assert (tmp_path / f"big{index}").read_bytes() == BIG
     _assert_shared_once(cluster, hub, BIG)
-    assert hub.stats.bytes_served["cdn"] == len(WEIGHTS) + len(MIRRORED) + len(BIG)
+
+    for index in (0, 1):  # a whole repo: dfget -r, one anonymous question per file
+        done = await cluster.dfget(index, "hf://acme/tree", tmp_path / f"tree{index}", "-r")
+        assert done.code == 0, done.stderr
+        got = {p.name: p.read_bytes() for p in (tmp_path / f"tree{index}").glob("*.bin")}
+        assert got == TREE
+    for data in TREE.values():
+        _assert_shared_once(cluster, hub, data)
+    total = len(WEIGHTS) + len(MIRRORED) + len(BIG) + sum(map(len, TREE.values()))
+    assert hub.stats.bytes_served["cdn"] == total
     _assert_token_nowhere(cluster)
 
 
