@@ -79,8 +79,9 @@ async def hub(hub_ca):
         yield test_hub
 
 
-@pytest.fixture
-async def cluster(hub, hub_ca, tmp_path):
+@pytest.fixture(params=[False, True], ids=["plain", "mtls"])
+async def cluster(hub, hub_ca, tmp_path, request):
+    """``mtls``: a cluster with its CA and secret (private task ids keyed, grants)."""
     bundle = tmp_path / "hub-ca.pem"
     hub_ca.cert_pem.write_to_path(str(bundle))
     rules = [url_rule("hub", hub.origin, intercept=True), url_rule("cdn", hub.cdn.base_url)]
@@ -92,7 +93,8 @@ async def cluster(hub, hub_ca, tmp_path):
         "DAMSELFLY_DAEMON_PROXY": proxy_settings_json(str(bundle), rules, mirrors),
         "DAMSELFLY_DAEMON_LOG_LEVEL": "debug",
     }
-    async with LocalCluster(tmp_path / "mesh", peers=2, seeds=1, env=env) as running:
+    tls = request.param
+    async with LocalCluster(tmp_path / "mesh", peers=2, seeds=1, env=env, tls=tls) as running:
         yield running
 
 
@@ -197,8 +199,12 @@ async def test_private_and_gated_repos_stay_private_with_the_same_token(cluster,
     results = await _huggingface_hub(_client_env(tmp_path, "a", first, hub, mirror=False), calls)
     assert Path(results["p"]["path"]).read_bytes() == SECRET
     assert Path(results["g"]["path"]).read_bytes() == GATED
+    assert len(list((first.storage_dir / "private").iterdir())) == 2  # both marked private
     for data in (SECRET, GATED):
-        assert _private(first, _content_task(data))
+        if cluster.tls:  # keyed with the cluster secret: not the public id
+            assert not _holds(first, _content_task(data))
+        else:
+            assert _private(first, _content_task(data))
         assert _cdn_gets(hub, data) == 1
 
     for data, repo in ((SECRET, "acme/private"), (GATED, "acme/gated")):
