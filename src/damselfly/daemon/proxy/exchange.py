@@ -45,6 +45,14 @@ from damselfly.daemon.proxy.xet import (
 
 log = logging.getLogger(__name__)
 
+_CONDITIONALS = (
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+)
+
 
 @dataclass
 class ClientRequest:
@@ -126,8 +134,9 @@ class Forwarder:
 
     async def _redirects_anyone(self, linked: LinkedFile, headers: Headers) -> bool:
         """A ``HEAD`` on the file's ``resolve`` URL without the client's credentials."""
+        plain = without(headers, _CONDITIONALS)  # a 304 would say nothing about the file
         try:
-            reply = await self.upstream.send("HEAD", linked.resolve_url, headers)
+            reply = await self.upstream.send("HEAD", linked.resolve_url, plain)
         except MeshUnavailableError:
             return False
         await reply.aclose()
