@@ -13,7 +13,7 @@ from damselfly.core.digests import Digest
 from damselfly.core.errors import UsageError
 from damselfly.core.ids import task_id_for_content
 from damselfly.core.pieces import choose_piece_length
-from damselfly.daemon.proxy.content_jobs import bearer_token, content_job, hf_resolve
+from damselfly.daemon.proxy.content_jobs import bearer_token, content_job, hf_resolve, ms_file
 from damselfly.daemon.proxy.engine_fetcher import keyed_job
 from damselfly.daemon.proxy.links import LinkedFile
 from damselfly.download.credentials import needs_credentials, private_task_id
@@ -152,3 +152,36 @@ def test_dfdaemon_names_its_own_proxy_so_origin_requests_never_loop_through_it()
     assert corporate.proxy_for(URL("https://huggingface.co/x")) == URL("http://proxy.corp:3128")
     off = load(None, {}, dfdaemon.overrides(dfdaemon.build_parser().parse_args(["--no-proxy"])))
     assert dfdaemon.own_proxy_env(off, {}) == {}
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "https://modelscope.cn/api/v1/models/acme/m/repo?Revision=master&FilePath=w%2Fa.bin",
+            ("modelscope://acme/m/w/a.bin", "master", "https://modelscope.cn"),
+        ),
+        (
+            "http://127.0.0.1:9/pre/api/v1/datasets/acme/d/repo?FilePath=train.csv",
+            ("modelscope://datasets/acme/d/train.csv", "master", "http://127.0.0.1:9/pre"),
+        ),
+        ("https://modelscope.cn/api/v1/models/acme/m/repo/files?Revision=master", None),
+        ("https://modelscope.cn/api/v1/models/acme/m/repo?Revision=master", None),  # no path
+        ("https://modelscope.cn/api/v1/models/acme/m/repo?FilePath=..%2Fx", None),
+        ("https://modelscope.cn/api/v1/models/acme/m/repo?FilePath=a&Extra=1", None),
+        ("https://modelscope.cn/api/v1/spaces/acme/m/repo?FilePath=a", None),
+    ],
+)
+def test_ms_file(url, expected):
+    assert ms_file(url) == expected
+
+
+def test_a_modelscope_file_with_a_token_is_the_dfget_job_that_may_be_public():
+    url = "https://modelscope.cn/api/v1/models/acme/m/repo?Revision=v1&FilePath=w.bin"
+    planned = content_job(url, "Bearer ms-secret", None)
+    assert planned.kind == "modelscope"
+    assert str(planned.job.url.redacted()) == "modelscope://acme/m/w.bin"
+    assert planned.job.options.param("ms_token") == "ms-secret"
+    assert planned.job.options.param("ms_revision") == "v1"
+    assert planned.job.try_public
+    assert not content_job(url, None, None).job.try_public

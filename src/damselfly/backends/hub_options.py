@@ -43,6 +43,11 @@ class HubOptions(SourceOptions):
     def cache_requested(self) -> bool:
         return self.cache
 
+    @property
+    def token_may_be_unneeded(self) -> bool:
+        """A hub serves public repos to anyone: a token is needed for private and gated ones."""
+        return self.token is not None
+
 
 def add_hub_flags(
     parser: argparse.ArgumentParser,

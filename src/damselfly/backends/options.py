@@ -44,6 +44,13 @@ class SourceOptions(BaseModel):
         """Whether the download goes into the source's own cache layout (a hub's cache)."""
         return False
 
+    @property
+    def token_may_be_unneeded(self) -> bool:
+        """Whether these options carry a credential that the origin may not need for a given
+        file (a hub token, sent for gated or private repos, for public ones too): the
+        download then asks the origin without it (``download/public_files.py``)."""
+        return False
+
 
 def secret_value(secret: SecretStr | None) -> str | None:
     return secret.get_secret_value() if secret is not None else None

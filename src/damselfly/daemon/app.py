@@ -59,6 +59,7 @@ from damselfly.daemon.servers.upload_guard import UploadLimits
 from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.download.events import NullObserver
 from damselfly.download.jobs import DownloadContext
+from damselfly.download.public_files import PublicFiles
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.protocol.messages import HostInfo, HostType
 from damselfly.security.grants import GrantVerifier
@@ -151,6 +152,7 @@ async def serve(
                 filler=engine,
                 source_concurrency=settings.download.source_concurrency,
                 private_task_key=tls.cluster_key() if tls is not None else None,
+                public_files=PublicFiles(),  # a hub token does not make a public file private
             )
             group = settings.socket_group or None
             calls = settings.local_api_calls_per_caller
@@ -337,6 +339,7 @@ async def _proxy_service(
         source_concurrency=settings.download.source_concurrency,
         registry_factory=runner.registry_factory,
         private_task_key=runner.private_task_key,
+        public_files=runner.public_files,
     )
     service.use_mesh(mesh)
     async with mesh:

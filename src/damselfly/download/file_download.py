@@ -1,11 +1,12 @@
 """Download one file from its origin into the store, verify it, deliver it to the output.
 
-``download_file`` reads as its steps: check the output path, ask the origin what the file is,
-name the task, open (or resume) it in the store, fetch the missing pieces while checking the
-whole-file digest, record the outcome, then deliver the output atomically (a copy or reflink,
-a hard link with ``--force-hard-link``), every piece re-hashed on the way; pieces that rotted
-in the store are fetched again once. Nothing appears at the output path unless every byte is
-verified.
+``download_file`` reads as its steps: check the output path, ask the origin what the file is
+(and, for a file asked with a hub token, whether it serves it to anyone: then the task is
+public, ``public_files.py``), name the task, open (or resume) it in the store, fetch the
+missing pieces while checking the whole-file digest, record the outcome, then deliver the
+output atomically (a copy or reflink, a hard link with ``--force-hard-link``), every piece
+re-hashed on the way; pieces that rotted in the store are fetched again once. Nothing
+appears at the output path unless every byte is verified.
 
 Consistency with the origin: the task is named after the version ``stat`` found (ETag, else
 Last-Modified, else length) and every read is held to it (``RequestOptions.expected``). When
@@ -63,7 +64,7 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     check_output(job.output, overwrite=job.overwrite)
     if job.require_hard_link:
         check_same_filesystem(job.output, ctx.store.root)
-    stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
+    job, stat = await _stat(job, ctx)
     if stat.content_length is None:
         return await stream_without_length(job, ctx, started)
     filled = await _fill_latest(job, ctx, stat)
@@ -102,12 +103,22 @@ async def _deliver(job: FileJob, ctx: DownloadContext, filled: FilledTask) -> De
 
 async def fill_file(job: FileJob, ctx: DownloadContext) -> FilledTask:
     """Put the file's pieces in the store without delivering it anywhere (seeds, preheat)."""
-    stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
+    job, stat = await _stat(job, ctx)
     if stat.content_length is None:
         raise SourceProtocolError(job.url.redacted(), "the origin gives no length; cannot cache")
     filled = await _fill_latest(job, ctx, stat)
     ctx.observer.file_finished(job.display_name)
     return filled
+
+
+async def _stat(job: FileJob, ctx: DownloadContext) -> tuple[FileJob, ObjectStat]:
+    """What the origin says about the file, asked with the job's credentials (the access
+    check); then, for a job that may be public, the anonymous job if the origin serves the
+    same file to anyone (``public_files.py``)."""
+    stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
+    if ctx.public_files is None or not job.try_public:
+        return job, stat
+    return await ctx.public_files.choose(job, stat, ctx.registry)
 
 
 async def _fill_latest(job: FileJob, ctx: DownloadContext, stat: ObjectStat) -> FilledTask:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from damselfly.backends.base import ObjectStat, RequestOptions
 from damselfly.backends.registry import BackendRegistry
@@ -16,6 +16,9 @@ from damselfly.download.source_fetcher import FetchPolicy, SourceFetcher
 from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.output import DeliveryMethod
 from damselfly.storage.store import Store, TaskStorage
+
+if TYPE_CHECKING:
+    from damselfly.download.public_files import PublicFiles
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class FileJob:
     # False: no seed may be sent to the origin for it (the scheduler is told it needs
     # credentials): tasks only peers hold, such as an imported repo's manifest
     seedable: bool = True
+    # True: credentials that the origin may not need for this file (a hub token): asked once
+    # more without them, the file is a public task when it serves the same bytes to anyone
+    # (``public_files.py``)
+    try_public: bool = False
 
     @property
     def display_name(self) -> str:
@@ -123,3 +130,6 @@ class DownloadContext:
     filler: PieceFiller = field(default_factory=SourceFiller)
     # the cluster's key for private task ids (download/credentials.py); None: ids as public
     private_task_key: bytes | None = None
+    # decides whether a ``try_public`` job's file is public (``public_files.py``); None: it
+    # stays private (standalone dfget: no task is shared, the extra question would be waste)
+    public_files: PublicFiles | None = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from damselfly.backends.base import RequestOptions
+from damselfly.backends.base import SECRET_HEADERS, RequestOptions
 from damselfly.backends.registry import BackendSettings
 from damselfly.core.digests import parse_digest
 from damselfly.core.errors import UsageError
@@ -116,7 +116,15 @@ def build_file_job(request: DownloadRequest) -> FileJob:
         require_hard_link=request.force_hard_link,
         identity_text=request.content_for_task_id,
         back_to_source=request.back_to_source,
+        try_public=_token_may_be_unneeded(request),
     )
+
+
+def _token_may_be_unneeded(request: DownloadRequest) -> bool:
+    """A hub token and no other secret: the file may be public (``public_files.py``)."""
+    source = request.resolved_source
+    secret_headers = any(name.lower() in SECRET_HEADERS for name, _ in request.headers)
+    return source is not None and source.token_may_be_unneeded and not secret_headers
 
 
 def build_tree_job(request: DownloadRequest, layout: HubLayout | None = None) -> TreeJob:

@@ -21,6 +21,7 @@ from damselfly.backends.registry import BackendRegistry, BackendSettings, defaul
 from damselfly.core.errors import UsageError
 from damselfly.download.events import DownloadObserver
 from damselfly.download.jobs import DownloadContext, PieceFiller, SourceFiller
+from damselfly.download.public_files import PublicFiles
 from damselfly.download.request import DownloadRequest
 from damselfly.download.request_jobs import backend_settings, fetch_policy, run_request
 from damselfly.download.source_fetcher import FetchPolicy
@@ -38,8 +39,10 @@ class StoreRunner:
         filler: PieceFiller | None = None,
         source_concurrency: int | None = None,
         private_task_key: bytes | None = None,
+        public_files: PublicFiles | None = None,
     ) -> None:
         self._store = store
+        self._public_files = public_files  # which files asked with a token are public
         self._private_task_key = private_task_key  # the cluster's key for private task ids
         self._registry_factory = registry_factory
         self._filler = filler
@@ -52,6 +55,10 @@ class StoreRunner:
     @property
     def private_task_key(self) -> bytes | None:
         return self._private_task_key
+
+    @property
+    def public_files(self) -> PublicFiles | None:
+        return self._public_files
 
     async def run(self, request: DownloadRequest, observer: DownloadObserver) -> RunResult:
         if self._filler is None and not request.back_to_source:
@@ -66,6 +73,7 @@ class StoreRunner:
             policy=self._policy(request),
             filler=self._filler or SourceFiller(),
             private_task_key=self._private_task_key,
+            public_files=self._public_files,
         )
         try:
             return await run_request(request, ctx)

@@ -19,9 +19,16 @@ dfget, so a file fetched through the proxy and one fetched by ``dfget`` are one 
   ``dfget hf://`` creates for it) and the bytes are checked against that digest. The signed
   URL is the client's credential: only who the hub gave it to holds it, and the backend's
   ``HEAD`` on it fails once it expired; a registry's token travels as ``Authorization``;
+- a ModelScope file download (``/api/v1/{models,datasets}/{owner}/{repo}/repo?Revision=
+  &FilePath=``) becomes ``modelscope://...`` at that revision on that hub, with the client's
+  bearer token as the hub token: ``dfget modelscope://`` names it the same way (by the listed
+  sha256);
 - any other URL is read as it is (``Authorization`` sent to that origin only), by location.
 
-The client's ``Authorization`` is put in the request for the origin only; the download layer
+A hub job with the client's token is marked ``try_public``: the download layer asks the hub
+once more without the token and makes it the public task when the hub serves the same file to
+anyone (``download/public_files.py``). The client's ``Authorization`` is put in the request
+for the origin only; the download layer
 never stores it, logs it, or sends it to the scheduler (``task_meta`` says only that the task
 needs credentials).
 """
@@ -30,11 +37,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import SecretStr
 
 from damselfly.backends.hf_options import HfOptions
+from damselfly.backends.modelscope_options import ModelScopeOptions
 from damselfly.core.digests import Digest
 from damselfly.core.errors import UsageError
 from damselfly.core.ids import task_id_for_content
@@ -45,15 +53,17 @@ from damselfly.download.request import DownloadRequest
 from damselfly.download.request_jobs import build_file_job
 
 HF_REPO_PREFIXES = ("datasets", "spaces")
+MS_REPO_TYPES = ("models", "datasets")
 # Never the daemon's own token file: a client without a token is anonymous.
 _NO_TOKEN_FILE = {"HF_TOKEN_PATH": "/dev/null"}
+_NO_MS_LOGIN = {"MODELSCOPE_HOME": "/nonexistent"}  # never the daemon's saved login
 _UNUSED_OUTPUT = "/dev/null"  # the job fills the store only; nothing is delivered
 
 
 @dataclass(frozen=True)
 class ContentJob:
     job: FileJob
-    kind: str  # "hf" | "linked" | "url": how it was named, for logs
+    kind: str  # "hf" | "modelscope" | "linked" | "url": how it was named, for logs
     expected_task_id: str | None = None  # known before the origin is asked
 
 
@@ -72,6 +82,9 @@ def content_job(url: str, authorization: str | None, linked: LinkedFile | None) 
     hub = hf_resolve(url)
     if hub is not None:
         return _hf_job(*hub, authorization)
+    ms = ms_file(url)
+    if ms is not None:
+        return _ms_job(*ms, authorization)
     headers = (("Authorization", authorization),) if authorization else ()
     request = DownloadRequest(url=url, output=_UNUSED_OUTPUT, headers=headers)
     return ContentJob(build_file_job(request), "url")
@@ -95,6 +108,27 @@ def hf_resolve(url: str) -> tuple[str, str, str] | None:
     return hf_url, unquote(head[3]), f"{parts.scheme}://{parts.netloc}"
 
 
+def ms_file(url: str) -> tuple[str, str, str] | None:
+    """``(modelscope:// URL, revision, endpoint)`` for a ModelScope file download
+    (``{endpoint}/api/v1/{models|datasets}/{owner}/{repo}/repo?Revision=&FilePath=``)."""
+    parts = urlsplit(url)
+    prefix, api, rest = parts.path.partition("/api/v1/")
+    segments = rest.split("/")
+    if not api or len(segments) != 4 or segments[0] not in MS_REPO_TYPES:
+        return None
+    if segments[3] != "repo" or not segments[1] or not segments[2]:
+        return None
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    path, revision = query.get("FilePath", "").strip("/"), query.get("Revision") or "master"
+    if set(query) - {"FilePath", "Revision"} or not path:
+        return None
+    if any(s in ("", ".", "..") for s in path.split("/")):
+        return None
+    kind = "datasets/" if segments[0] == "datasets" else ""
+    ms_url = f"modelscope://{kind}{unquote(segments[1])}/{unquote(segments[2])}/{path}"
+    return ms_url, revision, f"{parts.scheme}://{parts.netloc}{prefix}"
+
+
 def bearer_token(authorization: str | None) -> str | None:
     if authorization is None:
         return None
@@ -115,6 +149,21 @@ def _hf_job(hf_url: str, revision: str, origin: str, authorization: str | None) 
         env=dict(_NO_TOKEN_FILE),
     )
     return ContentJob(build_file_job(request), "hf")
+
+
+def _ms_job(ms_url: str, revision: str, endpoint: str, authorization: str | None) -> ContentJob:
+    token = bearer_token(authorization)
+    if authorization is not None and token is None:
+        raise _unsupported("a hub credential that is not a bearer token")
+    request = DownloadRequest(
+        url=ms_url,
+        output=_UNUSED_OUTPUT,
+        source=ModelScopeOptions(
+            token=SecretStr(token) if token else None, revision=revision, endpoint=endpoint
+        ),
+        env=dict(_NO_MS_LOGIN),
+    )
+    return ContentJob(build_file_job(request), "modelscope")
 
 
 def _linked_job(url: str, sha256: str, size: int, authorization: str | None) -> ContentJob:

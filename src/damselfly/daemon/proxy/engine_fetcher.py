@@ -51,6 +51,7 @@ from damselfly.download.credentials import needs_credentials, private_task_id
 from damselfly.download.events import NullObserver
 from damselfly.download.file_download import fill_file
 from damselfly.download.jobs import DownloadContext, FileJob, FillRequest, PieceFiller
+from damselfly.download.public_files import PublicFiles
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.store import Store, TaskStorage
@@ -98,8 +99,10 @@ class EngineFetcher:
         poll_interval: float = POLL_INTERVAL,
         registry_factory: Callable[[BackendSettings], BackendRegistry] = default_registry,
         private_task_key: bytes | None = None,
+        public_files: PublicFiles | None = None,
     ) -> None:
         self._store = store
+        self._public_files = public_files  # which files asked with a token are public
         self._registry_factory = registry_factory  # the daemon's: origin rate limits apply
         self._private_task_key = private_task_key  # the cluster's key for private task ids
         self._filler = filler
@@ -155,7 +158,9 @@ class EngineFetcher:
         registry = self._registry_factory(BackendSettings())
         tap = _TapFiller(self, fill)
         key = self._private_task_key
-        ctx = DownloadContext(self._store, registry, NullObserver(), self._policy, tap, key)
+        ctx = DownloadContext(
+            self._store, registry, NullObserver(), self._policy, tap, key, self._public_files
+        )
         try:
             await fill_file(keyed_job(planned.job, key), ctx)
         except asyncio.CancelledError:

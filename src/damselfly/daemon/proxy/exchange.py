@@ -9,6 +9,7 @@ reply (``mirror.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from damselfly.daemon.proxy.headers import (
     split_credentials,
     without,
 )
-from damselfly.daemon.proxy.links import LinkMemo
+from damselfly.daemon.proxy.links import LinkedFile, LinkMemo, PublicLinks, same_link
 from damselfly.daemon.proxy.mesh import (
     MeshFetcher,
     MeshRequest,
     MeshResponse,
+    MeshUnavailableError,
     close_body,
     parse_range,
 )
@@ -42,6 +44,14 @@ from damselfly.daemon.proxy.xet import (
 )
 
 log = logging.getLogger(__name__)
+
+_CONDITIONALS = (
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+)
 
 
 @dataclass
@@ -75,6 +85,7 @@ class Forwarder:
     def __init__(self, rules: RuleSet, mesh: MeshFetcher, upstream: Upstream) -> None:
         self.rules, self.mesh, self.upstream = rules, mesh, upstream
         self.links = LinkMemo()
+        self.public_links = PublicLinks()
 
     async def forward(self, request: ClientRequest, fallback: CompiledRule | None = None) -> Reply:
         """``fallback``: the rule to apply when none matches (a mirror endpoint's own)."""
@@ -104,10 +115,32 @@ class Forwarder:
         byte_range = parse_range(_range(request))
         assert not isinstance(byte_range, str)
         linked = self.links.lookup(url)
+        if linked is not None and linked.authorized and authorization is None:
+            linked = await self._public_link(linked, headers)
         mesh_request = MeshRequest(url, tuple(headers), byte_range, authorization, label, linked)
         response = await self.mesh.fetch(mesh_request)
         outcome = "mesh" if response.source == "mesh" else "direct"
         return _reply(response, label, outcome)
+
+    async def _public_link(self, linked: LinkedFile, headers: Headers) -> LinkedFile:
+        """``linked`` as if an anonymous client had been redirected, when the hub gives anyone
+        the redirect it gave the token holder: the file is public, its task shared (the rule
+        of ``docs/security.md``; ``registry.py`` keeps the same one for OCI blobs)."""
+        public = self.public_links.lookup(linked)
+        if public is None:
+            public = await self._redirects_anyone(linked, headers)
+            self.public_links.remember(linked, public)
+        return dataclasses.replace(linked, authorized=False) if public else linked
+
+    async def _redirects_anyone(self, linked: LinkedFile, headers: Headers) -> bool:
+        """A ``HEAD`` on the file's ``resolve`` URL without the client's credentials."""
+        plain = without(headers, _CONDITIONALS)  # a 304 would say nothing about the file
+        try:
+            reply = await self.upstream.send("HEAD", linked.resolve_url, plain)
+        except MeshUnavailableError:
+            return False
+        await reply.aclose()
+        return same_link(linked, reply.status, reply.headers)
 
     async def _from_origin(
         self, request: ClientRequest, url: str, label: str, *, without_xet: bool
