@@ -8,8 +8,8 @@ Two ways of sending, alternated in one run:
 
 - ``piece``: what the proxy did before: each 4 MiB piece read in a worker thread and written
   to the TLS transport in one call;
-- ``sliced``: what it does now: 1 MiB reads (``engine_fetcher.READ_LENGTH``), each written in
-  ``wire.SEND_LENGTH`` slices.
+- ``sliced``: what it does now: the same reads (``engine_fetcher.READ_LENGTH``), each written
+  in ``wire.SEND_LENGTH`` slices.
 
 Reports the median server CPU (user + sys of this process) and client CPU per GiB, and MiB/s.
 CPU per byte is the figure that matters on a busy machine: there every CPU second the proxy

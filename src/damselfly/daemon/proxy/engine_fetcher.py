@@ -58,7 +58,7 @@ from damselfly.storage.store import Store, TaskStorage
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.5  # seconds between looks at the store while waiting for a piece
-READ_LENGTH = 1024 * 1024  # bytes read from the content file per step (a piece is 4+ MiB)
+READ_LENGTH = 4 * 1024 * 1024  # at most this many bytes per read (a worker thread hop each)
 
 
 class PieceWatch:
@@ -204,7 +204,7 @@ class EngineFetcher:
                 number = offset // handle.piece_length
                 await self._until_held(handle, number, fill)
                 end = min((number + 1) * handle.piece_length - 1, last)
-                while offset <= end:  # the piece in steps: the first bytes leave sooner
+                while offset <= end:  # a piece of up to 64 MiB in steps
                     length = min(READ_LENGTH, end - offset + 1)
                     yield await asyncio.to_thread(handle.read_range, offset, length)
                     offset += length
