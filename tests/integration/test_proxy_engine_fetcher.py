@@ -15,7 +15,7 @@ from damselfly.core.digests import piece_digest
 from damselfly.core.errors import PieceDigestError
 from damselfly.core.pieces import MIN_PIECE_LENGTH
 from damselfly.daemon.proxy.engine_fetcher import EngineFetcher, byte_window
-from damselfly.daemon.proxy.mesh import MeshRequest, MeshResponse
+from damselfly.daemon.proxy.mesh import MeshRequest, MeshResponse, MeshUnavailableError
 from damselfly.daemon.proxy.upstream import DirectFetcher, Upstream
 from damselfly.download.jobs import DownloadContext, FillRequest
 from damselfly.storage.store import Store
@@ -205,6 +205,49 @@ async def test_a_second_client_reads_along_with_a_running_fill(origin, upstream,
         assert await _read(one) == DATA
         assert await _read(two) == DATA[PIECE:]
     assert (filler.fills, filler.writes) == (2, 4)  # the second fill waited, found all held
+
+
+class FailingFiller(GatedFiller):
+    """Stores piece 0, then fails (a source or every parent gone mid-way)."""
+
+    async def fill(self, request: FillRequest, ctx: DownloadContext) -> int:
+        self.fills += 1
+        task, data = request.task, self.files[request.job.url.path]
+        if not task.has_piece(0):
+            request.on_piece(task.write_piece(0, data[:PIECE]))
+        raise OSError("the source went away")
+
+
+async def test_a_fill_failing_mid_way_cuts_the_body_short(origin, upstream, store):
+    """Once the head is out a failure can only end the body early: the bytes that did go
+    out are the file's, and the reader gets an error, not a clean end."""
+    filler = FailingFiller(FILES)
+    async with EngineFetcher(store, filler, DirectFetcher(upstream), poll_interval=5) as mesh:
+        response = await mesh.fetch(MeshRequest(origin.url("/f.bin")))
+        assert _header(response, "Content-Length") == str(len(DATA))
+        received = b""
+        with pytest.raises(MeshUnavailableError, match="piece 1 never arrived"):
+            async with asyncio.timeout(10):  # a reader that waits for piece 1 forever hangs
+                async for chunk in response.body:
+                    received += chunk
+        await response.aclose()
+    assert received == DATA[:PIECE]
+
+
+async def test_a_client_leaving_mid_body_leaves_the_fill_running(origin, upstream, store):
+    filler = GatedFiller(FILES)
+    async with EngineFetcher(store, filler, DirectFetcher(upstream), poll_interval=5) as mesh:
+        gone = await mesh.fetch(MeshRequest(origin.url("/f.bin")))
+        async with asyncio.timeout(10):
+            await anext(gone.body)
+        await gone.aclose()  # the client hung up after its first bytes
+        filler.release.set()
+        async with asyncio.timeout(10):  # a fill cancelled with its client never gets there
+            while filler.writes < 4:
+                await asyncio.sleep(0.01)
+        again = await mesh.fetch(MeshRequest(origin.url("/f.bin"), byte_range=(PIECE, None)))
+        assert await _read(again) == DATA[PIECE:]
+    assert (filler.fills, filler.writes) == (2, 4)  # the second fill found every piece held
 
 
 async def test_private_url_checked_with_each_clients_own_credentials(origin, upstream, store):
