@@ -5,7 +5,8 @@ node 0 through its proxy) and ``dfget`` (``dfget hf:// -r`` through node 1's dae
 a repo of its own, in alternating order, and reads the CPU seconds (user + sys) each process
 spent: the hub (this process), the scheduler, the seed, node 0, node 1 and the client
 processes. ``--py-spy PATH`` also records node 0's (proxy) and node 1's (dfget) stacks during
-the last round (py-spy's raw format, one file per system, under ``bench/results``).
+the last round (py-spy's raw format, one file per system, under ``bench/results``); that
+round's times and client CPU (py-spy counts as a client) are not comparable with the others.
 
     .venv/bin/python bench/proxy/cpu.py --shards 2 --shard-size 128MiB --rounds 3
 """

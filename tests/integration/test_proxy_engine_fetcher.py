@@ -225,13 +225,17 @@ async def test_a_fill_failing_mid_way_cuts_the_body_short(origin, upstream, stor
     async with EngineFetcher(store, filler, DirectFetcher(upstream), poll_interval=5) as mesh:
         response = await mesh.fetch(MeshRequest(origin.url("/f.bin")))
         assert _header(response, "Content-Length") == str(len(DATA))
-        received = b""
-        with pytest.raises(MeshUnavailableError, match="piece 1 never arrived"):
+        received: list[bytes] = []
+
+        async def read_all() -> None:
             async with asyncio.timeout(10):  # a reader that waits for piece 1 forever hangs
                 async for chunk in response.body:
-                    received += chunk
+                    received.append(chunk)
+
+        with pytest.raises(MeshUnavailableError, match="piece 1 never arrived"):
+            await read_all()
         await response.aclose()
-    assert received == DATA[:PIECE]
+    assert b"".join(received) == DATA[:PIECE]
 
 
 async def test_a_client_leaving_mid_body_leaves_the_fill_running(origin, upstream, store):

@@ -23,7 +23,7 @@ READ_LENGTH = 256 * 1024
 # Body bytes go to the transport in slices of at most this many: a slice is encrypted (TLS),
 # handed to the socket and gone while it is still in the CPU's cache, and the transport never
 # buffers (copies) more than a slice. Whole 4 MiB pieces in one write cost ~2.5x the CPU per
-# byte (bench/proxy/serve.py).
+# byte (bench/proxy/serve.py, docs/benchmarks.md).
 SEND_LENGTH = 256 * 1024
 
 
