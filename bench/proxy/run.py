@@ -16,7 +16,8 @@ run is really cold) or, for the warm runs, the one its cold run fetched:
 
 The systems run in ``--rounds`` rounds, each cold run on a repo of its own, the order of the
 cold systems rotated from round to round (the first run of an invocation pays for warming the
-daemons up); the table holds the medians, the ratio is one of medians.
+daemons up); the table holds the medians, the ratio is one of medians, then per round
+(proxy-cold and dfget of the same round) with their median.
 
 Every output is checked against the repo's sha256s. Prints a markdown table and writes the
 figures to ``bench/results/proxy-<timestamp>.json``. The hub runs in this process (its event
@@ -236,6 +237,10 @@ def report(result: dict) -> str:
     runs = result["runs"]
     ratio = runs["proxy-cold"]["mib_per_s"] / runs["dfget"]["mib_per_s"]
     lines.append(f"proxy cold / dfget through the daemon: {ratio:.2f}x (target >= 0.9)")
+    rounds = zip(runs["proxy-cold"]["all_seconds"], runs["dfget"]["all_seconds"], strict=True)
+    each = [dfget / proxy for proxy, dfget in rounds]  # throughput ratio: time dfget / proxy
+    per_round = ", ".join(f"{r:.2f}" for r in each)
+    lines.append(f"  per round: {per_round}; median {statistics.median(each):.2f}x")
     ratio = runs["mirror-cold"]["mib_per_s"] / runs["dfget"]["mib_per_s"]
     lines.append(f"mirror cold / dfget through the daemon: {ratio:.2f}x")
     return "\n".join(lines)

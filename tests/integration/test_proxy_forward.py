@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -16,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
 from damselfly.config.proxy import ProxyRule, ProxySettings
+from damselfly.daemon.proxy.mesh import MeshRequest, MeshResponse, MeshUnavailableError
 from damselfly.daemon.proxy.service import ProxyService
 from damselfly.daemon.proxy.upstream import DirectFetcher
 from damselfly.testing.proxy import RecordingMeshFetcher
@@ -288,3 +290,32 @@ async def test_an_oversized_request_head_is_refused(origin, tmp_path):
         head = f"GET {origin}/echo HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 4096}\r\n\r\n"
         answer = await _raw(service, head.encode())
         assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+class BreakingMesh:
+    """A mesh whose body stops with an error after its first megabyte (a fill failing)."""
+
+    async def fetch(self, request: MeshRequest) -> MeshResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield PAYLOAD
+            raise MeshUnavailableError("proxy", "piece 1 never arrived")
+
+        headers = [("Content-Length", str(2 * len(PAYLOAD)))]
+        return MeshResponse(200, headers, body())
+
+
+async def test_a_body_breaking_mid_way_reaches_the_client_short_and_closed(origin, tmp_path):
+    """Never a clean end after a failure: the client sees fewer bytes than announced, then
+    the connection closing, and the proxy keeps serving."""
+    async with ProxyService(_settings(origin), data_dir=tmp_path) as service:
+        service.use_mesh(BreakingMesh())
+        reader, writer = await asyncio.open_connection("127.0.0.1", service.proxy.port)
+        writer.write(f"GET {origin}/files/payload HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+            rest = await reader.read(-1)  # until the proxy closes the connection
+        writer.close()
+        assert f"content-length: {2 * len(PAYLOAD)}".encode() in head.lower()
+        assert rest == PAYLOAD
+        follow_up = await _raw(service, f"GET {origin}/echo HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert follow_up.startswith(b"HTTP/1.1 200 ")

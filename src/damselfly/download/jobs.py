@@ -86,6 +86,9 @@ class FillRequest:
     on_piece: Callable[[PieceMeta], None]  # call once per piece stored
     # only these pieces (others are being fetched elsewhere); None: every missing piece
     pieces: frozenset[int] | None = None
+    # where a reader streams from (the proxy): fetch from that piece on first; None: the
+    # engine picks a random start, so peers that start together trade different pieces
+    first_piece: int | None = None
 
 
 class PieceFiller(Protocol):

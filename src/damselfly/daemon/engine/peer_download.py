@@ -91,7 +91,7 @@ class PeerDownload:
         self._dispatcher = PieceDispatcher(
             self._task.piece_count,
             self._task.finished_pieces(),
-            first_piece=random.randrange(max(1, self._task.piece_count)),
+            first_piece=_first_piece(request, self._task.piece_count),
         )
         self._digests = PieceDigests(
             client, self._task.task_id, ((d.number, d.digest) for d in registration.digests)
@@ -396,3 +396,11 @@ def _host(ip: str) -> str:
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+def _first_piece(request: FillRequest, piece_count: int) -> int:
+    """Where the dispatcher starts: the reader's piece when one streams the file as it
+    arrives (the proxy), else a random one."""
+    if request.first_piece is not None and 0 <= request.first_piece < piece_count:
+        return request.first_piece
+    return random.randrange(max(1, piece_count))

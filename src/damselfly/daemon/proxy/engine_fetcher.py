@@ -59,6 +59,7 @@ from damselfly.storage.store import Store, TaskStorage
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.5  # seconds between looks at the store while waiting for a piece
+READ_LENGTH = 4 * 1024 * 1024  # at most this many bytes per read (a worker thread hop each)
 
 
 class PieceWatch:
@@ -85,6 +86,7 @@ class _Fill:
     """One running fill, as its reader sees it."""
 
     opened: asyncio.Future[TaskStorage]  # a handle on the task, once the store opened it
+    byte_range: ByteRange | None = None  # what the reader will stream
     finished: asyncio.Future[None] = field(default_factory=asyncio.Future)
 
 
@@ -133,7 +135,7 @@ class EngineFetcher:
             planned = content_job(request.url, secret, request.linked)
         except DamselflyError as exc:
             return await self._fall_back(request, exc)
-        fill = _Fill(asyncio.get_running_loop().create_future())
+        fill = _Fill(asyncio.get_running_loop().create_future(), request.byte_range)
         self._fills.start_soon(self._run_fill(planned, fill), name="proxy fill")
         try:
             handle = await _opened(fill)
@@ -207,8 +209,10 @@ class EngineFetcher:
                 number = offset // handle.piece_length
                 await self._until_held(handle, number, fill)
                 end = min((number + 1) * handle.piece_length - 1, last)
-                yield await asyncio.to_thread(handle.read_range, offset, end - offset + 1)
-                offset = end + 1
+                while offset <= end:  # a piece of up to 64 MiB in steps
+                    length = min(READ_LENGTH, end - offset + 1)
+                    yield await asyncio.to_thread(handle.read_range, offset, length)
+                    offset += length
         finally:
             handle.close()
 
@@ -263,9 +267,14 @@ class _TapFiller:
             request.on_piece(piece)
             watch.notify(task_id)
 
-        return FillRequest(
-            request.job, request.task, request.stat, request.content_digest, on_piece
+        return dataclasses.replace(
+            request, on_piece=on_piece, first_piece=self._first_piece(request.task)
         )
+
+    def _first_piece(self, task: TaskStorage) -> int:
+        """The piece the reader needs first: the fill starts there (``FillRequest``)."""
+        window = byte_window(self._fill.byte_range, task.content_length)
+        return window[0] // task.piece_length if window is not None else 0
 
 
 async def _opened(fill: _Fill) -> TaskStorage:

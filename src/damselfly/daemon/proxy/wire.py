@@ -13,12 +13,18 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
+from typing import cast
 
 import h11
 
 from damselfly.daemon.proxy.headers import Headers
 
 READ_LENGTH = 256 * 1024
+# Body bytes go to the transport in slices of at most this many: a slice is encrypted (TLS),
+# handed to the socket and gone while it is still in the CPU's cache, and the transport never
+# buffers (copies) more than a slice. Whole 4 MiB pieces in one write cost ~2.5x the CPU per
+# byte (bench/proxy/serve.py, docs/benchmarks.md).
+SEND_LENGTH = 256 * 1024
 
 
 class ProtocolViolation(Exception):
@@ -97,7 +103,12 @@ class HttpConnection:
         await self._send(response)
 
     async def send_data(self, data: bytes) -> None:
-        await self._send(h11.Data(data=data))
+        if len(data) <= SEND_LENGTH:
+            await self._send(h11.Data(data=data))
+            return
+        view = memoryview(data)  # slices without copies; h11 passes them through as they are
+        for start in range(0, len(view), SEND_LENGTH):
+            await self._send(h11.Data(data=cast(bytes, view[start : start + SEND_LENGTH])))
 
     async def send_end(self) -> None:
         await self._send(h11.EndOfMessage())
