@@ -202,3 +202,17 @@ def read_and_hash(fd: int, offset: int, length: int, hasher: blake3.blake3 | Non
     if hasher is not None:
         hasher.update(data)
     return data
+
+
+def read_cached(fd: int, offset: int, length: int) -> bytearray | None:
+    """Exactly ``length`` bytes if the page cache holds all of them, else None (then read them
+    in a worker thread with ``read_and_hash``). ``RWF_NOWAIT`` makes the kernel refuse
+    instead of waiting for the disk, so this may run on the event loop: a 1 MiB copy from
+    the cache costs less than the thread hop it saves (the TLS send path, where ``sendfile``
+    cannot be used)."""
+    buffer = bytearray(length)
+    try:
+        got = os.preadv(fd, [buffer], offset, os.RWF_NOWAIT)
+    except OSError:  # EAGAIN: not all cached; EOPNOTSUPP: this file system cannot say
+        return None
+    return buffer if got == length else None
