@@ -10,11 +10,15 @@ a seed's on the server, a peer's on the client): warm rounds then go out with ``
 asyncio's SSL transport instead of ``sendfile``. The piece port speaks TLS 1.2 with
 ECDHE-ECDSA-AES128-GCM (``security/tls.py``); ``--tls13`` makes both ends speak TLS 1.3 with
 OpenSSL's choice (AES-256-GCM), as every other TLS link does, to compare the two ciphers.
-Prints a markdown table; asserts nothing.
+``--dir`` puts the store elsewhere than /dev/shm (tmpfs cannot answer ``RWF_NOWAIT``, so
+there every TLS chunk is read in a worker thread); ``--thread-reads`` reads every TLS chunk in a
+worker thread wherever the store is (the send path before ``read_cached``). Prints a markdown
+table; asserts nothing.
 
     .venv/bin/python bench/pieces/run.py --size 256MiB --piece-length 4MiB --in-flight 8
     .venv/bin/python bench/pieces/run.py --tls
     .venv/bin/python bench/pieces/run.py --tls --tls13
+    .venv/bin/python bench/pieces/run.py --tls --dir /var/tmp [--thread-reads]
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import blake3
 from damselfly.config.security import TlsSettings
 from damselfly.core.pieces import piece_count
 from damselfly.core.units import format_size, parse_size
+from damselfly.daemon.servers import upload_server
 from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.security.node_tls import NodeTls
 from damselfly.security.roles import Role
@@ -65,9 +70,12 @@ class Round:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve:
+        if args.thread_reads:
+            upload_server.read_cached = lambda *_: None  # type: ignore[assignment]
         asyncio.run(serve(Path(args.serve), args.tls_dir, tls13=args.tls13))
         return 0
-    with tempfile.TemporaryDirectory(dir=shm_or_tmp(), prefix="damselfly-pieces-") as root:
+    directory = str(args.dir) if args.dir else shm_or_tmp()
+    with tempfile.TemporaryDirectory(dir=directory, prefix="damselfly-pieces-") as root:
         make_task(Path(root), args.size, args.piece_length)
         rounds = run_rounds(Path(root), args)
     print_table(rounds, args)
@@ -83,6 +91,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--verify", action="store_true", help="client hashes every piece")
     parser.add_argument("--tls", action="store_true", help="mTLS between client and server")
     parser.add_argument("--tls13", action="store_true", help="with --tls: TLS 1.3 (AES-256-GCM)")
+    parser.add_argument("--dir", type=Path, help="where the store goes (default /dev/shm)")
+    parser.add_argument("--thread-reads", action="store_true", help="no read on the loop")
     parser.add_argument("--serve", metavar="STORE", help=argparse.SUPPRESS)
     parser.add_argument("--tls-dir", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -137,10 +147,11 @@ async def serve(root: Path, tls_dir: Path | None, *, tls13: bool) -> None:
 
 
 class ServerProcess:
-    def __init__(self, root: Path, tls_dir: Path | None, *, tls13: bool) -> None:
+    def __init__(self, root: Path, tls_dir: Path | None, args: argparse.Namespace) -> None:
         argv = [sys.executable, __file__, "--serve", str(root / "store")]
         argv += [] if tls_dir is None else ["--tls-dir", str(tls_dir)]
-        argv += ["--tls13"] if tls13 else []
+        argv += ["--tls13"] if args.tls13 else []
+        argv += ["--thread-reads"] if args.thread_reads else []
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.port = int(self._line())
 
@@ -187,7 +198,7 @@ def run_rounds(root: Path, args: argparse.Namespace) -> list[Round]:
         pki = TestPki(root / "pki")
         server_dir = pki.node("seed-a", Role.SEED).cert_file.parent
         tls = client_tls(pki.node("peer-b", Role.PEER).cert_file.parent, tls13=args.tls13)
-    server = ServerProcess(root, server_dir, tls13=args.tls13)
+    server = ServerProcess(root, server_dir, args)
     try:
         return asyncio.run(client_rounds(server, args, tls))
     finally:

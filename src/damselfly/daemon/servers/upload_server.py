@@ -39,8 +39,9 @@ before removing one.
 **Limits.** ``upload_slots`` concurrent piece responses (429 + ``Retry-After`` beyond; never a
 queue) and one ``TokenBucket`` (``upload_limits.py``) shared by every upload, charged per chunk.
 Before that, every connection passes ``ConnectionGuard`` (``upload_guard.py``): connection
-caps, header and idle timeouts, the request rate per peer, and with mTLS (``tls``) the TLS 1.3
-handshake with a client certificate of the cluster and the role check.
+caps, header and idle timeouts, the request rate per peer, and with mTLS (``tls``) the TLS
+handshake (TLS 1.2, one AEAD suite with ECDHE: ``security/tls.py``) with a client certificate
+of the cluster and the role check.
 
 **Watch.** ``?watch=1`` streams newly held pieces (``upload_watch.py``). The download engine
 calls ``piece_added`` after each stored piece, which wakes the task's watchers at once; the
