@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from damselfly.daemon.servers.upload_tasks import read_and_hash, read_cached
+from damselfly.daemon.servers.upload_tasks import nowait_supported, read_and_hash, read_cached
 
 DATA = os.urandom(3 * 64 * 1024)
 
@@ -21,16 +21,8 @@ def fd(tmp_path: Path):
     os.close(descriptor)
 
 
-def _nowait_supported(fd: int) -> bool:
-    try:
-        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
-    except OSError:
-        return False
-    return True
-
-
 def test_cached_bytes_are_read_exactly(fd: int) -> None:
-    if not _nowait_supported(fd):
+    if not nowait_supported(fd):
         pytest.skip("this file system does not take RWF_NOWAIT")
     got = read_cached(fd, 1000, 64 * 1024)
     assert got == DATA[1000 : 1000 + 64 * 1024]
@@ -45,6 +37,7 @@ def test_a_descriptor_that_cannot_say_is_none() -> None:
     read_end, write_end = os.pipe()
     try:
         os.write(write_end, b"x" * 64)
+        assert not nowait_supported(read_end)
         assert read_cached(read_end, 0, 64) is None  # a pipe: the caller falls back to a thread
     finally:
         os.close(read_end)

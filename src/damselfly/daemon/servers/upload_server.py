@@ -325,7 +325,9 @@ class UploadServer:
         seeks the shared file object: concurrent pieces would mix). Chunks the page cache
         holds are read on the loop (``read_cached``), the others in a worker thread."""
         for offset, length in _chunks(piece, CHUNK_LENGTH):
-            chunk: bytes | bytearray | None = read_cached(task.fileno, offset, length)
+            chunk: bytes | bytearray | None = None
+            if task.reads_cached:
+                chunk = read_cached(task.fileno, offset, length)
             if chunk is None:
                 chunk = await asyncio.to_thread(read_and_hash, task.fileno, offset, length, None)
             if chunk is None:

@@ -44,6 +44,7 @@ class SharedTask:
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
         self.reader = os.fdopen(os.open(storage.content_path, flags), "rb", buffering=0)
         self.fileno = self.reader.fileno()
+        self.reads_cached = nowait_supported(self.fileno)  # tmpfs: no, ext4/xfs: yes
         self.users = 0
         self.retired = False
         self._verified: set[int] = set()
@@ -202,6 +203,17 @@ def read_and_hash(fd: int, offset: int, length: int, hasher: blake3.blake3 | Non
     if hasher is not None:
         hasher.update(data)
     return data
+
+
+def nowait_supported(fd: int) -> bool:
+    """Can ``read_cached`` ever succeed on ``fd``'s file system (one 1-byte probe)?"""
+    try:
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return True  # supported, just not cached now
+    except OSError:
+        return False
+    return True
 
 
 def read_cached(fd: int, offset: int, length: int) -> bytearray | None:
