@@ -323,11 +323,11 @@ class UploadServer:
     ) -> None:
         """The fast path over TLS: ``pread``, no hashing (asyncio's sendfile fallback for TLS
         seeks the shared file object: concurrent pieces would mix). Chunks the page cache
-        holds are read on the loop (``read_cached``), the others in a worker thread."""
+        holds (or tmpfs) are read on the loop (``read_cached``), the others in a thread."""
         for offset, length in _chunks(piece, CHUNK_LENGTH):
             chunk: bytes | bytearray | None = None
-            if task.reads_cached:
-                chunk = read_cached(task.fileno, offset, length)
+            if task.loop_read_flags is not None:
+                chunk = read_cached(task.fileno, offset, length, task.loop_read_flags)
             if chunk is None:
                 chunk = await asyncio.to_thread(read_and_hash, task.fileno, offset, length, None)
             if chunk is None:
