@@ -7,10 +7,18 @@ piece while sending it); later rounds are *warm* (``sendfile``, no hashing). Wit
 the client also hashes every piece with BLAKE3 in a worker thread, as the download engine
 does. With ``--tls`` both ends speak mTLS (TLS 1.3, certificates of a throw-away cluster CA,
 a seed's on the server, a peer's on the client): warm rounds then go out with ``pread`` and
-asyncio's SSL transport instead of ``sendfile``. Prints a markdown table; asserts nothing.
+asyncio's SSL transport instead of ``sendfile``. The piece port speaks TLS 1.2 with
+ECDHE-ECDSA-AES128-GCM (``security/tls.py``); ``--tls13`` makes both ends speak TLS 1.3 with
+OpenSSL's choice (AES-256-GCM), as every other TLS link does, to compare the two ciphers.
+``--dir`` puts the store elsewhere than /dev/shm (tmpfs cannot answer ``RWF_NOWAIT``, so
+there every TLS chunk is read in a worker thread); ``--thread-reads`` reads every TLS chunk in a
+worker thread wherever the store is (the send path before ``read_cached``). Prints a markdown
+table; asserts nothing.
 
     .venv/bin/python bench/pieces/run.py --size 256MiB --piece-length 4MiB --in-flight 8
     .venv/bin/python bench/pieces/run.py --tls
+    .venv/bin/python bench/pieces/run.py --tls --tls13
+    .venv/bin/python bench/pieces/run.py --tls --dir /var/tmp [--thread-reads]
 """
 
 from __future__ import annotations
@@ -21,11 +29,12 @@ import json
 import os
 import resource
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +43,11 @@ import blake3
 from damselfly.config.security import TlsSettings
 from damselfly.core.pieces import piece_count
 from damselfly.core.units import format_size, parse_size
+from damselfly.daemon.servers import upload_server
 from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.security.node_tls import NodeTls
 from damselfly.security.roles import Role
+from damselfly.security.tls import client_context, reloading_server_context
 from damselfly.storage.store import Store
 from damselfly.testing.pki import TestPki
 from damselfly.transport.piece_client import PieceClient
@@ -59,9 +70,12 @@ class Round:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve:
-        asyncio.run(serve(Path(args.serve), args.tls_dir))
+        if args.thread_reads:
+            upload_server.read_cached = lambda *_: None  # type: ignore[assignment]
+        asyncio.run(serve(Path(args.serve), args.tls_dir, tls13=args.tls13))
         return 0
-    with tempfile.TemporaryDirectory(dir=shm_or_tmp(), prefix="damselfly-pieces-") as root:
+    directory = str(args.dir) if args.dir else shm_or_tmp()
+    with tempfile.TemporaryDirectory(dir=directory, prefix="damselfly-pieces-") as root:
         make_task(Path(root), args.size, args.piece_length)
         rounds = run_rounds(Path(root), args)
     print_table(rounds, args)
@@ -76,6 +90,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--verify", action="store_true", help="client hashes every piece")
     parser.add_argument("--tls", action="store_true", help="mTLS between client and server")
+    parser.add_argument("--tls13", action="store_true", help="with --tls: TLS 1.3 (AES-256-GCM)")
+    parser.add_argument("--dir", type=Path, help="where the store goes (default /dev/shm)")
+    parser.add_argument("--thread-reads", action="store_true", help="no read on the loop")
     parser.add_argument("--serve", metavar="STORE", help=argparse.SUPPRESS)
     parser.add_argument("--tls-dir", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -104,9 +121,22 @@ def node_tls(directory: Path) -> NodeTls:
     return NodeTls.from_settings(TlsSettings(enabled=True, dir=directory), expect=set(Role))
 
 
-async def serve(root: Path, tls_dir: Path | None) -> None:
+def server_context(tls_dir: Path, *, tls13: bool) -> ssl.SSLContext:
+    node = node_tls(tls_dir)
+    return reloading_server_context(node.source) if tls13 else node.server_context()
+
+
+def client_tls(tls_dir: Path, *, tls13: bool) -> Callable[[], ssl.SSLContext]:
+    node = node_tls(tls_dir)
+    if not tls13:
+        return node.client_context
+    context = client_context(node.source.files, check_hostname=False)
+    return lambda: context
+
+
+async def serve(root: Path, tls_dir: Path | None, *, tls13: bool) -> None:
     """Print the port, then answer ``stats`` lines on stdin until it closes."""
-    context = None if tls_dir is None else node_tls(tls_dir).server_context()
+    context = None if tls_dir is None else server_context(tls_dir, tls13=tls13)
     tls = None if context is None else (lambda: context)
     with Store(root) as store:
         async with UploadServer(store, host="127.0.0.1", port=0, tls=tls) as server:
@@ -117,9 +147,11 @@ async def serve(root: Path, tls_dir: Path | None) -> None:
 
 
 class ServerProcess:
-    def __init__(self, root: Path, tls_dir: Path | None) -> None:
+    def __init__(self, root: Path, tls_dir: Path | None, args: argparse.Namespace) -> None:
         argv = [sys.executable, __file__, "--serve", str(root / "store")]
         argv += [] if tls_dir is None else ["--tls-dir", str(tls_dir)]
+        argv += ["--tls13"] if args.tls13 else []
+        argv += ["--thread-reads"] if args.thread_reads else []
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.port = int(self._line())
 
@@ -160,24 +192,23 @@ class ServerProcess:
 
 
 def run_rounds(root: Path, args: argparse.Namespace) -> list[Round]:
-    client_tls: NodeTls | None = None
+    tls: Callable[[], ssl.SSLContext] | None = None
     server_dir: Path | None = None
     if args.tls:
         pki = TestPki(root / "pki")
         server_dir = pki.node("seed-a", Role.SEED).cert_file.parent
-        client_tls = node_tls(pki.node("peer-b", Role.PEER).cert_file.parent)
-    server = ServerProcess(root, server_dir)
+        tls = client_tls(pki.node("peer-b", Role.PEER).cert_file.parent, tls13=args.tls13)
+    server = ServerProcess(root, server_dir, args)
     try:
-        return asyncio.run(client_rounds(server, args, client_tls))
+        return asyncio.run(client_rounds(server, args, tls))
     finally:
         server.stop()
 
 
 async def client_rounds(
-    server: ServerProcess, args: argparse.Namespace, client_tls: NodeTls | None
+    server: ServerProcess, args: argparse.Namespace, tls: Callable[[], ssl.SSLContext] | None
 ) -> list[Round]:
     rounds: list[Round] = []
-    tls = None if client_tls is None else client_tls.client_context
     warm = "pread + TLS" if args.tls else "sendfile"
     async with PieceClient(limit_per_host=args.in_flight, tls=tls) as client:
         for index in range(args.rounds):
@@ -228,6 +259,12 @@ def hash_chunks(chunks: list[memoryview]) -> str:
     return hasher.hexdigest()
 
 
+def tls_label(args: argparse.Namespace) -> str:
+    if not args.tls:
+        return "no"
+    return "TLS 1.3 (AES-256-GCM)" if args.tls13 else "TLS 1.2 ECDHE-ECDSA-AES128-GCM"
+
+
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -238,7 +275,7 @@ def print_table(rounds: Sequence[Round], args: argparse.Namespace) -> None:
     print(
         f"task {format_size(args.size)}, pieces {format_size(args.piece_length)}, "
         f"{args.in_flight} in flight, client verify: {'yes' if args.verify else 'no'}, "
-        f"mTLS: {'yes' if args.tls else 'no'}\n"
+        f"mTLS: {tls_label(args)}\n"
     )
     print(
         "| round | MiB/s | time s | client CPU s | server CPU s | re-checked "

@@ -93,7 +93,7 @@ def _material(files: NodeFiles, *, ca_pem: bytes) -> NodeMaterial:
 async def _rogue_cannot_fetch(cluster: LocalCluster, tmp_path) -> None:
     upload = cluster.peers[0].upload_url.replace("https://", "")
     ca_pem = (cluster.workdir / "pki" / "ca" / "ca.crt").read_bytes()
-    no_cert = client_context(None, ca_pem=ca_pem, check_hostname=False)
+    no_cert = client_context(None, ca_pem=ca_pem, check_hostname=False, piece_port=True)
     insecure = ssl.create_default_context()
     insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
     url = f"https://{upload}/v1/tasks/{'ab' * 32}/pieces/0"

@@ -79,7 +79,7 @@ def _private_task_of(storage_dir: Path | None) -> str:
 
 
 async def _piece(upload_url: str, task_id: str, files: NodeFiles) -> tuple[int, bytes]:
-    context: ssl.SSLContext = client_context(files, check_hostname=False)
+    context: ssl.SSLContext = client_context(files, check_hostname=False, piece_port=True)
     url = f"{upload_url}/v1/tasks/{task_id}/pieces/0"
     async with (
         aiohttp.ClientSession() as session,

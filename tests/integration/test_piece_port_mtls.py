@@ -1,8 +1,10 @@
 """The piece port with mTLS: a real UploadServer and PieceClient on 127.0.0.1 with a throw-away
-cluster CA. Only seed and peer certificates of this cluster get bytes."""
+cluster CA. Only seed and peer certificates of this cluster get bytes, over TLS 1.2 with the one
+suite ``tls.py`` allows (ECDHE-ECDSA-AES128-GCM-SHA256)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +16,7 @@ from damselfly.config.security import TlsSettings
 from damselfly.daemon.servers.upload_server import UploadServer
 from damselfly.security.node_tls import NodeTls
 from damselfly.security.roles import Role
-from damselfly.security.tls import client_context
+from damselfly.security.tls import PIECE_PORT_CIPHER, client_context
 from damselfly.storage.store import Store
 from damselfly.testing.pki import TestPki
 from damselfly.testing.polling import wait_until
@@ -89,7 +91,7 @@ async def test_a_client_certificate_role_gets_403_and_is_counted(pki, server):
 
 
 async def test_no_certificate_is_refused_at_the_handshake(pki, server):
-    ca_only = client_context(None, ca_pem=pki.ca.cert_pem, check_hostname=False)
+    ca_only = client_context(None, ca_pem=pki.ca.cert_pem, check_hostname=False, piece_port=True)
     with pytest.raises(ParentUnreachableError):
         await fetch(server, ca_only)
     with pytest.raises(ParentUnreachableError):  # plain HTTP to the TLS port
@@ -107,8 +109,45 @@ async def test_a_certificate_of_another_ca_is_refused(tmp_path, pki, server):
         await fetch(server, stranger.client_context())
     # one that trusts our CA but presents its own CA's certificate: the server refuses it
     rogue_files = rogue.node("peer-y", Role.PEER)
-    sneaky = client_context(rogue_files, ca_pem=pki.ca.cert_pem, check_hostname=False)
+    sneaky = client_context(
+        rogue_files, ca_pem=pki.ca.cert_pem, check_hostname=False, piece_port=True
+    )
     with pytest.raises(PieceTransferError):
         await fetch(server, sneaky)
+    await wait_until(lambda: server.statistics().guard.handshakes_failed >= 1)
+    assert server.statistics().pieces_served == 0
+
+
+async def test_the_piece_port_speaks_one_suite_with_forward_secrecy(pki, server):
+    peer = node(pki, "peer-b", Role.PEER)
+    host, port = server.base_url.removeprefix("https://").rsplit(":", 1)
+    _, writer = await asyncio.open_connection(host, int(port), ssl=peer.client_context())
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        assert ssl_object.version() == "TLSv1.2"
+        assert ssl_object.cipher()[0] == PIECE_PORT_CIPHER == "ECDHE-ECDSA-AES128-GCM-SHA256"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [
+        pytest.param({"version": ssl.TLSVersion.TLSv1_3}, id="TLS 1.3 only"),
+        pytest.param({"ciphers": "ECDHE-ECDSA-AES256-GCM-SHA384"}, id="another suite"),
+        pytest.param({"ciphers": "ECDHE-ECDSA-AES128-SHA256"}, id="no AEAD"),
+    ],
+)
+async def test_other_versions_and_suites_are_refused_at_the_handshake(pki, server, offer):
+    files = pki.node("peer-c", Role.PEER)
+    context = client_context(files, check_hostname=False, piece_port=True)
+    if "version" in offer:
+        context.maximum_version = ssl.TLSVersion.MAXIMUM_SUPPORTED
+        context.minimum_version = offer["version"]
+    else:
+        context.set_ciphers(offer["ciphers"])
+    with pytest.raises(ParentUnreachableError):
+        await fetch(server, context)
     await wait_until(lambda: server.statistics().guard.handshakes_failed >= 1)
     assert server.statistics().pieces_served == 0

@@ -69,12 +69,13 @@ class NodeTls:
         return self.me.role
 
     def server_context(self) -> ssl.SSLContext:
-        """TLS 1.3, client certificate of this cluster required; renewals taken at the next
-        handshake."""
-        return reloading_server_context(self.source)
+        """The piece port's: TLS 1.2 ECDHE-ECDSA-AES128-GCM (``tls.py``), client certificate
+        of this cluster required; renewals taken at the next handshake."""
+        return reloading_server_context(self.source, piece_port=True)
 
     def client_context(self) -> ssl.SSLContext:
-        """TLS 1.3 to another node of the cluster, presenting this node's certificate.
+        """The piece client's (the piece port's profile, ``tls.py``) to another node of the
+        cluster, presenting this node's certificate.
 
         The server's chain must lead to the cluster CA; its host name is not checked (a
         parent is dialled by the IP address the scheduler gave, and any seed or peer may be
@@ -82,7 +83,7 @@ class NodeTls:
         self.source.material()  # polls the files
         generation = self.source.generation
         if self._client is None or self._client[0] != generation:
-            context = client_context(self.source.files, check_hostname=False)
+            context = client_context(self.source.files, check_hostname=False, piece_port=True)
             self._client = (generation, context)
         return self._client[1]
 

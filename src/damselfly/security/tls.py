@@ -2,8 +2,18 @@
 
 Every context pins the *cluster CA* (never the system's trust store) and requires a client
 certificate: a process without a certificate from this CA fails at the handshake, before any
-request is read. Python ``ssl`` contexts are TLS 1.3 only. gRPC (BoringSSL) exposes no version
-setting in Python; two grpcio ends negotiate TLS 1.3.
+request is read. Python ``ssl`` contexts are TLS 1.3 only, except the piece port's
+(``piece_port=True``, below). gRPC (BoringSSL) exposes no version setting in Python; two
+grpcio ends negotiate TLS 1.3.
+
+The piece port carries every byte a node uploads or downloads, so its cipher is most of the
+CPU that mTLS costs (``docs/benchmarks.md``, issue 11). CPython 3.11 cannot choose TLS 1.3
+cipher suites (OpenSSL then picks AES-256-GCM), so the piece port speaks TLS 1.2 with a single
+suite, ``ECDHE-ECDSA-AES128-GCM-SHA256``: the same mutual certificate check (both ends
+present ECDSA P-256 certificates of the cluster CA), ephemeral ECDH keys (forward secrecy),
+an AEAD cipher, AES-128-GCM (~15 % cheaper than AES-256-GCM here). Session tickets are off (a
+ticket key would outlive the connections it protects) and so is renegotiation. Both ends of a
+piece connection use this profile; a TLS 1.3-only peer cannot talk to it.
 
 Host names: clients check that the server's certificate names the host they dialled (SAN DNS or
 IP), or, inside the cluster, the name of the role they expect (``ChannelMaker.from_settings``:
@@ -100,10 +110,21 @@ class ReloadingFiles:
 
 # Python ssl ------------------------------------------------------------------------------
 
+PIECE_PORT_CIPHER = "ECDHE-ECDSA-AES128-GCM-SHA256"
 
-def _base_context(purpose: int, material: NodeMaterial) -> ssl.SSLContext:
+
+def _set_versions(context: ssl.SSLContext, *, piece_port: bool) -> None:
+    if not piece_port:
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        return
+    context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(PIECE_PORT_CIPHER)
+    context.options |= ssl.OP_NO_TICKET | ssl.OP_NO_RENEGOTIATION
+
+
+def _base_context(purpose: int, material: NodeMaterial, *, piece_port: bool) -> ssl.SSLContext:
     context = ssl.SSLContext(purpose)
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    _set_versions(context, piece_port=piece_port)
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cadata=material.ca_pem.decode("ascii"))
     return context
@@ -118,28 +139,38 @@ def _load_chain(context: ssl.SSLContext, files: NodeFiles) -> None:
 
 
 def server_context(
-    files: NodeFiles, *, client_cert: bool = True, material: NodeMaterial | None = None
+    files: NodeFiles,
+    *,
+    client_cert: bool = True,
+    material: NodeMaterial | None = None,
+    piece_port: bool = False,
 ) -> ssl.SSLContext:
-    """A TLS 1.3 server context; ``client_cert=False`` makes the client certificate optional
-    (the enrollment service: joining nodes have none yet; if one is sent it is verified)."""
+    """A TLS 1.3 server context (``piece_port``: the piece port's TLS 1.2 profile);
+    ``client_cert=False`` makes the client certificate optional (the enrollment service:
+    joining nodes have none yet; if one is sent it is verified)."""
     material = material or read_material(files)
-    context = _base_context(ssl.PROTOCOL_TLS_SERVER, material)
+    context = _base_context(ssl.PROTOCOL_TLS_SERVER, material, piece_port=piece_port)
     context.verify_mode = ssl.CERT_REQUIRED if client_cert else ssl.CERT_OPTIONAL
     _load_chain(context, files)
     return context
 
 
 def client_context(
-    files: NodeFiles | None, *, ca_pem: bytes | None = None, check_hostname: bool = True
+    files: NodeFiles | None,
+    *,
+    ca_pem: bytes | None = None,
+    check_hostname: bool = True,
+    piece_port: bool = False,
 ) -> ssl.SSLContext:
-    """A TLS 1.3 client context trusting only the cluster CA, presenting ``files``' certificate
-    (``files=None``: no client certificate, only ``ca_pem`` trusted: a node enrolling)."""
+    """A TLS 1.3 client context (``piece_port``: the piece port's TLS 1.2 profile) trusting
+    only the cluster CA, presenting ``files``' certificate (``files=None``: no client
+    certificate, only ``ca_pem`` trusted: a node enrolling)."""
     if ca_pem is None:
         if files is None:
             raise SecurityError("a client context needs node files or a CA")
         ca_pem = read_material(files).ca_pem
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    _set_versions(context, piece_port=piece_port)
     context.load_verify_locations(cadata=ca_pem.decode("ascii"))
     context.check_hostname = check_hostname
     if files is not None:
@@ -147,17 +178,23 @@ def client_context(
     return context
 
 
-def reloading_server_context(source: ReloadingFiles, *, client_cert: bool = True) -> ssl.SSLContext:
+def reloading_server_context(
+    source: ReloadingFiles, *, client_cert: bool = True, piece_port: bool = False
+) -> ssl.SSLContext:
     """A server context that moves each new handshake to fresh material once the files
     changed (OpenSSL asks ``sni_callback`` on every ClientHello, with or without SNI)."""
     current = {"generation": source.generation}
-    contexts = {"context": server_context(source.files, client_cert=client_cert)}
+
+    def build() -> ssl.SSLContext:
+        return server_context(source.files, client_cert=client_cert, piece_port=piece_port)
+
+    contexts = {"context": build()}
 
     def swap(ssl_object: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
         source.material()
         if source.generation != current["generation"]:
             try:
-                fresh = server_context(source.files, client_cert=client_cert)
+                fresh = build()
             except SecurityError as exc:
                 log.warning("TLS server context not renewed: %s", exc)
                 return

@@ -16,10 +16,10 @@ back in the pool.
 
 With mTLS (``tls``: a callable giving the node's current client context) every parent is
 dialled over ``https`` whatever scheme its address carries (the scheduler hands out
-``ip:port``): TLS 1.3, the parent's chain checked against the cluster CA, this node's
-certificate presented (the parent checks its role before it serves a byte). A private task's
-requests carry the scheduler's grant for this node (``grants``: task id -> grant;
-``security/grants.py``).
+``ip:port``): the piece port's TLS 1.2 suite (``security/tls.py``), the parent's chain
+checked against the cluster CA, this node's certificate presented (the parent checks its role
+before it serves a byte). A private task's requests carry the scheduler's grant for this
+node (``grants``: task id -> grant; ``security/grants.py``).
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ before removing one.
 **Limits.** ``upload_slots`` concurrent piece responses (429 + ``Retry-After`` beyond; never a
 queue) and one ``TokenBucket`` (``upload_limits.py``) shared by every upload, charged per chunk.
 Before that, every connection passes ``ConnectionGuard`` (``upload_guard.py``): connection
-caps, header and idle timeouts, the request rate per peer, and with mTLS (``tls``) the TLS 1.3
-handshake with a client certificate of the cluster and the role check.
+caps, header and idle timeouts, the request rate per peer, and with mTLS (``tls``) the TLS
+handshake (TLS 1.2, one AEAD suite with ECDHE: ``security/tls.py``) with a client certificate
+of the cluster and the role check.
 
 **Watch.** ``?watch=1`` streams newly held pieces (``upload_watch.py``). The download engine
 calls ``piece_added`` after each stored piece, which wakes the task's watchers at once; the
@@ -71,7 +72,12 @@ from damselfly.daemon.servers.private_access import PrivateAccess
 from damselfly.daemon.servers.upload_guard import ConnectionGuard, UploadLimits
 from damselfly.daemon.servers.upload_limits import TokenBucket, UploadSlots
 from damselfly.daemon.servers.upload_statistics import UploadCounters, UploadStatistics
-from damselfly.daemon.servers.upload_tasks import SharedTask, TaskCache, read_and_hash
+from damselfly.daemon.servers.upload_tasks import (
+    SharedTask,
+    TaskCache,
+    read_and_hash,
+    read_cached,
+)
 from damselfly.daemon.servers.upload_watch import PieceWatchers, abort_response
 from damselfly.protocol import pieces_http as wire
 from damselfly.storage.metadata import PieceMeta
@@ -315,10 +321,15 @@ class UploadServer:
     async def _send_read(
         self, response: web.StreamResponse, task: SharedTask, piece: PieceMeta
     ) -> None:
-        """The fast path over TLS: ``pread`` in a worker thread, no hashing (asyncio's
-        sendfile fallback for TLS seeks the shared file object: concurrent pieces would mix)."""
+        """The fast path over TLS: ``pread``, no hashing (asyncio's sendfile fallback for TLS
+        seeks the shared file object: concurrent pieces would mix). Chunks the page cache
+        holds (or tmpfs) are read on the loop (``read_cached``), the others in a thread."""
         for offset, length in _chunks(piece, CHUNK_LENGTH):
-            chunk = await asyncio.to_thread(read_and_hash, task.fileno, offset, length, None)
+            chunk: bytes | bytearray | None = None
+            if task.loop_read_flags is not None:
+                chunk = read_cached(task.fileno, offset, length, task.loop_read_flags)
+            if chunk is None:
+                chunk = await asyncio.to_thread(read_and_hash, task.fileno, offset, length, None)
             if chunk is None:
                 raise ConnectionResetError("piece no longer readable")  # cut the body short
             await self._write(response, chunk)
@@ -343,7 +354,7 @@ class UploadServer:
             await self._write(response, pending)
         return True
 
-    async def _write(self, response: web.StreamResponse, chunk: bytes) -> None:
+    async def _write(self, response: web.StreamResponse, chunk: bytes | bytearray) -> None:
         await self._throttle(len(chunk))
         await response.write(chunk)
         self._counters.bytes_uploaded += len(chunk)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import blake3
@@ -44,6 +46,7 @@ class SharedTask:
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
         self.reader = os.fdopen(os.open(storage.content_path, flags), "rb", buffering=0)
         self.fileno = self.reader.fileno()
+        self.loop_read_flags = loop_read_flags(self.fileno)  # ``read_cached``
         self.users = 0
         self.retired = False
         self._verified: set[int] = set()
@@ -202,3 +205,52 @@ def read_and_hash(fd: int, offset: int, length: int, hasher: blake3.blake3 | Non
     if hasher is not None:
         hasher.update(data)
     return data
+
+
+MEMORY_FILE_SYSTEMS = frozenset({0x01021994, 0x858458F6})  # TMPFS_MAGIC, RAMFS_MAGIC
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def loop_read_flags(fd: int) -> int | None:
+    """How ``read_cached`` may read ``fd`` on the event loop: ``RWF_NOWAIT`` (ext4, xfs: the
+    kernel refuses what the page cache does not hold), 0 (tmpfs, ramfs with no swap on: the
+    file is memory, nothing to wait for), or None (only in a worker thread)."""
+    if _file_system_type(fd) in MEMORY_FILE_SYSTEMS and not _swap_on():
+        return 0
+    try:
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)  # one 1-byte probe
+    except BlockingIOError:
+        return os.RWF_NOWAIT  # supported, just not cached now
+    except OSError:
+        return None  # tmpfs (no RWF_NOWAIT), a pipe, ...
+    return os.RWF_NOWAIT
+
+
+def read_cached(fd: int, offset: int, length: int, flags: int) -> bytearray | None:
+    """Exactly ``length`` bytes if they can be had without waiting for a disk, else None (then
+    read them in a worker thread with ``read_and_hash``). ``flags`` from ``loop_read_flags``:
+    with ``RWF_NOWAIT`` the kernel refuses instead of waiting, so this may run on the event
+    loop: a 1 MiB copy from memory costs less than the thread hop it saves (the TLS send path,
+    where ``sendfile`` cannot be used)."""
+    buffer = bytearray(length)
+    try:
+        got = os.preadv(fd, [buffer], offset, flags)
+    except OSError:  # EAGAIN: not all cached; EOPNOTSUPP: this file system cannot say
+        return None
+    return buffer if got == length else None
+
+
+def _file_system_type(fd: int) -> int | None:
+    """``fstatfs``'s ``f_type`` (the first field of ``struct statfs``, a C long on Linux)."""
+    buffer = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    if _libc.fstatfs(fd, buffer) != 0:
+        return None
+    return int(ctypes.c_long.from_buffer(buffer).value)
+
+
+def _swap_on() -> bool:
+    """Is any swap active? Then tmpfs pages may sit on a disk."""
+    try:
+        return len(Path("/proc/swaps").read_text().splitlines()) > 1
+    except OSError:
+        return True
