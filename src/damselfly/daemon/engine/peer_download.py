@@ -30,14 +30,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 
 from damselfly.core.error_groups import group_error
 from damselfly.core.errors import PeerError, PieceDigestError, ProtocolError, SchedulerError
 from damselfly.core.pieces import piece_at
 from damselfly.daemon.engine.parent_watch import watch_parent
 from damselfly.daemon.engine.piece_digests import PieceDigests
-from damselfly.daemon.engine.piece_dispatcher import Assignment, PieceDispatcher
+from damselfly.daemon.engine.piece_dispatcher import Assignment, PieceDispatcher, start_piece
 from damselfly.daemon.engine.reporter import PeerReporter, reporting
 from damselfly.daemon.engine.settings import EngineSettings, PieceStored
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller
@@ -91,7 +90,7 @@ class PeerDownload:
         self._dispatcher = PieceDispatcher(
             self._task.piece_count,
             self._task.finished_pieces(),
-            first_piece=_first_piece(request, self._task.piece_count),
+            first_piece=start_piece(request.first_piece, self._task.piece_count),
         )
         self._digests = PieceDigests(
             client, self._task.task_id, ((d.number, d.digest) for d in registration.digests)
@@ -396,11 +395,3 @@ def _host(ip: str) -> str:
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
-
-
-def _first_piece(request: FillRequest, piece_count: int) -> int:
-    """Where the dispatcher starts: the reader's piece when one streams the file as it
-    arrives (the proxy), else a random one."""
-    if request.first_piece is not None and 0 <= request.first_piece < piece_count:
-        return request.first_piece
-    return random.randrange(max(1, piece_count))

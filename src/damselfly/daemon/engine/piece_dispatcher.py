@@ -32,8 +32,17 @@ No I/O, no clock: the engine owns the timeouts.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+
+def start_piece(wanted: int | None, piece_count: int) -> int:
+    """Where a dispatcher starts: the reader's piece when one streams the file as it arrives
+    (the proxy), else a random one."""
+    if wanted is not None and 0 <= wanted < piece_count:
+        return wanted
+    return random.randrange(max(1, piece_count))
 
 
 @dataclass
