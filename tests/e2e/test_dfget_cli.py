@@ -94,11 +94,13 @@ async def test_resume_after_kill_9(tmp_path, origin, dfget):
 async def test_ctrl_c_leaves_nothing_and_keeps_pieces(tmp_path, origin, dfget):
     data = os.urandom(4 * MiB)
     url = origin.put("/slow.bin", data)
-    origin.set_behaviour(Behaviour(rate=MiB), "/slow.bin")
+    # per response: the whole file takes >= 4 s, so the interrupt lands mid-download even on
+    # a loaded machine (at MiB/s it sometimes landed after the end: exit 0, a whole file)
+    origin.set_behaviour(Behaviour(rate=MiB // 2), "/slow.bin")
     out = tmp_path / "out" / "slow.bin"
     args = (url, "-O", str(out), "--piece-length", "256KiB", "--concurrent-pieces", "2")
     process = await dfget.start(*args)
-    await wait_until(lambda: origin.bytes_served >= MiB, within=20, interval=0.02)
+    await wait_until(lambda: origin.bytes_served >= MiB // 2, within=20, interval=0.02)
     await asyncio.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, stderr = await asyncio.wait_for(process.communicate(), 20)
