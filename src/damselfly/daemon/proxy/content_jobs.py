@@ -136,30 +136,30 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def _hf_job(hf_url: str, revision: str, origin: str, authorization: str | None) -> ContentJob:
+def _hub_token(authorization: str | None) -> SecretStr | None:
+    """The hub token an SDK sent (``Authorization: Bearer``); any other credential is refused."""
     token = bearer_token(authorization)
     if authorization is not None and token is None:
         raise _unsupported("a hub credential that is not a bearer token")
+    return SecretStr(token) if token else None
+
+
+def _hf_job(hf_url: str, revision: str, origin: str, authorization: str | None) -> ContentJob:
     request = DownloadRequest(
         url=hf_url,
         output=_UNUSED_OUTPUT,
-        source=HfOptions(
-            token=SecretStr(token) if token else None, revision=revision, endpoint=origin
-        ),
+        source=HfOptions(token=_hub_token(authorization), revision=revision, endpoint=origin),
         env=dict(_NO_TOKEN_FILE),
     )
     return ContentJob(build_file_job(request), "hf")
 
 
 def _ms_job(ms_url: str, revision: str, endpoint: str, authorization: str | None) -> ContentJob:
-    token = bearer_token(authorization)
-    if authorization is not None and token is None:
-        raise _unsupported("a hub credential that is not a bearer token")
     request = DownloadRequest(
         url=ms_url,
         output=_UNUSED_OUTPUT,
         source=ModelScopeOptions(
-            token=SecretStr(token) if token else None, revision=revision, endpoint=endpoint
+            token=_hub_token(authorization), revision=revision, endpoint=endpoint
         ),
         env=dict(_NO_MS_LOGIN),
     )
