@@ -23,7 +23,6 @@ from pathlib import Path
 from damselfly.backends.hub_options import HubOptions
 from damselfly.cli.dfget_args import parse_args
 from damselfly.cli.dfget_jobs import request_from_args
-from damselfly.cli.hub_cache import run_or_cached
 from damselfly.cli.progress import make_display
 from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.config.paths import default_socket_path, store_dir
@@ -70,8 +69,13 @@ async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             result = await run_through_daemon(endpoint, request, display, explicit=explicit)
         return result or await _standalone(args, request, display, env)
 
-    store_root = store_dir(args.storage_dir, env)
-    result = await run_or_cached("dfget", request, env, fetch, store_root)
+    if isinstance(request.source_url, HubUrl):  # the hubs' caches may answer instead
+        from damselfly.cli.hub_cache import run_or_cached
+
+        store_root = store_dir(args.storage_dir, env)
+        result = await run_or_cached("dfget", request, env, fetch, store_root)
+    else:
+        result = await fetch()
     _summarise(result)
     sys.stdout.write(result.stdout)
     return EXIT_OK

@@ -1,0 +1,44 @@
+"""What starting dfget costs: a download handed to the daemon must not pay for the HTTP
+client, the download engine, the piece store or the hub caches (issue 15: small files through
+a daemon). Checked in a fresh interpreter, where nothing is imported yet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = (
+    "aiohttp",
+    "damselfly.api.hf",
+    "damselfly.api.offline",
+    "damselfly.cli.hub_cache",
+    "damselfly.daemon.engine.peer_download",
+    "damselfly.download.source_fetcher",
+    "damselfly.download.file_download",
+    "damselfly.download.hub_layouts",
+    "damselfly.storage.store",
+)
+
+
+def imported_by(module: str) -> set[str]:
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return set(json.loads(out))
+
+
+def test_dfget_starts_without_the_http_client_engine_store_or_hub_caches():
+    loaded = imported_by("damselfly.cli.dfget")
+    assert "damselfly.cli.dfget" in loaded  # the probe itself works
+    assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_the_api_package_imports_its_functions_when_first_used():
+    loaded = imported_by("damselfly.api.offline")
+    assert "aiohttp" not in loaded
+    import damselfly.api as api
+
+    assert api.snapshot_download.__module__ == "damselfly.api.hf"
+    assert api.hf_hub_download.__module__ == "damselfly.api.hf"
