@@ -115,6 +115,7 @@ class Node:
         argv += ["--storage-dir", str(self.root / f"{name}-store")]
         argv += ["--socket", str(self.root / f"{name}.sock")]
         argv += ["--upload-listen", "127.0.0.1:0", "--advertise-ip", "127.0.0.1"]
+        argv += ["--proxy-listen", "127.0.0.1:0"]  # two daemons: never the default port twice
         return self._start(name, argv, _DAEMON)
 
     def _start(self, name: str, argv: list[str], banner: re.Pattern[str]) -> Server:
