@@ -21,6 +21,11 @@ CACHE_HITS = "damselfly_daemon_cache_hits_total"
 # A seed whose uplink cannot carry every copy alone: how seeds are deployed, and what makes
 # peers trade pieces deterministically (an unlimited seed on loopback feeds everyone at once).
 SLOW_SEED = {"DAMSELFLY_DAEMON_UPLOAD__RATE_LIMIT": "32MiB"}
+# Peers that start together take equally rare pieces in order from a random first piece, 8 at
+# a time: with 16 pieces of 4 MiB three such windows overlapped often enough that the peers
+# fetched the same pieces in lockstep and traded almost nothing (0 bytes once in CI; 4 MiB in
+# about 1 of 50 runs here). With 64 pieces the starts spread (35-103 MiB traded in 10 runs).
+TRADE_PIECES = ("--piece-length", "1MiB")
 
 
 async def counter(cluster: LocalCluster, node: Node, name: str) -> float:
@@ -43,14 +48,16 @@ async def test_three_peers_at_once_read_the_origin_once_and_trade_pieces(tmp_pat
     async with LocalCluster(
         tmp_path / "c", peers=3, origin_files={"/model.bin": data}, seed_env=SLOW_SEED
     ) as cluster:
-        outputs = await fetch_all(cluster, cluster.origin.url("/model.bin"), tmp_path)
+        url = cluster.origin.url("/model.bin")
+        outputs = await fetch_all(cluster, url, tmp_path, *TRADE_PIECES)
 
         assert all(out.read_bytes() == data for out in outputs)
         assert cluster.origin.bytes_served <= 1.02 * len(data)
         peers = [await cluster.metrics(node) for node in cluster.peers]
         assert [m[PEER] for m in peers] == [len(data)] * 3  # no duplicate counted
         assert [m[SOURCE] for m in peers] == [0, 0, 0]
-        assert sum(m[UPLOAD] for m in peers) > 0, cluster.logs()  # peers served each other
+        uploads = [m[UPLOAD] for m in peers]
+        assert sum(uploads) > 0, f"peers uploaded {uploads}\n{cluster.logs()}"  # they traded
         assert await counter(cluster, cluster.seeds[0], SOURCE) == len(data)
 
 
