@@ -24,7 +24,7 @@ SLOW_SEED = {"DAMSELFLY_DAEMON_UPLOAD__RATE_LIMIT": "32MiB"}
 # Peers that start together take equally rare pieces in order from a random first piece, 8 at
 # a time: with 16 pieces of 4 MiB three such windows overlapped often enough that the peers
 # fetched the same pieces in lockstep and traded almost nothing (0 bytes once in CI; 4 MiB in
-# about 1 of 50 runs here). With 64 pieces the starts spread (35-103 MiB traded in 10 runs).
+# about 1 of 50 runs here). With 64 pieces the starts spread (35-123 MiB traded in 30 runs).
 TRADE_PIECES = ("--piece-length", "1MiB")
 
 
