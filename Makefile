@@ -4,7 +4,7 @@ STAMP := $(VENV)/.installed
 BIN := $(VENV)/bin
 
 .PHONY: demo test faults check lint bench-single bench-small bench-hub bench-proxy bench-swarm \
-	bench-manager bench-dropin setup
+	bench-manager bench-dropin bench-trade setup
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh
@@ -40,6 +40,9 @@ bench-hub: $(STAMP)
 
 bench-dropin: $(STAMP)
 	$(BIN)/python -m bench.dropin.run $(BENCH_ARGS)
+
+bench-trade: $(STAMP)
+	$(BIN)/python bench/trade/run.py $(BENCH_ARGS)
 
 bench-manager: $(STAMP)
 	$(BIN)/python -m bench.manager.run $(BENCH_ARGS)

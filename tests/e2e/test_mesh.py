@@ -21,10 +21,10 @@ CACHE_HITS = "damselfly_daemon_cache_hits_total"
 # A seed whose uplink cannot carry every copy alone: how seeds are deployed, and what makes
 # peers trade pieces deterministically (an unlimited seed on loopback feeds everyone at once).
 SLOW_SEED = {"DAMSELFLY_DAEMON_UPLOAD__RATE_LIMIT": "32MiB"}
-# Peers that start together take equally rare pieces in order from a random first piece, 8 at
-# a time: with 16 pieces of 4 MiB three such windows overlapped often enough that the peers
-# fetched the same pieces in lockstep and traded almost nothing (0 bytes once in CI; 4 MiB in
-# about 1 of 50 runs here). With 64 pieces the starts spread (35-123 MiB traded in 30 runs).
+# Peers that started together used to take equally rare pieces in one shared order from a
+# random first piece: with 16 pieces of 4 MiB they often fetched the same pieces in lockstep
+# and traded almost nothing (0 bytes once in CI). Each peer now shuffles its order inside
+# windows of 16 pieces (docs/p2p.md); 64 pieces spread the starts besides.
 TRADE_PIECES = ("--piece-length", "1MiB")
 
 

@@ -1,4 +1,4 @@
-from damselfly.daemon.engine.piece_dispatcher import PieceDispatcher
+from damselfly.daemon.engine.piece_dispatcher import SHUFFLE_WINDOW, PieceDispatcher, dispatcher_for
 
 
 def drain(dispatcher: PieceDispatcher):
@@ -245,3 +245,40 @@ def test_a_piece_its_only_holder_dropped_is_refused_until_someone_announces_it()
     d.parent_has("a", [0])  # it has a good copy again
     assert d.refused() == set()
     assert d.next_assignment().parent.peer_id == "a"
+
+
+def order_from_one_seed(dispatcher: PieceDispatcher) -> list[int]:
+    """The order in which ``dispatcher`` takes equally rare pieces from one parent."""
+    dispatcher.parent_added("seed", "http://seed", held=range(dispatcher.piece_count), free_slots=1)
+    order = []
+    while (assignment := dispatcher.next_assignment()) is not None:
+        dispatcher.piece_started(assignment)
+        dispatcher.piece_succeeded(assignment, 1)
+        order.append(assignment.number)
+    return order
+
+
+def test_peers_starting_at_the_same_piece_take_a_seeds_pieces_in_different_orders():
+    # one shared order put peers in lockstep: each piece left the seed once per peer and they
+    # had nothing to trade (tests/e2e/test_mesh.py)
+    orders = [order_from_one_seed(PieceDispatcher(16, shuffle_window=16)) for _ in range(3)]
+    assert all(sorted(order) == list(range(16)) for order in orders)
+    firsts = {tuple(order[:4]) for order in orders}
+    assert len(firsts) == 3  # the same first four of 16 for two of them: p < 0.001
+
+
+def test_the_shuffle_stays_inside_windows_so_the_file_fills_roughly_in_order():
+    order = order_from_one_seed(PieceDispatcher(40, first_piece=30, shuffle_window=8))
+    distance = [(n - 30) % 40 for n in order]
+    assert [d // 8 for d in distance] == sorted(d // 8 for d in distance)
+    assert order != [(30 + i) % 40 for i in range(40)]  # shuffled: p = (1/8!)^5
+
+
+def test_a_streaming_reader_gets_strict_order_from_its_piece_others_a_shuffled_one():
+    reader = order_from_one_seed(dispatcher_for(40, (), reader_piece=5))
+    assert reader == [(5 + i) % 40 for i in range(40)]
+    own = [order_from_one_seed(dispatcher_for(40, (), reader_piece=None)) for _ in range(2)]
+    assert own[0] != own[1]
+    runs = [{(s + i) % 40 for i in range(SHUFFLE_WINDOW)} for s in range(40)]
+    for order in own:  # the first window is a run of consecutive pieces, wrapping around
+        assert set(order[:SHUFFLE_WINDOW]) in runs

@@ -36,7 +36,7 @@ from damselfly.core.errors import PeerError, PieceDigestError, ProtocolError, Sc
 from damselfly.core.pieces import piece_at
 from damselfly.daemon.engine.parent_watch import watch_parent
 from damselfly.daemon.engine.piece_digests import PieceDigests
-from damselfly.daemon.engine.piece_dispatcher import Assignment, PieceDispatcher, start_piece
+from damselfly.daemon.engine.piece_dispatcher import Assignment, dispatcher_for
 from damselfly.daemon.engine.reporter import PeerReporter, reporting
 from damselfly.daemon.engine.settings import EngineSettings, PieceStored
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller
@@ -87,10 +87,8 @@ class PeerDownload:
         self._settings = settings
         self._source = source
         self._on_piece_stored = on_piece_stored
-        self._dispatcher = PieceDispatcher(
-            self._task.piece_count,
-            self._task.finished_pieces(),
-            first_piece=start_piece(request.first_piece, self._task.piece_count),
+        self._dispatcher = dispatcher_for(
+            self._task.piece_count, self._task.finished_pieces(), request.first_piece
         )
         self._digests = PieceDigests(
             client, self._task.task_id, ((d.number, d.digest) for d in registration.digests)

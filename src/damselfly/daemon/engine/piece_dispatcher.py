@@ -9,10 +9,13 @@ slot frees up. Rules:
    (every missing piece already in flight): then a piece may be requested from a second
    parent, so one slow parent cannot hold back the last bytes.
 2. Rarest first: among candidates, the piece held by the fewest usable parents, so rare
-   pieces spread before their holders leave; ties go to the lowest number at or after
-   ``first_piece`` (wrapping around), which keeps the file filling roughly in order. Peers
-   that start at different places (the engine picks one at random) fetch different pieces
-   from a busy parent and can trade them with each other.
+   pieces spread before their holders leave. Ties go by the order from ``first_piece``
+   (wrapping around) in windows of ``shuffle_window`` pieces: the earlier window first, and
+   inside one window an order of the dispatcher's own drawing. The file fills roughly in
+   order, and peers that start together fetch different pieces from a busy parent and can
+   trade them with each other (one shared order put them in lockstep: the same pieces in the
+   same order from the seed). A reader streaming the file (the proxy) wants strict order:
+   ``shuffle_window=1``.
 3. The parent: among usable holders with a free request slot, the one with the most free
    capacity (announced free upload slots minus our requests in flight), then the fewest
    failures, then the most bytes delivered to us.
@@ -36,6 +39,8 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+SHUFFLE_WINDOW = 16  # pieces: 2x the requests a task keeps in flight
+
 
 def start_piece(wanted: int | None, piece_count: int) -> int:
     """Where a dispatcher starts: the reader's piece when one streams the file as it arrives
@@ -43,6 +48,20 @@ def start_piece(wanted: int | None, piece_count: int) -> int:
     if wanted is not None and 0 <= wanted < piece_count:
         return wanted
     return random.randrange(max(1, piece_count))
+
+
+def dispatcher_for(
+    piece_count: int, held: Iterable[int], reader_piece: int | None
+) -> PieceDispatcher:
+    """A fill's dispatcher: from ``reader_piece`` in strict order when a reader streams the
+    file, else from a random piece with the order shuffled inside each window."""
+    streaming = reader_piece is not None and 0 <= reader_piece < piece_count
+    return PieceDispatcher(
+        piece_count,
+        held,
+        first_piece=start_piece(reader_piece, piece_count),
+        shuffle_window=1 if streaming else SHUFFLE_WINDOW,
+    )
 
 
 @dataclass
@@ -81,9 +100,11 @@ class PieceDispatcher:
         max_failures: int = 3,
         max_bad_pieces: int = 4,
         first_piece: int = 0,
+        shuffle_window: int = 1,
     ) -> None:
         self.piece_count = piece_count
         self._first_piece = first_piece % piece_count if piece_count else 0
+        self._order_keys = _tie_order(piece_count, self._first_piece, shuffle_window)
         self._missing = set(range(piece_count)) - set(held)
         self._in_flight: dict[int, set[str]] = {}
         self._parents: dict[str, ParentState] = {}
@@ -206,12 +227,13 @@ class PieceDispatcher:
         endgame = not candidates
         if endgame:
             candidates = list(wanted)
+        order = self._order_keys
         best: tuple[tuple[int, int], Assignment] | None = None
-        for number in sorted(candidates, key=self._order):
+        for number in sorted(candidates, key=order.__getitem__):
             holders = self._holders(number, exclude=self._in_flight.get(number, set()))
             if not holders:
                 continue
-            key = (len(holders), self._order(number))
+            key = (len(holders), order[number])
             if best is None or key < best[0]:
                 best = (key, Assignment(number, max(holders, key=_preference)))
                 if len(holders) == 1:
@@ -244,11 +266,23 @@ class PieceDispatcher:
             if not fetching:
                 del self._in_flight[assignment.number]
 
-    def _order(self, number: int) -> int:
-        return (number - self._first_piece) % self.piece_count
-
     def _valid(self, pieces: Iterable[int]) -> set[int]:
         return {n for n in pieces if 0 <= n < self.piece_count}
+
+
+def _tie_order(piece_count: int, first_piece: int, window: int) -> list[int]:
+    """Each piece's place in the tie order (a permutation of ``range(piece_count)``): by
+    distance from ``first_piece``, shuffled inside consecutive windows of ``window`` pieces."""
+    by_distance = [(first_piece + i) % piece_count for i in range(piece_count)]
+    rng = random.Random()
+    for start in range(0, piece_count, max(1, window)):
+        chunk = by_distance[start : start + window]
+        rng.shuffle(chunk)
+        by_distance[start : start + window] = chunk
+    keys = [0] * piece_count
+    for place, number in enumerate(by_distance):
+        keys[number] = place
+    return keys
 
 
 def _preference(parent: ParentState) -> tuple[int, int, int]:
