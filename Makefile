@@ -42,7 +42,7 @@ bench-dropin: $(STAMP)
 	$(BIN)/python -m bench.dropin.run $(BENCH_ARGS)
 
 bench-trade: $(STAMP)
-	$(BIN)/python bench/trade/run.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.trade.run $(BENCH_ARGS)
 
 bench-manager: $(STAMP)
 	$(BIN)/python -m bench.manager.run $(BENCH_ARGS)

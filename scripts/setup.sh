@@ -40,7 +40,10 @@ pip_install() {
         echo "setup: pip install $* failed" >&2
         exit 1
     fi
+    grep '^ERROR' <<<"$out" >&2 || true  # e.g. a resolver conflict pip reports with exit 0
 }
+# PIP_CONSTRAINT reaches pip's isolated build environment too (the build backend's pins).
+export PIP_CONSTRAINT="$PWD/constraints.txt"
 pip_install --upgrade pip
 pip_install -c constraints.txt -e '.[dev]'
 # Real model files for the hub tests; --no-deps: its own dependencies (torch, CUDA) are not

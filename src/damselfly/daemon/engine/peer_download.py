@@ -88,7 +88,10 @@ class PeerDownload:
         self._source = source
         self._on_piece_stored = on_piece_stored
         self._dispatcher = dispatcher_for(
-            self._task.piece_count, self._task.finished_pieces(), request.first_piece
+            self._task.piece_count,
+            self._task.finished_pieces(),
+            request.first_piece,
+            shuffle_window=2 * settings.concurrent_pieces,  # peers starting together differ
         )
         self._digests = PieceDigests(
             client, self._task.task_id, ((d.number, d.digest) for d in registration.digests)

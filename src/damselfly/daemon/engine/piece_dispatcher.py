@@ -39,8 +39,6 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-SHUFFLE_WINDOW = 16  # pieces: 2x the requests a task keeps in flight
-
 
 def start_piece(wanted: int | None, piece_count: int) -> int:
     """Where a dispatcher starts: the reader's piece when one streams the file as it arrives
@@ -51,16 +49,18 @@ def start_piece(wanted: int | None, piece_count: int) -> int:
 
 
 def dispatcher_for(
-    piece_count: int, held: Iterable[int], reader_piece: int | None
+    piece_count: int, held: Iterable[int], reader_piece: int | None, *, shuffle_window: int
 ) -> PieceDispatcher:
     """A fill's dispatcher: from ``reader_piece`` in strict order when a reader streams the
-    file, else from a random piece with the order shuffled inside each window."""
-    streaming = reader_piece is not None and 0 <= reader_piece < piece_count
+    file, else from a random piece with the order shuffled inside windows of
+    ``shuffle_window`` pieces."""
+    first = start_piece(reader_piece, piece_count)
+    streaming = first == reader_piece  # a valid reader piece (a random start is never None)
     return PieceDispatcher(
         piece_count,
         held,
-        first_piece=start_piece(reader_piece, piece_count),
-        shuffle_window=1 if streaming else SHUFFLE_WINDOW,
+        first_piece=first,
+        shuffle_window=1 if streaming else shuffle_window,
     )
 
 
@@ -237,7 +237,7 @@ class PieceDispatcher:
             if best is None or key < best[0]:
                 best = (key, Assignment(number, max(holders, key=_preference)))
                 if len(holders) == 1:
-                    break  # nothing is rarer, and this is the lowest such number
+                    break  # nothing is rarer, and nothing earlier in the tie order
         return None if best is None else best[1]
 
     # -- helpers -------------------------------------------------------------------------------
@@ -273,9 +273,10 @@ class PieceDispatcher:
 def _tie_order(piece_count: int, first_piece: int, window: int) -> list[int]:
     """Each piece's place in the tie order (a permutation of ``range(piece_count)``): by
     distance from ``first_piece``, shuffled inside consecutive windows of ``window`` pieces."""
+    window = max(1, window)
     by_distance = [(first_piece + i) % piece_count for i in range(piece_count)]
     rng = random.Random()
-    for start in range(0, piece_count, max(1, window)):
+    for start in range(0, piece_count, window):
         chunk = by_distance[start : start + window]
         rng.shuffle(chunk)
         by_distance[start : start + window] = chunk
