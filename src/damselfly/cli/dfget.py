@@ -13,7 +13,6 @@ is left at ``-O``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from damselfly.backends.hub_options import HubOptions
 from damselfly.cli.dfget_args import parse_args
 from damselfly.cli.dfget_jobs import request_from_args
+from damselfly.cli.interrupt import run_interruptibly
 from damselfly.cli.progress import make_display
 from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.config.paths import default_socket_path, store_dir
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         args = parse_args(argv, env)
         debug = args.log_level == "debug"
         configure_logging("dfget", args.log_level)
-        return asyncio.run(run(args, env))
+        return run_interruptibly(run(args, env))
     except KeyboardInterrupt:
         print("dfget: interrupted; verified pieces are kept for the next run", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -15,7 +15,6 @@ unreachable hub answer from the cache (``hub_cache.py``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from damselfly.backends.modelscope_options import (
     resolve_ms_token,
 )
 from damselfly.cli.hub_cache import run_or_cached
+from damselfly.cli.interrupt import run_interruptibly
 from damselfly.cli.progress import make_display
 from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.core.errors import UsageError
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
         return await _fetch(args, request, display, env)
 
     store_root = store_dir(args.storage_dir, env)
-    result = asyncio.run(run_or_cached("damselfly", request, env, fetch, store_root))
+    result = run_interruptibly(run_or_cached("damselfly", request, env, fetch, store_root))
     _print(args.output_format, _answer(args, request, result))
     return 0
 
