@@ -22,7 +22,12 @@ from pydantic import SecretStr
 
 from damselfly.backends.hf_options import HfOptions
 from damselfly.backends.registry import default_registry
-from damselfly.cli.daemon_client import OTHER_USER_WARNING, DaemonJobError, run_through_daemon
+from damselfly.cli.daemon_client import (
+    OTHER_USER_WARNING,
+    DaemonJobError,
+    Handoff,
+    run_through_daemon,
+)
 from damselfly.core.errors import ConfigError
 from damselfly.daemon.engine.runner import StoreRunner
 from damselfly.daemon.servers.local_api import LocalApi
@@ -133,7 +138,7 @@ async def test_client_replays_into_the_display_and_second_run_uses_the_store(
     data = os.urandom(5 * MiB)
     url = origin.put("/m.bin", data)
     display = CountingObserver()
-    result = await run_through_daemon(api.path, request_for(url, tmp_path / "1.bin"), display)
+    result = await through_daemon(api.path, request_for(url, tmp_path / "1.bin"), display)
     assert result == RunResult(1, len(data), len(data), 0, 0, "")
     assert (display.started, display.finished, display.received_bytes) == (
         ["1.bin"],
@@ -141,7 +146,7 @@ async def test_client_replays_into_the_display_and_second_run_uses_the_store(
         len(data),
     )
     served = origin.bytes_served
-    again = await run_through_daemon(api.path, request_for(url, tmp_path / "2.bin"), display)
+    again = await through_daemon(api.path, request_for(url, tmp_path / "2.bin"), display)
     assert again is not None
     assert (again.source_bytes, again.reused_bytes) == (0, len(data))
     assert origin.bytes_served == served
@@ -166,7 +171,7 @@ async def test_failures_end_the_stream_with_an_error_event(
     assert events[-1]["event"] == "error"
     assert (events[-1]["exit_code"], message in events[-1]["message"]) == (code, True)
     with pytest.raises(DaemonJobError, match=message) as caught:
-        await run_through_daemon(api.path, request, CountingObserver())
+        await through_daemon(api.path, request, CountingObserver())
     assert caught.value.exit_code == code
     assert not (tmp_path / "out").exists()
 
@@ -233,20 +238,22 @@ async def test_stale_socket_is_replaced_but_a_file_or_live_socket_is_not(sock_di
     assert other.read_text() == "keep me"
 
 
-async def test_client_cancel_closes_the_connection_and_the_daemon_cancels(
+async def through_daemon(
+    path: Path, request: DownloadRequest, display: CountingObserver
+) -> RunResult | None:
+    """dfget's blocking client, in a thread: the daemon under test runs on this loop."""
+    return await asyncio.to_thread(run_through_daemon, path, Handoff.of(request), display)
+
+
+async def test_client_interrupted_closes_the_connection_and_the_daemon_cancels(
     tmp_path, api, runner, origin
 ):
     data = os.urandom(8 * MiB)
     url = origin.put("/slow.bin", data)
     origin.set_behaviour(Behaviour(rate=2 * MiB), "/slow.bin")
-    display = StartSignal()
-    client = asyncio.ensure_future(
-        run_through_daemon(api.path, request_for(url, tmp_path / "s.bin"), display)
-    )
-    await asyncio.wait_for(display.started_event.wait(), 5)
-    client.cancel()  # what Ctrl-C in dfget does
-    with pytest.raises(asyncio.CancelledError):
-        await client
+    display = InterruptOnStart()  # what Ctrl-C in dfget does, mid-download
+    with pytest.raises(Interrupted):
+        await through_daemon(api.path, request_for(url, tmp_path / "s.bin"), display)
     await asyncio.wait_for(runner.cancelled.wait(), 3)
     assert api.active_downloads == 0
     served = origin.bytes_served
@@ -256,23 +263,23 @@ async def test_client_cancel_closes_the_connection_and_the_daemon_cancels(
     assert not (tmp_path / "s.bin").exists()
 
 
-class StartSignal(CountingObserver):
-    def __init__(self) -> None:
-        super().__init__()
-        self.started_event = asyncio.Event()
+class Interrupted(Exception):
+    pass
 
+
+class InterruptOnStart(CountingObserver):
     def file_started(self, name, total_bytes, held_bytes):
         super().file_started(name, total_bytes, held_bytes)
-        self.started_event.set()
+        raise Interrupted
 
 
 # -- callers running as another user -------------------------------------------------------
 
 CHILD = textwrap.dedent(
     """
-    import asyncio, os, sys
+    import os, sys
     from pathlib import Path
-    from damselfly.cli.daemon_client import run_through_daemon
+    from damselfly.cli.daemon_client import Handoff, run_through_daemon
     from damselfly.download.events import CountingObserver
     from damselfly.download.request import DownloadRequest
     # Imports first: the interpreter's files may not be readable by nobody.
@@ -280,7 +287,7 @@ CHILD = textwrap.dedent(
     os.setgid(65534)
     os.setuid(65534)
     request = DownloadRequest(url=sys.argv[2], output="/tmp/never-written")
-    print(asyncio.run(run_through_daemon(Path(sys.argv[1]), request, CountingObserver())))
+    print(run_through_daemon(Path(sys.argv[1]), Handoff.of(request), CountingObserver()))
     """
 )
 
@@ -339,12 +346,12 @@ async def test_raw_403_body_names_the_reason(sock_dir, runner):
     assert json.loads(body)["code"] == "uid_mismatch"
 
 
-async def test_missing_socket_means_no_daemon(sock_dir, capsys):
-    request = DownloadRequest(url="https://h/f", output="/o")
-    assert await run_through_daemon(sock_dir / "none.sock", request, CountingObserver()) is None
+def test_missing_socket_means_no_daemon(sock_dir, capsys):
+    handoff = Handoff.of(DownloadRequest(url="https://h/f", output="/o"))
+    assert run_through_daemon(sock_dir / "none.sock", handoff, CountingObserver()) is None
     with socket.socket(socket.AF_UNIX) as dead:
         dead.bind(str(sock_dir / "dead.sock"))
-    assert await run_through_daemon(sock_dir / "dead.sock", request, CountingObserver()) is None
+    assert run_through_daemon(sock_dir / "dead.sock", handoff, CountingObserver()) is None
     assert capsys.readouterr().err == ""
 
 

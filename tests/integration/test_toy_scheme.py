@@ -18,17 +18,15 @@ import pytest
 from pydantic import SecretStr
 
 from damselfly.backends.base import Entry, ObjectStat, RequestOptions
-from damselfly.backends.options import (
+from damselfly.backends.option_specs import (
     FlagDefaults,
     Flags,
     OptionsSpec,
-    Params,
-    Secret,
-    SourceOptions,
     flag_group,
-    secret_value,
+    options_catalog,
 )
-from damselfly.backends.registry import BackendRegistry, options_catalog
+from damselfly.backends.options import Params, Secret, SourceOptions, secret_value
+from damselfly.backends.registry import BackendRegistry
 from damselfly.cli.dfget_args import build_parser
 from damselfly.cli.dfget_jobs import request_from_args
 from damselfly.core.errors import ProtocolError, SourceAuthError
@@ -36,7 +34,8 @@ from damselfly.core.pieces import ByteRange
 from damselfly.core.urls import ObjectUrl, SourceUrl
 from damselfly.download.events import NullObserver
 from damselfly.download.jobs import DownloadContext
-from damselfly.download.request import DownloadRequest, job_env
+from damselfly.download.request import DownloadRequest
+from damselfly.download.request_checks import job_env
 from damselfly.download.request_jobs import run_request
 from damselfly.storage.store import Store
 
@@ -77,7 +76,7 @@ def parse_toy_url(raw: str) -> SourceUrl:
 TOY_OPTIONS = OptionsSpec(
     name="toy",
     schemes=frozenset({"toy"}),
-    model=ToyOptions,
+    load_model=lambda: ToyOptions,
     resolve=resolve_toy,
     add_flags=add_toy_flags,
     env_names=frozenset({"TOY_TOKEN"}),

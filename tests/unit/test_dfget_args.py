@@ -126,3 +126,42 @@ def test_parse_header_rejects(text):
 
 def test_parse_header_keeps_colons_in_value():
     assert parse_header("Referer: https://a:8/x") == ("Referer", "https://a:8/x")
+
+
+PLAIN_ARGS = [
+    ["https://h/a.bin", "-O", "out.bin"],
+    [
+        "http://u:p@h/d/?X-Amz-Signature=s", "-O", "dir", "-r", "-I", "*.json", "--exclude",
+        "*.bin", "-H", "Authorization: Bearer t", "--piece-length", "4MiB", "--timeout", "90s",
+        "--disable-back-to-source", "--max-files", "7", "--tag", "t", "--insecure",
+    ],
+    ["file:///srv/x.bin", "-O", "/abs/x.bin", "--digest", "sha256:" + "0" * 64, "--overwrite"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", PLAIN_ARGS)
+def test_plain_handoff_is_the_request_models_own_json(argv):
+    """For a scheme without options dfget sends its fields as JSON without building the model;
+    what the daemon reads from it must be exactly the request dfget would have built."""
+    from damselfly.cli.daemon_client import Handoff
+    from damselfly.cli.dfget_jobs import request_fields
+    from damselfly.download.request import DownloadRequest
+
+    env = {"HOME": "/home/u", "AWS_REGION": "x", "PATH": "/bin"}
+    fields = request_fields(build_parser(env).parse_args(argv), env, Path("/work"))
+    assert fields["source"] is None
+    handoff = Handoff.from_fields(fields)
+    model = DownloadRequest(**fields)
+    assert DownloadRequest.from_json(handoff.body) == model
+    assert DownloadRequest.from_json(Handoff.of(model).body) == model
+    assert (handoff.timeout, handoff.back_to_source) == (model.timeout, model.back_to_source)
+    assert handoff.what() == model.redacted_url()
+
+
+def test_plain_fields_are_checked_as_the_model_checks_them():
+    from damselfly.cli.dfget_jobs import request_fields
+
+    args = build_parser({}).parse_args(["https://h/a", "-O", "o", "--max-concurrent-requests", "1"])
+    args.max_concurrent_requests = 0  # past the parser's range check: the model's check holds
+    with pytest.raises(UsageError, match="concurrent_files must be greater than zero"):
+        request_fields(args, {}, Path("/work"))

@@ -10,6 +10,8 @@ import sys
 
 HEAVY = (
     "aiohttp",
+    "asyncio",
+    "pydantic",
     "damselfly.api.hf",
     "damselfly.api.offline",
     "damselfly.cli.hub_cache",
@@ -32,6 +34,27 @@ def test_dfget_starts_without_the_http_client_engine_store_or_hub_caches():
     loaded = imported_by("damselfly.cli.dfget")
     assert "damselfly.cli.dfget" in loaded  # the probe itself works
     assert sorted(loaded & set(HEAVY)) == []
+
+
+HANDOFF = """
+from pathlib import Path
+from damselfly.cli.daemon_client import Handoff
+from damselfly.cli.dfget_args import parse_args
+from damselfly.cli.dfget_jobs import request_fields
+args = parse_args(["https://h/f.json", "-O", "/tmp/f.json", "-H", "A: b"], {"HOME": "/h"})
+assert Handoff.from_fields(request_fields(args, {"HOME": "/h"}, Path("/"))).body
+"""
+
+
+def test_a_plain_download_goes_to_the_daemon_without_pydantic_or_asyncio():
+    """The flags, the request and its JSON for an https:// URL: neither the request model
+    (pydantic, ~40 ms) nor asyncio (~40 ms) is imported; the blocking client needs neither."""
+    code = HANDOFF + "\nimport json, sys; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout))
+    assert "damselfly.cli.dfget_jobs" in loaded
+    assert sorted(loaded & {"pydantic", "asyncio", "damselfly.download.request"}) == []
 
 
 def test_the_api_package_imports_its_functions_when_first_used():

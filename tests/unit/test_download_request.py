@@ -16,7 +16,8 @@ from damselfly.cli.dfget_args import build_parser, parse_args
 from damselfly.cli.dfget_jobs import request_from_args
 from damselfly.config.paths import SYSTEM_SOCKET_PATH, default_socket_path
 from damselfly.core.errors import ProtocolError, UsageError
-from damselfly.download.request import DownloadRequest, job_env
+from damselfly.download.request import DownloadRequest
+from damselfly.download.request_checks import job_env
 from damselfly.download.request_jobs import build_file_job, build_jobs
 from damselfly.download.tree_download import TreeJob
 

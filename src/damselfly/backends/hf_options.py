@@ -1,4 +1,4 @@
-"""The Hugging Face backend's options: token, revision, endpoint, cache; flags and resolution.
+"""The Hugging Face backend's options: token, revision, endpoint, cache, and their resolution.
 
 Resolved once, in the caller's process: ``--hf-token`` else ``HF_TOKEN`` else
 ``HUGGING_FACE_HUB_TOKEN`` else the token file under ``HF_HOME`` (read as the user: a daemon
@@ -8,19 +8,14 @@ may not be able to read it); ``--hf-base-url`` else ``HF_ENDPOINT`` else hugging
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from typing import ClassVar
 
 from pydantic import SecretStr
 
 from damselfly.backends.hf_api import DEFAULT_ENDPOINT, DEFAULT_REVISION, resolve_hf_token
-from damselfly.backends.hub_options import HubOptions, add_hub_flags
-from damselfly.backends.options import (
-    FlagDefaults,
-    Flags,
-    OptionsSpec,
-)
+from damselfly.backends.hub_options import HubOptions
+from damselfly.backends.option_specs import Flags
 
 
 class HfOptions(HubOptions):
@@ -49,7 +44,8 @@ class HfOptions(HubOptions):
         )
 
 
-def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> HfOptions:
+def resolve_hf_options(flags: Flags, env: Mapping[str, str]) -> HfOptions:
+    """dfget's ``--hf-*`` flags (``option_flags.py``) and the environment, as options."""
     return HfOptions.resolve(
         token=flags.get("hf_token"),
         revision=flags.get("hf_revision"),
@@ -57,20 +53,3 @@ def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> HfOptions:
         env=env,
         cache=bool(flags.get("hf_cache")),
     )
-
-
-def _add_flags(parser: argparse.ArgumentParser, e: FlagDefaults) -> None:
-    help_ = "hf:// into the Hugging Face cache (HF_HUB_CACHE; with -O: the cache dir)"
-    safer = "HF_TOKEN or a token file (HF_TOKEN_PATH, default $HF_HOME/token; mode 0600)"
-    add_hub_flags(parser, e, "hf", help_, safer)
-
-
-HF_OPTIONS = OptionsSpec(
-    name="hf",
-    schemes=frozenset({"hf"}),
-    model=HfOptions,
-    resolve=_resolve,
-    add_flags=_add_flags,
-    env_names=frozenset({"HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_CACHE"}),
-    env_prefixes=("HF_",),
-)

@@ -1,4 +1,4 @@
-"""The ModelScope backend's options: token, revision, endpoint, cache; flags and resolution.
+"""The ModelScope backend's options: token, revision, endpoint, cache, and their resolution.
 
 ``--ms-base-url`` else ``MODELSCOPE_ENDPOINT`` else ``MODELSCOPE_DOMAIN`` (a bare domain means
 ``https://<domain>``) else modelscope.cn; ``--ms-token`` else ``MODELSCOPE_API_TOKEN`` else the
@@ -8,19 +8,14 @@ login the modelscope SDK saved (``MODELSCOPE_HOME``, read as the user);
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from typing import ClassVar
 
 from pydantic import SecretStr
 
-from damselfly.backends.hub_options import HubOptions, add_hub_flags
+from damselfly.backends.hub_options import HubOptions
 from damselfly.backends.modelscope_login import stored_ms_token
-from damselfly.backends.options import (
-    FlagDefaults,
-    Flags,
-    OptionsSpec,
-)
+from damselfly.backends.option_specs import Flags
 
 DEFAULT_ENDPOINT = "https://modelscope.cn"
 DEFAULT_REVISION = "master"
@@ -53,7 +48,8 @@ class ModelScopeOptions(HubOptions):
     endpoint: str = DEFAULT_ENDPOINT
 
 
-def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> ModelScopeOptions:
+def resolve_ms_options(flags: Flags, env: Mapping[str, str]) -> ModelScopeOptions:
+    """dfget's ``--ms-*`` flags (``option_flags.py``) and the environment, as options."""
     token = resolve_ms_token(flags.get("ms_token"), env)
     return ModelScopeOptions(
         token=SecretStr(token) if token else None,
@@ -61,19 +57,3 @@ def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> ModelScopeOpt
         endpoint=resolve_ms_endpoint(flags.get("ms_base_url"), env).rstrip("/"),
         cache=bool(flags.get("ms_cache")),
     )
-
-
-def _add_flags(parser: argparse.ArgumentParser, e: FlagDefaults) -> None:
-    help_ = "modelscope:// into the ModelScope cache (MODELSCOPE_CACHE; with -O: the cache dir)"
-    safer = "MODELSCOPE_API_TOKEN or the login `modelscope login` saves (mode 0600)"
-    add_hub_flags(parser, e, "ms", help_, safer)
-
-
-MODELSCOPE_OPTIONS = OptionsSpec(
-    name="modelscope",
-    schemes=frozenset({"modelscope"}),
-    model=ModelScopeOptions,
-    resolve=_resolve,
-    add_flags=_add_flags,
-    env_prefixes=("MODELSCOPE_",),
-)

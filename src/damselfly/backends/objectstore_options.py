@@ -9,23 +9,14 @@ backend itself would read them.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 
 from pydantic import SecretStr
 
 from damselfly.backends.objectstore_stores import STORES
-from damselfly.backends.options import (
-    FlagDefaults,
-    Flags,
-    OptionsSpec,
-    Params,
-    Secret,
-    SourceOptions,
-    flag_group,
-    secret_value,
-)
-from damselfly.core.urls import OBJECT_STORE_SCHEMES, SourceUrl
+from damselfly.backends.option_specs import Flags
+from damselfly.backends.options import Params, Secret, SourceOptions, secret_value
+from damselfly.core.urls import SourceUrl
 
 # The --storage-* flags, as each store names them (None: the store has no such setting).
 FLAG_SETTINGS: dict[str, tuple[str | None, ...]] = {
@@ -89,7 +80,8 @@ def _secret(value: str | None) -> SecretStr | None:
     return SecretStr(value) if value else None
 
 
-def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> ObjectStoreOptions:
+def resolve_store_options(flags: Flags, env: Mapping[str, str], scheme: str) -> ObjectStoreOptions:
+    """dfget's ``--storage-*`` flags (``option_flags.py``) and the store's environment."""
     return ObjectStoreOptions(
         endpoint=flags.get("storage_endpoint"),
         region=flags.get("storage_region"),
@@ -98,23 +90,3 @@ def _resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> ObjectStoreOp
         session_token=_secret(flags.get("storage_session_token")),
         environment=_environment(scheme, env),
     )
-
-
-def _add_flags(parser: argparse.ArgumentParser, e: FlagDefaults) -> None:
-    store = flag_group(parser, "object storage")
-    store.add_argument("--storage-endpoint", default=e.text("storage_endpoint"))
-    store.add_argument("--storage-region", default=e.text("storage_region"))
-    store.add_argument("--storage-access-key-id", default=e.text("storage_access_key_id"))
-    store.add_argument("--storage-access-key-secret", default=e.text("storage_access_key_secret"))
-    store.add_argument("--storage-session-token", default=e.text("storage_session_token"))
-
-
-OBJECT_STORE_OPTIONS = OptionsSpec(
-    name="object_storage",
-    schemes=frozenset(OBJECT_STORE_SCHEMES | {"hdfs"}),
-    model=ObjectStoreOptions,
-    resolve=_resolve,
-    add_flags=_add_flags,
-    env_names=frozenset({"GOOGLE_APPLICATION_CREDENTIALS", "HADOOP_USER_NAME"}),
-    env_prefixes=("AWS_", "AZURE_STORAGE_", "OSS_", "OBS_", "COS_"),
-)

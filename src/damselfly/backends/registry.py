@@ -4,9 +4,8 @@ The registry maps each scheme to a factory and creates each backend lazily, once
 that only downloads over https never imports OpenDAL. ``default_registry()`` knows every
 built-in backend; tests build registries of their own (e.g. with a memory backend).
 
-``options_catalog()`` knows each scheme's ``OptionsSpec`` (``backends/options.py``): its
-options model, its dfget flags and their resolution. The spec modules import no backend
-library, so dfget's start-up stays light. A new scheme adds its factory and its spec here.
+A scheme's typed options are its ``OptionsSpec`` in ``options_catalog()``
+(``backends/option_specs.py``). A new scheme adds its factory here and its spec there.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from damselfly.backends.base import Backend
-from damselfly.backends.options import OptionsCatalog, OptionsSpec
 from damselfly.core.errors import UnsupportedSchemeError
 from damselfly.core.urls import OBJECT_STORE_SCHEMES, SourceUrl
 
@@ -127,21 +125,3 @@ def default_factories(settings: BackendSettings | None = None) -> dict[str, Back
 
 def default_registry(settings: BackendSettings | None = None) -> BackendRegistry:
     return BackendRegistry(default_factories(settings))
-
-
-def default_option_specs() -> list[OptionsSpec]:
-    from damselfly.backends.hf_options import HF_OPTIONS
-    from damselfly.backends.modelscope_options import MODELSCOPE_OPTIONS
-    from damselfly.backends.objectstore_options import OBJECT_STORE_OPTIONS
-
-    return [HF_OPTIONS, MODELSCOPE_OPTIONS, OBJECT_STORE_OPTIONS]
-
-
-_CATALOG: list[OptionsCatalog] = []
-
-
-def options_catalog() -> OptionsCatalog:
-    """The process's catalogue of scheme options (built on first use)."""
-    if not _CATALOG:
-        _CATALOG.append(OptionsCatalog(default_option_specs()))
-    return _CATALOG[0]

@@ -1,5 +1,11 @@
 """dfget's side of the local API: hand the download to dfdaemon and replay its progress.
 
+Blocking code on the standard library only (``local_http.py``): a small file handed to the
+daemon costs dfget its interpreter start-up and little more. The request arrives ready to send
+(``Handoff``: its JSON and the few fields the client itself needs), built from a
+``DownloadRequest`` or, for a scheme without options of its own, from plain fields without
+the request model (``cli/dfget_jobs.py``).
+
 ``run_through_daemon`` answers ``None`` when dfget should download by itself:
 
 - nothing listens at the socket (missing, refused, unusable path): silently (a debug line);
@@ -12,8 +18,9 @@ by ``--timeout``, else ``BUSY_WAIT``).
 
 Once the daemon accepts, its events drive the same progress display as a standalone run, and
 its answer is the download's: a ``result`` (returned) or an ``error`` (raised as
-``DaemonJobError`` with the daemon's exit code). Interrupting dfget (Ctrl-C) closes the
-connection, and the daemon cancels the download.
+``DaemonJobError`` with the daemon's exit code). Interrupting dfget (Ctrl-C: a
+``KeyboardInterrupt`` in a blocked read) closes the connection, and the daemon cancels the
+download.
 
 A daemon that goes away mid-download (killed, crashed: the connection ends before its answer)
 is said so in one warning line, and dfget finishes the job by itself (``None``), resuming from
@@ -23,25 +30,27 @@ finishing alone means reading the origin.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import random
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from damselfly.cli import local_http
 from damselfly.core.errors import (
     EXIT_FAILURE,
     EXIT_USAGE,
     DamselflyError,
+    DownloadTimeoutError,
     ProtocolError,
 )
-from damselfly.download.deadline import deadline
 from damselfly.download.events import CountingObserver
-from damselfly.download.request import DownloadRequest
 from damselfly.protocol import local_api as wire
+
+if TYPE_CHECKING:
+    from damselfly.download.request import DownloadRequest
 
 log = logging.getLogger("damselfly.dfget")
 
@@ -52,7 +61,36 @@ BUSY_WAIT = 600.0  # seconds dfget waits for a free download slot of its user (n
 BUSY_RETRY_DELAY = 0.25  # seconds before asking again, doubled up to BUSY_RETRY_MAX_DELAY
 BUSY_RETRY_MAX_DELAY = 2.0
 TIMEOUT_SLACK = 30.0  # seconds the daemon gets past the request's own timeout
-LOST = (ConnectionError, asyncio.IncompleteReadError)
+LOST = ConnectionError
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A download request as it goes to the daemon: its JSON, and what the client needs."""
+
+    body: bytes
+    url: str  # as given: with userinfo or signatures, never for messages (``what``)
+    timeout: float | None  # the request's --timeout
+    back_to_source: bool
+
+    @classmethod
+    def of(cls, request: DownloadRequest) -> Handoff:
+        body = request.to_json().encode()
+        return cls(body, request.url, request.timeout, request.back_to_source)
+
+    def what(self) -> str:
+        """The URL without userinfo or signatures (read only when a message needs it)."""
+        from damselfly.core.redact import scrub_url
+
+        return scrub_url(self.url)
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Handoff:
+        """A request's fields as plain JSON values (``DownloadRequest``'s own JSON, which the
+        daemon validates: a scheme without options sends nothing pydantic would write
+        differently)."""
+        body = json.dumps(fields, separators=(",", ":")).encode()
+        return cls(body, fields["url"], fields["timeout"], fields["back_to_source"])
 
 
 class DaemonJobError(DamselflyError):
@@ -71,65 +109,74 @@ class DaemonGoneError(DaemonJobError):
         self.why = why
 
 
-async def run_through_daemon(
+def run_through_daemon(
     socket_path: Path,
-    request: DownloadRequest,
+    handoff: Handoff,
     display: CountingObserver,
     *,
     explicit: bool = False,
 ) -> wire.RunResult | None:
     """``None``: download standalone. ``explicit`` (the user named the socket with ``-e``):
     a daemon that is not there is worth one warning line."""
-    response = await _post_when_free(socket_path, request, explicit=explicit)
+    response = _post_when_free(socket_path, handoff, explicit=explicit)
     if response is None:
         return None
     try:
-        if not await _accepted(response):
+        if not _accepted(response):
             return None
-        limit = None if request.timeout is None else request.timeout + TIMEOUT_SLACK
+        limit = None if handoff.timeout is None else handoff.timeout + TIMEOUT_SLACK
+        response.set_deadline(limit)
         with display:
-            async with deadline(limit, request.redacted_url()):
-                return await _replay(response, display)
+            return _replay(response, display, handoff, limit)
     except DaemonGoneError as exc:
-        _warn_finishing_alone(request, exc)
+        _warn_finishing_alone(handoff, exc)
         return None
     finally:
         response.close()
 
 
-def _warn_finishing_alone(request: DownloadRequest, gone: DaemonGoneError) -> None:
-    if not request.back_to_source:
+def _warn_finishing_alone(handoff: Handoff, gone: DaemonGoneError) -> None:
+    if not handoff.back_to_source:
         raise DaemonJobError(f"{gone}; --disable-back-to-source forbids finishing without it")
     print(GONE_WARNING.format(why=gone.why), file=sys.stderr)
 
 
-async def _post_when_free(
-    socket_path: Path, request: DownloadRequest, *, explicit: bool
+def _post_when_free(
+    socket_path: Path, handoff: Handoff, *, explicit: bool
 ) -> local_http.LocalResponse | None:
     """``_post``, asked again while the daemon runs as many downloads of this user as it
     allows (429 ``too_many_downloads``): a script that starts 50 dfget at once gets 50
     downloads, not 34 refusals. The wait is bounded by ``--timeout``, else ``BUSY_WAIT``."""
-    limit = BUSY_WAIT if request.timeout is None else request.timeout
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + limit
+    limit = BUSY_WAIT if handoff.timeout is None else handoff.timeout
+    give_up = time.monotonic() + limit
     delay = BUSY_RETRY_DELAY
     while True:
-        response = await _post(socket_path, request, explicit=explicit)
-        if response is None or response.status != 429 or loop.time() + delay > give_up:
+        response = _post(socket_path, handoff, explicit=explicit)
+        if response is None or response.status != 429 or time.monotonic() + delay > give_up:
             return response
         response.close()
         log.debug("dfdaemon runs as many downloads of this user as it allows; waiting")
-        await asyncio.sleep(delay * (0.5 + random.random()))  # spread the waiting callers
+        time.sleep(delay * (0.5 + _jitter()))  # spread the waiting callers
         delay = min(2 * delay, BUSY_RETRY_MAX_DELAY)
 
 
-async def _post(
-    socket_path: Path, request: DownloadRequest, *, explicit: bool
+def _jitter() -> float:
+    import random  # only when the daemon is busy (start-up time)
+
+    return random.random()
+
+
+def _post(
+    socket_path: Path, handoff: Handoff, *, explicit: bool
 ) -> local_http.LocalResponse | None:
-    body = request.to_json().encode()
     try:
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            return await local_http.post(socket_path, wire.DOWNLOADS_PATH, body, "application/json")
+        return local_http.post(
+            socket_path,
+            wire.DOWNLOADS_PATH,
+            handoff.body,
+            "application/json",
+            timeout=CONNECT_TIMEOUT,
+        )
     except PermissionError:
         _warn_other_user()
     except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
@@ -140,15 +187,15 @@ async def _post(
             )
         else:
             log.debug("no dfdaemon at %s (%s); downloading standalone", socket_path, exc.strerror)
-    except (TimeoutError, *LOST, OSError) as exc:
+    except OSError as exc:  # TimeoutError, a connection lost in the headers, ...
         raise DaemonJobError(f"dfdaemon at {socket_path}: {_describe(exc)}") from exc
     return None
 
 
-async def _accepted(response: local_http.LocalResponse) -> bool:
+def _accepted(response: local_http.LocalResponse) -> bool:
     if response.status == 200:
         return True
-    body = await _json_or_empty(response)
+    body = _json_or_empty(response)
     if response.status == 403 and body.get("code") == wire.UID_MISMATCH:
         _warn_other_user()
         return False
@@ -157,10 +204,15 @@ async def _accepted(response: local_http.LocalResponse) -> bool:
     raise DaemonJobError(f"dfdaemon refused the download: {reason}", code)
 
 
-async def _replay(response: local_http.LocalResponse, display: CountingObserver) -> wire.RunResult:
+def _replay(
+    response: local_http.LocalResponse,
+    display: CountingObserver,
+    handoff: Handoff,
+    limit: float | None,
+) -> wire.RunResult:
     started: set[str] = set()
     try:
-        async for raw in response.lines():
+        for raw in response.lines():
             line = raw.strip()
             if line:
                 result = _apply(wire.decode_event(line), display, started)
@@ -168,6 +220,8 @@ async def _replay(response: local_http.LocalResponse, display: CountingObserver)
                     return result
     except LOST as exc:
         raise DaemonGoneError(_describe_lost(exc)) from exc
+    except TimeoutError as exc:
+        raise DownloadTimeoutError(f"{handoff.what()}: timed out after {limit:g} s") from exc
     raise DaemonGoneError("it closed the connection before the download finished")
 
 
@@ -191,10 +245,10 @@ def _apply(
     return None
 
 
-async def _json_or_empty(response: local_http.LocalResponse) -> dict[str, Any]:
+def _json_or_empty(response: local_http.LocalResponse) -> dict[str, Any]:
     try:
-        body = json.loads(await response.read())
-    except (*LOST, ProtocolError, ValueError):
+        body = json.loads(response.read())
+    except (OSError, ProtocolError, ValueError):
         return {}
     return body if isinstance(body, dict) else {}
 
@@ -212,8 +266,6 @@ def _describe(exc: BaseException) -> str:
 
 
 def _describe_lost(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.IncompleteReadError):
-        return "the connection ended in the middle of a message"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or "the connection was lost"

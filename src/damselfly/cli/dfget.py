@@ -16,22 +16,23 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from damselfly.backends.hub_options import HubOptions
+from damselfly.cli.daemon_client import Handoff
 from damselfly.cli.dfget_args import parse_args
-from damselfly.cli.dfget_jobs import request_from_args
-from damselfly.cli.interrupt import run_interruptibly
+from damselfly.cli.dfget_jobs import request_fields
 from damselfly.cli.progress import make_display
 from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.core.errors import EXIT_INTERRUPTED, EXIT_OK, DamselflyError, UsageError
 from damselfly.core.units import format_size
-from damselfly.core.urls import HubUrl
 from damselfly.download.events import CountingObserver
-from damselfly.download.request import DownloadRequest, uses_hub_cache
 from damselfly.protocol.local_api import RunResult
+
+if TYPE_CHECKING:
+    from damselfly.download.request import DownloadRequest
 
 log = logging.getLogger("damselfly.dfget")
 
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         args = parse_args(argv, env)
         debug = args.log_level == "debug"
         configure_logging("dfget", args.log_level)
-        return run_interruptibly(run(args, env))
+        return run(args, env)
     except KeyboardInterrupt:
         print("dfget: interrupted; verified pieces are kept for the next run", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -53,32 +54,69 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return report_failure("dfget", exc, debug=debug)
 
 
-async def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    request = hub_defaults(request_from_args(args, env, Path.cwd()))
-    if request.output is None and not uses_hub_cache(request):
-        raise UsageError("-O/--output is required")
-    display = make_display(enabled=not args.no_progress, many_files=args.recursive)
-
-    async def fetch() -> RunResult:
-        result = None
-        if not args.standalone:
-            from damselfly.cli.daemon_client import run_through_daemon
-
-            endpoint = Path(args.endpoint) if args.endpoint else default_socket_path(env)
-            explicit = bool(args.endpoint)
-            result = await run_through_daemon(endpoint, request, display, explicit=explicit)
-        return result or await _standalone(args, request, display, env)
-
-    if isinstance(request.source_url, HubUrl):  # the hubs' caches may answer instead
-        from damselfly.cli.hub_cache import run_or_cached
-
-        store_root = store_dir(args.storage_dir, env)
-        result = await run_or_cached("dfget", request, env, fetch, store_root)
+def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    fields = request_fields(args, env, Path.cwd())
+    if fields["source"] is None:  # a scheme without options: no request model on the way
+        if fields["output"] is None:
+            raise UsageError("-O/--output is required")
+        display = make_display(enabled=not args.no_progress, many_files=args.recursive)
+        result = fetch(args, env, display, Handoff.from_fields(fields), lambda: _model(fields))
     else:
-        result = await fetch()
+        result = _run_with_options(args, env, _model(fields))
     _summarise(result)
     sys.stdout.write(result.stdout)
     return EXIT_OK
+
+
+def _run_with_options(
+    args: argparse.Namespace, env: Mapping[str, str], request: DownloadRequest
+) -> RunResult:
+    """A scheme with options of its own (a hub, an object store); a hub's caches may answer."""
+    from damselfly.download.request import uses_hub_cache
+
+    request = hub_defaults(request)
+    if request.output is None and not uses_hub_cache(request):
+        raise UsageError("-O/--output is required")
+    display = make_display(enabled=not args.no_progress, many_files=args.recursive)
+    handoff = Handoff.of(request)
+
+    def attempt() -> RunResult:
+        return fetch(args, env, display, handoff, lambda: request)
+
+    from damselfly.core.urls import HubUrl
+
+    if not isinstance(request.source_url, HubUrl):
+        return attempt()
+    from damselfly.cli.hub_cache import run_or_cached
+
+    return run_or_cached("dfget", request, env, attempt, store_dir(args.storage_dir, env))
+
+
+def fetch(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    display: CountingObserver,
+    handoff: Handoff,
+    request: Callable[[], DownloadRequest],
+) -> RunResult:
+    """Through the daemon, else standalone (``request()``: the model, built only then)."""
+    if not args.standalone:
+        from damselfly.cli.daemon_client import run_through_daemon
+
+        endpoint = Path(args.endpoint) if args.endpoint else default_socket_path(env)
+        explicit = bool(args.endpoint)
+        result = run_through_daemon(endpoint, handoff, display, explicit=explicit)
+        if result is not None:
+            return result
+    from damselfly.cli.interrupt import run_interruptibly
+
+    return run_interruptibly(_standalone(args, request(), display, env))
+
+
+def _model(fields: dict[str, Any]) -> DownloadRequest:
+    from damselfly.download.request import DownloadRequest
+
+    return DownloadRequest(**fields)
 
 
 async def _standalone(
@@ -112,6 +150,9 @@ async def _standalone(
 def hub_defaults(request: DownloadRequest) -> DownloadRequest:
     """A hub repo URL needs -r ("use -r"); a hub download without -O goes to the hub's cache,
     as ``hf download`` does."""
+    from damselfly.backends.hub_options import HubOptions
+    from damselfly.core.urls import HubUrl
+
     url = request.source_url
     if not isinstance(url, HubUrl):
         return request

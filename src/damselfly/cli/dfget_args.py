@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from damselfly._version import __version__
-from damselfly.backends.registry import options_catalog
+from damselfly.backends.option_specs import options_catalog
 from damselfly.core.errors import UsageError, shorten
 
 LOG_LEVELS = ("error", "warn", "info", "debug")
@@ -35,6 +35,26 @@ NUMBER_RANGES: dict[str, tuple[str, int, int | None]] = {
     "max_files": ("--max-files", 1, None),
     "max_concurrent_requests": ("--max-concurrent-requests", 1, 256),
 }
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, asking for the terminal's width once per process: argparse makes
+    a formatter for every ``add_argument`` (to check its metavar), each asking the terminal,
+    ~3 ms of every dfget's start-up (issue 15: small files)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_terminal_width())
+
+
+_WIDTH: list[int] = []
+
+
+def _terminal_width() -> int:
+    if not _WIDTH:
+        import shutil
+
+        _WIDTH.append(shutil.get_terminal_size().columns - 2)
+    return _WIDTH[0]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,6 +115,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     e = _Env(env)
     parser = _Parser(
         prog="dfget",
+        formatter_class=_Formatter,
         description="Download a file or a directory (-r) through the damselfly mesh, "
         "or straight from the origin when no dfdaemon is running.",
     )

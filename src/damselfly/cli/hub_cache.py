@@ -15,7 +15,7 @@ back (``download/hub_restore.py``).
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from damselfly.api.offline import Restorer, cached_file, cached_snapshot, hub_offline
@@ -92,21 +92,21 @@ def _restorer(layout: HfCacheLayout, store_root: Path | None) -> Restorer | None
     return restore
 
 
-async def run_or_cached(
+def run_or_cached(
     prog: str,
     request: DownloadRequest,
     env: Mapping[str, str],
-    run: Callable[[], Awaitable[RunResult]],
+    run: Callable[[], RunResult],
     store_root: Path | None = None,
 ) -> RunResult:
     """``run()``, or the caches' answer when the hub is off or unreachable (module doc)."""
     if not isinstance(request.source_url, HubUrl):
-        return await run()  # only the hubs have caches to answer from
+        return run()  # only the hubs have caches to answer from
     setting = offline_requested(request, env)
     if setting is not None:
         return _from_cache(prog, request, f"{setting} is set", store_root, warn=False)
     try:
-        return await run()
+        return run()
     except (SourceUnreachableError, SourceTimeoutError) as error:
         return _from_cache(prog, request, str(error), store_root, warn=True, cause=error)
     except DamselflyError as error:  # a daemon's failure arrives as its message

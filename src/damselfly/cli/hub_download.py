@@ -19,7 +19,6 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 
@@ -30,12 +29,14 @@ from damselfly.backends.modelscope_options import (
     resolve_ms_endpoint,
     resolve_ms_token,
 )
+from damselfly.cli import dfget
+from damselfly.cli.daemon_client import Handoff
 from damselfly.cli.hub_cache import run_or_cached
-from damselfly.cli.interrupt import run_interruptibly
 from damselfly.cli.progress import make_display
-from damselfly.config.paths import default_socket_path, store_dir
+from damselfly.config.paths import store_dir
 from damselfly.core.errors import UsageError
-from damselfly.download.request import DownloadRequest, job_env
+from damselfly.download.request import DownloadRequest
+from damselfly.download.request_checks import job_env
 from damselfly.protocol.local_api import RunResult
 
 FORMATS = ("auto", "human", "agent", "json", "quiet")
@@ -82,11 +83,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     request = build_request(args, env, Path.cwd())
     display = make_display(enabled=args.output_format != "quiet", many_files=True)
 
-    async def fetch() -> RunResult:
-        return await _fetch(args, request, display, env)
+    def attempt() -> RunResult:
+        return dfget.fetch(args, env, display, Handoff.of(request), lambda: request)
 
     store_root = store_dir(args.storage_dir, env)
-    result = run_interruptibly(run_or_cached("damselfly", request, env, fetch, store_root))
+    result = run_or_cached("damselfly", request, env, attempt, store_root)
     _print(args.output_format, _answer(args, request, result))
     return 0
 
@@ -144,23 +145,6 @@ def _options(args: argparse.Namespace, env: Mapping[str, str]) -> HubOptions:
         endpoint=resolve_ms_endpoint(None, env),
         cache=cache,
     )
-
-
-async def _fetch(
-    args: argparse.Namespace, request: DownloadRequest, display: Any, env: Mapping[str, str]
-) -> RunResult:
-    from damselfly.cli import dfget
-
-    result = None
-    if not args.standalone:
-        from damselfly.cli.daemon_client import run_through_daemon
-
-        socket = Path(args.endpoint) if args.endpoint else default_socket_path(env)
-        explicit = bool(args.endpoint)
-        result = await run_through_daemon(socket, request, display, explicit=explicit)
-    if result is None:
-        result = await dfget._standalone(args, request, display, env)
-    return result
 
 
 def _answer(args: argparse.Namespace, request: DownloadRequest, result: RunResult) -> str:

@@ -24,12 +24,10 @@ from dataclasses import dataclass
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from damselfly.core.errors import InvalidUrlError, quoted
+from damselfly.core.schemes import HUB_SCHEMES as HUB_SCHEMES
+from damselfly.core.schemes import OBJECT_STORE_SCHEMES as OBJECT_STORE_SCHEMES
+from damselfly.core.schemes import SUPPORTED_SCHEMES as SUPPORTED_SCHEMES
 
-OBJECT_STORE_SCHEMES = frozenset({"s3", "gs", "abs", "oss", "obs", "cos"})
-HUB_SCHEMES = frozenset({"hf", "modelscope"})
-SUPPORTED_SCHEMES = frozenset(
-    {"http", "https", "file", "hdfs"} | OBJECT_STORE_SCHEMES | HUB_SCHEMES
-)
 HUB_REPO_TYPES = {
     "hf": ("models", "datasets", "spaces"),
     "modelscope": ("models", "datasets"),

@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -53,6 +54,7 @@ from damselfly.demo.processes import (
     ready_fields,
     socket_dir_for,
     stop_process,
+    until_counted,
 )
 
 READY_TIMEOUT = 30.0  # seconds a process gets to print its ready line
@@ -207,6 +209,14 @@ class ProcessCluster:
                 group.create_task(self.add_daemon(seed=True, env=self._seed_env))
             for _ in range(peer_count):
                 group.create_task(self.add_daemon())
+        await self._until_schedulers_know_them(seed_count, seed_count + peer_count)
+
+    async def _until_schedulers_know_them(self, seeds: int, hosts: int) -> None:
+        """A daemon is ready before its first announcement (a seed, before it asks for seed
+        jobs): a dfget at once could find no seed. Wait, at most the ready timeout."""
+        deadline = time.monotonic() + self._ready_timeout
+        for scheduler in self.schedulers:
+            await until_counted(partial(self.metrics, scheduler), hosts, seeds, deadline)
 
     async def aclose(self) -> None:
         """Stop clients, then daemons, then schedulers. Never raises."""

@@ -8,7 +8,8 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -73,3 +74,18 @@ def ready_fields(text: str) -> dict[str, str]:
     """``key=value`` tokens of a ready line."""
     pairs = (token.partition("=") for token in text.split())
     return {key: value for key, sep, value in pairs if sep}
+
+
+async def until_counted(
+    metrics: Callable[[], Awaitable[dict[str, float]]], hosts: int, seeds: int, deadline: float
+) -> None:
+    """Poll a scheduler's metrics until it counts ``hosts`` hosts and ``seeds`` seeds taking
+    jobs, or ``deadline`` (``time.monotonic()``) passes: a cluster whose nodes cannot register
+    goes on as it would have. Never raises."""
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            known = await metrics()
+            enough_hosts = known.get("damselfly_scheduler_hosts", 0) >= hosts
+            if enough_hosts and known.get("damselfly_scheduler_seeds", 0) >= seeds:
+                return
+        await asyncio.sleep(POLL_INTERVAL)

@@ -12,9 +12,10 @@ that scheme's backend (``backends/options.py``) in the caller's process and chec
 against the model the registry names for the scheme.
 
 ``env`` carries only the environment variables job building reads (``HOME``/``XDG_CACHE_HOME``
-for default cache directories, and the names each scheme's options spec declares); ``job_env``
-filters a full environment down to those. Secrets (``SecretStr``), headers and ``env`` never
-appear in ``repr``; the URL appears without userinfo and signatures (``redacted_url``).
+for default cache directories, and the names each scheme's options spec declares);
+``request_checks.job_env`` filters a full environment down to those. Secrets (``SecretStr``),
+headers and ``env`` never appear in ``repr``; the URL appears without userinfo and signatures
+(``redacted_url``).
 
 ``from_json`` refuses anything malformed with a ``ProtocolError`` (pydantic, strict: not an
 object, an unknown field, a value of the wrong type: ``true`` is not an integer); values that
@@ -25,7 +26,7 @@ outside the allowed names) are ``UsageError``s, also for requests built in Pytho
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import (
@@ -37,24 +38,14 @@ from pydantic import (
     field_validator,
 )
 
-from damselfly.backends.options import SourceOptions, scheme_of
-from damselfly.backends.registry import options_catalog
+from damselfly.backends.option_specs import options_catalog, scheme_of
+from damselfly.backends.options import SourceOptions
 from damselfly.core.errors import ProtocolError, UsageError
 from damselfly.core.redact import scrub_url
 from damselfly.core.urls import SourceUrl
 from damselfly.download.request_checks import request_problems, validation_message
 
-GENERIC_ENV_NAMES = frozenset({"HOME", "XDG_CACHE_HOME"})
 _HIDDEN_FIELDS = frozenset({"url", "env", "headers"})
-
-
-def env_name_allowed(name: str) -> bool:
-    return name in GENERIC_ENV_NAMES or options_catalog().env_name_allowed(name)
-
-
-def job_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The part of ``env`` that job building reads (see the module docstring)."""
-    return {k: v for k, v in env.items() if env_name_allowed(k)}
 
 
 class DownloadRequest(BaseModel):
@@ -99,7 +90,7 @@ class DownloadRequest(BaseModel):
         return value if isinstance(value, SourceOptions) else spec.model.model_validate(value)
 
     def model_post_init(self, context: Any) -> None:
-        for problem in request_problems(self, env_name_allowed):
+        for problem in request_problems(self):
             raise UsageError(f"download request: {problem}")
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:

@@ -1,21 +1,40 @@
 """Checks of a ``DownloadRequest`` beyond its types, and pydantic's refusals as one line.
 
-Kept apart from the model so the model module stays a declaration.
+Kept apart from the model so the model module stays a declaration, and free of pydantic, so
+dfget checks a plain request (``cli/dfget_jobs.py``) without importing it. ``job_env`` filters
+an environment down to what job building reads: ``HOME``/``XDG_CACHE_HOME`` and the names each
+scheme's options spec declares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from damselfly.backends.option_specs import options_catalog
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+GENERIC_ENV_NAMES = frozenset({"HOME", "XDG_CACHE_HOME"})
 
 _POSITIVE = ("piece_length", "concurrent_files", "concurrent_pieces", "timeout")
 _NOT_NEGATIVE = ("max_files", "origin_retries")
 
 
-def request_problems(request: Any, env_name_allowed: Callable[[str], bool]) -> list[str]:
+def env_name_allowed(name: str) -> bool:
+    return name in GENERIC_ENV_NAMES or options_catalog().env_name_allowed(name)
+
+
+def job_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``env`` that job building reads (see the module docstring)."""
+    return {k: v for k, v in env.items() if env_name_allowed(k)}
+
+
+def request_problems(
+    request: Any, env_name_allowed: Callable[[str], bool] = env_name_allowed
+) -> list[str]:
     """What is wrong with a well-typed request (empty: nothing)."""
     problems = []
     if not request.url:

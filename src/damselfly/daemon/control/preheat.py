@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from damselfly.backends.registry import options_catalog
+from damselfly.backends.option_specs import options_catalog
 from damselfly.core.errors import DamselflyError
 from damselfly.daemon.servers.local_api import DownloadRunner
 from damselfly.download.request import DownloadRequest
