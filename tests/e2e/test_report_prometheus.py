@@ -43,6 +43,9 @@ async def measured_window(
     cluster: LocalCluster, prometheus: PrometheusServer, urls: list[str], out: Path
 ) -> tuple[tuple[float, float], int]:
     """Run the peers' downloads between two scrapes: the window and the origin's own count."""
+    # Prometheus may take seconds to scrape for the first time: a window that starts before
+    # then holds samples only from its last part, and increase() stretches them to all of it
+    await prometheus.wait_scraped_after(time.time())
     start = time.time()
     await prometheus.wait_scraped_after(start)
     served = cluster.origin.bytes_served

@@ -83,7 +83,9 @@ def _samples(path: Path) -> Iterable[tuple[str, dict[str, str], float]]:
 
 async def totals_from_prometheus(base_url: str, window: tuple[float, float]) -> Totals:
     start, end = window
-    span = f"{max(1, round(end - start))}s"
+    # all of the window, whole seconds: rounded down, the range would miss the window's start
+    # (a counter's jump there would fall between the range's first sample and the one before)
+    span = f"{max(1, math.ceil(end - start))}s"
     timeout = aiohttp.ClientTimeout(total=QUERY_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         counters = {}

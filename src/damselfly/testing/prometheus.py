@@ -95,7 +95,9 @@ class PrometheusServer:
         expected = sum(len(addresses) for addresses in self.targets.values())
 
         async def all_newer() -> bool:
-            samples = await self.query(f"timestamp(up == 1) > {moment:.3f}")
+            # timestamp() of a selector is its sample's scrape time; of ``up == 1`` (an
+            # operation) it would be the query's own time, always newer
+            samples = await self.query(f"(timestamp(up) > {moment:.3f}) and (up == 1)")
             return len(samples) == expected
 
         await wait_until(all_newer, within=within, interval=0.1)
