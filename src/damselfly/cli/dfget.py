@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from damselfly.cli.daemon_client import Handoff
+from damselfly.cli.daemon_client import Handoff, run_through_daemon
 from damselfly.cli.dfget_args import parse_args
 from damselfly.cli.dfget_jobs import request_fields
 from damselfly.cli.progress import make_display
@@ -72,6 +72,7 @@ def _run_with_options(
     args: argparse.Namespace, env: Mapping[str, str], request: DownloadRequest
 ) -> RunResult:
     """A scheme with options of its own (a hub, an object store); a hub's caches may answer."""
+    from damselfly.core.urls import HubUrl
     from damselfly.download.request import uses_hub_cache
 
     request = hub_defaults(request)
@@ -82,8 +83,6 @@ def _run_with_options(
 
     def attempt() -> RunResult:
         return fetch(args, env, display, handoff, lambda: request)
-
-    from damselfly.core.urls import HubUrl
 
     if not isinstance(request.source_url, HubUrl):
         return attempt()
@@ -101,8 +100,6 @@ def fetch(
 ) -> RunResult:
     """Through the daemon, else standalone (``request()``: the model, built only then)."""
     if not args.standalone:
-        from damselfly.cli.daemon_client import run_through_daemon
-
         endpoint = Path(args.endpoint) if args.endpoint else default_socket_path(env)
         explicit = bool(args.endpoint)
         result = run_through_daemon(endpoint, handoff, display, explicit=explicit)
