@@ -115,3 +115,28 @@ def test_more_or_fewer_bytes_than_the_piece_are_refused(task: TaskStorage) -> No
     with pytest.raises(ValueError, match="100 of 516 bytes"):
         stream.finish(piece_digest(piece(2)))
     assert not task.has_piece(2)
+
+
+def test_twins_mixed_in_the_file_are_caught_when_the_file_is_checked(task: TaskStorage) -> None:
+    good, bad = PieceStream(task, 1), PieceStream(task, 1)
+    first, second = parts(piece(1), 512)
+    good.write(first)
+    bad.write([memoryview(b"x" * 512)])  # overwrites the good first half
+    good.write(second)
+    assert good.finish(piece_digest(piece(1)), check_file=True) is None
+    assert not task.has_piece(1)
+    good_again = PieceStream(task, 1)
+    for part in parts(piece(1), 512):
+        good_again.write(part)
+    assert good_again.finish(piece_digest(piece(1)), check_file=True) is not None
+    assert on_disk(task, 1) == piece(1)
+
+
+def test_skipped_bytes_are_counted_and_hashed_but_never_recorded(task: TaskStorage) -> None:
+    stream = PieceStream(task, 2)
+    stream.skip([memoryview(piece(2))])
+    assert stream.finish(piece_digest(piece(2))) is None
+    bad = PieceStream(task, 2)
+    bad.skip([memoryview(b"x" * 516)])
+    with pytest.raises(PieceDigestError):
+        bad.finish(piece_digest(piece(2)))

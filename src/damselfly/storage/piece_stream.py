@@ -11,9 +11,11 @@ What does not change: a piece is recorded, served and counted only after its dig
 a recorded piece's bytes are never overwritten (a part of a piece held meanwhile is skipped,
 and the stream then ends with the held record or nothing); parts are written in order, from
 the bytes hashed, so a recorded streamed piece is vouched for as a whole write
-(``piece_index.py``). What does: the file may hold bytes of a piece that later failed its
-digest or was cut short, in a range no record covers, overwritten when the piece is fetched
-again (as a torn write left it before).
+(``piece_index.py``). Two streams of one piece (endgame twins) write the same range: the one
+that records it hashes the range in the file again first (``finish(check_file=True)``), so
+a bad twin's parts mixed in are never recorded. What does: the file may hold bytes of a piece
+that later failed its digest or was cut short, in a range no record covers, overwritten when
+the piece is fetched again (as a torn write left it before).
 
 Call ``write`` and ``finish`` from one worker thread at a time (they do file I/O and hash).
 """
@@ -46,23 +48,36 @@ class PieceStream:
 
     def write(self, chunks: Sequence[memoryview]) -> None:
         """The next bytes of the piece: hashed, then written after those before them."""
+        offset = self._count(chunks)
+        if not self._task.write_part(self.number, offset, chunks):
+            self._skipped = True
+
+    def skip(self, chunks: Sequence[memoryview]) -> None:
+        """The next bytes, hashed but not written (the caller knows another writer is
+        recording the piece): the stream can then only end with the held record or None."""
+        self._count(chunks)
+        self._skipped = True
+
+    def finish(self, expected_digest: str, *, check_file: bool = False) -> PieceMeta | None:
+        """Record the piece if its bytes match ``expected_digest`` (else
+        ``PieceDigestError``); None if the file does not hold them (see
+        ``TaskStorage.record_streamed``). ``check_file``: another stream wrote parts of the
+        same piece meanwhile (an endgame twin), so the file's bytes are hashed again."""
+        if self._received != self._piece.length:
+            raise ValueError(f"piece {self.number}: {self._received} of {self._piece.length} bytes")
+        digest = self._hasher.digest()
+        if digest != expected_digest:
+            raise PieceDigestError(self.number, expected_digest, digest)
+        whole = not self._skipped
+        return self._task.record_streamed(self.number, digest, whole=whole, check_file=check_file)
+
+    def _count(self, chunks: Sequence[memoryview]) -> int:
+        """Hash the next bytes; the offset in the file they go to."""
         length = sum(chunk.nbytes for chunk in chunks)
         if self._received + length > self._piece.length:
             raise ValueError(f"piece {self.number}: more than {self._piece.length} bytes")
         for chunk in chunks:
             self._hasher.update(chunk)
         offset = self._piece.offset + self._received
-        if not self._task.write_part(self.number, offset, chunks):
-            self._skipped = True
         self._received += length
-
-    def finish(self, expected_digest: str) -> PieceMeta | None:
-        """Record the piece if its bytes match ``expected_digest`` (else
-        ``PieceDigestError``); None if the file lacks some of them (see
-        ``TaskStorage.record_streamed``)."""
-        if self._received != self._piece.length:
-            raise ValueError(f"piece {self.number}: {self._received} of {self._piece.length} bytes")
-        digest = self._hasher.digest()
-        if digest != expected_digest:
-            raise PieceDigestError(self.number, expected_digest, digest)
-        return self._task.record_streamed(self.number, digest, whole=not self._skipped)
+        return offset

@@ -155,10 +155,13 @@ class TaskStorage:
                 self._index.write_finished(number, whole=False, stamp=self._content.change_stamp)
         return True
 
-    def record_streamed(self, number: int, digest: str, *, whole: bool) -> PieceMeta | None:
-        """Record a piece whose verified bytes ``write_part`` wrote (``whole``: every part);
-        a piece held meanwhile is returned as ``write_piece`` would; None if parts were
-        skipped and the piece is not held (then the file lacks some of its bytes)."""
+    def record_streamed(
+        self, number: int, digest: str, *, whole: bool, check_file: bool = False
+    ) -> PieceMeta | None:
+        """Record a piece whose verified bytes ``write_part`` wrote (``whole``: every part;
+        ``check_file``: another writer wrote parts of it too, so hash the file's range
+        again first); a piece held meanwhile is returned as ``write_piece`` would; None if
+        the file does not hold those bytes (parts skipped, or overwritten)."""
         piece = self._piece(number)
         with self._piece_lock(number):
             held = self.piece_meta(number)
@@ -166,7 +169,7 @@ class TaskStorage:
                 if held.digest == digest:
                     return held
                 raise PieceDigestError(number, held.digest, digest, source="bytes already held")
-            if not whole:
+            if not whole or (check_file and not self._holds(piece, digest)):
                 return None
             meta = PieceMeta(number, piece.offset, piece.length, digest)
             self._metadata.piece_finished(self.task_id, meta)
@@ -275,6 +278,12 @@ class TaskStorage:
             return piece_at(number, self.content_length, self.piece_length)
         except IndexError as exc:
             raise ValueError(f"task {self.task_id}: {exc}") from exc
+
+    def _holds(self, piece: Piece, digest: str) -> bool:
+        try:
+            return self._content.digest_at(piece.offset, piece.length) == digest
+        except StorageError:
+            return False
 
     def _still_valid(self, held: PieceMeta) -> bool:
         """A held piece whose bytes were damaged (or cut off) since may be rewritten."""
