@@ -305,7 +305,7 @@ class PeerDownload:
         receipt = await self._receiver.receive(assignment.parent.address, assignment.number)
         if receipt.outcome is Outcome.ABANDONED:
             self._dispatcher.piece_abandoned(assignment)
-        elif receipt.meta is None:  # the endgame twin arrived first
+        elif receipt.outcome is Outcome.HELD or receipt.meta is None:  # a twin was first
             self._dispatcher.piece_succeeded(assignment, 0)
         else:
             self._dispatcher.piece_succeeded(assignment, receipt.meta.length)
