@@ -96,6 +96,25 @@ async def test_every_piece_arrives_byte_identical_as_chunks(
     assert server.statistics().pieces_served == PIECES  # once stopped: every handler is done
 
 
+async def test_receive_piece_hands_over_parts_in_order_never_the_whole_piece(
+    store: Store, task: TaskStorage, client: PieceClient
+) -> None:
+    write(task, 0, PIECES - 1)
+    async with serve(store) as server:
+        for number in (0, PIECES - 1):
+            parts: list[bytes] = []
+
+            async def keep(part: list[memoryview], parts: list[bytes] = parts) -> None:
+                parts.append(b"".join(part))
+
+            length = len(piece(number))
+            await client.receive_piece(
+                server.base_url, TASK_ID, number, length, keep, part_length=PIECE // 4
+            )
+            assert b"".join(parts) == piece(number)
+            assert all(len(part) >= PIECE // 4 for part in parts[:-1])
+
+
 async def test_missing_piece_and_unknown_task(
     store: Store, task: TaskStorage, client: PieceClient
 ) -> None:
@@ -314,6 +333,20 @@ async def test_broken_parent_errors(
     broken.mode = mode
     with pytest.raises(error, match=match):
         await client.fetch_piece(broken.base_url, TASK_ID, 0, PIECE, timeout_no_bytes=0.2)
+
+
+async def test_a_short_body_fails_after_its_parts_were_handed_over(
+    broken: BrokenParent, client: PieceClient
+) -> None:
+    broken.mode = "short"
+    parts: list[bytes] = []
+
+    async def keep(part: list[memoryview]) -> None:
+        parts.append(b"".join(part))
+
+    with pytest.raises(PieceLengthError, match=f"closed after {PIECE // 2} of {PIECE}"):
+        await client.receive_piece(broken.base_url, TASK_ID, 0, PIECE, keep, part_length=1024)
+    assert 0 < sum(map(len, parts)) <= PIECE // 2
 
 
 async def test_stall_is_a_timeout_error(broken: BrokenParent, client: PieceClient) -> None:

@@ -70,8 +70,8 @@ class DownloadSettings(Section):
         8,
         ge=1,
         le=256,
-        description="Piece requests to parents in flight per task; each holds up to a piece "
-        "in memory until it is written.",
+        description="Piece requests to parents in flight per task; each holds up to ~1 MiB "
+        "of its piece in memory until that part is written.",
     )
     source_concurrency: int = Field(
         2,

@@ -103,10 +103,23 @@ def piece_digest(data: bytes | bytearray | memoryview) -> str:
 
 def piece_digest_of_chunks(chunks: Iterable[bytes | bytearray | memoryview]) -> str:
     """``piece_digest`` of the concatenation of ``chunks``, without concatenating them."""
-    hasher = blake3.blake3()
+    hasher = PieceHasher()
     for chunk in chunks:
         hasher.update(chunk)
-    return f"{PIECE_DIGEST_ALGORITHM}:{hasher.hexdigest()}"
+    return hasher.digest()
+
+
+class PieceHasher:
+    """``piece_digest`` of bytes fed in order (a piece hashed as its chunks arrive)."""
+
+    def __init__(self) -> None:
+        self._hasher = blake3.blake3()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._hasher.update(data)
+
+    def digest(self) -> str:
+        return f"{PIECE_DIGEST_ALGORITHM}:{self._hasher.hexdigest()}"
 
 
 def git_blob_sha1(data: bytes) -> str:

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -47,9 +48,6 @@ from damselfly.daemon.engine.settings import EngineSettings
 from damselfly.daemon.imports.hub_fallback import HubFallbackRegistry
 from damselfly.daemon.imports.importer import RepoImporter
 from damselfly.daemon.imports.manifests import MeshManifests
-from damselfly.daemon.proxy.engine_fetcher import EngineFetcher
-from damselfly.daemon.proxy.service import ProxyService
-from damselfly.daemon.proxy.upstream import DirectFetcher
 from damselfly.daemon.servers.import_api import import_routes
 from damselfly.daemon.servers.local_api import LocalApi
 from damselfly.daemon.servers.metrics import metrics_server
@@ -63,12 +61,15 @@ from damselfly.download.public_files import PublicFiles
 from damselfly.download.source_fetcher import FetchPolicy
 from damselfly.protocol.messages import HostInfo, HostType
 from damselfly.security.grants import GrantVerifier
-from damselfly.security.node_tls import NodeTls
-from damselfly.security.renewal import RenewalLoop
 from damselfly.security.roles import Role
 from damselfly.storage.store import Store
 from damselfly.transport.piece_client import PieceClient
 from damselfly.transport.scheduler.client import SchedulerClient
+
+if TYPE_CHECKING:  # imported where used: the proxy when enabled, node_tls with TLS on
+    from damselfly.daemon.proxy.service import ProxyService
+    from damselfly.security.node_tls import NodeTls
+    from damselfly.security.renewal import RenewalLoop
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,8 @@ def node_tls(settings: DaemonSettings) -> NodeTls | None:
     if not settings.tls.enabled:
         log.warning("%s (piece port %s)", PLAINTEXT_WARNING, settings.upload.listen)
         return None
+    from damselfly.security.node_tls import NodeTls
+
     expect = {Role.SEED} if settings.seed else {Role.SEED, Role.PEER}
     tls = NodeTls.from_settings(settings.tls, expect=expect)
     log.info("mTLS on: host id %s, role %s", tls.node_id, tls.role)
@@ -331,6 +334,10 @@ async def _proxy_service(
     if not proxy.enabled and not proxy.mirrors and not proxy.registry_mirrors:
         yield None
         return
+    from damselfly.daemon.proxy.engine_fetcher import EngineFetcher
+    from damselfly.daemon.proxy.service import ProxyService
+    from damselfly.daemon.proxy.upstream import DirectFetcher
+
     service = ProxyService(settings.proxy, data_dir=store.root)
     mesh = EngineFetcher(
         store,

@@ -31,15 +31,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING
 
 from damselfly.security.errors import AccessDeniedError, SecurityError
 from damselfly.security.files import NodeMaterial
 from damselfly.security.roles import Role, role_of
+
+if TYPE_CHECKING:  # cryptography is imported where a grant is signed or checked: only with TLS
+    from cryptography import x509
 
 GRANT_HEADER = "X-Damselfly-Grant"
 GRANT_TTL = 3600.0
@@ -71,6 +70,10 @@ def issue_grant(
     clock: Clock = time.time,
 ) -> str:
     """A grant for ``host_id`` to fetch ``task_id``, signed with the scheduler's key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = serialization.load_pem_private_key(material.key_pem, password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise SecurityError("grants are signed with an EC key")
@@ -101,6 +104,11 @@ class GrantVerifier:
         return grant
 
     def _verify(self, token: str) -> Grant:
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         try:
             payload_text, signature_text, cert_text = token.split(".")
             payload, signature = _unb64(payload_text), _unb64(signature_text)
@@ -120,6 +128,9 @@ class GrantVerifier:
         return grant
 
     def _check_signer(self, certificate: x509.Certificate) -> None:
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+
         ca = x509.load_pem_x509_certificate(self._ca_pem())
         try:
             certificate.verify_directly_issued_by(ca)

@@ -35,11 +35,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from damselfly.security.errors import SecurityError
+
+if TYPE_CHECKING:  # cryptography is imported where a certificate is read: only with TLS
+    from cryptography import x509
 
 ROLE_URI_PREFIX = "damselfly://role/"
 ROLE_DNS_SUFFIX = ".role.damselfly.internal"
@@ -106,6 +107,8 @@ def parse_role(value: str) -> Role:
 
 def role_of(certificate: x509.Certificate) -> Role:
     """The one role a certificate names; anything else (none, two, unknown) is refused."""
+    from cryptography import x509
+
     try:
         sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -118,6 +121,8 @@ def role_of(certificate: x509.Certificate) -> Role:
 
 
 def node_id_of(certificate: x509.Certificate) -> str:
+    from cryptography.x509.oid import NameOID
+
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if len(names) != 1:
         raise SecurityError("the certificate does not carry exactly one common name")
@@ -129,6 +134,8 @@ def caller_of_certificate(certificate: x509.Certificate) -> Caller:
 
 
 def caller_of_pem(pem: bytes) -> Caller:
+    from cryptography import x509
+
     try:
         certificate = x509.load_pem_x509_certificate(pem)
     except ValueError as exc:
@@ -137,6 +144,8 @@ def caller_of_pem(pem: bytes) -> Caller:
 
 
 def caller_of_der(der: bytes) -> Caller:
+    from cryptography import x509
+
     try:
         certificate = x509.load_der_x509_certificate(der)
     except ValueError as exc:

@@ -38,8 +38,6 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from damselfly.config.security import TlsSettings
 from damselfly.security.errors import SecurityError
@@ -59,6 +57,9 @@ Clock = Callable[[], float]
 
 def check_material(material: NodeMaterial) -> None:
     """Refuse material whose key does not belong to its certificate, or no CA."""
+    from cryptography import x509  # here, not at the top: a plain-text daemon never needs it
+    from cryptography.hazmat.primitives import serialization
+
     try:
         certificate = x509.load_pem_x509_certificate(material.cert_pem)
         key = serialization.load_pem_private_key(material.key_pem, password=None)

@@ -94,6 +94,14 @@ class PieceIndex:
             if not self._writing:
                 self._stamp_after_writes = stamp()
 
+    def written_whole(self, number: int) -> None:
+        """Every byte of ``number`` was written here, in parts (``write_started`` ...
+        ``write_finished(whole=False)`` each), from the bytes hashed: vouch for it as for a
+        whole write, under the stamp taken after the last of them."""
+        with self._lock:
+            if number not in self._writing:
+                self._written_here.add(number)
+
     def restamped(self, before: Hashable, after: Hashable) -> None:
         """We moved the file's mtime ourselves (``stamp_fingerprint``), its bytes unchanged:
         what we vouched for under ``before`` still holds under ``after``."""

@@ -12,7 +12,9 @@ another process working on the same task (dfget next to dfdaemon) show up when o
 up by number (a miss asks the store for that row) and at ``refresh``.
 
 A piece is recorded only after its bytes are written; ``write_piece`` of a piece already held
-with the same bytes is a no-op that returns the existing record. Reads do not re-hash: a
+with the same bytes is a no-op that returns the existing record. A piece received from a
+parent may also be written in parts as it arrives (``piece_stream.py``) and recorded once its
+digest matched. Reads do not re-hash: a
 reader that serves pieces to other peers relies on the peer checking the digest it was given.
 
 ``mark_succeeded`` also records the content file's fingerprint (``task_verified``), so the next
@@ -139,6 +141,42 @@ class TaskStorage:
             self._index.recorded(meta)
             return meta
 
+    def write_part(self, number: int, offset: int, chunks: Sequence[memoryview]) -> bool:
+        """Bytes of a piece still being received (``piece_stream.py``), at ``offset`` in the
+        file; not recorded. False, nothing written, once the piece is held: a recorded
+        piece's bytes are never overwritten with bytes not yet verified."""
+        with self._piece_lock(number):
+            if self.piece_meta(number) is not None:
+                return False
+            self._index.write_started(number)
+            try:
+                self._content.write_chunks_at(offset, chunks)
+            finally:
+                self._index.write_finished(number, whole=False, stamp=self._content.change_stamp)
+        return True
+
+    def record_streamed(
+        self, number: int, digest: str, *, whole: bool, check_file: bool = False
+    ) -> PieceMeta | None:
+        """Record a piece whose verified bytes ``write_part`` wrote (``whole``: every part;
+        ``check_file``: another writer wrote parts of it too, so hash the file's range
+        again first); a piece held meanwhile is returned as ``write_piece`` would; None if
+        the file does not hold those bytes (parts skipped, or overwritten)."""
+        piece = self._piece(number)
+        with self._piece_lock(number):
+            held = self.piece_meta(number)
+            if held is not None:
+                if held.digest == digest:
+                    return held
+                raise PieceDigestError(number, held.digest, digest, source="bytes already held")
+            if not whole or (check_file and not self._holds(piece, digest)):
+                return None
+            meta = PieceMeta(number, piece.offset, piece.length, digest)
+            self._metadata.piece_finished(self.task_id, meta)
+            self._index.recorded(meta)
+            self._index.written_whole(number)
+            return meta
+
     def vouches_for(self, number: int) -> bool:
         """Were this piece's bytes hashed and written whole by this ``Store``, with no write
         to the file by anyone else since (``piece_index.py``)? Then serving it needs no
@@ -240,6 +278,12 @@ class TaskStorage:
             return piece_at(number, self.content_length, self.piece_length)
         except IndexError as exc:
             raise ValueError(f"task {self.task_id}: {exc}") from exc
+
+    def _holds(self, piece: Piece, digest: str) -> bool:
+        try:
+            return self._content.digest_at(piece.offset, piece.length) == digest
+        except StorageError:
+            return False
 
     def _still_valid(self, held: PieceMeta) -> bool:
         """A held piece whose bytes were damaged (or cut off) since may be rewritten."""

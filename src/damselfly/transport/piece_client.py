@@ -6,11 +6,13 @@ over a few parents), no cookies, no proxy from the environment, no decompression
 ``protocol/pieces_http.py``.
 
 Every failure is a ``PeerError`` naming the parent, the task and the piece
-(``piece_errors.py`` draws the tree), so the download engine can tell what to do from the type
-alone.
+(``piece_errors.py`` draws the tree; ``piece_reads.py`` reads the answers and names their
+failures), so the download engine can tell what to do from the type alone.
 
 A piece arrives as the list of chunks asyncio received (``readchunk``), never joined: the
-caller hashes them and hands them to ``TaskStorage.write_piece`` as they are. A piece is
+caller hashes them and hands them to ``TaskStorage.write_piece`` as they are; or, with
+``receive_piece``, in parts as they arrive (the daemon writes each to disk before it reads
+on, so a piece in flight never sits whole in memory: ``storage/piece_stream.py``). A piece is
 exactly ``length`` bytes or an error; a connection that failed mid-body is closed, never put
 back in the pool.
 
@@ -24,17 +26,14 @@ node (``grants``: task id -> grant; ``security/grants.py``).
 
 from __future__ import annotations
 
-import contextlib
 import ssl
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 import aiohttp
-from yarl import URL
 
-from damselfly.core.errors import ProtocolError
 from damselfly.protocol import pieces_http as wire
 from damselfly.security.grants import GRANT_HEADER
-from damselfly.transport.http_session import next_chunk, verbatim_session
+from damselfly.transport.http_session import verbatim_session
 from damselfly.transport.piece_errors import (
     ParentBusyError,
     ParentProtocolError,
@@ -44,6 +43,17 @@ from damselfly.transport.piece_errors import (
     PieceLengthError,
     PieceNotHeldError,
     PieceTransferError,
+)
+from damselfly.transport.piece_reads import (
+    PartSink,
+    PieceRequest,
+    connection_reason,
+    expect_ok,
+    protocol_errors,
+    read_limited,
+    read_line,
+    read_piece,
+    watch_lines,
 )
 
 __all__ = [
@@ -69,33 +79,6 @@ WATCH_TIMEOUT_NO_BYTES = 3 * wire.WATCH_HEARTBEAT_INTERVAL
 MAX_BITMAP_BODY = 1024 * 1024
 _MAX_ERROR_BODY = 64 * 1024
 USER_AGENT = "damselfly-peer/0.1"
-
-
-class _Request:
-    """Where one request goes, and how its errors are named."""
-
-    def __init__(
-        self, parent: str, task_id: str, number: int | None, path: str, *, tls: bool = False
-    ) -> None:
-        self.parent = parent.rstrip("/")
-        self.task_id = task_id
-        self.number = number
-        self.path = path
-        self.tls = tls
-
-    def url(self, query: dict[str, str] | None = None) -> URL:
-        try:
-            base = URL(self.parent)
-        except (TypeError, ValueError) as exc:
-            raise self.error(ParentUnreachableError, f"invalid parent address: {exc}") from exc
-        if base.scheme not in ("http", "https") or not base.host:
-            raise self.error(ParentUnreachableError, "parent address must be http(s)://host:port")
-        if self.tls:
-            base = base.with_scheme("https")
-        return base.with_path(self.path, encoded=True).with_query(query)
-
-    def error(self, kind: type[PieceTransferError], reason: str) -> PieceTransferError:
-        return kind(self.parent, reason, task_id=self.task_id, piece_number=self.number)
 
 
 def create_peer_session(
@@ -154,19 +137,49 @@ class PieceClient:
         timeout_no_bytes: float = PIECE_TIMEOUT_NO_BYTES,
     ) -> list[memoryview]:
         """Exactly ``length`` bytes of piece ``number``, as received chunks, or a typed error."""
+        chunks: list[memoryview] = []
+
+        async def keep(part: list[memoryview]) -> None:
+            chunks.extend(part)
+
+        timeout = timeout_no_bytes
+        await self.receive_piece(
+            parent_url_base,
+            task_id,
+            number,
+            length,
+            keep,
+            part_length=length,
+            timeout_no_bytes=timeout,
+        )
+        return chunks
+
+    async def receive_piece(
+        self,
+        parent_url_base: str,
+        task_id: str,
+        number: int,
+        length: int,
+        sink: PartSink,
+        *,
+        part_length: int,
+        timeout_no_bytes: float = PIECE_TIMEOUT_NO_BYTES,
+    ) -> None:
+        """Piece ``number`` handed to ``sink`` in order as it arrives, in parts of at least
+        ``part_length`` bytes (the last one shorter), so it is never held whole; a typed error
+        if it is not exactly ``length`` bytes, maybe after some parts were handed over."""
         request = self._request(parent_url_base, task_id, number, wire.piece_path(task_id, number))
         response = await self._get(request, None, timeout_no_bytes)
         try:
-            await _expect_ok(response, request)
+            await expect_ok(response, request)
             if response.content_length not in (None, length):
                 declared = response.content_length
                 raise request.error(PieceLengthError, f"{declared} bytes announced, {length} due")
-            chunks = await _read_piece(response, request, length, timeout_no_bytes)
+            await read_piece(response, request, length, timeout_no_bytes, (sink, part_length))
         except BaseException:
             response.close()
             raise
         response.release()
-        return chunks
 
     async def bitmap(
         self,
@@ -180,9 +193,9 @@ class PieceClient:
         request = self._request(parent_url_base, task_id, None, wire.bitmap_path(task_id))
         response = await self._get(request, None, timeout_no_bytes)
         try:
-            await _expect_ok(response, request)
-            body = await _read_limited(response, request, MAX_BITMAP_BODY, timeout_no_bytes)
-            with _protocol_errors(request):
+            await expect_ok(response, request)
+            body = await read_limited(response, request, MAX_BITMAP_BODY, timeout_no_bytes)
+            with protocol_errors(request):
                 snapshot = wire.parse_snapshot(body, piece_count=piece_count)
         except BaseException:
             response.close()
@@ -203,24 +216,24 @@ class PieceClient:
         request = self._request(parent_url_base, task_id, None, wire.bitmap_path(task_id))
         response = await self._get(request, {wire.WATCH_QUERY: "1"}, timeout_no_bytes)
         try:
-            await _expect_ok(response, request)
-            first = await _read_line(response, request, timeout_no_bytes)
-            with _protocol_errors(request):
+            await expect_ok(response, request)
+            first = await read_line(response, request, timeout_no_bytes)
+            with protocol_errors(request):
                 snapshot = wire.parse_snapshot(first, piece_count=piece_count)
             for number in sorted(snapshot.held):
                 yield number
-            async for number in _watch_lines(response, request, snapshot, timeout_no_bytes):
+            async for number in watch_lines(response, request, snapshot, timeout_no_bytes):
                 yield number
         finally:
             response.close()  # a watch connection is never reused
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _request(self, parent: str, task_id: str, number: int | None, path: str) -> _Request:
-        return _Request(parent, task_id, number, path, tls=self._tls is not None)
+    def _request(self, parent: str, task_id: str, number: int | None, path: str) -> PieceRequest:
+        return PieceRequest(parent, task_id, number, path, tls=self._tls is not None)
 
     async def _get(
-        self, request: _Request, query: dict[str, str] | None, timeout_no_bytes: float
+        self, request: PieceRequest, query: dict[str, str] | None, timeout_no_bytes: float
     ) -> aiohttp.ClientResponse:
         url = request.url(query)
         timeout = aiohttp.ClientTimeout(
@@ -242,7 +255,7 @@ class PieceClient:
         except aiohttp.ClientResponseError as exc:
             raise request.error(ParentProtocolError, f"bad HTTP answer: {exc.message}") from exc
         except aiohttp.ClientError as exc:
-            raise request.error(ParentUnreachableError, _connection_reason(exc)) from exc
+            raise request.error(ParentUnreachableError, connection_reason(exc)) from exc
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -250,129 +263,3 @@ class PieceClient:
                 limit=self._limit, limit_per_host=self._limit_per_host
             )
         return self._session
-
-
-async def _expect_ok(response: aiohttp.ClientResponse, request: _Request) -> None:
-    status = response.status
-    if status == 200:
-        return
-    if (response.content_length or 0) <= _MAX_ERROR_BODY:
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            await response.read()  # a 404 or 429 is routine: keep the connection for reuse
-            response.release()
-    task_id, number = request.task_id, request.number
-    if status == 404:
-        raise request.error(PieceNotHeldError, "not held (HTTP 404)")
-    if status == 429:
-        retry_after = wire.parse_retry_after(response.headers.get(wire.RETRY_AFTER_HEADER))
-        raise ParentBusyError(
-            request.parent, task_id=task_id, piece_number=number, retry_after=retry_after
-        )
-    raise ParentStatusError(request.parent, status, task_id=task_id, piece_number=number)
-
-
-async def _read_piece(
-    response: aiohttp.ClientResponse, request: _Request, length: int, timeout_no_bytes: float
-) -> list[memoryview]:
-    chunks: list[memoryview] = []
-    received = 0
-    while True:
-        data = await _read_chunk(response, request, length, received, timeout_no_bytes)
-        if not data:
-            break
-        received += len(data)
-        if received > length:
-            raise request.error(PieceLengthError, f"more than {length} bytes ({received})")
-        chunks.append(memoryview(data))
-    if received < length:
-        raise request.error(PieceLengthError, f"body ended after {received} of {length} bytes")
-    return chunks
-
-
-async def _read_chunk(
-    response: aiohttp.ClientResponse,
-    request: _Request,
-    length: int,
-    received: int,
-    timeout_no_bytes: float,
-) -> bytes:
-    try:
-        return await next_chunk(response)
-    except TimeoutError as exc:
-        reason = f"no byte for {timeout_no_bytes:g}s after {received} of {length} bytes"
-        raise request.error(ParentStalledError, reason) from exc
-    except aiohttp.ClientError as exc:
-        reason = f"connection closed after {received} of {length} bytes"
-        raise request.error(PieceLengthError, reason) from exc
-
-
-async def _read_limited(
-    response: aiohttp.ClientResponse, request: _Request, limit: int, timeout_no_bytes: float
-) -> bytes:
-    if (response.content_length or 0) > limit:
-        raise request.error(ParentProtocolError, f"body over {limit} bytes")
-    try:
-        body = await response.content.read(limit + 1)
-        rest = await response.content.read(1) if len(body) <= limit else b"x"
-    except TimeoutError as exc:
-        raise request.error(ParentStalledError, f"no byte for {timeout_no_bytes:g}s") from exc
-    except aiohttp.ClientError as exc:
-        raise request.error(ParentUnreachableError, _connection_reason(exc)) from exc
-    if len(body) > limit or rest:
-        raise request.error(ParentProtocolError, f"body over {limit} bytes")
-    return body
-
-
-async def _read_line(
-    response: aiohttp.ClientResponse, request: _Request, timeout_no_bytes: float
-) -> bytes:
-    """One line with its newline; ``b""`` at the end of the stream."""
-    try:
-        line = await response.content.readline()
-    except TimeoutError as exc:
-        raise request.error(ParentStalledError, f"no byte for {timeout_no_bytes:g}s") from exc
-    except ValueError as exc:  # a line longer than the read buffer
-        raise request.error(ParentProtocolError, "watch line too long") from exc
-    except aiohttp.ClientPayloadError as exc:
-        reason = "watch stream cut off before the task completed"
-        raise request.error(ParentUnreachableError, reason) from exc
-    except aiohttp.ClientError as exc:
-        raise request.error(ParentUnreachableError, _connection_reason(exc)) from exc
-    if line and not line.endswith(b"\n"):
-        raise request.error(ParentUnreachableError, "watch stream cut off mid-line")
-    return line
-
-
-async def _watch_lines(
-    response: aiohttp.ClientResponse,
-    request: _Request,
-    snapshot: wire.BitmapSnapshot,
-    timeout_no_bytes: float,
-) -> AsyncGenerator[int, None]:
-    while True:
-        line = await _read_line(response, request, timeout_no_bytes)
-        if not line:
-            raise request.error(ParentUnreachableError, "watch ended before the task completed")
-        with _protocol_errors(request):
-            event = wire.parse_watch_line(line, snapshot.piece_count)
-        if isinstance(event, wire.TaskComplete):
-            return
-        if event is not None:
-            yield event.number
-
-
-@contextlib.contextmanager
-def _protocol_errors(request: _Request) -> Iterator[None]:
-    """A malformed message from a parent is the parent's fault: a ``PeerError``."""
-    try:
-        yield
-    except ProtocolError as exc:
-        raise request.error(ParentProtocolError, exc.message) from exc
-
-
-def _connection_reason(exc: aiohttp.ClientError) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "closed the connection before answering"
-    return " ".join(f"connection failed: {exc.__class__.__name__}: {exc}".split())

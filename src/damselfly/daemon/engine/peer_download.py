@@ -5,14 +5,15 @@ Owned by one ``asyncio.TaskGroup``: a watcher per parent (its bitmap stream feed
 starts requests while the dispatcher has assignments and otherwise sleeps until something
 happens (a piece lands or fails, a parent announces pieces).
 
-Every piece is verified against the origin reader's digest (``piece_digests.py``), never
-one a parent offers; a piece that fails (or is cut short: how a parent withholds a piece bad
-on its disk) is dropped, its parent reported and never asked for it again, and the piece goes
-back to the queue; when that parent was its only holder it is read from the origin at once
-(``refused`` pieces, one origin read at a time beside the parents), not after
-``stall_timeout``. A 404 from a parent (it dropped a bad copy, or our view was stale) loses
-that piece from what we think it holds: no blame, but a piece nobody else holds is then
-refused too. Parent bitmaps are followed by ``parent_watch.py``.
+Every piece is streamed to disk as it arrives and verified against the origin reader's
+digest (``piece_receiver.py``, ``piece_digests.py``), never one a parent offers; a piece
+that fails (or is cut short: how a parent withholds a piece bad on its disk) is dropped,
+its parent reported and never asked for it again, and the piece goes back to the queue;
+when that parent was its only holder it is read from the origin at once (``refused``
+pieces, one origin read at a time beside the parents), not after ``stall_timeout``. A 404
+from a parent (it dropped a bad copy, or our view was stale) loses that piece from what we
+think it holds: no blame, but a piece nobody else holds is then refused too. Parent bitmaps
+are followed by ``parent_watch.py``.
 
 While fewer than ``WANTED_PARENTS`` are usable, the scheduler is asked for more every
 ``PARENT_REFRESH_INTERVAL`` (off the loop), so peers that got pieces after we registered
@@ -33,10 +34,10 @@ import logging
 
 from damselfly.core.error_groups import group_error
 from damselfly.core.errors import PeerError, PieceDigestError, ProtocolError, SchedulerError
-from damselfly.core.pieces import piece_at
 from damselfly.daemon.engine.parent_watch import watch_parent
 from damselfly.daemon.engine.piece_digests import PieceDigests
 from damselfly.daemon.engine.piece_dispatcher import Assignment, dispatcher_for
+from damselfly.daemon.engine.piece_receiver import Outcome, PieceReceiver
 from damselfly.daemon.engine.reporter import PeerReporter, reporting
 from damselfly.daemon.engine.settings import EngineSettings, PieceStored
 from damselfly.download.jobs import DownloadContext, FillRequest, PieceFiller
@@ -96,9 +97,9 @@ class PeerDownload:
         self._digests = PieceDigests(
             client, self._task.task_id, ((d.number, d.digest) for d in registration.digests)
         )
+        self._receiver = PieceReceiver(self._task, pieces, self._digests, settings.piece_timeout)
         self._wakeup = asyncio.Event()
         self._fetching: dict[Assignment, asyncio.Task[None]] = {}
-        self._writing: set[int] = set()  # pieces being written (an endgame twin waits)
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._last_progress = 0.0  # when a piece was last stored
         self._last_ask = 0.0  # when the scheduler was last asked for parents because of a stall
@@ -301,35 +302,15 @@ class PeerDownload:
             self._wakeup.set()
 
     async def _fetch_and_store(self, assignment: Assignment) -> None:
-        number = assignment.number
-        piece = piece_at(number, self._task.content_length, self._task.piece_length)
-        chunks = await self._pieces.fetch_piece(
-            assignment.parent.address,
-            self._task.task_id,
-            number,
-            piece.length,
-            timeout_no_bytes=self._settings.piece_timeout,
-        )
-        digest = await self._digests.digest_for(number)
-        if digest is None:  # the origin reader has not reported it yet: try again later
+        receipt = await self._receiver.receive(assignment.parent.address, assignment.number)
+        if receipt.outcome is Outcome.ABANDONED:
             self._dispatcher.piece_abandoned(assignment)
-            return
-        if number in self._writing:  # a twin is being written: it counts it, or fails
-            self._dispatcher.piece_abandoned(assignment)
-            return
-        if self._task.has_piece(number):  # the endgame twin arrived first
+        elif receipt.outcome is Outcome.HELD or receipt.meta is None:  # a twin was first
             self._dispatcher.piece_succeeded(assignment, 0)
-            return
-        self._writing.add(number)
-        try:
-            meta = await asyncio.to_thread(
-                self._task.write_piece, number, chunks, expected_digest=digest
-            )
-        finally:
-            self._writing.discard(number)
-        self._dispatcher.piece_succeeded(assignment, piece.length)
-        self.peer_bytes += piece.length
-        self._stored(meta, digest=digest)
+        else:
+            self._dispatcher.piece_succeeded(assignment, receipt.meta.length)
+            self.peer_bytes += receipt.meta.length
+            self._stored(receipt.meta, digest=receipt.meta.digest)
 
     def _stored(self, meta: PieceMeta, *, digest: str) -> None:
         self._last_progress = _now()

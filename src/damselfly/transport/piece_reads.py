@@ -1,0 +1,196 @@
+"""A parent's answers read and their failures named, for ``piece_client.py``.
+
+``PieceRequest`` is where one request goes and how its errors are named (parent, task,
+piece); the readers turn a response into bytes or a typed ``PeerError``: the status
+(``expect_ok``: 404, 429 and the rest), a piece's body of exactly its length handed over in
+parts (``read_piece``), a bounded body (``read_limited``: a bitmap), and the lines of a watch
+stream (``watch_lines``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+
+import aiohttp
+from yarl import URL
+
+from damselfly.core.errors import ProtocolError
+from damselfly.protocol import pieces_http as wire
+from damselfly.transport.http_session import next_chunk
+from damselfly.transport.piece_errors import (
+    ParentBusyError,
+    ParentProtocolError,
+    ParentStalledError,
+    ParentStatusError,
+    ParentUnreachableError,
+    PieceLengthError,
+    PieceNotHeldError,
+    PieceTransferError,
+)
+
+_MAX_ERROR_BODY = 64 * 1024
+PartSink = Callable[[list[memoryview]], Awaitable[None]]  # receive_piece's consumer of parts
+
+
+class PieceRequest:
+    """Where one request goes, and how its errors are named."""
+
+    def __init__(
+        self, parent: str, task_id: str, number: int | None, path: str, *, tls: bool = False
+    ) -> None:
+        self.parent = parent.rstrip("/")
+        self.task_id = task_id
+        self.number = number
+        self.path = path
+        self.tls = tls
+
+    def url(self, query: dict[str, str] | None = None) -> URL:
+        try:
+            base = URL(self.parent)
+        except (TypeError, ValueError) as exc:
+            raise self.error(ParentUnreachableError, f"invalid parent address: {exc}") from exc
+        if base.scheme not in ("http", "https") or not base.host:
+            raise self.error(ParentUnreachableError, "parent address must be http(s)://host:port")
+        if self.tls:
+            base = base.with_scheme("https")
+        return base.with_path(self.path, encoded=True).with_query(query)
+
+    def error(self, kind: type[PieceTransferError], reason: str) -> PieceTransferError:
+        return kind(self.parent, reason, task_id=self.task_id, piece_number=self.number)
+
+
+async def expect_ok(response: aiohttp.ClientResponse, request: PieceRequest) -> None:
+    status = response.status
+    if status == 200:
+        return
+    if (response.content_length or 0) <= _MAX_ERROR_BODY:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            await response.read()  # a 404 or 429 is routine: keep the connection for reuse
+            response.release()
+    task_id, number = request.task_id, request.number
+    if status == 404:
+        raise request.error(PieceNotHeldError, "not held (HTTP 404)")
+    if status == 429:
+        retry_after = wire.parse_retry_after(response.headers.get(wire.RETRY_AFTER_HEADER))
+        raise ParentBusyError(
+            request.parent, task_id=task_id, piece_number=number, retry_after=retry_after
+        )
+    raise ParentStatusError(request.parent, status, task_id=task_id, piece_number=number)
+
+
+async def read_piece(
+    response: aiohttp.ClientResponse,
+    request: PieceRequest,
+    length: int,
+    timeout_no_bytes: float,
+    parts: tuple[PartSink, int],
+) -> None:
+    sink, part_length = parts
+    part: list[memoryview] = []
+    part_bytes = received = 0
+    while True:
+        data = await _read_chunk(response, request, length, received, timeout_no_bytes)
+        if not data:
+            break
+        received += len(data)
+        if received > length:
+            raise request.error(PieceLengthError, f"more than {length} bytes ({received})")
+        part.append(memoryview(data))
+        part_bytes += len(data)
+        if part_bytes >= part_length:
+            await sink(part)
+            part, part_bytes = [], 0
+    if received < length:
+        raise request.error(PieceLengthError, f"body ended after {received} of {length} bytes")
+    if part:
+        await sink(part)
+
+
+async def _read_chunk(
+    response: aiohttp.ClientResponse,
+    request: PieceRequest,
+    length: int,
+    received: int,
+    timeout_no_bytes: float,
+) -> bytes:
+    try:
+        return await next_chunk(response)
+    except TimeoutError as exc:
+        reason = f"no byte for {timeout_no_bytes:g}s after {received} of {length} bytes"
+        raise request.error(ParentStalledError, reason) from exc
+    except aiohttp.ClientError as exc:
+        reason = f"connection closed after {received} of {length} bytes"
+        raise request.error(PieceLengthError, reason) from exc
+
+
+async def read_limited(
+    response: aiohttp.ClientResponse, request: PieceRequest, limit: int, timeout_no_bytes: float
+) -> bytes:
+    if (response.content_length or 0) > limit:
+        raise request.error(ParentProtocolError, f"body over {limit} bytes")
+    try:
+        body = await response.content.read(limit + 1)
+        rest = await response.content.read(1) if len(body) <= limit else b"x"
+    except TimeoutError as exc:
+        raise request.error(ParentStalledError, f"no byte for {timeout_no_bytes:g}s") from exc
+    except aiohttp.ClientError as exc:
+        raise request.error(ParentUnreachableError, connection_reason(exc)) from exc
+    if len(body) > limit or rest:
+        raise request.error(ParentProtocolError, f"body over {limit} bytes")
+    return body
+
+
+async def read_line(
+    response: aiohttp.ClientResponse, request: PieceRequest, timeout_no_bytes: float
+) -> bytes:
+    """One line with its newline; ``b""`` at the end of the stream."""
+    try:
+        line = await response.content.readline()
+    except TimeoutError as exc:
+        raise request.error(ParentStalledError, f"no byte for {timeout_no_bytes:g}s") from exc
+    except ValueError as exc:  # a line longer than the read buffer
+        raise request.error(ParentProtocolError, "watch line too long") from exc
+    except aiohttp.ClientPayloadError as exc:
+        reason = "watch stream cut off before the task completed"
+        raise request.error(ParentUnreachableError, reason) from exc
+    except aiohttp.ClientError as exc:
+        raise request.error(ParentUnreachableError, connection_reason(exc)) from exc
+    if line and not line.endswith(b"\n"):
+        raise request.error(ParentUnreachableError, "watch stream cut off mid-line")
+    return line
+
+
+async def watch_lines(
+    response: aiohttp.ClientResponse,
+    request: PieceRequest,
+    snapshot: wire.BitmapSnapshot,
+    timeout_no_bytes: float,
+) -> AsyncGenerator[int, None]:
+    while True:
+        line = await read_line(response, request, timeout_no_bytes)
+        if not line:
+            raise request.error(ParentUnreachableError, "watch ended before the task completed")
+        with protocol_errors(request):
+            event = wire.parse_watch_line(line, snapshot.piece_count)
+        if isinstance(event, wire.TaskComplete):
+            return
+        if event is not None:
+            yield event.number
+
+
+@contextlib.contextmanager
+def protocol_errors(request: PieceRequest) -> Iterator[None]:
+    """A malformed message from a parent is the parent's fault: a ``PeerError``."""
+    try:
+        yield
+    except ProtocolError as exc:
+        raise request.error(ParentProtocolError, exc.message) from exc
+
+
+def connection_reason(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "closed the connection before answering"
+    return " ".join(f"connection failed: {exc.__class__.__name__}: {exc}".split())

@@ -1,0 +1,42 @@
+"""What a running dfdaemon holds in memory before its first download (issue 15: daemon peak
+RSS). A plain node (no proxy, no TLS) must not load what only the proxy or mTLS use:
+``cryptography`` alone is ~10 MiB of resident memory. Checked in a fresh interpreter, where
+nothing is imported yet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+ONLY_WHEN_USED = (
+    "cryptography",  # mTLS material, grants, the proxy's CA
+    "h11",  # the proxy's listener
+    "damselfly.daemon.proxy.ca_certs",
+    "damselfly.daemon.proxy.service",
+    "damselfly.daemon.proxy.server",
+    "damselfly.security.node_tls",
+    "damselfly.security.enrollment_client",
+    "damselfly.security.certs",
+)
+
+
+def imported_by(module: str) -> set[str]:
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout))
+
+
+@pytest.mark.parametrize("module", ["damselfly.cli.dfdaemon", "damselfly.daemon.app"])
+def test_the_daemon_starts_without_the_proxy_or_tls_modules(module: str):
+    loaded = imported_by(module)
+    assert "damselfly.daemon.engine.peer_filler" in loaded  # the probe itself works
+    assert sorted(loaded & set(ONLY_WHEN_USED)) == []
+
+
+def test_the_modules_a_plain_daemon_skips_still_import_when_used():
+    loaded = imported_by("damselfly.daemon.proxy.service, damselfly.security.node_tls")
+    assert {"cryptography", "h11", "damselfly.daemon.proxy.ca"} <= loaded
