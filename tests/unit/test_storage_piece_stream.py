@@ -140,3 +140,42 @@ def test_skipped_bytes_are_counted_and_hashed_but_never_recorded(task: TaskStora
     bad.skip([memoryview(b"x" * 516)])
     with pytest.raises(PieceDigestError):
         bad.finish(piece_digest(piece(2)))
+
+
+def test_another_handle_cannot_record_between_a_parts_check_and_its_write(
+    store: Store, task: TaskStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seed job's fill (its own handle) records piece 0 with the origin's bytes exactly while
+    a parent's bad part for it is about to be written: the record must wait for the write,
+    so the verified bytes end up on disk, not the bad ones after them."""
+    import threading
+
+    from damselfly.storage.content import ContentFile
+
+    other = store.open_task(
+        TASK_ID, url="https://x/f", content_length=len(DATA), piece_length=PIECE
+    )
+    real_write = ContentFile.write_chunks_at
+    recorded = threading.Event()
+
+    def record_by_the_other_handle_first(self, offset, chunks):  # type: ignore[no-untyped-def]
+        if not recorded.is_set():
+            recorded.set()
+            thread = threading.Thread(target=lambda: other.write_piece(0, piece(0)), daemon=True)
+            thread.start()
+            thread.join(0.3)  # done at once if the handles' locks are not shared
+        return real_write(self, offset, chunks)
+
+    monkeypatch.setattr(ContentFile, "write_chunks_at", record_by_the_other_handle_first)
+    stream = PieceStream(task, 0)
+    stream.write([memoryview(b"\xff" * PIECE)])  # a bad parent's whole piece, in one part
+    monkeypatch.setattr(ContentFile, "write_chunks_at", real_write)
+    for _ in range(100):
+        if task.has_piece(0):
+            break
+        threading.Event().wait(0.02)
+    assert task.has_piece(0)
+    assert on_disk(task, 0) == piece(0)  # the record came after the bad part, not before
+    with pytest.raises(PieceDigestError):
+        stream.finish(piece_digest(piece(0)))
+    other.close()

@@ -40,10 +40,15 @@ from collections.abc import Callable, Hashable, Iterable
 
 from damselfly.storage.metadata import PieceMeta
 
+PIECE_LOCK_STRIPES = 64
+
 
 class PieceIndex:
     def __init__(self, pieces: Iterable[PieceMeta] = ()) -> None:
         self._lock = threading.Lock()
+        # one lock per piece stripe for every handle of the task in this ``Store``: a check
+        # that a piece is not held and the write after it exclude another handle's record
+        self.piece_locks = tuple(threading.Lock() for _ in range(PIECE_LOCK_STRIPES))
         self._pieces = {piece.number: piece for piece in pieces}
         self._numbers: frozenset[int] | None = None  # cached answer of ``numbers``
         self.version = 0  # bumped by every change: a watcher compares it to skip work

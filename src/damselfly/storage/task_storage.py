@@ -35,8 +35,6 @@ from damselfly.storage.content import ContentFile
 from damselfly.storage.metadata import MetadataStore, PieceMeta, PieceNotHeldError
 from damselfly.storage.piece_index import PieceIndex
 
-_LOCK_STRIPES = 64
-
 
 class TaskStorage:
     """One open task; close it (or use ``with``) to unpin it."""
@@ -63,7 +61,6 @@ class TaskStorage:
         self._metadata = metadata
         self._index = PieceIndex(metadata.pieces(task_id)) if index is None else index
         self._on_close = on_close
-        self._piece_locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
         self._close_lock = threading.Lock()
         self._closed = False
 
@@ -143,8 +140,12 @@ class TaskStorage:
 
     def write_part(self, number: int, offset: int, chunks: Sequence[memoryview]) -> bool:
         """Bytes of a piece still being received (``piece_stream.py``), at ``offset`` in the
-        file; not recorded. False, nothing written, once the piece is held: a recorded
-        piece's bytes are never overwritten with bytes not yet verified."""
+        file; not recorded. False, nothing written, once the piece is held: within this
+        ``Store`` a recorded piece's bytes are never overwritten with bytes not yet verified.
+        Another process recording the piece between the check and the write (a standalone
+        dfget on the same task and store) is not excluded: the bytes it recorded may then be
+        overwritten; serving re-hashes them (they are not vouched for) and delivery re-hashes
+        every piece, so the damage is a failed download, never a wrong file."""
         with self._piece_lock(number):
             if self.piece_meta(number) is not None:
                 return False
@@ -304,7 +305,11 @@ class TaskStorage:
             self._metadata.task_verified(self.task_id, fingerprint)
 
     def _piece_lock(self, number: int) -> threading.Lock:
-        return self._piece_locks[number % _LOCK_STRIPES]
+        """Shared by every handle of the task in this ``Store`` (the index is): a part's
+        "not held, so write" excludes another handle's record of the piece (a seed job's
+        fill next to a peer download). Another process is not excluded: see ``write_part``."""
+        locks = self._index.piece_locks
+        return locks[number % len(locks)]
 
     def _check_open(self) -> None:
         if self._closed:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from damselfly.core.pieces import piece_at
@@ -80,7 +81,7 @@ class PieceReceiver:
             if number in self._recording:  # never under a twin being recorded
                 stream.skip(part)
             else:
-                await asyncio.to_thread(stream.write, part)
+                await finished_even_if_cancelled(asyncio.to_thread(stream.write, part))
 
         await self._pieces.receive_piece(
             parent,
@@ -106,3 +107,17 @@ class PieceReceiver:
         finally:
             self._recording.discard(number)
         return Receipt(Outcome.STORED, meta) if meta is not None else Receipt(Outcome.ABANDONED)
+
+
+async def finished_even_if_cancelled(write: Awaitable[None]) -> None:
+    """``write`` (a worker thread's), waited for to its end even when the caller is cancelled:
+    a cancelled ``to_thread`` returns at once while the thread goes on, and an unverified
+    part landing after its stream ended would escape the twin and record checks."""
+    future = asyncio.ensure_future(write)
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved: the cancellation is what the caller sees
+        raise
