@@ -5,11 +5,9 @@ nothing is imported yet."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
+
+from damselfly.testing.imports import imported_by
 
 ONLY_WHEN_USED = (
     "cryptography",  # mTLS material, grants, the proxy's CA
@@ -21,13 +19,6 @@ ONLY_WHEN_USED = (
     "damselfly.security.enrollment_client",
     "damselfly.security.certs",
 )
-
-
-def imported_by(module: str) -> set[str]:
-    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return set(json.loads(done.stdout))
 
 
 @pytest.mark.parametrize("module", ["damselfly.cli.dfdaemon", "damselfly.daemon.app"])

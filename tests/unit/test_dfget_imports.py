@@ -4,9 +4,7 @@ a daemon). Checked in a fresh interpreter, where nothing is imported yet."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from damselfly.testing.imports import imported_by
 
 HEAVY = (
     "aiohttp",
@@ -21,13 +19,6 @@ HEAVY = (
     "damselfly.download.hub_layouts",
     "damselfly.storage.store",
 )
-
-
-def imported_by(module: str) -> set[str]:
-    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return set(json.loads(done.stdout))
 
 
 def test_dfget_starts_without_the_http_client_engine_store_or_hub_caches():
@@ -49,10 +40,7 @@ assert Handoff.from_fields(request_fields(args, {"HOME": "/h"}, Path("/"))).body
 def test_a_plain_download_goes_to_the_daemon_without_pydantic_or_asyncio():
     """The flags, the request and its JSON for an https:// URL: neither the request model
     (pydantic, ~40 ms) nor asyncio (~40 ms) is imported; the blocking client needs neither."""
-    code = HANDOFF + "\nimport json, sys; print(json.dumps(sorted(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    loaded = set(json.loads(done.stdout))
+    loaded = imported_by("damselfly.cli.dfget_jobs", then=HANDOFF)
     assert "damselfly.cli.dfget_jobs" in loaded
     assert sorted(loaded & {"pydantic", "asyncio", "damselfly.download.request"}) == []
 
