@@ -142,7 +142,6 @@ class PieceClient:
         async def keep(part: list[memoryview]) -> None:
             chunks.extend(part)
 
-        timeout = timeout_no_bytes
         await self.receive_piece(
             parent_url_base,
             task_id,
@@ -150,7 +149,7 @@ class PieceClient:
             length,
             keep,
             part_length=length,
-            timeout_no_bytes=timeout,
+            timeout_no_bytes=timeout_no_bytes,
         )
         return chunks
 
