@@ -2,11 +2,13 @@
 download engine, seed worker, local API, HTTP(S) proxy, metrics.
 
 ``serve(settings, stop=...)`` starts everything, reports the bound addresses through
-``on_ready``, runs the background loops in one ``TaskGroup`` until ``stop`` is set, then
-leaves the schedulers and closes every component in reverse order. Every collaborator is
-handed over when its user is built: the announcer first, so the engine and the seed worker
-get its ``reannounce`` (their reporters' answer to a scheduler that forgot this host) and
-all three share one set of the tasks this host reads from their origin.
+``on_ready`` once the schedulers know this host (and a seed's job streams are open; a
+scheduler that does not answer holds it at most ``READY_WAIT`` per step), runs the background
+loops in one ``TaskGroup`` until ``stop`` is set, then leaves the schedulers and closes every
+component in reverse order. Every collaborator is handed over when its user is built: the
+announcer first, so the engine and the seed worker get its ``reannounce`` (their reporters'
+answer to a scheduler that forgot this host) and all three share one set of the tasks this
+host reads from their origin. The background loops and the ready line: ``loops.py``.
 
 With mTLS (``settings.tls``, or ``DAMSELFLY_TLS_DIR``) the node's certificate is its identity:
 its common name is the host id (the scheduler binds a host id to the certificate that first
@@ -36,7 +38,6 @@ from damselfly.config.base import split_host_port
 from damselfly.config.daemon import DaemonSettings
 from damselfly.config.paths import default_socket_path, store_dir
 from damselfly.config.security import PLAINTEXT_WARNING
-from damselfly.core.error_groups import group_error
 from damselfly.core.errors import ConfigError
 from damselfly.daemon.control.member import DaemonControl
 from damselfly.daemon.engine.announcer import Announcer
@@ -48,6 +49,7 @@ from damselfly.daemon.engine.settings import EngineSettings
 from damselfly.daemon.imports.hub_fallback import HubFallbackRegistry
 from damselfly.daemon.imports.importer import RepoImporter
 from damselfly.daemon.imports.manifests import MeshManifests
+from damselfly.daemon.loops import Loops, run_until
 from damselfly.daemon.servers.import_api import import_routes
 from damselfly.daemon.servers.local_api import LocalApi
 from damselfly.daemon.servers.metrics import metrics_server
@@ -69,7 +71,6 @@ from damselfly.transport.scheduler.client import SchedulerClient
 if TYPE_CHECKING:  # imported where used: the proxy when enabled, node_tls with TLS on
     from damselfly.daemon.proxy.service import ProxyService
     from damselfly.security.node_tls import NodeTls
-    from damselfly.security.renewal import RenewalLoop
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +179,10 @@ async def serve(
                     collectors=[proxy.collector()] if proxy else [],
                 )
             )
-            if on_ready is not None:
-                on_ready(_running(host_id, upload.base_url, socket_path, metrics, proxy))
+            running = _running(host_id, upload.base_url, socket_path, metrics, proxy)
             renewal = tls.renewal_loop() if tls is not None else None
-            await _run_until(stop, announcer, seeds, renewal)
+            loops = Loops(announcer, seeds, client, renewal)
+            await run_until(stop, loops, lambda: on_ready(running) if on_ready else None)
 
 
 def _running(
@@ -219,28 +220,6 @@ def node_tls(settings: DaemonSettings) -> NodeTls | None:
     tls = NodeTls.from_settings(settings.tls, expect=expect)
     log.info("mTLS on: host id %s, role %s", tls.node_id, tls.role)
     return tls
-
-
-async def _run_until(
-    stop: asyncio.Event,
-    announcer: Announcer,
-    seeds: SeedWorker | None,
-    renewal: RenewalLoop | None,
-) -> None:
-    try:
-        async with asyncio.TaskGroup() as group:
-            loops = [group.create_task(announcer.run())]
-            if seeds is not None:
-                loops.append(group.create_task(seeds.run()))
-            if renewal is not None:
-                loops.append(group.create_task(renewal.run()))
-            await stop.wait()
-            for loop in loops:
-                loop.cancel()
-    except BaseExceptionGroup as errors:
-        raise group_error(errors) from None
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(announcer.leave(), timeout=2.0)
 
 
 def _engine_settings(settings: DaemonSettings) -> EngineSettings:

@@ -212,8 +212,8 @@ class ProcessCluster:
         await self._until_schedulers_know_them(seed_count, seed_count + peer_count)
 
     async def _until_schedulers_know_them(self, seeds: int, hosts: int) -> None:
-        """A daemon is ready before its first announcement (a seed, before it asks for seed
-        jobs): a dfget at once could find no seed. Wait, at most the ready timeout."""
+        """A daemon says ready once its schedulers know it, or after a bounded wait for a slow
+        one (``daemon/loops.py``): check the counts here too, at most the ready timeout."""
         deadline = time.monotonic() + self._ready_timeout
         for scheduler in self.schedulers:
             await until_counted(partial(self.metrics, scheduler), hosts, seeds, deadline)

@@ -236,6 +236,7 @@ class SchedulerService:
             self._state.seed_connected(host_id)
 
         await self._guarded(context, connect)
+        await context.send_initial_metadata(())  # tells the seed it is counted (seed_jobs.py)
         wakeup = asyncio.Event()
         self._wakeups.setdefault(host_id, set()).add(wakeup)
         log.info("seed %s is watching for jobs", host_id)

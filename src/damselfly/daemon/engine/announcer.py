@@ -14,6 +14,10 @@ that scheduler's connection generation, so a task is announced again when:
   ``rehome`` (``app.py`` hands this method to the engine and the seed worker when it builds
   them); rounds asked for at the same time are merged.
 
+``host_sent`` is set once the first ``AnnounceHost`` went to every scheduler (answered or
+not): the daemon says it is ready only after it (bounded), so a node started just before a
+``dfget`` is already known to the scheduler that dfget asks.
+
 What is announced per task, rebuilt from the store: the URL, lengths and whole-file digest
 (request params are not stored: ``{}``), the bitmap of recorded pieces (read from metadata,
 not re-verified; serving checks again), and for tasks this host read from the origin
@@ -64,6 +68,8 @@ class Announcer:
         self._full_rounds_started = 0
         self._unavailable = False
         self.tasks_announced_total = 0
+        # set once the host went to every scheduler the first time (answered or not)
+        self.host_sent = asyncio.Event()
 
     async def run(self) -> None:
         """Announce every ``interval`` until cancelled; failures are logged, never raised."""
@@ -109,6 +115,8 @@ class Announcer:
         except SchedulerUnavailableError:
             self._sent.clear()  # announce everything wherever it goes next
             raise
+        finally:
+            self.host_sent.set()
         if self._unavailable:
             self._unavailable = False
             log.info("a scheduler answers again")

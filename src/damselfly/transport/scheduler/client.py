@@ -253,6 +253,10 @@ class SchedulerClient:
         """Jobs from every scheduler, until cancelled or closed (``seed_jobs.py``)."""
         return self._seed_jobs.watch(host_id, repeat_after=repeat_after)
 
+    async def seed_jobs_settled(self) -> None:
+        """Returns once every scheduler's first seed-job stream opened or failed."""
+        await self._seed_jobs.settled.wait()
+
     async def _reannounce_to(self, address: str) -> None:
         if self._host is None:
             return

@@ -8,6 +8,10 @@ after a stream that delivered a job (or lived longer than the longest backoff); 
 that answers ``UnknownHostError`` is sent this host again first (``reannounce``). A task is
 yielded once: a job for it again within ``repeat_after`` seconds (from another scheduler, or
 resent after a restart) is skipped.
+
+``settled`` is set once every scheduler's first stream is open (the scheduler sends its
+initial metadata once it counts this seed as taking jobs) or failed: the daemon waits for it
+(bounded) before it says it is ready, so a job for a task registered at once reaches it.
 """
 
 from __future__ import annotations
@@ -45,11 +49,14 @@ class SeedJobStreams:
         self._reannounce = reannounce
         self._backoff = backoff  # (first delay, longest delay), seconds
         self._clock = clock
+        self.settled = asyncio.Event()
+        self._unsettled: set[str] = set()
 
     async def watch(self, host_id: str, *, repeat_after: float) -> AsyncIterator[TaskMeta]:
         """Jobs from every scheduler, until cancelled or the channels close."""
         jobs: Jobs = asyncio.Queue()
         channels = self._channels
+        self._unsettled = set(channels.failover.addresses)
         readers = [
             channels.spawn(self._read(address, host_id, jobs))
             for address in channels.failover.addresses
@@ -103,6 +110,8 @@ class SeedJobStreams:
         call = self._channels.stub(address).WatchSeedJobs(pb.WatchSeedJobsRequest(host_id=host_id))
         received = False
         try:
+            await call.initial_metadata()  # the scheduler counts this seed from here
+            self._settle(address)
             async for message in call:
                 received = True
                 self._channels.answered(address)
@@ -110,9 +119,15 @@ class SeedJobStreams:
         except grpc.aio.AioRpcError as exc:
             self._channels.failed(address, "seed jobs", exc)
         finally:
+            self._settle(address)
             call.cancel()
         log.debug("seed job stream from %s ended", address)
         return received
+
+    def _settle(self, address: str) -> None:
+        self._unsettled.discard(address)
+        if not self._unsettled:
+            self.settled.set()
 
 
 def _deliver(address: str, message: pb.SeedJob, jobs: Jobs) -> None:
