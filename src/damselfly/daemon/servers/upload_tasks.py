@@ -230,7 +230,7 @@ def read_cached(fd: int, offset: int, length: int, flags: int) -> bytearray | No
     """Exactly ``length`` bytes if they can be had without waiting for a disk, else None (then
     read them in a worker thread with ``read_and_hash``). ``flags`` from ``loop_read_flags``:
     with ``RWF_NOWAIT`` the kernel refuses instead of waiting, so this may run on the event
-    loop: a 1 MiB copy from memory costs less than the thread hop it saves (the TLS send path,
+    loop: a 256 KiB copy from memory costs less than the thread hop it saves (the TLS send path,
     where ``sendfile`` cannot be used)."""
     buffer = bytearray(length)
     try:
