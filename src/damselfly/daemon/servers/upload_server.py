@@ -84,9 +84,7 @@ from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.store import Store
 
 CHUNK_LENGTH = 1024 * 1024
-# Over TLS each chunk is copied, encrypted and held as ciphertext until the child's link takes
-# it: 256 KiB chunks cut an mTLS daemon's peak RSS by ~30 MiB and its CPU by ~6 % in the swarm
-# bench against 1 MiB (docs/benchmarks.md, "The TLS send chunk").
+# known-good pieces over TLS (copied, encrypted, held until sent: docs/benchmarks.md, issue 11)
 TLS_CHUNK_LENGTH = 256 * 1024
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - peers on other hosts must reach the piece port
 
@@ -326,9 +324,8 @@ class UploadServer:
         self, response: web.StreamResponse, task: SharedTask, piece: PieceMeta
     ) -> None:
         """The fast path over TLS: ``pread`` in ``TLS_CHUNK_LENGTH`` chunks, no hashing
-        (asyncio's sendfile fallback for TLS seeks the shared file object: concurrent pieces
-        would mix). Chunks the page cache holds (or tmpfs) are read on the loop
-        (``read_cached``), the others in a thread."""
+        (asyncio's sendfile fallback for TLS seeks the shared file object). Chunks the page
+        cache holds (or tmpfs) are read on the loop (``read_cached``), the others in a thread."""
         for offset, length in _chunks(piece, TLS_CHUNK_LENGTH):
             chunk: bytes | bytearray | None = None
             if task.loop_read_flags is not None:
