@@ -43,13 +43,9 @@ caps, header and idle timeouts, the request rate per peer, and with mTLS (``tls`
 handshake (TLS 1.2, one AEAD suite with ECDHE: ``security/tls.py``) with a client certificate
 of the cluster and the role check.
 
-**Watch.** ``?watch=1`` streams newly held pieces (``upload_watch.py``). The download engine
-calls ``piece_added`` after each stored piece, which wakes the task's watchers at once; the
-store is also polled every ``watch_poll_interval`` seconds for pieces written by another
-process.
-
-Logging: never piece contents; debug for routine events, a warning only when a piece fails
-its re-check or the store fails under a request.
+**Watch.** ``?watch=1`` streams newly held pieces (``upload_watch.py``), woken by
+``piece_added`` and by a poll every ``watch_poll_interval`` s (another process's pieces).
+Logging: never piece contents; a warning only when a re-check or the store fails.
 """
 
 from __future__ import annotations
@@ -84,7 +80,7 @@ from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.store import Store
 
 CHUNK_LENGTH = 1024 * 1024
-# known-good pieces over TLS (copied, encrypted, held until sent: docs/benchmarks.md, issue 11)
+# TLS writes (copied, encrypted, held until sent: docs/benchmarks.md, issue 11)
 TLS_CHUNK_LENGTH = 256 * 1024
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - peers on other hosts must reach the piece port
 
@@ -357,9 +353,13 @@ class UploadServer:
         return True
 
     async def _write(self, response: web.StreamResponse, chunk: bytes | bytearray) -> None:
-        await self._throttle(len(chunk))
-        await response.write(chunk)
-        self._counters.bytes_uploaded += len(chunk)
+        """Over TLS in writes of at most ``TLS_CHUNK_LENGTH`` (the checked path reads more)."""
+        view, step = memoryview(chunk), TLS_CHUNK_LENGTH if self._scheme == "https" else len(chunk)
+        for start in range(0, len(view), max(step, 1)):
+            part = view[start : start + step]
+            await self._throttle(len(part))
+            await response.write(part)
+            self._counters.bytes_uploaded += len(part)
 
     def set_rate_limit(self, rate_bytes_per_second: float | None) -> None:
         """Change the upload limit live (``None``: unlimited); the control plane calls it."""
