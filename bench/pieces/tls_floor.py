@@ -140,14 +140,17 @@ def one_round(kind: str, size: int, pki: Path | None) -> tuple[float, float, flo
     me = [sys.executable, __file__, "--size", str(size), *tls]
     sender = subprocess.Popen([*me, "--role", "send"], stdout=subprocess.PIPE, text=True)
     assert sender.stdout is not None
-    port = sender.stdout.readline().strip()
-    began = time.monotonic()
-    out = subprocess.run(
-        [*me, "--role", kind, "--port", port], capture_output=True, text=True, check=True
-    ).stdout.split()
-    wall = time.monotonic() - began
-    sent_cpu = float(sender.stdout.readline())
-    sender.wait()
+    try:
+        port = sender.stdout.readline().strip()
+        began = time.monotonic()
+        out = subprocess.run(
+            [*me, "--role", kind, "--port", port], capture_output=True, text=True, check=True
+        ).stdout.split()
+        wall = time.monotonic() - began
+        sent_cpu = float(sender.stdout.readline())
+    finally:
+        sender.kill()
+        sender.wait()
     if int(out[0]) != size:
         raise SystemExit(f"{kind}: received {out[0]} bytes, sent {size}")
     per_gib = (1 << 30) / size
@@ -164,6 +167,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--pki", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.size <= 0 or args.size % WRITE:
+        parser.error("--size: a positive multiple of 1 MiB")
     if args.role == "send":
         send(args.pki, args.size)
         return 0

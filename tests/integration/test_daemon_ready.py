@@ -76,7 +76,10 @@ def known(state: SchedulerState, host_id: str) -> tuple[bool, bool]:
 
 
 @pytest.mark.parametrize("seed", [True, False], ids=["seed", "peer"])
-async def test_the_scheduler_knows_a_daemon_when_it_says_ready(tmp_path, scheduler, seed):
+async def test_the_scheduler_knows_a_daemon_when_it_says_ready(
+    tmp_path, monkeypatch, scheduler, seed
+):
+    monkeypatch.setattr(loops, "READY_WAIT", 60.0)  # the signals, not the bound, must end it
     seen: list[tuple[bool, bool]] = []
 
     def on_ready(running: RunningDaemon) -> None:
@@ -120,3 +123,27 @@ async def test_a_scheduler_that_never_answers_delays_ready_only_so_long(tmp_path
         await server.stop(None)
     assert running.host_id
     assert 0.5 <= waited < 3.0  # held by the waits of 0.5 s, not the gRPC call's 5 s timeout
+
+
+async def test_stop_during_the_ready_waits_ends_the_daemon_without_a_ready_line(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(loops, "READY_WAIT", 60.0)
+    server = grpc.aio.server()
+    add_SchedulerServicer_to_server(Silent(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    readies: list[RunningDaemon] = []
+    try:
+        stop = asyncio.Event()
+        settings = daemon_settings(tmp_path, [f"127.0.0.1:{port}"], seed=True)
+        task = asyncio.create_task(
+            serve_daemon(settings, stop=stop, env={}, on_ready=readies.append)
+        )
+        await asyncio.sleep(1.0)  # inside the first wait: the silent scheduler never answers
+        assert not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 5)  # not the 60 s bound
+    finally:
+        await server.stop(None)
+    assert readies == []

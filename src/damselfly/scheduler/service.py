@@ -236,11 +236,11 @@ class SchedulerService:
             self._state.seed_connected(host_id)
 
         await self._guarded(context, connect)
-        await context.send_initial_metadata(())  # tells the seed it is counted (seed_jobs.py)
         wakeup = asyncio.Event()
         self._wakeups.setdefault(host_id, set()).add(wakeup)
         log.info("seed %s is watching for jobs", host_id)
         try:
+            await context.send_initial_metadata(())  # the seed learns it is counted
             while not self._closing:
                 wakeup.clear()
                 # one at a time: a stream that breaks loses at most the job being sent

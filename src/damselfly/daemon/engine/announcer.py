@@ -16,7 +16,9 @@ that scheduler's connection generation, so a task is announced again when:
 
 ``host_sent`` is set once the first ``AnnounceHost`` went to every scheduler (answered or
 not): the daemon says it is ready only after it (bounded), so a node started just before a
-``dfget`` is already known to the scheduler that dfget asks.
+``dfget`` is already known to the scheduler that dfget asks. What the store holds follows in
+the same round, after the ready line: a restarted node may say ready before its schedulers
+know its pieces.
 
 What is announced per task, rebuilt from the store: the URL, lengths and whole-file digest
 (request params are not stored: ``{}``), the bitmap of recorded pieces (read from metadata,
@@ -109,8 +111,8 @@ class Announcer:
     # Steps -------------------------------------------------------------------------------
 
     async def _round(self) -> None:
-        info = self._host()
         try:
+            info = self._host()
             await self._client.announce_host_to_each(info)
         except SchedulerUnavailableError:
             self._sent.clear()  # announce everything wherever it goes next
