@@ -1,20 +1,21 @@
 """``PieceClient``: fetching pieces (and what a parent holds) from other daemons.
 
-One ``aiohttp.ClientSession`` per process, shared by every download: keep-alive connections,
-at most ``limit_per_host`` per parent (the download engine keeps ~8 pieces in flight, spread
-over a few parents), no cookies, no proxy from the environment, no decompression. The wire is
+Pieces come over ``piece_pool.py``'s keep-alive connections (a lean HTTP/1.1 client that
+reads bodies straight into part buffers, ``piece_wire.py``); bitmaps and watches over one
+``aiohttp.ClientSession`` per process. Either way at most ``limit_per_host`` connections per
+parent (the download engine keeps ~8 pieces in flight, spread over a few parents), no
+cookies, no proxy from the environment, no decompression. The wire is
 ``protocol/pieces_http.py``.
 
 Every failure is a ``PeerError`` naming the parent, the task and the piece
 (``piece_errors.py`` draws the tree; ``piece_reads.py`` reads the answers and names their
 failures), so the download engine can tell what to do from the type alone.
 
-A piece arrives as the list of chunks asyncio received (``readchunk``), never joined: the
-caller hashes them and hands them to ``TaskStorage.write_piece`` as they are; or, with
-``receive_piece``, in parts as they arrive (the daemon writes each to disk before it reads
-on, so a piece in flight never sits whole in memory: ``storage/piece_stream.py``). A piece is
-exactly ``length`` bytes or an error; a connection that failed mid-body is closed, never put
-back in the pool.
+``fetch_piece`` returns a piece as one buffer; ``receive_piece`` hands it over in parts of
+``part_length`` bytes as they fill (the daemon writes each to disk before it reads on, so a
+piece in flight never sits whole in memory: ``storage/piece_stream.py``), one buffer reused
+for every part. A piece is exactly ``length`` bytes or an error; a connection that failed
+mid-body is closed, never put back in the pool.
 
 With mTLS (``tls``: a callable giving the node's current client context) every parent is
 dialled over ``https`` whatever scheme its address carries (the scheduler hands out
@@ -44,15 +45,14 @@ from damselfly.transport.piece_errors import (
     PieceNotHeldError,
     PieceTransferError,
 )
+from damselfly.transport.piece_pool import PartSink, PieceConnections
 from damselfly.transport.piece_reads import (
-    PartSink,
     PieceRequest,
     connection_reason,
     expect_ok,
     protocol_errors,
     read_limited,
     read_line,
-    read_piece,
     watch_lines,
 )
 
@@ -113,8 +113,16 @@ class PieceClient:
         self._owns_session = session is None
         self._limit, self._limit_per_host = limit, limit_per_host
         self._connect_timeout = connect_timeout
+        self._connections = PieceConnections(
+            limit_per_host=limit_per_host,
+            connect_timeout=connect_timeout,
+            keepalive=KEEPALIVE_TIMEOUT,
+            user_agent=USER_AGENT,
+            tls=tls,
+        )
 
     async def aclose(self) -> None:
+        await self._connections.aclose()
         session, self._session = self._session, None
         if self._owns_session and session is not None:
             await session.close()
@@ -142,14 +150,15 @@ class PieceClient:
         async def keep(part: list[memoryview]) -> None:
             chunks.extend(part)
 
-        await self.receive_piece(
-            parent_url_base,
-            task_id,
-            number,
+        request = self._request(parent_url_base, task_id, number, wire.piece_path(task_id, number))
+        await self._connections.receive_piece(
+            request,
             length,
             keep,
-            part_length=length,
+            part_length=max(1, length),
             timeout_no_bytes=timeout_no_bytes,
+            headers=self._grant_header(task_id),
+            fresh_parts=True,
         )
         return chunks
 
@@ -164,21 +173,19 @@ class PieceClient:
         part_length: int,
         timeout_no_bytes: float = PIECE_TIMEOUT_NO_BYTES,
     ) -> None:
-        """Piece ``number`` handed to ``sink`` in order as it arrives, in parts of at least
+        """Piece ``number`` handed to ``sink`` in order as it arrives, in parts of
         ``part_length`` bytes (the last one shorter), so it is never held whole; a typed error
-        if it is not exactly ``length`` bytes, maybe after some parts were handed over."""
+        if it is not exactly ``length`` bytes, maybe after some parts were handed over. The
+        parts share one buffer: ``sink`` must be done with a part when it returns."""
         request = self._request(parent_url_base, task_id, number, wire.piece_path(task_id, number))
-        response = await self._get(request, None, timeout_no_bytes)
-        try:
-            await expect_ok(response, request)
-            if response.content_length not in (None, length):
-                declared = response.content_length
-                raise request.error(PieceLengthError, f"{declared} bytes announced, {length} due")
-            await read_piece(response, request, length, timeout_no_bytes, (sink, part_length))
-        except BaseException:
-            response.close()
-            raise
-        response.release()
+        await self._connections.receive_piece(
+            request,
+            length,
+            sink,
+            part_length=part_length,
+            timeout_no_bytes=timeout_no_bytes,
+            headers=self._grant_header(task_id),
+        )
 
     async def bitmap(
         self,
@@ -227,6 +234,10 @@ class PieceClient:
             response.close()  # a watch connection is never reused
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    def _grant_header(self, task_id: str) -> dict[str, str]:
+        grant = self._grants.get(task_id)
+        return {GRANT_HEADER: grant} if grant else {}
 
     def _request(self, parent: str, task_id: str, number: int | None, path: str) -> PieceRequest:
         return PieceRequest(parent, task_id, number, path, tls=self._tls is not None)

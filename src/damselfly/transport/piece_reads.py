@@ -2,35 +2,32 @@
 
 ``PieceRequest`` is where one request goes and how its errors are named (parent, task,
 piece); the readers turn a response into bytes or a typed ``PeerError``: the status
-(``expect_ok``: 404, 429 and the rest), a piece's body of exactly its length handed over in
-parts (``read_piece``), a bounded body (``read_limited``: a bitmap), and the lines of a watch
-stream (``watch_lines``).
+(``expect_ok``: 404, 429 and the rest), a bounded body (``read_limited``: a bitmap), and the
+lines of a watch stream (``watch_lines``). Piece bodies do not come through aiohttp
+(``piece_pool.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Iterator
 
 import aiohttp
 from yarl import URL
 
 from damselfly.core.errors import ProtocolError
 from damselfly.protocol import pieces_http as wire
-from damselfly.transport.http_session import next_chunk
 from damselfly.transport.piece_errors import (
     ParentBusyError,
     ParentProtocolError,
     ParentStalledError,
     ParentStatusError,
     ParentUnreachableError,
-    PieceLengthError,
     PieceNotHeldError,
     PieceTransferError,
 )
 
 _MAX_ERROR_BODY = 64 * 1024
-PartSink = Callable[[list[memoryview]], Awaitable[None]]  # receive_piece's consumer of parts
 
 
 class PieceRequest:
@@ -77,51 +74,6 @@ async def expect_ok(response: aiohttp.ClientResponse, request: PieceRequest) -> 
             request.parent, task_id=task_id, piece_number=number, retry_after=retry_after
         )
     raise ParentStatusError(request.parent, status, task_id=task_id, piece_number=number)
-
-
-async def read_piece(
-    response: aiohttp.ClientResponse,
-    request: PieceRequest,
-    length: int,
-    timeout_no_bytes: float,
-    parts: tuple[PartSink, int],
-) -> None:
-    sink, part_length = parts
-    part: list[memoryview] = []
-    part_bytes = received = 0
-    while True:
-        data = await _read_chunk(response, request, length, received, timeout_no_bytes)
-        if not data:
-            break
-        received += len(data)
-        if received > length:
-            raise request.error(PieceLengthError, f"more than {length} bytes ({received})")
-        part.append(memoryview(data))
-        part_bytes += len(data)
-        if part_bytes >= part_length:
-            await sink(part)
-            part, part_bytes = [], 0
-    if received < length:
-        raise request.error(PieceLengthError, f"body ended after {received} of {length} bytes")
-    if part:
-        await sink(part)
-
-
-async def _read_chunk(
-    response: aiohttp.ClientResponse,
-    request: PieceRequest,
-    length: int,
-    received: int,
-    timeout_no_bytes: float,
-) -> bytes:
-    try:
-        return await next_chunk(response)
-    except TimeoutError as exc:
-        reason = f"no byte for {timeout_no_bytes:g}s after {received} of {length} bytes"
-        raise request.error(ParentStalledError, reason) from exc
-    except aiohttp.ClientError as exc:
-        reason = f"connection closed after {received} of {length} bytes"
-        raise request.error(PieceLengthError, reason) from exc
 
 
 async def read_limited(

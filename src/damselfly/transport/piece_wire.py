@@ -1,0 +1,213 @@
+"""``PieceConnection``: one keep-alive HTTP/1.1 connection to a parent's piece port, read
+straight into the caller's buffers (issue 15's lean piece path).
+
+aiohttp hands a body over as a new ``bytes`` per read (a 256 KiB allocation per ``recv``,
+over TLS one per 16 KiB record plus a joining copy), each copied again by its parser into a
+queue. Here the response head is read into a small fixed buffer and every body byte goes
+from the socket (or, over TLS, from OpenSSL's decryption) straight into the part buffer the
+caller hands in: a ``BufferedProtocol``, one copy in all, no per-read object.
+
+What it speaks (only what ``protocol/pieces_http.py`` needs, nothing a parent could steer):
+
+- ``GET`` with a fixed set of headers; one request at a time on a connection (no pipelining);
+- a head of at most ``MAX_HEAD`` bytes, status line ``HTTP/1.x NNN``; ``Content-Length``
+  (required for a body we read; ``Transfer-Encoding`` is refused), ``Connection: close``
+  (the connection is not reused), ``Retry-After``; other headers are ignored;
+- while idle in the pool nothing may arrive: a byte then, or the parent closing, retires the
+  connection.
+
+The protocol never blocks the loop and never reads past what it was asked for: it pauses the
+transport when a head is complete or a buffer is full, and the caller resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+MAX_HEAD = 16 * 1024
+_END_OF_HEAD = b"\r\n\r\n"
+
+
+class HeadError(Exception):
+    """The parent's answer is not an HTTP/1.1 head we accept."""
+
+
+@dataclass(frozen=True)
+class Head:
+    status: int
+    content_length: int | None
+    keep_alive: bool
+    retry_after: str | None
+
+
+def parse_head(raw: bytes) -> Head:
+    """A response head (without its final empty line), or ``HeadError``."""
+    try:
+        text = raw.decode("latin-1")
+    except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes every byte
+        raise HeadError("undecodable head") from exc
+    status_line, *lines = text.split("\r\n")
+    version, _, rest = status_line.partition(" ")
+    code = rest[:3]
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not (code.isdigit() and len(code) == 3):
+        raise HeadError(f"bad status line {status_line[:40]!r}")
+    fields: dict[str, str] = {}
+    for line in lines:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise HeadError(f"bad header line {line[:40]!r}")
+        key = name.lower()
+        if key in fields and key in ("content-length", "transfer-encoding"):
+            raise HeadError(f"{name} given twice")
+        fields[key] = value.strip()
+    if "transfer-encoding" in fields:
+        raise HeadError("a Transfer-Encoding body (pieces have a Content-Length)")
+    length = fields.get("content-length")
+    if length is not None and not (length.isdigit() and len(length) <= 18):
+        raise HeadError(f"bad Content-Length {length[:20]!r}")
+    connection = fields.get("connection", "").lower()
+    keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
+    return Head(
+        int(code), None if length is None else int(length), keep_alive, fields.get("retry-after")
+    )
+
+
+class PieceConnection(asyncio.BufferedProtocol):
+    """One connection; ``PieceConnections`` (``piece_pool.py``) drives it."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = time.monotonic()
+        self.last_byte = 0.0
+        self._head = bytearray(MAX_HEAD)
+        self._head_length = 0
+        self._head_end = -1  # offset after the empty line, once the head is complete
+        self._early = 0  # offset of the first body byte in the head buffer not taken yet
+        self._target: memoryview | None = None  # where body bytes go now
+        self._filled = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._idle = True
+
+    # -- what the caller does ------------------------------------------------------------------
+
+    def send(self, request: bytes) -> None:
+        """Start a request: the head buffer emptied, reading on."""
+        transport = self._transport()
+        self._idle = False
+        self._head_length, self._head_end, self._early, self._target = 0, -1, 0, None
+        self.last_byte = time.monotonic()
+        transport.write(request)
+        transport.resume_reading()
+
+    def head_received(self) -> bool:
+        return self._head_end >= 0
+
+    def head_bytes(self) -> bytes:
+        """The complete head, without the empty line that ends it."""
+        return bytes(self._head[: self._head_end - len(_END_OF_HEAD)])
+
+    def take_early_body(self, limit: int) -> memoryview:
+        """Up to ``limit`` body bytes that arrived with the head, taken (a view of the head
+        buffer: copy them before the next request)."""
+        end = min(self._head_length, self._early + limit)
+        view = memoryview(self._head)[self._early : end]
+        self._early = end
+        return view
+
+    def early_body_length(self) -> int:
+        """Body bytes that arrived with the head and were not taken yet."""
+        return self._head_length - self._early
+
+    def receive_into(self, target: memoryview) -> None:
+        """Fill ``target`` (a non-empty buffer) with the next body bytes; wait with
+        ``wait``. The transport is paused again once it is full."""
+        self._target, self._filled = target, 0
+        self._transport().resume_reading()
+
+    @property
+    def filled(self) -> int:
+        return self._filled
+
+    def target_full(self) -> bool:
+        return self._target is not None and self._filled == len(self._target)
+
+    def finish(self) -> None:
+        """The response is read: idle again, reading on so that a close is noticed."""
+        self._idle, self._target = True, None
+        self._head_length, self._head_end, self._early = 0, -1, 0
+        self.idle_since = time.monotonic()
+        if not self.closed:
+            self._transport().resume_reading()
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future done at the next event (head complete, buffer full, connection lost)."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        return self._waiter
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        self._wake()
+
+    # -- asyncio.BufferedProtocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes; connection_lost follows
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._target is not None:
+            return self._target[self._filled :]
+        if self._head_length >= MAX_HEAD:  # never returned empty: the head check closes
+            return memoryview(bytearray(1))
+        return memoryview(self._head)[self._head_length :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.last_byte = time.monotonic()
+        if self._target is not None:
+            self._filled += nbytes
+            if self._filled >= len(self._target):
+                self._pause_and_wake()
+            return
+        if self._idle:  # nothing was asked: a parent that talks out of turn is dropped
+            self.close()
+            return
+        start = max(0, self._head_length - len(_END_OF_HEAD) + 1)
+        self._head_length = min(MAX_HEAD, self._head_length + nbytes)
+        end = self._head.find(_END_OF_HEAD, start, self._head_length)
+        if end >= 0:
+            self._head_end = self._early = end + len(_END_OF_HEAD)
+            self._pause_and_wake()
+        elif self._head_length >= MAX_HEAD:
+            self._pause_and_wake()  # the caller sees a full buffer with no head and closes
+
+    def head_overflowed(self) -> bool:
+        return self._head_end < 0 and self._head_length >= MAX_HEAD
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _pause_and_wake(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _transport(self) -> asyncio.Transport:
+        if self.transport is None or self.closed:
+            raise ConnectionResetError("the connection is closed")
+        return self.transport
