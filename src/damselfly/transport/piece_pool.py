@@ -1,4 +1,4 @@
-"""``PieceConnections``: keep-alive ``PieceConnection``s per parent, and one piece's GET on
+"""``PieceConnections``: keep-alive piece connections per parent, and one piece's GET on
 them (``PieceClient.receive_piece``; the wire is ``piece_wire.py``).
 
 At most ``limit_per_host`` requests run to one parent at a time (more wait for a slot); an
@@ -17,7 +17,6 @@ part a buffer of its own (``fetch_piece`` keeps them).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import ssl
 import time
@@ -38,7 +37,17 @@ from damselfly.transport.piece_errors import (
     PieceNotHeldError,
 )
 from damselfly.transport.piece_reads import PieceRequest
-from damselfly.transport.piece_wire import Head, HeadError, PieceConnection, parse_head
+from damselfly.transport.piece_wire import (
+    Head,
+    HeadError,
+    HeadTooLong,
+    PieceConnection,
+    WireClosed,
+    WireConnection,
+    WireStalled,
+    parse_head,
+)
+from damselfly.transport.piece_wire_threads import BlockingTlsConnection
 
 PartSink = Callable[[list[memoryview]], Awaitable[None]]
 _MAX_ERROR_BODY = 64 * 1024
@@ -74,7 +83,7 @@ class PieceConnections:
         self._keepalive = keepalive
         self._user_agent = user_agent
         self._tls = tls
-        self._idle: dict[Parent, list[PieceConnection]] = {}
+        self._idle: dict[Parent, list[WireConnection]] = {}
         self._slots: dict[Parent, asyncio.Semaphore] = {}
         self._closed = False
 
@@ -115,7 +124,7 @@ class PieceConnections:
     async def _refused(
         self,
         parent: Parent,
-        connection: PieceConnection,
+        connection: WireConnection,
         request: PieceRequest,
         head: Head,
         patience: float,
@@ -136,7 +145,7 @@ class PieceConnections:
 
     async def _answer(
         self, request: PieceRequest, parent: Parent, message: bytes, patience: float
-    ) -> tuple[PieceConnection, Head]:
+    ) -> tuple[WireConnection, Head]:
         """Send ``message``; the connection and the answer's head. Once more on a new
         connection if a reused one was closed before any byte came back."""
         connection, reused = await self._connection(request, parent)
@@ -153,25 +162,18 @@ class PieceConnections:
             connection, reused = await self._connect(request, parent), False
 
     async def _head(
-        self, connection: PieceConnection, request: PieceRequest, message: bytes, patience: float
+        self, connection: WireConnection, request: PieceRequest, message: bytes, patience: float
     ) -> Head:
         try:
-            connection.send(message)
-        except (ConnectionError, RuntimeError) as exc:
-            raise _ClosedBeforeAnswer("closed the connection before answering") from exc
-        deadline = time.monotonic() + patience
-        while not connection.head_received():
-            if connection.head_overflowed():
-                raise request.error(ParentProtocolError, "answer head too long")
-            if connection.closed:
-                raise _ClosedBeforeAnswer("closed the connection before answering")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise request.error(ParentStalledError, f"no answer within {patience:g}s")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(connection.waiter(), remaining)
+            raw = await connection.exchange(message, patience)
+        except WireClosed:
+            raise _ClosedBeforeAnswer("closed the connection before answering") from None
+        except WireStalled:
+            raise request.error(ParentStalledError, f"no answer within {patience:g}s") from None
+        except HeadTooLong:
+            raise request.error(ParentProtocolError, "answer head too long") from None
         try:
-            return parse_head(connection.head_bytes())
+            return parse_head(raw)
         except HeadError as exc:
             raise request.error(ParentProtocolError, f"bad HTTP answer: {exc}") from exc
 
@@ -179,7 +181,7 @@ class PieceConnections:
 
     async def _connection(
         self, request: PieceRequest, parent: Parent
-    ) -> tuple[PieceConnection, bool]:
+    ) -> tuple[WireConnection, bool]:
         idle = self._idle.get(parent, [])
         now = time.monotonic()
         while idle:
@@ -189,22 +191,12 @@ class PieceConnections:
             connection.close()
         return await self._connect(request, parent), False
 
-    async def _connect(self, request: PieceRequest, parent: Parent) -> PieceConnection:
-        loop = asyncio.get_running_loop()
+    async def _connect(self, request: PieceRequest, parent: Parent) -> WireConnection:
         context = self._tls() if self._tls is not None else None
         if context is None and parent.scheme == "https":  # a parent given as https://
             context = default_ssl_context()
         try:
-            _, connection = await asyncio.wait_for(
-                loop.create_connection(
-                    PieceConnection,
-                    parent.host,
-                    parent.port,
-                    ssl=context,
-                    server_hostname=parent.host if context is not None else None,
-                ),
-                self._connect_timeout,
-            )
+            return await self._dial(parent, context)
         except TimeoutError as exc:
             reason = f"no connection within {self._connect_timeout:g}s"
             raise request.error(ParentUnreachableError, reason) from exc
@@ -214,9 +206,22 @@ class PieceConnections:
         except OSError as exc:
             reason = f"cannot connect: {exc.strerror or exc}"
             raise request.error(ParentUnreachableError, reason) from exc
+
+    async def _dial(self, parent: Parent, context: ssl.SSLContext | None) -> WireConnection:
+        """Over TLS a connection read by a worker thread (``piece_wire_threads.py``), in
+        plain text one read by the event loop (``piece_wire.py``)."""
+        if context is not None:
+            return await BlockingTlsConnection.open(
+                parent.host, parent.port, context, parent.host, self._connect_timeout
+            )
+        loop = asyncio.get_running_loop()
+        _, connection = await asyncio.wait_for(
+            loop.create_connection(PieceConnection, parent.host, parent.port),
+            self._connect_timeout,
+        )
         return connection
 
-    def _put_back(self, parent: Parent, connection: PieceConnection, keep_alive: bool) -> None:
+    def _put_back(self, parent: Parent, connection: WireConnection, keep_alive: bool) -> None:
         if not keep_alive or self._closed or connection.closed:
             connection.close()
             return
@@ -261,7 +266,7 @@ class _BodyReader:
     """Exactly ``length`` body bytes from one connection, handed over in parts."""
 
     def __init__(
-        self, connection: PieceConnection, request: PieceRequest, length: int, patience: float
+        self, connection: WireConnection, request: PieceRequest, length: int, patience: float
     ) -> None:
         self._connection = connection
         self._request = request
@@ -295,20 +300,15 @@ class _BodyReader:
 
     async def _fill(self, view: memoryview, before: int) -> None:
         """Fill ``view``; ``before``: body bytes received before it (for the error)."""
-        connection = self._connection
-        connection.receive_into(view)
-        while not connection.target_full():
-            if connection.closed:
-                got = before + connection.filled
-                reason = f"connection closed after {got} of {self._length} bytes"
-                raise self._request.error(PieceLengthError, reason)
-            waited = time.monotonic() - connection.last_byte
-            if waited >= self._timeout:
-                got = before + connection.filled
-                reason = f"no byte for {self._timeout:g}s after {got} of {self._length} bytes"
-                raise self._request.error(ParentStalledError, reason)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(connection.waiter(), self._timeout - waited)
+        try:
+            await self._connection.read_into(view, self._timeout)
+        except WireClosed as closed:
+            reason = f"connection closed after {before + closed.received} of {self._length} bytes"
+            raise self._request.error(PieceLengthError, reason) from None
+        except WireStalled as stalled:
+            got = before + stalled.received
+            reason = f"no byte for {self._timeout:g}s after {got} of {self._length} bytes"
+            raise self._request.error(ParentStalledError, reason) from None
 
 
 def _check_length(request: PieceRequest, head: Head, length: int) -> None:
@@ -336,7 +336,7 @@ def _status_error(request: PieceRequest, head: Head) -> Exception:
 
 
 async def _skip_body(
-    connection: PieceConnection, request: PieceRequest, head: Head, patience: float
+    connection: WireConnection, request: PieceRequest, head: Head, patience: float
 ) -> bool:
     """Read a small error body so that the connection can be reused (a 404 or 429 is
     routine); False (close it) for a large or unknown one, or one that did not arrive."""

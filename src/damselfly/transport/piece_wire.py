@@ -23,8 +23,10 @@ transport when a head is complete or a buffer is full, and the caller resumes it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 MAX_HEAD = 16 * 1024
 _END_OF_HEAD = b"\r\n\r\n"
@@ -32,6 +34,54 @@ _END_OF_HEAD = b"\r\n\r\n"
 
 class HeadError(Exception):
     """The parent's answer is not an HTTP/1.1 head we accept."""
+
+
+class WireClosed(Exception):
+    """The connection ended after ``received`` bytes of what was being read."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"closed after {received} bytes")
+        self.received = received
+
+
+class WireStalled(Exception):
+    """No byte came for the caller's patience, after ``received`` bytes."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"stalled after {received} bytes")
+        self.received = received
+
+
+class HeadTooLong(Exception):
+    """The answer's head did not end within ``MAX_HEAD`` bytes."""
+
+
+class WireConnection(Protocol):
+    """What ``piece_pool.py`` drives: ``PieceConnection`` here (asyncio, plain text or
+    asyncio's TLS) or ``BlockingTlsConnection`` (``piece_wire_threads.py``)."""
+
+    closed: bool
+    idle_since: float
+
+    async def exchange(self, request: bytes, patience: float) -> bytes:
+        """Send ``request``; the answer's head without its empty line. ``WireClosed`` (the
+        connection ended first), ``WireStalled``, ``HeadTooLong``."""
+
+    async def read_into(self, target: memoryview, patience: float) -> None:
+        """Fill ``target`` with the next body bytes, or ``WireClosed``/``WireStalled``
+        (``received``: the bytes of ``target`` filled)."""
+
+    def take_early_body(self, limit: int) -> memoryview:
+        """Up to ``limit`` body bytes that arrived with the head, taken (a view of the head
+        buffer: copy them before the next request)."""
+
+    def early_body_length(self) -> int:
+        """Body bytes that arrived with the head and were not taken yet."""
+
+    def finish(self) -> None:
+        """The answer is read: idle again."""
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -91,7 +141,38 @@ class PieceConnection(asyncio.BufferedProtocol):
         self._waiter: asyncio.Future[None] | None = None
         self._idle = True
 
-    # -- what the caller does ------------------------------------------------------------------
+    # -- WireConnection --------------------------------------------------------------------
+
+    async def exchange(self, request: bytes, patience: float) -> bytes:
+        try:
+            self.send(request)
+        except (ConnectionError, RuntimeError) as exc:
+            raise WireClosed(0) from exc
+        deadline = time.monotonic() + patience
+        while not self.head_received():
+            if self.head_overflowed():
+                raise HeadTooLong
+            if self.closed:
+                raise WireClosed(0)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WireStalled(0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.waiter(), remaining)
+        return self.head_bytes()
+
+    async def read_into(self, target: memoryview, patience: float) -> None:
+        self.receive_into(target)
+        while not self.target_full():
+            if self.closed:
+                raise WireClosed(self._filled)
+            waited = time.monotonic() - self.last_byte
+            if waited >= patience:
+                raise WireStalled(self._filled)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.waiter(), patience - waited)
+
+    # -- the steps -----------------------------------------------------------------------------
 
     def send(self, request: bytes) -> None:
         """Start a request: the head buffer emptied, reading on."""
