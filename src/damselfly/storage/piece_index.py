@@ -35,7 +35,7 @@ Thread-safe: pieces are recorded from worker threads while the event loop reads.
 from __future__ import annotations
 
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 
 from damselfly.storage.metadata import PieceMeta
@@ -120,15 +120,6 @@ class PieceIndex:
                 return False
             return bool(self._writing) or stamp_now == self._stamp_after_writes
 
-    def unchanged_since_written(self, stamp_now: Hashable) -> frozenset[int]:
-        """The pieces written here when no write runs and the file's stamp is still the one
-        taken after our last write: their bytes on disk are those hashed (delivery skips
-        re-hashing them; stricter than ``vouches_for``, which trusts a running write)."""
-        with self._lock:
-            if self._writing or stamp_now != self._stamp_after_writes:
-                return frozenset()
-            return frozenset(self._written_here)
-
     def replace(self, pieces: Iterable[PieceMeta]) -> None:
         """Reload from the metadata store (another process may have changed it)."""
         fresh = {piece.number: piece for piece in pieces}
@@ -141,29 +132,3 @@ class PieceIndex:
     def _changed(self) -> None:
         self._numbers = None
         self.version += 1
-
-
-class LatelyWritten:
-    """What the last handle of a task could vouch for when it closed: the pieces written here
-    and the content file's change stamp then. A download closes its task before delivering
-    it, and ``Store.deliver`` asks this (at most ``limit`` tasks remembered)."""
-
-    def __init__(self, limit: int = 32) -> None:
-        self._limit = limit
-        self._entries: OrderedDict[str, tuple[Hashable, frozenset[int]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def closed(self, task_id: str, index: PieceIndex, stamp: Hashable | None) -> None:
-        trusted = frozenset() if stamp is None else index.unchanged_since_written(stamp)
-        with self._lock:
-            self._entries.pop(task_id, None)
-            if trusted:
-                self._entries[task_id] = (stamp, trusted)
-                while len(self._entries) > self._limit:
-                    self._entries.popitem(last=False)
-
-    def trusted(self, task_id: str, stamp_now: Hashable) -> frozenset[int]:
-        """The pieces, if the file's stamp is still the one taken at close; else none."""
-        with self._lock:
-            entry = self._entries.get(task_id)
-        return entry[1] if entry is not None and entry[0] == stamp_now else frozenset()

@@ -5,8 +5,9 @@ SQLite metadata file and one sparse content file per task. Several threads and s
 processes may use one root at once; ``flock`` pins keep an open task from being evicted and a
 ``store.lock`` serialises task creation against eviction (see ``content.py``).
 
-``open_task``: validate -> (under the store lock) make room (``admission.py``) or refuse -> open
-or create the content file -> record the task -> pin it -> check the pieces -> settle the state.
+``open_task`` reads like its steps: validate -> (under the store lock) make room by age, quota
+and free space, or refuse (``admission.py``) -> open or create the content file -> record the
+task -> pin it -> (outside the lock) check the recorded pieces -> settle the state.
 
 What is re-verified when: a task that *succeeded* and whose content file still has the
 fingerprint recorded when all its pieces were last verified (size, mtime, inode, device; see
@@ -26,13 +27,15 @@ and kept current by every record and drop this ``Store`` makes, delivery's inclu
 The trade-off: the fingerprint trusts the mtime. Bytes changed in place with the size, inode
 and mtime kept (rewritten and then ``os.utime``/``touch -d`` back to the old time, or bit rot
 below the file system) are *not* noticed when a succeeded task is reopened; a peer that
-receives such a piece still rejects it by its digest, and ``deliver`` re-hashes what it is
-about to hand out (``verification.py``; not the pieces this process has just written, their
-file's change stamp, ctime included, unmoved), so they never reach a local user either.
-Content files are not fsynced: after a power cut the fast path trusts the file system not to
-keep a newer mtime without the bytes written before it. ``remove_task`` forces a fresh
-download. Delivery copies (a reflink where the file system can) unless a hard link is asked
-for (``--force-hard-link``: then a change to the output is a change to the store's file).
+receives such a piece still rejects it by its digest, and ``deliver`` re-hashes every piece
+of what it is about to hand out (``verification.py``), so they never reach a local user
+either. Content files are not fsynced, so after a power cut the fast path also trusts the
+file system not to keep a newer mtime without the bytes written before it. ``remove_task``
+forces a fresh download.
+
+Delivery copies (a reflink where the file system can) unless a hard link is asked for
+(``--force-hard-link``): then the output *is* the store's file, and a change to one is a
+change to the other (detected by the fingerprint and re-fetched, but the output changed).
 
 Metadata never holds secrets: the URL given to ``open_task`` must already be redacted (the
 caller's ``SourceUrl.redacted()``), and is scrubbed again of userinfo and signature or token
@@ -41,14 +44,12 @@ query parameters before it is recorded.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Hashable
 from pathlib import Path
 
 from damselfly.core.errors import StorageError
@@ -65,7 +66,7 @@ from damselfly.storage.content import (
 from damselfly.storage.gc import GarbageCollector
 from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskMeta, TaskState
 from damselfly.storage.output import DeliveryMethod, deliver_file
-from damselfly.storage.piece_index import LatelyWritten, PieceIndex
+from damselfly.storage.piece_index import PieceIndex
 from damselfly.storage.space import DiskSpace, SpaceReserve
 from damselfly.storage.sqlite_metadata import SqliteMetadataStore
 from damselfly.storage.task_storage import TaskStorage
@@ -74,7 +75,6 @@ from damselfly.storage.verification import (
     bad_pieces,
     check_pieces,
     drop_pieces,
-    untouched_since_written,
 )
 
 __all__ = ["DeliveryMethod", "Store", "TaskStorage"]
@@ -117,7 +117,6 @@ class Store:
         self._store_lock = StoreLock(root / "store.lock")
         self._pins: Counter[str] = Counter()
         self._indexes: dict[str, PieceIndex] = {}  # per pinned task: its recorded pieces
-        self._lately = LatelyWritten()  # what closed tasks vouched for, for delivery
         self._pins_lock = threading.Lock()
         self._open_tasks: weakref.WeakSet[TaskStorage] = weakref.WeakSet()
         self._closed = False
@@ -154,7 +153,7 @@ class Store:
             content=content,
             metadata=self._metadata,
             index=index,
-            on_close=lambda stamp: self._unpin(task_id, stamp),
+            on_close=lambda: self._unpin(task_id),
         )
         try:
             if not already_open:
@@ -217,9 +216,9 @@ class Store:
         self, task_id: str, dest: Path, *, overwrite: bool = False, hard_link: bool = False
     ) -> DeliveryMethod:
         """Put a complete task's bytes at ``dest`` atomically (``output.deliver_file``), a
-        copy unless ``hard_link``, its pieces re-hashed first but those written here and
-        untouched since (``verification.py``): ``CorruptContentError`` (the bad pieces
-        dropped) if some no longer match. Call it from a worker thread in async code."""
+        copy unless ``hard_link``, every piece re-hashed first: ``CorruptContentError`` (the
+        bad pieces dropped) if some no longer match. Reads the whole file: call it from a
+        worker thread in async code."""
         with self._store_lock:
             meta = self._metadata.get_task(task_id)
             if meta is None:
@@ -228,15 +227,12 @@ class Store:
             self._pin(task_id)
         try:
             self._check_deliverable(meta, content)
-            with self._pins_lock:
-                index = self._indexes.get(task_id)
-            written = untouched_since_written(index, self._lately, task_id, content)
             method = deliver_file(
                 content.path,
                 dest,
                 overwrite=overwrite,
                 hard_link=hard_link,
-                verify=lambda staged: self._verify_staged(task_id, staged, written()),
+                verify=lambda staged: self._verify_staged(task_id, staged),
             )
             self._metadata.task_accessed(task_id)
             return method
@@ -244,10 +240,13 @@ class Store:
             content.close()
             self._unpin(task_id)
 
-    def _verify_staged(self, task_id: str, staged: Path, trusted: frozenset[int]) -> None:
-        pieces = [p for p in self._metadata.pieces(task_id) if p.number not in trusted]
-        with contextlib.closing(ContentFile.open_read_only(staged)) as output:
+    def _verify_staged(self, task_id: str, staged: Path) -> None:
+        pieces = self._metadata.pieces(task_id)
+        output = ContentFile.open_read_only(staged)
+        try:
             bad = bad_pieces(output, pieces)
+        finally:
+            output.close()
         if bad:
             drop_pieces(self._metadata, task_id, bad, "verification before delivery")
             with self._pins_lock:
@@ -356,15 +355,12 @@ class Store:
             self._pins[task_id] += 1
             return self._pins[task_id]
 
-    def _unpin(self, task_id: str, stamp: Hashable | None = None) -> None:
-        """``stamp``: the content file's change stamp as the closing handle left it."""
+    def _unpin(self, task_id: str) -> None:
         with self._pins_lock:
             self._pins[task_id] -= 1
             if self._pins[task_id] <= 0:
                 del self._pins[task_id]
-                index = self._indexes.pop(task_id, None)
-                if index is not None:
-                    self._lately.closed(task_id, index, stamp)
+                self._indexes.pop(task_id, None)
 
     def _index(self, task_id: str) -> PieceIndex:
         """The pinned task's shared view of its recorded pieces, loaded if it has none."""

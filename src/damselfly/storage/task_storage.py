@@ -25,7 +25,7 @@ through their metadata events (``piece_finished``, ``piece_dropped``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from damselfly.core.digests import piece_digest_of_chunks
@@ -48,7 +48,7 @@ class TaskStorage:
         content: ContentFile,
         metadata: MetadataStore,
         index: PieceIndex | None = None,
-        on_close: Callable[[Hashable | None], None] = lambda _stamp: None,
+        on_close: Callable[[], None] = lambda: None,
     ) -> None:
         """``index``: the view shared with the task's other handles (``Store.open_task``);
         None: one of its own, loaded now."""
@@ -258,12 +258,8 @@ class TaskStorage:
             if self._closed:
                 return
             self._closed = True
-        try:
-            stamp: Hashable | None = self._content.change_stamp()
-        except StorageError:
-            stamp = None
         self._content.close()
-        self._on_close(stamp)  # the file's change stamp as this handle left it
+        self._on_close()
 
     @property
     def closed(self) -> bool:

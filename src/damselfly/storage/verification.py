@@ -8,15 +8,9 @@ and re-hashed, and the pieces that fail are dropped.
 
 Delivery (``bad_pieces``): the fingerprint trusts the mtime, so bytes changed in place with
 the mtime put back (``os.utime``, ``touch -d``, bit rot below the file system) would pass the
-open. So ``Store.deliver`` hashes the pieces *of the staged output* (the copy, reflink or hard
+open. So ``Store.deliver`` hashes every piece *of the staged output* (the copy, reflink or hard
 link in the output's directory, before it is renamed into place) against the recorded
 digests: what is handed out is what was verified, whatever the store's file did meanwhile.
-Except the pieces this ``Store`` hashed and wrote itself with no change to the content file
-since, by anyone, before or during the staging (``untouched_since_written``: the task's
-``PieceIndex`` and the file's change stamp, as the piece server's ``sendfile`` path trusts
-them): the bytes copied are the bytes hashed moments ago, so a download that just finished
-is not read a second time (issue 15: ~6 % of a swarm node's CPU). A cache hit, a task filled
-by another process, a file anyone wrote to: every piece is re-hashed, as before.
 Pieces that fail are dropped from the store and ``CorruptContentError`` names them; the
 download layer fetches them again and delivers once more. Cost: one read of the file (the
 copy's pages are in the cache), measured in ``docs/reliability.md``.
@@ -25,13 +19,12 @@ copy's pages are in the cache), measured in ``docs/reliability.md``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from damselfly.core.errors import StorageError
 from damselfly.core.pieces import piece_at
 from damselfly.storage.content import ContentFile
 from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskState
-from damselfly.storage.piece_index import LatelyWritten, PieceIndex
 from damselfly.storage.task_storage import TaskStorage
 
 logger = logging.getLogger(__name__)
@@ -62,26 +55,6 @@ def check_pieces(
     _reverify(metadata, task, content, kept_size)
     if stamped is not None and task.is_complete and content.fingerprint() == stamped:
         metadata.task_verified(task.task_id, stamped)
-
-
-def untouched_since_written(
-    index: PieceIndex | None, lately: LatelyWritten, task_id: str, content: ContentFile
-) -> Callable[[], frozenset[int]]:
-    """The pieces ``Store.deliver`` need not re-hash in the staged output: those this
-    ``Store`` hashed and wrote whose bytes nobody changed since (the open task's
-    ``PieceIndex``, else what its last handle left in ``lately``), asked before the output is
-    staged. The answer, called after staging, holds only if the content file's change stamp
-    did not move meanwhile; else nothing is trusted."""
-    before = content.change_stamp()
-    if index is not None:
-        trusted = index.unchanged_since_written(before)
-    else:
-        trusted = lately.trusted(task_id, before)
-
-    def after_staging() -> frozenset[int]:
-        return trusted if content.change_stamp() == before else frozenset()
-
-    return after_staging
 
 
 def bad_pieces(content: ContentFile, pieces: Iterable[PieceMeta]) -> list[int]:
