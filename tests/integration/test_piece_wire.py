@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from damselfly.testing.polling import wait_until
 from damselfly.transport.piece_client import (
     ParentProtocolError,
     ParentUnreachableError,
     PieceClient,
     PieceLengthError,
 )
+from damselfly.transport.piece_pool import PieceConnections
+from damselfly.transport.piece_reads import PieceRequest
 from damselfly.transport.piece_wire import HeadError, parse_head
 
 TASK_ID = "c7" * 32
@@ -48,6 +51,8 @@ def test_a_plain_head_is_parsed() -> None:
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
         b"HTTP/1.1 200 OK\r\nno colon here",
         b"HTTP/1.1 200 OK\r\n Folded: value",
+        "HTTP/1.1 200 OK\r\nContent-Length: \u00b2".encode("latin-1"),  # isdigit() says yes
+        "HTTP/1.1 2\u00b30 OK".encode("latin-1"),
     ],
 )
 def test_a_bad_head_is_refused(raw: bytes) -> None:
@@ -66,6 +71,7 @@ class RawParent:
 
     def __init__(self) -> None:
         self.connections = 0
+        self.gone = 0  # connections that ended
         self.requests: list[bytes] = []
         self.answer: Callable[[int], bytes] = lambda _n: OK_HEAD + BODY
         self.close_after: Callable[[int], bool] = lambda _n: False
@@ -85,6 +91,7 @@ class RawParent:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.gone += 1
             writer.close()
 
 
@@ -198,3 +205,45 @@ async def test_a_parent_given_as_https_is_dialled_over_tls(parent: RawParent) ->
             )
     assert parent.connections == 1
     assert parent.requests == []  # no GET in clear text
+
+
+async def test_a_slow_sink_is_not_a_stalled_parent(parent: RawParent, client: PieceClient) -> None:
+    async def slow(part: list[memoryview]) -> None:
+        await asyncio.sleep(0.3)  # a disk slower than the no-bytes timeout, every part
+
+    await client.receive_piece(
+        parent.base_url, TASK_ID, 0, len(BODY), slow, part_length=4096, timeout_no_bytes=0.2
+    )
+
+
+async def test_idle_connections_and_parents_are_swept(tmp_path: object) -> None:
+    first, second = RawParent(), RawParent()
+    servers = [await asyncio.start_server(p.handle, "127.0.0.1", 0) for p in (first, second)]
+    for raw, server in zip((first, second), servers, strict=True):
+        raw.base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        pool = PieceConnections(
+            limit_per_host=2, connect_timeout=2.0, keepalive=0.2, user_agent="t"
+        )
+
+        async def fetch_from(raw: RawParent) -> None:
+            parts: list[bytes] = []
+
+            async def keep(part: list[memoryview]) -> None:
+                parts.append(b"".join(part))
+
+            request = PieceRequest(raw.base_url, TASK_ID, 0, f"/v1/tasks/{TASK_ID}/pieces/0")
+            await pool.receive_piece(request, len(BODY), keep, part_length=len(BODY),
+                                     timeout_no_bytes=2.0, headers={})  # fmt: skip
+            assert b"".join(parts) == BODY
+
+        await fetch_from(first)
+        assert first.gone == 0  # kept alive
+        await asyncio.sleep(1.1)  # past keep-alive and the sweep interval
+        await fetch_from(second)
+        await wait_until(lambda: first.gone == 1)  # the first parent's idle connection closed
+        assert [f"http://127.0.0.1:{p.port}" for p in pool.parents()] == [second.base_url]
+        await pool.aclose()
+    finally:
+        for server in servers:
+            server.close()

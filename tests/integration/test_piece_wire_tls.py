@@ -40,15 +40,18 @@ class TlsParent:
     def __init__(self) -> None:
         self.sent = len(BODY)
         self.then = "close"  # or "stall"
+        self.surplus = b""  # sent after each body
+        self.connections = 0
         self.base_url = ""
         self.open_connections = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open_connections += 1
+        self.connections += 1
         try:
             while True:
                 await reader.readuntil(b"\r\n\r\n")
-                writer.write(HEAD + BODY[: self.sent])
+                writer.write(HEAD + BODY[: self.sent] + self.surplus)
                 await writer.drain()
                 if self.sent < len(BODY):
                     if self.then == "stall":
@@ -122,3 +125,13 @@ async def test_a_cancelled_read_ends_its_thread_and_closes_the_socket(
         # the parent sees the connection go at once, not after the 30 s patience
         await wait_until(lambda: parent.open_connections == 0, within=2.0)
     assert busy  # the read did run in a worker thread
+
+
+async def test_a_byte_past_the_body_retires_the_connection(parent: TlsParent, tls) -> None:
+    parent.surplus = b"HTTP/1.1 200 OK\r\n"  # would read as the head of the next answer
+    async with PieceClient(tls=tls, connect_timeout=2.0) as pieces:
+        for number in range(2):
+            await asyncio.sleep(0.05)  # the surplus has arrived
+            got = await pieces.fetch_piece(parent.base_url, TASK_ID, number, len(BODY))
+            assert b"".join(got) == BODY
+    assert parent.connections == 2

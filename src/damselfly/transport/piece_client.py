@@ -35,6 +35,7 @@ import aiohttp
 from damselfly.protocol import pieces_http as wire
 from damselfly.security.grants import GRANT_HEADER
 from damselfly.transport.http_session import verbatim_session
+from damselfly.transport.piece_body import PartSink
 from damselfly.transport.piece_errors import (
     ParentBusyError,
     ParentProtocolError,
@@ -45,7 +46,7 @@ from damselfly.transport.piece_errors import (
     PieceNotHeldError,
     PieceTransferError,
 )
-from damselfly.transport.piece_pool import PartSink, PieceConnections
+from damselfly.transport.piece_pool import PieceConnections
 from damselfly.transport.piece_reads import (
     PieceRequest,
     connection_reason,

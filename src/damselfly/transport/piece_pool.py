@@ -20,13 +20,15 @@ import asyncio
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from yarl import URL
 
 from damselfly.protocol import pieces_http as wire
 from damselfly.transport.http_session import default_ssl_context
+from damselfly.transport.piece_body import BodyReader, PartSink, skip_body
 from damselfly.transport.piece_errors import (
     ParentBusyError,
     ParentProtocolError,
@@ -49,8 +51,6 @@ from damselfly.transport.piece_wire import (
 )
 from damselfly.transport.piece_wire_threads import BlockingTlsConnection
 
-PartSink = Callable[[list[memoryview]], Awaitable[None]]
-_MAX_ERROR_BODY = 64 * 1024
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
 _PATH = re.compile(r"/[A-Za-z0-9/_.~-]*")
 
@@ -85,7 +85,13 @@ class PieceConnections:
         self._tls = tls
         self._idle: dict[Parent, list[WireConnection]] = {}
         self._slots: dict[Parent, asyncio.Semaphore] = {}
+        self._users: Counter[Parent] = Counter()  # requests to each parent now
+        self._swept = time.monotonic()
         self._closed = False
+
+    def parents(self) -> list[Parent]:
+        """The parents this pool holds anything for (idle connections or a slot)."""
+        return sorted(self._slots.keys() | self._idle.keys(), key=str)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -108,18 +114,37 @@ class PieceConnections:
         parent = self._parent(request)
         message = self._request_bytes(request, parent, headers)
         slot = self._slots.setdefault(parent, asyncio.Semaphore(self._limit_per_host))
-        async with slot:
-            connection, head = await self._answer(request, parent, message, timeout_no_bytes)
-            if head.status != 200:
-                raise await self._refused(parent, connection, request, head, timeout_no_bytes)
-            try:
-                _check_length(request, head, length)
-                reader = _BodyReader(connection, request, length, timeout_no_bytes)
-                await reader.read(sink, part_length, fresh_parts)
-            except BaseException:
-                connection.close()
-                raise
-            self._put_back(parent, connection, head.keep_alive)
+        self._users[parent] += 1
+        try:
+            async with slot:
+                await self._receive(request, parent, message, length, sink, part_length,
+                                    timeout_no_bytes, fresh_parts)  # fmt: skip
+        finally:
+            self._users[parent] -= 1
+            self._sweep()
+
+    async def _receive(
+        self,
+        request: PieceRequest,
+        parent: Parent,
+        message: bytes,
+        length: int,
+        sink: PartSink,
+        part_length: int,
+        timeout_no_bytes: float,
+        fresh_parts: bool,
+    ) -> None:
+        connection, head = await self._answer(request, parent, message, timeout_no_bytes)
+        if head.status != 200:
+            raise await self._refused(parent, connection, request, head, timeout_no_bytes)
+        try:
+            _check_length(request, head, length)
+            reader = BodyReader(connection, request, length, timeout_no_bytes)
+            await reader.read(sink, part_length, fresh_parts)
+        except BaseException:
+            connection.close()
+            raise
+        self._put_back(parent, connection, head.keep_alive)
 
     async def _refused(
         self,
@@ -131,7 +156,7 @@ class PieceConnections:
     ) -> Exception:
         """The error a non-200 answer means; its connection kept if its body was small."""
         try:
-            kept = await _skip_body(connection, request, head, patience)
+            kept = await skip_body(connection, request, head, patience)
         except BaseException:
             connection.close()
             raise
@@ -186,7 +211,7 @@ class PieceConnections:
         now = time.monotonic()
         while idle:
             connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < self._keepalive:
+            if self._fresh(connection, now) and connection.reusable():
                 return connection, True
             connection.close()
         return await self._connect(request, parent), False
@@ -221,6 +246,30 @@ class PieceConnections:
         )
         return connection
 
+    def _sweep(self) -> None:
+        """At most once a second: close connections idle past ``keepalive`` (or closed by
+        their parent) and forget parents nobody asks now, so a daemon that meets many
+        parents over weeks holds neither their sockets nor their entries."""
+        now = time.monotonic()
+        if now - self._swept < 1.0:
+            return
+        self._swept = now
+        for parent in list(self._idle):
+            keep = [c for c in self._idle[parent] if self._fresh(c, now)]
+            for connection in self._idle[parent]:
+                if connection not in keep:
+                    connection.close()
+            if keep:
+                self._idle[parent] = keep
+            else:
+                del self._idle[parent]
+        for parent in [p for p in self._slots if not self._users[p] and p not in self._idle]:
+            del self._slots[parent]
+            self._users.pop(parent, None)
+
+    def _fresh(self, connection: WireConnection, now: float) -> bool:
+        return not connection.closed and now - connection.idle_since < self._keepalive
+
     def _put_back(self, parent: Parent, connection: WireConnection, keep_alive: bool) -> None:
         if not keep_alive or self._closed or connection.closed:
             connection.close()
@@ -232,11 +281,11 @@ class PieceConnections:
 
     def _parent(self, request: PieceRequest) -> Parent:
         url: URL = request.url()
-        if url.host is None or url.port is None:
+        if url.raw_host is None or url.port is None:
             raise request.error(
                 ParentUnreachableError, "parent address must be http(s)://host:port"
             )
-        return Parent(url.scheme, url.host, url.port)
+        return Parent(url.scheme, url.raw_host, url.port)  # raw: IDNA, never non-ASCII
 
     def _request_bytes(
         self, request: PieceRequest, parent: Parent, headers: dict[str, str]
@@ -262,55 +311,6 @@ class _ClosedBeforeAnswer(Exception):
         self.reason = reason
 
 
-class _BodyReader:
-    """Exactly ``length`` body bytes from one connection, handed over in parts."""
-
-    def __init__(
-        self, connection: WireConnection, request: PieceRequest, length: int, patience: float
-    ) -> None:
-        self._connection = connection
-        self._request = request
-        self._length = length
-        self._timeout = patience
-        self._received = 0
-
-    async def read(self, sink: PartSink, part_length: int, fresh_parts: bool) -> None:
-        early = self._connection.early_body_length()
-        if early > self._length:
-            reason = f"more than {self._length} bytes ({early})"
-            raise self._request.error(PieceLengthError, reason)
-        buffer: bytearray | None = None
-        while self._received < self._length:
-            size = min(part_length, self._length - self._received)
-            if buffer is None or fresh_parts or len(buffer) != size:
-                buffer = bytearray(size)
-            view = memoryview(buffer)
-            early = self._take_early(view)
-            if early < size:
-                await self._fill(view[early:], self._received + early)
-            self._received += size
-            await sink([view])
-
-    def _take_early(self, view: memoryview) -> int:
-        early = self._connection.take_early_body(len(view))
-        count = len(early)
-        if count:
-            view[:count] = early
-        return count
-
-    async def _fill(self, view: memoryview, before: int) -> None:
-        """Fill ``view``; ``before``: body bytes received before it (for the error)."""
-        try:
-            await self._connection.read_into(view, self._timeout)
-        except WireClosed as closed:
-            reason = f"connection closed after {before + closed.received} of {self._length} bytes"
-            raise self._request.error(PieceLengthError, reason) from None
-        except WireStalled as stalled:
-            got = before + stalled.received
-            reason = f"no byte for {self._timeout:g}s after {got} of {self._length} bytes"
-            raise self._request.error(ParentStalledError, reason) from None
-
-
 def _check_length(request: PieceRequest, head: Head, length: int) -> None:
     if head.content_length is None:
         raise request.error(ParentProtocolError, "a piece without Content-Length")
@@ -333,22 +333,3 @@ def _status_error(request: PieceRequest, head: Head) -> Exception:
     return ParentStatusError(
         request.parent, head.status, task_id=request.task_id, piece_number=request.number
     )
-
-
-async def _skip_body(
-    connection: WireConnection, request: PieceRequest, head: Head, patience: float
-) -> bool:
-    """Read a small error body so that the connection can be reused (a 404 or 429 is
-    routine); False (close it) for a large or unknown one, or one that did not arrive."""
-    if head.content_length is None or head.content_length > _MAX_ERROR_BODY:
-        return False
-    reader = _BodyReader(connection, request, head.content_length, patience)
-    try:
-        await reader.read(_discard, max(1, head.content_length), False)
-    except (PieceLengthError, ParentStalledError):
-        return False
-    return True
-
-
-async def _discard(part: list[memoryview]) -> None:
-    return None

@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import select
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 MAX_HEAD = 16 * 1024
+_DIGITS = re.compile(r"[0-9]{3}")  # not str.isdigit: that takes superscripts int() refuses
+_LENGTH = re.compile(r"[0-9]{1,18}")
 _END_OF_HEAD = b"\r\n\r\n"
 
 
@@ -57,8 +61,9 @@ class HeadTooLong(Exception):
 
 
 class WireConnection(Protocol):
-    """What ``piece_pool.py`` drives: ``PieceConnection`` here (asyncio, plain text or
-    asyncio's TLS) or ``BlockingTlsConnection`` (``piece_wire_threads.py``)."""
+    """What ``piece_pool.py`` drives: ``PieceConnection`` here (plain text, read by the
+    event loop) or ``BlockingTlsConnection`` (TLS, read by worker threads:
+    ``piece_wire_threads.py``)."""
 
     closed: bool
     idle_since: float
@@ -81,6 +86,9 @@ class WireConnection(Protocol):
     def finish(self) -> None:
         """The answer is read: idle again."""
 
+    def reusable(self) -> bool:
+        """Open, and nothing arrived while idle (a parent's surplus byte or its close)."""
+
     def close(self) -> None: ...
 
 
@@ -101,7 +109,7 @@ def parse_head(raw: bytes) -> Head:
     status_line, *lines = text.split("\r\n")
     version, _, rest = status_line.partition(" ")
     code = rest[:3]
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not (code.isdigit() and len(code) == 3):
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not _DIGITS.fullmatch(code):
         raise HeadError(f"bad status line {status_line[:40]!r}")
     fields: dict[str, str] = {}
     for line in lines:
@@ -115,7 +123,7 @@ def parse_head(raw: bytes) -> Head:
     if "transfer-encoding" in fields:
         raise HeadError("a Transfer-Encoding body (pieces have a Content-Length)")
     length = fields.get("content-length")
-    if length is not None and not (length.isdigit() and len(length) <= 18):
+    if length is not None and not _LENGTH.fullmatch(length):
         raise HeadError(f"bad Content-Length {length[:20]!r}")
     connection = fields.get("connection", "").lower()
     keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
@@ -204,8 +212,10 @@ class PieceConnection(asyncio.BufferedProtocol):
 
     def receive_into(self, target: memoryview) -> None:
         """Fill ``target`` (a non-empty buffer) with the next body bytes; wait with
-        ``wait``. The transport is paused again once it is full."""
+        ``wait``. The transport is paused again once it is full. The no-bytes clock starts
+        now: the transport was paused while the caller wrote the last part."""
         self._target, self._filled = target, 0
+        self.last_byte = time.monotonic()
         self._transport().resume_reading()
 
     @property
@@ -222,6 +232,9 @@ class PieceConnection(asyncio.BufferedProtocol):
         self.idle_since = time.monotonic()
         if not self.closed:
             self._transport().resume_reading()
+
+    def reusable(self) -> bool:
+        return not self.closed and self.transport is not None and not readable(self.transport)
 
     def waiter(self) -> asyncio.Future[None]:
         """A future done at the next event (head complete, buffer full, connection lost)."""
@@ -292,3 +305,16 @@ class PieceConnection(asyncio.BufferedProtocol):
         if self.transport is None or self.closed:
             raise ConnectionResetError("the connection is closed")
         return self.transport
+
+
+def readable(transport: asyncio.BaseTransport) -> bool:
+    """Bytes (or an end) wait in the kernel for an idle connection's socket: the event loop
+    has not handed them over yet, and they would be taken for the next answer's head."""
+    sock = transport.get_extra_info("socket")
+    return sock is not None and readable_fd(sock.fileno())
+
+
+def readable_fd(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))

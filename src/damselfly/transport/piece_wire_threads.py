@@ -32,6 +32,7 @@ from damselfly.transport.piece_wire import (
     HeadTooLong,
     WireClosed,
     WireStalled,
+    readable_fd,
 )
 
 _END_OF_HEAD = b"\r\n\r\n"
@@ -81,9 +82,9 @@ class BlockingTlsConnection:
 
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(_pool(), connect)
-        try:
-            return cls(await asyncio.shield(future))
-        except asyncio.CancelledError:
+        try:  # bounded here too: a connect may wait for a free thread first
+            return cls(await asyncio.wait_for(asyncio.shield(future), 2 * connect_timeout))
+        except (asyncio.CancelledError, TimeoutError):
             future.add_done_callback(_close_result)
             raise
 
@@ -108,6 +109,16 @@ class BlockingTlsConnection:
     def finish(self) -> None:
         self._head_length = self._early = 0
         self.idle_since = time.monotonic()
+
+    def reusable(self) -> bool:
+        """Nothing read while idle, so check: no decrypted byte buffered, nothing (nor a
+        close_notify or a FIN) waiting in the kernel."""
+        if self.closed:
+            return False
+        try:
+            return not self._sock.pending() and not readable_fd(self._sock.fileno())
+        except (OSError, ValueError):
+            return False
 
     def close(self) -> None:
         if self.closed:
