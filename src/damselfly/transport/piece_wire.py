@@ -132,6 +132,57 @@ def parse_head(raw: bytes) -> Head:
     )
 
 
+class HeadBuffer:
+    """An answer's head as it arrives (at most ``MAX_HEAD`` bytes), and the body bytes that
+    came in with it, taken by the body's reader first."""
+
+    def __init__(self) -> None:
+        self.data = bytearray(MAX_HEAD)
+        self.length = 0
+        self.end = -1  # offset after the empty line, once the head is complete
+        self._early = 0  # offset of the first body byte not taken yet
+
+    def reset(self) -> None:
+        self.length, self.end, self._early = 0, -1, 0
+
+    def free(self) -> memoryview:
+        """Where the next bytes go (empty once full)."""
+        return memoryview(self.data)[self.length :]
+
+    def received(self, count: int) -> bool:
+        """``count`` more bytes are in ``free()``'s view: is the head complete now?"""
+        start = max(0, self.length - len(_END_OF_HEAD) + 1)
+        self.length = min(MAX_HEAD, self.length + count)
+        end = self.data.find(_END_OF_HEAD, start, self.length)
+        if end >= 0:
+            self.end = self._early = end + len(_END_OF_HEAD)
+        return end >= 0
+
+    @property
+    def complete(self) -> bool:
+        return self.end >= 0
+
+    @property
+    def overflowed(self) -> bool:
+        return self.end < 0 and self.length >= MAX_HEAD
+
+    def head(self) -> bytes:
+        """The complete head, without the empty line that ends it."""
+        return bytes(self.data[: self.end - len(_END_OF_HEAD)])
+
+    def take_early_body(self, limit: int) -> memoryview:
+        """Up to ``limit`` body bytes that arrived with the head, taken (a view of the head
+        buffer: copy them before the next request)."""
+        end = min(self.length, self._early + limit)
+        view = memoryview(self.data)[self._early : end]
+        self._early = end
+        return view
+
+    def early_body_length(self) -> int:
+        """Body bytes that arrived with the head and were not taken yet."""
+        return self.length - self._early
+
+
 class PieceConnection(asyncio.BufferedProtocol):
     """One connection; ``PieceConnections`` (``piece_pool.py``) drives it."""
 
@@ -140,10 +191,7 @@ class PieceConnection(asyncio.BufferedProtocol):
         self.closed = False
         self.idle_since = time.monotonic()
         self.last_byte = 0.0
-        self._head = bytearray(MAX_HEAD)
-        self._head_length = 0
-        self._head_end = -1  # offset after the empty line, once the head is complete
-        self._early = 0  # offset of the first body byte in the head buffer not taken yet
+        self._head = HeadBuffer()
         self._target: memoryview | None = None  # where body bytes go now
         self._filled = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -186,29 +234,23 @@ class PieceConnection(asyncio.BufferedProtocol):
         """Start a request: the head buffer emptied, reading on."""
         transport = self._transport()
         self._idle = False
-        self._head_length, self._head_end, self._early, self._target = 0, -1, 0, None
+        self._head.reset()
+        self._target = None
         self.last_byte = time.monotonic()
         transport.write(request)
         transport.resume_reading()
 
     def head_received(self) -> bool:
-        return self._head_end >= 0
+        return self._head.complete
 
     def head_bytes(self) -> bytes:
-        """The complete head, without the empty line that ends it."""
-        return bytes(self._head[: self._head_end - len(_END_OF_HEAD)])
+        return self._head.head()
 
     def take_early_body(self, limit: int) -> memoryview:
-        """Up to ``limit`` body bytes that arrived with the head, taken (a view of the head
-        buffer: copy them before the next request)."""
-        end = min(self._head_length, self._early + limit)
-        view = memoryview(self._head)[self._early : end]
-        self._early = end
-        return view
+        return self._head.take_early_body(limit)
 
     def early_body_length(self) -> int:
-        """Body bytes that arrived with the head and were not taken yet."""
-        return self._head_length - self._early
+        return self._head.early_body_length()
 
     def receive_into(self, target: memoryview) -> None:
         """Fill ``target`` (a non-empty buffer) with the next body bytes; wait with
@@ -228,7 +270,7 @@ class PieceConnection(asyncio.BufferedProtocol):
     def finish(self) -> None:
         """The response is read: idle again, reading on so that a close is noticed."""
         self._idle, self._target = True, None
-        self._head_length, self._head_end, self._early = 0, -1, 0
+        self._head.reset()
         self.idle_since = time.monotonic()
         if not self.closed:
             self._transport().resume_reading()
@@ -263,9 +305,8 @@ class PieceConnection(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._target is not None:
             return self._target[self._filled :]
-        if self._head_length >= MAX_HEAD:  # never returned empty: the head check closes
-            return memoryview(bytearray(1))
-        return memoryview(self._head)[self._head_length :]
+        free = self._head.free()  # never returned empty: a full head is refused
+        return free if len(free) else memoryview(bytearray(1))
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_byte = time.monotonic()
@@ -277,17 +318,11 @@ class PieceConnection(asyncio.BufferedProtocol):
         if self._idle:  # nothing was asked: a parent that talks out of turn is dropped
             self.close()
             return
-        start = max(0, self._head_length - len(_END_OF_HEAD) + 1)
-        self._head_length = min(MAX_HEAD, self._head_length + nbytes)
-        end = self._head.find(_END_OF_HEAD, start, self._head_length)
-        if end >= 0:
-            self._head_end = self._early = end + len(_END_OF_HEAD)
-            self._pause_and_wake()
-        elif self._head_length >= MAX_HEAD:
-            self._pause_and_wake()  # the caller sees a full buffer with no head and closes
+        if self._head.received(nbytes) or self._head.overflowed:
+            self._pause_and_wake()  # a full buffer with no head: the caller refuses it
 
     def head_overflowed(self) -> bool:
-        return self._head_end < 0 and self._head_length >= MAX_HEAD
+        return self._head.overflowed
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -28,14 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from damselfly.transport.piece_wire import (
-    MAX_HEAD,
+    HeadBuffer,
     HeadTooLong,
     WireClosed,
     WireStalled,
     readable_fd,
 )
 
-_END_OF_HEAD = b"\r\n\r\n"
 _THREADS = 64  # piece reads in flight at once, over every download of the process
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -56,9 +55,7 @@ class BlockingTlsConnection:
         self.closed = False
         self.idle_since = time.monotonic()
         self._busy = False
-        self._head = bytearray(MAX_HEAD)
-        self._head_length = 0
-        self._early = 0
+        self._head = HeadBuffer()
 
     @classmethod
     async def open(
@@ -91,23 +88,20 @@ class BlockingTlsConnection:
     # -- WireConnection ------------------------------------------------------------------------
 
     async def exchange(self, request: bytes, patience: float) -> bytes:
-        self._head_length = self._early = 0
+        self._head.reset()
         return await self._in_thread(lambda: self._exchange(request, patience))
 
     async def read_into(self, target: memoryview, patience: float) -> None:
         await self._in_thread(lambda: self._fill(target, patience))
 
     def take_early_body(self, limit: int) -> memoryview:
-        end = min(self._head_length, self._early + limit)
-        view = memoryview(self._head)[self._early : end]
-        self._early = end
-        return view
+        return self._head.take_early_body(limit)
 
     def early_body_length(self) -> int:
-        return self._head_length - self._early
+        return self._head.early_body_length()
 
     def finish(self) -> None:
-        self._head_length = self._early = 0
+        self._head.reset()
         self.idle_since = time.monotonic()
 
     def reusable(self) -> bool:
@@ -137,17 +131,12 @@ class BlockingTlsConnection:
             self._sock.sendall(request)
         except (OSError, ValueError) as exc:
             raise WireClosed(0) from exc
-        head = memoryview(self._head)
+        head = self._head
         while True:
-            if self._head_length >= MAX_HEAD:
+            if head.overflowed:
                 raise HeadTooLong
-            count = self._receive(head[self._head_length :], self._head_length)
-            start = max(0, self._head_length - len(_END_OF_HEAD) + 1)
-            self._head_length += count
-            end = self._head.find(_END_OF_HEAD, start, self._head_length)
-            if end >= 0:
-                self._early = end + len(_END_OF_HEAD)
-                return bytes(self._head[:end])
+            if head.received(self._receive(head.free(), head.length)):
+                return head.head()
 
     def _fill(self, target: memoryview, patience: float) -> None:
         self._sock.settimeout(patience)
