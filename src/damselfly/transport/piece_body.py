@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from damselfly.transport.piece_errors import ParentStalledError, PieceLengthError
-from damselfly.transport.piece_reads import PieceRequest
+from damselfly.transport.piece_reads import MAX_ERROR_BODY, PieceRequest
 from damselfly.transport.piece_wire import Head, WireClosed, WireConnection, WireStalled
 
 PartSink = Callable[[list[memoryview]], Awaitable[None]]
-MAX_ERROR_BODY = 64 * 1024
 
 
 class BodyReader:

@@ -78,7 +78,6 @@ READ_BUFFER_LENGTH = 4 * 1024 * 1024
 PIECE_TIMEOUT_NO_BYTES = 10.0
 WATCH_TIMEOUT_NO_BYTES = 3 * wire.WATCH_HEARTBEAT_INTERVAL
 MAX_BITMAP_BODY = 1024 * 1024
-_MAX_ERROR_BODY = 64 * 1024
 USER_AGENT = "damselfly-peer/0.1"
 
 
@@ -252,8 +251,7 @@ class PieceClient:
         )
         try:
             tls = True if self._tls is None else self._tls()
-            grant = self._grants.get(request.task_id)
-            headers = {GRANT_HEADER: grant} if grant else None
+            headers = self._grant_header(request.task_id)
             return await self._client().get(
                 url, timeout=timeout, allow_redirects=False, ssl=tls, headers=headers
             )

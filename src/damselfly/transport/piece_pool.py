@@ -21,24 +21,20 @@ import re
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from yarl import URL
 
-from damselfly.protocol import pieces_http as wire
 from damselfly.transport.http_session import default_ssl_context
 from damselfly.transport.piece_body import BodyReader, PartSink, skip_body
 from damselfly.transport.piece_errors import (
-    ParentBusyError,
     ParentProtocolError,
     ParentStalledError,
-    ParentStatusError,
     ParentUnreachableError,
     PieceLengthError,
-    PieceNotHeldError,
 )
-from damselfly.transport.piece_reads import PieceRequest
+from damselfly.transport.piece_reads import PieceRequest, status_error
 from damselfly.transport.piece_wire import (
     Head,
     HeadError,
@@ -115,10 +111,15 @@ class PieceConnections:
         message = self._request_bytes(request, parent, headers)
         slot = self._slots.setdefault(parent, asyncio.Semaphore(self._limit_per_host))
         self._users[parent] += 1
+
+        async def read_body(connection: WireConnection, head: Head) -> None:
+            _check_length(request, head, length)
+            reader = BodyReader(connection, request, length, timeout_no_bytes)
+            await reader.read(sink, part_length, fresh_parts)
+
         try:
             async with slot:
-                await self._receive(request, parent, message, length, sink, part_length,
-                                    timeout_no_bytes, fresh_parts)  # fmt: skip
+                await self._receive(request, parent, message, timeout_no_bytes, read_body)
         finally:
             self._users[parent] -= 1
             self._sweep()
@@ -128,19 +129,14 @@ class PieceConnections:
         request: PieceRequest,
         parent: Parent,
         message: bytes,
-        length: int,
-        sink: PartSink,
-        part_length: int,
-        timeout_no_bytes: float,
-        fresh_parts: bool,
+        patience: float,
+        read_body: Callable[[WireConnection, Head], Awaitable[None]],
     ) -> None:
-        connection, head = await self._answer(request, parent, message, timeout_no_bytes)
+        connection, head = await self._answer(request, parent, message, patience)
         if head.status != 200:
-            raise await self._refused(parent, connection, request, head, timeout_no_bytes)
+            raise await self._refused(parent, connection, request, head, patience)
         try:
-            _check_length(request, head, length)
-            reader = BodyReader(connection, request, length, timeout_no_bytes)
-            await reader.read(sink, part_length, fresh_parts)
+            await read_body(connection, head)
         except BaseException:
             connection.close()
             raise
@@ -164,7 +160,7 @@ class PieceConnections:
             self._put_back(parent, connection, head.keep_alive)
         else:
             connection.close()
-        return _status_error(request, head)
+        return status_error(request, head.status, head.retry_after)
 
     # -- a request's answer --------------------------------------------------------------------
 
@@ -317,19 +313,3 @@ def _check_length(request: PieceRequest, head: Head, length: int) -> None:
     if head.content_length != length:
         reason = f"{head.content_length} bytes announced, {length} due"
         raise request.error(PieceLengthError, reason)
-
-
-def _status_error(request: PieceRequest, head: Head) -> Exception:
-    if head.status == 404:
-        return request.error(PieceNotHeldError, "not held (HTTP 404)")
-    if head.status == 429:
-        retry_after = wire.parse_retry_after(head.retry_after)
-        return ParentBusyError(
-            request.parent,
-            task_id=request.task_id,
-            piece_number=request.number,
-            retry_after=retry_after,
-        )
-    return ParentStatusError(
-        request.parent, head.status, task_id=request.task_id, piece_number=request.number
-    )

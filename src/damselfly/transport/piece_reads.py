@@ -27,7 +27,7 @@ from damselfly.transport.piece_errors import (
     PieceTransferError,
 )
 
-_MAX_ERROR_BODY = 64 * 1024
+MAX_ERROR_BODY = 64 * 1024
 
 
 class PieceRequest:
@@ -61,19 +61,27 @@ async def expect_ok(response: aiohttp.ClientResponse, request: PieceRequest) -> 
     status = response.status
     if status == 200:
         return
-    if (response.content_length or 0) <= _MAX_ERROR_BODY:
+    if (response.content_length or 0) <= MAX_ERROR_BODY:
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             await response.read()  # a 404 or 429 is routine: keep the connection for reuse
             response.release()
-    task_id, number = request.task_id, request.number
+    raise status_error(request, status, response.headers.get(wire.RETRY_AFTER_HEADER))
+
+
+def status_error(request: PieceRequest, status: int, retry_after: str | None) -> Exception:
+    """What a parent's non-200 answer means: 404 not held, 429 busy, any other status."""
     if status == 404:
-        raise request.error(PieceNotHeldError, "not held (HTTP 404)")
+        return request.error(PieceNotHeldError, "not held (HTTP 404)")
     if status == 429:
-        retry_after = wire.parse_retry_after(response.headers.get(wire.RETRY_AFTER_HEADER))
-        raise ParentBusyError(
-            request.parent, task_id=task_id, piece_number=number, retry_after=retry_after
+        return ParentBusyError(
+            request.parent,
+            task_id=request.task_id,
+            piece_number=request.number,
+            retry_after=wire.parse_retry_after(retry_after),
         )
-    raise ParentStatusError(request.parent, status, task_id=task_id, piece_number=number)
+    return ParentStatusError(
+        request.parent, status, task_id=request.task_id, piece_number=request.number
+    )
 
 
 async def read_limited(
