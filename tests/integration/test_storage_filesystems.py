@@ -20,6 +20,7 @@ import pytest
 from damselfly.core.errors import DiskFullError, OutputError
 from damselfly.storage.output import DeliveryMethod, deliver_file
 from damselfly.storage.sqlite_metadata import SqliteMetadataStore
+from damselfly.storage.staging import StagedOutput
 from damselfly.storage.store import Store
 
 MiB = 1024 * 1024
@@ -124,6 +125,30 @@ def test_store_deliver_onto_a_full_disk(small_tmpfs: Path, tmp_path: Path) -> No
         with pytest.raises(DiskFullError):
             store.deliver("a7" * 32, small_tmpfs / "model.bin")
     assert leftovers(small_tmpfs) == []
+
+
+def test_staged_output_onto_a_full_disk(small_tmpfs: Path, tmp_path: Path) -> None:
+    """Pieces staged as they come (``staging.py``): the output's disk filling is a
+    ``DiskFullError`` naming the output, and the unnamed staged file goes with ``discard``."""
+    data = os.urandom(2 * MiB)
+    dest = small_tmpfs / "model.bin"
+    with (
+        Store(tmp_path / "store") as store,
+        store.open_task(
+            "a8" * 32, url="https://x/", content_length=len(data), piece_length=MiB
+        ) as task,
+    ):
+        task.write_piece(0, data[:MiB])
+        task.write_piece(1, data[MiB:])
+        staged = StagedOutput.open(dest, overwrite=False)
+        assert staged is not None
+        pieces = [p for n in (0, 1) if (p := task.piece_meta(n)) is not None]
+        with pytest.raises(DiskFullError) as info:
+            staged.copy_pieces("a8" * 32, task.content_path, pieces)
+        assert str(dest) in str(info.value)
+        staged.discard()
+    assert os.listdir(small_tmpfs) == []
+    assert shutil.disk_usage(small_tmpfs).used < 64 * 1024
 
 
 def test_read_only_parent_is_permission_denied(read_only_dir: Path, tmp_path: Path) -> None:

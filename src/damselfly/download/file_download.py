@@ -46,6 +46,7 @@ from damselfly.download.jobs import (
     PieceFiller,
 )
 from damselfly.download.output_check import check_output, check_same_filesystem
+from damselfly.download.staged_delivery import StagedDelivery
 from damselfly.download.streaming import stream_without_length
 from damselfly.storage.metadata import PieceMeta, TaskState
 from damselfly.storage.output import DeliveryMethod
@@ -67,14 +68,20 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     job, stat = await _stat(job, ctx)
     if stat.content_length is None:
         return await stream_without_length(job, ctx, started)
-    filled = await _fill_latest(job, ctx, stat)
+    staging = None if job.require_hard_link else _staging(job, ctx)
     try:
-        delivery = await _deliver(job, ctx, filled)
-    except CorruptContentError as exc:
-        log.warning("%s: %s; fetching them again", job.url.redacted(), exc)
-        again = await _fill_latest(job, ctx, stat)
-        filled = dataclasses.replace(filled, source_bytes=filled.source_bytes + again.source_bytes)
-        delivery = await _deliver(job, ctx, filled)
+        filled = await _fill_latest(job, ctx, stat, staging)
+        try:
+            delivery = await _deliver(job, ctx, filled, staging)
+        except CorruptContentError as exc:
+            log.warning("%s: %s; fetching them again", job.url.redacted(), exc)
+            again = await _fill_latest(job, ctx, stat, staging)
+            source_bytes = filled.source_bytes + again.source_bytes
+            filled = dataclasses.replace(filled, source_bytes=source_bytes)
+            delivery = await _deliver(job, ctx, filled, staging)
+    finally:
+        if staging is not None:
+            await staging.aclose()
     ctx.observer.file_finished(job.display_name)
     elapsed = time.monotonic() - started
     return FileResult(
@@ -88,10 +95,19 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     )
 
 
-async def _deliver(job: FileJob, ctx: DownloadContext, filled: FilledTask) -> DeliveryMethod:
-    """A verified copy (or reflink) in a worker thread; a hard link only when forced
-    (``--force-hard-link``): an output linked to the store changes when the store does."""
+def _staging(job: FileJob, ctx: DownloadContext) -> StagedDelivery:
     with _storage_errors_name(job):
+        return StagedDelivery(ctx.store, job.output, overwrite=job.overwrite)
+
+
+async def _deliver(
+    job: FileJob, ctx: DownloadContext, filled: FilledTask, staging: StagedDelivery | None
+) -> DeliveryMethod:
+    """A verified copy (or reflink), staged as the pieces came (``staged_delivery.py``); a hard
+    link only when forced (``--force-hard-link``): a linked output changes with the store."""
+    with _storage_errors_name(job):
+        if staging is not None:
+            return await staging.deliver(filled.task_id)
         return await asyncio.to_thread(
             ctx.store.deliver,
             filled.task_id,
@@ -106,7 +122,7 @@ async def fill_file(job: FileJob, ctx: DownloadContext) -> FilledTask:
     job, stat = await _stat(job, ctx)
     if stat.content_length is None:
         raise SourceProtocolError(job.url.redacted(), "the origin gives no length; cannot cache")
-    filled = await _fill_latest(job, ctx, stat)
+    filled = await _fill_latest(job, ctx, stat, None)
     ctx.observer.file_finished(job.display_name)
     return filled
 
@@ -121,23 +137,27 @@ async def _stat(job: FileJob, ctx: DownloadContext) -> tuple[FileJob, ObjectStat
     return await ctx.public_files.choose(job, stat, ctx.registry)
 
 
-async def _fill_latest(job: FileJob, ctx: DownloadContext, stat: ObjectStat) -> FilledTask:
+async def _fill_latest(
+    job: FileJob, ctx: DownloadContext, stat: ObjectStat, staging: StagedDelivery | None
+) -> FilledTask:
     """Fill the task of the version ``stat`` describes; if the origin changes meanwhile, once
     more from its new version (not a task a scheduler named: its id fixes the version)."""
     try:
-        return await _fill_from_stat(job, ctx, stat)
+        return await _fill_from_stat(job, ctx, stat, staging)
     except SourceChangedError as exc:
         if job.task_id is not None:
             raise
         log.warning("%s; starting again from the new version", exc)
     stat = await ctx.registry.for_url(job.url).stat(job.url, job.options)
     try:
-        return await _fill_from_stat(job, ctx, stat)
+        return await _fill_from_stat(job, ctx, stat, staging)
     except SourceChangedError as exc:
         raise SourceChangedError(job.url.redacted(), "again, after a restart") from exc
 
 
-async def _fill_from_stat(job: FileJob, ctx: DownloadContext, stat: ObjectStat) -> FilledTask:
+async def _fill_from_stat(
+    job: FileJob, ctx: DownloadContext, stat: ObjectStat, staging: StagedDelivery | None
+) -> FilledTask:
     _check_listing_agrees(job, stat)
     _check_version_agrees(job, stat)
     content_length = stat.content_length
@@ -161,7 +181,7 @@ async def _fill_from_stat(job: FileJob, ctx: DownloadContext, stat: ObjectStat) 
         reused = _held_bytes(task)
         ctx.observer.file_started(job.display_name, task.content_length, reused)
         try:
-            fetched = await _fill_task(job, ctx, task, stat, digest)
+            fetched = await _fill_task(job, ctx, task, stat, digest, staging)
         except DiskFullError:
             task.release_space()  # else the failed task keeps the space the next one needs
             raise
@@ -169,7 +189,12 @@ async def _fill_from_stat(job: FileJob, ctx: DownloadContext, stat: ObjectStat) 
 
 
 async def _fill_task(
-    job: FileJob, ctx: DownloadContext, task: TaskStorage, stat: ObjectStat, digest: Digest | None
+    job: FileJob,
+    ctx: DownloadContext,
+    task: TaskStorage,
+    stat: ObjectStat,
+    digest: Digest | None,
+    staging: StagedDelivery | None = None,
 ) -> int:
     """Fill missing pieces (``ctx.filler``) and verify the whole file; returns bytes read from
     the origin."""
@@ -178,6 +203,8 @@ async def _fill_task(
 
     def on_piece(piece: PieceMeta) -> None:
         ctx.observer.bytes_received(name, piece.length)
+        if staging is not None:
+            staging.piece_recorded(task, piece)
         if checker is not None:
             advance_tasks.add(asyncio.ensure_future(checker.advance()))
 
@@ -197,7 +224,7 @@ async def _fill_task(
             _forget_pieces(task)
             raise
         await rejected(request)  # the mesh gave bad bytes: the scheduler makes it origin-only
-        return await _refill_from_origin(job, ctx, task, stat, digest)
+        return await _refill_from_origin(job, ctx, task, stat, digest, staging)
     finally:
         for pending in advance_tasks:
             pending.cancel()
@@ -215,12 +242,17 @@ async def _filled(request: FillRequest, ctx: DownloadContext) -> int:
 
 
 async def _refill_from_origin(
-    job: FileJob, ctx: DownloadContext, task: TaskStorage, stat: ObjectStat, digest: Digest | None
+    job: FileJob,
+    ctx: DownloadContext,
+    task: TaskStorage,
+    stat: ObjectStat,
+    digest: Digest | None,
+    staging: StagedDelivery | None,
 ) -> int:
     """Once more after the whole file failed its check with pieces from peers: the scheduler
     now answers this task with ``BACK_TO_SOURCE`` (``scheduler/quarantine.py``)."""
     retry = dataclasses.replace(ctx, filler=_NoRetry(ctx.filler))
-    return await _fill_task(job, retry, task, stat, digest)
+    return await _fill_task(job, retry, task, stat, digest, staging)
 
 
 class _NoRetry:

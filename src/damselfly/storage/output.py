@@ -67,17 +67,22 @@ def deliver_file(
 ) -> DeliveryMethod:
     """Make ``dest`` hold the bytes of ``src``, atomically; see the module docstring."""
     check_destination(dest, overwrite=overwrite)
-    tmp = dest.parent / f".{dest.name}.damselfly-{secrets.token_hex(6)}.tmp"
+    tmp = temp_path(dest)
     try:
         method = _stage(src, tmp, dest, hard_link=hard_link)
         if verify is not None:
             verify(tmp)
-        _commit(tmp, dest, overwrite=overwrite)
+        commit(tmp, dest, overwrite=overwrite)
     finally:
         with contextlib.suppress(OSError):  # never mask the error that brought us here
             os.unlink(tmp)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return method
+
+
+def temp_path(dest: Path) -> Path:
+    """A hidden name beside ``dest`` for bytes on their way there."""
+    return dest.parent / f".{dest.name}.damselfly-{secrets.token_hex(6)}.tmp"
 
 
 def check_destination(dest: Path, *, overwrite: bool) -> None:
@@ -92,7 +97,7 @@ def check_destination(dest: Path, *, overwrite: bool) -> None:
     except FileExistsError as exc:  # the parent exists and is not a directory
         raise OutputError(str(dest), "not a directory") from exc
     except OSError as exc:
-        raise _output_error(dest, exc) from exc
+        raise output_error(dest, exc) from exc
     if not parent.is_dir():
         raise OutputError(str(dest), "not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -106,7 +111,7 @@ def _stage(src: Path, tmp: Path, dest: Path, *, hard_link: bool) -> DeliveryMeth
             os.link(src, tmp)
         except OSError as exc:
             if exc.errno not in _LINK_FALLBACK:
-                raise _output_error(dest, exc) from exc
+                raise output_error(dest, exc) from exc
         else:
             _chmod(tmp, dest)
             return DeliveryMethod.HARD_LINK
@@ -128,7 +133,7 @@ def _copy(src: Path, tmp: Path, dest: Path) -> None:
         finally:
             os.close(tmp_fd)
     except OSError as exc:
-        raise _output_error(dest, exc) from exc
+        raise output_error(dest, exc) from exc
     finally:
         os.close(src_fd)
 
@@ -171,14 +176,14 @@ def _sendfile(src_fd: int, dst_fd: int, length: int) -> None:
         offset += sent
 
 
-def _commit(tmp: Path, dest: Path, *, overwrite: bool) -> None:
+def commit(tmp: Path, dest: Path, *, overwrite: bool) -> None:
     try:
         if overwrite:
             os.replace(tmp, dest)  # a no-op if both already name one inode; finally cleans tmp
         else:
             _link_no_clobber(tmp, dest)
     except OSError as exc:
-        raise _output_error(dest, exc) from exc
+        raise output_error(dest, exc) from exc
 
 
 def _link_no_clobber(tmp: Path, dest: Path) -> None:
@@ -198,7 +203,7 @@ def _chmod(tmp: Path, dest: Path) -> None:
     try:
         os.chmod(tmp, OUTPUT_MODE & ~current_umask())
     except OSError as exc:
-        raise _output_error(dest, exc) from exc
+        raise output_error(dest, exc) from exc
 
 
 def current_umask() -> int:
@@ -213,7 +218,7 @@ def current_umask() -> int:
     return 0o022
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -222,7 +227,7 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def _output_error(dest: Path, exc: OSError) -> StorageError:
+def output_error(dest: Path, exc: OSError) -> StorageError:
     code = exc.errno
     if code in _NO_SPACE:
         return disk_full(dest, exc, "writing output")

@@ -33,9 +33,9 @@ either. Content files are not fsynced, so after a power cut the fast path also t
 file system not to keep a newer mtime without the bytes written before it. ``remove_task``
 forces a fresh download.
 
-Delivery copies (a reflink where the file system can) unless a hard link is asked for
-(``--force-hard-link``): then the output *is* the store's file, and a change to one is a
-change to the other (detected by the fingerprint and re-fetched, but the output changed).
+Delivery copies (a reflink where the file system can; ``deliver_staged`` ends a copy made as
+the task filled, ``staging.py``) unless a hard link is asked for (``--force-hard-link``): then
+the output *is* the store's file, and a change to one is a change to the other.
 
 Metadata never holds secrets: the URL given to ``open_task`` must already be redacted (the
 caller's ``SourceUrl.redacted()``), and is scrubbed again of userinfo and signature or token
@@ -44,16 +44,18 @@ query parameters before it is recorded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 import weakref
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from damselfly.core.errors import StorageError
-from damselfly.core.pieces import piece_count
 from damselfly.core.redact import scrub_url
 from damselfly.storage.admission import Admission
 from damselfly.storage.content import (
@@ -69,10 +71,12 @@ from damselfly.storage.output import DeliveryMethod, deliver_file
 from damselfly.storage.piece_index import PieceIndex
 from damselfly.storage.space import DiskSpace, SpaceReserve
 from damselfly.storage.sqlite_metadata import SqliteMetadataStore
+from damselfly.storage.staging import StagedOutput
 from damselfly.storage.task_storage import TaskStorage
 from damselfly.storage.verification import (
     CorruptContentError,
-    bad_pieces,
+    bad_pieces_in,
+    check_deliverable,
     check_pieces,
     drop_pieces,
 )
@@ -219,6 +223,27 @@ class Store:
         copy unless ``hard_link``, every piece re-hashed first: ``CorruptContentError`` (the
         bad pieces dropped) if some no longer match. Reads the whole file: call it from a
         worker thread in async code."""
+        with self._delivering(task_id) as (_, content, _pieces):
+            return deliver_file(
+                content.path,
+                dest,
+                overwrite=overwrite,
+                hard_link=hard_link,
+                verify=lambda staged: self._verify_staged(task_id, staged),
+            )
+
+    def deliver_staged(self, task_id: str, staged: StagedOutput) -> DeliveryMethod:
+        """``deliver`` to an output staged while the task filled (``staging.py``): what is
+        not staged and checked there yet is, then it appears at ``staged.dest``."""
+        with self._delivering(task_id) as (meta, content, pieces):
+            bad = staged.finish(task_id, content.path, pieces, meta.content_length)
+            if bad:
+                self._reject(task_id, bad)
+            return DeliveryMethod.COPY
+
+    @contextlib.contextmanager
+    def _delivering(self, task_id: str) -> Iterator[tuple[TaskMeta, ContentFile, list[PieceMeta]]]:
+        """A deliverable task's record and content file, pinned while it is delivered."""
         with self._store_lock:
             meta = self._metadata.get_task(task_id)
             if meta is None:
@@ -226,35 +251,28 @@ class Store:
             content = ContentFile.open(self._layout.path_for(task_id), create=False)
             self._pin(task_id)
         try:
-            self._check_deliverable(meta, content)
-            method = deliver_file(
-                content.path,
-                dest,
-                overwrite=overwrite,
-                hard_link=hard_link,
-                verify=lambda staged: self._verify_staged(task_id, staged),
-            )
+            pieces = self._metadata.pieces(task_id)
+            check_deliverable(meta, pieces, content)
+            yield meta, content, pieces
             self._metadata.task_accessed(task_id)
-            return method
         finally:
             content.close()
             self._unpin(task_id)
 
     def _verify_staged(self, task_id: str, staged: Path) -> None:
-        pieces = self._metadata.pieces(task_id)
-        output = ContentFile.open_read_only(staged)
-        try:
-            bad = bad_pieces(output, pieces)
-        finally:
-            output.close()
+        bad = bad_pieces_in(staged, self._metadata.pieces(task_id))
         if bad:
-            drop_pieces(self._metadata, task_id, bad, "verification before delivery")
-            with self._pins_lock:
-                index = self._indexes.get(task_id)
-            if index is not None:  # an open handle (the daemon's) must not serve them
-                for number in bad:
-                    index.dropped(number)
-            raise CorruptContentError(task_id, bad)
+            self._reject(task_id, bad)
+
+    def _reject(self, task_id: str, bad: list[int]) -> NoReturn:
+        """Pieces whose bytes failed at delivery: dropped, and ``CorruptContentError``."""
+        drop_pieces(self._metadata, task_id, bad, "verification before delivery")
+        with self._pins_lock:
+            index = self._indexes.get(task_id)
+        if index is not None:  # an open handle (the daemon's) must not serve them
+            for number in bad:
+                index.dropped(number)
+        raise CorruptContentError(task_id, bad)
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -319,16 +337,10 @@ class Store:
         piece_length: int,
         content_digest: str | None,
     ) -> None:
-        now = time.time()
+        now, state = time.time(), TaskState.PENDING
+        scrubbed = scrub_url(url)
         task = TaskMeta(
-            task_id,
-            scrub_url(url),
-            content_length,
-            piece_length,
-            TaskState.PENDING,
-            content_digest,
-            now,
-            now,
+            task_id, scrubbed, content_length, piece_length, state, content_digest, now, now
         )
         self._metadata.task_registered(task)
         self._metadata.task_accessed(task_id)
@@ -338,14 +350,6 @@ class Store:
         if meta is not None and meta.state is TaskState.SUCCEEDED and task.is_complete:
             return
         self._metadata.task_started(task.task_id)
-
-    def _check_deliverable(self, meta: TaskMeta, content: ContentFile) -> None:
-        total = piece_count(meta.content_length, meta.piece_length)
-        held = len(self._metadata.pieces(meta.task_id))
-        if held != total:
-            raise StorageError(f"task {meta.task_id}: not complete ({held} of {total} pieces)")
-        if content.size() != meta.content_length:
-            raise StorageError(f"task {meta.task_id}: content file has the wrong length")
 
     # -- pins ----------------------------------------------------------------------------------
 

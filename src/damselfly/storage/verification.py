@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 
 from damselfly.core.errors import StorageError
-from damselfly.core.pieces import piece_at
+from damselfly.core.pieces import piece_at, piece_count
 from damselfly.storage.content import ContentFile
-from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskState
+from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskMeta, TaskState
 from damselfly.storage.task_storage import TaskStorage
 
 logger = logging.getLogger(__name__)
@@ -57,9 +58,27 @@ def check_pieces(
         metadata.task_verified(task.task_id, stamped)
 
 
+def check_deliverable(meta: TaskMeta, pieces: list[PieceMeta], content: ContentFile) -> None:
+    """A task is delivered only with every piece recorded and its file at full length."""
+    total = piece_count(meta.content_length, meta.piece_length)
+    if len(pieces) != total:
+        raise StorageError(f"task {meta.task_id}: not complete ({len(pieces)} of {total} pieces)")
+    if content.size() != meta.content_length:
+        raise StorageError(f"task {meta.task_id}: content file has the wrong length")
+
+
 def bad_pieces(content: ContentFile, pieces: Iterable[PieceMeta]) -> list[int]:
     """Numbers of the pieces whose bytes in ``content`` do not match their digests."""
     return [p.number for p in pieces if content.digest_at(p.offset, p.length) != p.digest]
+
+
+def bad_pieces_in(path: Path, pieces: Iterable[PieceMeta]) -> list[int]:
+    """``bad_pieces`` of the file at ``path`` (a staged output)."""
+    output = ContentFile.open_read_only(path)
+    try:
+        return bad_pieces(output, pieces)
+    finally:
+        output.close()
 
 
 def drop_pieces(metadata: MetadataStore, task_id: str, numbers: list[int], why: str) -> None:

@@ -1,0 +1,197 @@
+"""``StagedOutput``: a download's output, copied and checked piece by piece while it downloads.
+
+Delivering a finished task used to be two passes at the end (``output.deliver_file``): copy
+the whole content file beside the output, then hash every piece of the copy. In a swarm every
+node finishes at about the same moment, so the nodes did both passes together, on CPUs that
+had been half idle while the pieces came in (issue 15: ~5 s of both cores at the end of an
+8 x 256 MiB round, most of it in the kernel's copy). A ``StagedOutput`` does the same work as
+each piece is recorded, while its bytes are still in the page cache:
+
+- the staged file is an unnamed file (``O_TMPFILE``) in the output's directory: a process
+  killed mid-download leaves nothing there;
+- ``copy_pieces`` copies a recorded piece's range from the content file (``copy_file_range``:
+  a reflink where the file system can) and hashes that range *of the staged file*; only a
+  match marks the piece checked, under the digest it was checked against;
+- ``finish`` copies and checks every recorded piece not checked under its current digest,
+  sets the length, fsyncs, and links the file at the output (``link``, so an output that
+  appeared meanwhile is not clobbered; with ``overwrite``, ``rename``). Pieces whose staged
+  bytes do not match are returned and nothing appears (the store drops them, the download
+  fetches them again and finishes once more).
+
+So the guarantee is the one ``deliver_file`` gives: every byte handed out was hashed where it
+was handed out, against the piece digests, whatever the store's file did meanwhile.
+
+Where the file system has no ``O_TMPFILE`` (or the output's directory refuses it, or does not
+exist yet) ``open`` returns None and the download delivers at the end as before. One lock
+serialises the copies, ``finish`` and ``discard``: the descriptor is never closed under a copy
+running in a thread. A piece the content file ends before (cut: the origin changed, the task
+failed) is not checked; ``finish`` returns it as bad if it is still recorded then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from damselfly.storage.content import ContentFile
+from damselfly.storage.metadata import PieceMeta
+from damselfly.storage.output import (
+    OUTPUT_MODE,
+    check_destination,
+    commit,
+    fsync_dir,
+    output_error,
+    temp_path,
+)
+
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT}
+_COPY_FALLBACK = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
+_BUFFER = 1024 * 1024
+_PROC_FDS = "/proc/self/fd"
+
+
+class StagedOutput:
+    def __init__(self, dest: Path, fd: int, *, overwrite: bool) -> None:
+        self.dest = dest
+        self._fd: int | None = fd
+        self._overwrite = overwrite
+        self._task_id: str | None = None
+        self._checked: dict[int, str] = {}  # piece number -> the digest its staged bytes match
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, dest: Path, *, overwrite: bool) -> StagedOutput | None:
+        """An unnamed file in ``dest``'s directory, or None where none can be made there or
+        the directory does not exist yet (a download that fails must not leave it behind)."""
+        if not dest.parent.is_dir() or not os.path.isdir(_PROC_FDS):
+            return None  # no /proc: the file could not be linked at the end
+        check_destination(dest, overwrite=overwrite)
+        try:
+            fd = os.open(dest.parent, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, OUTPUT_MODE)
+        except OSError as exc:
+            if exc.errno in _NO_TMPFILE:
+                return None
+            raise output_error(dest, exc) from exc
+        return cls(dest, fd, overwrite=overwrite)
+
+    def checked(self, task_id: str) -> frozenset[int]:
+        """Pieces of ``task_id`` staged and found matching so far."""
+        with self._lock:
+            return frozenset(self._checked) if task_id == self._task_id else frozenset()
+
+    def copy_pieces(self, task_id: str, source: Path, pieces: Iterable[PieceMeta]) -> list[int]:
+        """Copy ``pieces`` of ``task_id``'s content file ``source`` here and hash them here;
+        returns the numbers whose staged bytes do not match their digests. Pieces already
+        checked under the same digest are skipped; another task id starts afresh (the origin
+        changed and the download started again)."""
+        with self._lock:
+            fd = self._descriptor()
+            if task_id != self._task_id:
+                self._task_id, self._checked = task_id, {}
+            todo = [p for p in pieces if self._checked.get(p.number) != p.digest]
+            if not todo:
+                return []
+            try:
+                src = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError as exc:
+                raise output_error(self.dest, exc) from exc
+            try:
+                return self._copy_and_check(src, fd, todo)
+            finally:
+                os.close(src)
+
+    def finish(
+        self, task_id: str, source: Path, pieces: Iterable[PieceMeta], content_length: int
+    ) -> list[int]:
+        """Stage what is left of a complete task, then link the file at ``dest``; returns the
+        bad pieces instead (nothing is linked then, and the staged file is kept)."""
+        bad = self.copy_pieces(task_id, source, pieces)
+        if bad:
+            return bad
+        with self._lock:
+            fd = self._descriptor()
+            try:
+                os.ftruncate(fd, content_length)
+                os.fsync(fd)
+                self._link(fd)
+            except OSError as exc:
+                raise output_error(self.dest, exc) from exc
+        fsync_dir(self.dest.parent)
+        return []
+
+    def discard(self) -> None:
+        """Close the file (it vanishes: it was never linked, or is linked at ``dest`` now)."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _copy_and_check(self, src: int, fd: int, pieces: list[PieceMeta]) -> list[int]:
+        staged = ContentFile(self.dest, fd)  # reads by offset; never closed through here
+        bad = []
+        for piece in pieces:
+            try:
+                ended = not _copy_range(src, fd, piece.offset, piece.length)
+            except OSError as exc:
+                raise output_error(self.dest, exc) from exc
+            if not ended and staged.digest_at(piece.offset, piece.length) == piece.digest:
+                self._checked[piece.number] = piece.digest
+            else:
+                self._checked.pop(piece.number, None)
+                bad.append(piece.number)
+        return bad
+
+    def _link(self, fd: int) -> None:
+        """Give the unnamed file a hidden name beside ``dest`` (through ``/proc``), then put
+        it at ``dest`` as ``deliver_file`` does; the hidden name is gone either way."""
+        name = temp_path(self.dest)
+        directory = os.open(self.dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:  # a dir fd makes ``os.link`` call ``linkat``, which can follow the /proc link
+            os.link(f"{_PROC_FDS}/{fd}", name.name, dst_dir_fd=directory, follow_symlinks=True)
+        finally:
+            os.close(directory)
+        try:
+            commit(name, self.dest, overwrite=self._overwrite)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            raise ValueError("the staged output was discarded")
+        return self._fd
+
+
+def _copy_range(src: int, dst: int, offset: int, length: int) -> bool:
+    """``length`` bytes at ``offset`` from ``src`` to the same offset of ``dst``; False if
+    ``src`` ends first (the task's file was cut: its origin changed, or it failed)."""
+    done = 0
+    try:
+        while done < length:
+            copied = os.copy_file_range(src, dst, length - done, offset + done, offset + done)
+            if copied == 0:
+                return False
+            done += copied
+    except OSError as exc:
+        if exc.errno not in _COPY_FALLBACK:
+            raise
+        return _copy_through_buffer(src, dst, offset + done, length - done)
+    return True
+
+
+def _copy_through_buffer(src: int, dst: int, offset: int, length: int) -> bool:
+    buffer = memoryview(bytearray(min(length, _BUFFER)))
+    end = offset + length
+    while offset < end:
+        got = os.preadv(src, [buffer[: min(len(buffer), end - offset)]], offset)
+        if got == 0:
+            return False
+        written = 0
+        while written < got:
+            written += os.pwrite(dst, buffer[written:got], offset + written)
+        offset += got
+    return True
