@@ -3,11 +3,13 @@ on real files, the store's SQLite metadata, and a process killed mid-download.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,19 +53,25 @@ def flip(path: Path, offset: int) -> None:
         f.write(bytes([byte[0] ^ 0xFF]))
 
 
+@contextlib.contextmanager
+def staging(out: Path, *, overwrite: bool = False) -> Iterator[StagedOutput]:
+    staged = StagedOutput.open(out, overwrite=overwrite)
+    assert staged is not None
+    try:
+        yield staged
+    finally:
+        staged.discard()
+
+
 def test_pieces_staged_early_then_the_rest_at_delivery(tmp_path: Path) -> None:
     out = tmp_path / "out" / "model.bin"
     out.parent.mkdir()
     with Store(tmp_path / "store") as store, complete_task(store) as task:
-        staged = StagedOutput.open(out, overwrite=False)
-        assert staged is not None
-        try:
+        with staging(out) as staged:
             assert staged.copy_pieces(TASK_ID, task.content_path, metas(task, 0, 3)) == []
             assert staged.checked(TASK_ID) == {0, 3}
             assert list(out.parent.iterdir()) == []  # unnamed until delivered
             assert store.deliver_staged(TASK_ID, staged) is DeliveryMethod.COPY
-        finally:
-            staged.discard()
         assert out.read_bytes() == DATA
         assert [p.name for p in out.parent.iterdir()] == ["model.bin"]
         assert os.stat(out).st_nlink == 1  # a copy: nothing shared with the store
@@ -75,14 +83,10 @@ def test_what_was_checked_is_what_is_handed_out(tmp_path: Path) -> None:
     output: the staged bytes are the verified ones."""
     out = tmp_path / "model.bin"
     with Store(tmp_path / "store") as store, complete_task(store) as task:
-        staged = StagedOutput.open(out, overwrite=False)
-        assert staged is not None
-        try:
+        with staging(out) as staged:
             staged.copy_pieces(TASK_ID, task.content_path, metas(task, 1))
             flip(task.content_path, PIECE + 5)  # rot after the piece was staged
             store.deliver_staged(TASK_ID, staged)
-        finally:
-            staged.discard()
         assert out.read_bytes() == DATA
 
 
@@ -90,9 +94,7 @@ def test_a_piece_rotten_before_staging_is_dropped_and_nothing_appears(tmp_path: 
     out = tmp_path / "model.bin"
     with Store(tmp_path / "store") as store, complete_task(store) as task:
         flip(task.content_path, 2 * PIECE + 9)
-        staged = StagedOutput.open(out, overwrite=False)
-        assert staged is not None
-        try:
+        with staging(out) as staged:
             with pytest.raises(CorruptContentError) as caught:
                 store.deliver_staged(TASK_ID, staged)
             assert caught.value.pieces == [2]
@@ -101,29 +103,19 @@ def test_a_piece_rotten_before_staging_is_dropped_and_nothing_appears(tmp_path: 
             assert not task.has_piece(2)  # dropped: the download fetches it again
             task.write_piece(2, DATA[2 * PIECE : 3 * PIECE])
             store.deliver_staged(TASK_ID, staged)  # the same staged file, finished now
-        finally:
-            staged.discard()
         assert out.read_bytes() == DATA
 
 
 def test_an_output_that_appeared_meanwhile_is_not_clobbered(tmp_path: Path) -> None:
     out = tmp_path / "model.bin"
     with Store(tmp_path / "store") as store, complete_task(store):
-        staged = StagedOutput.open(out, overwrite=False)
-        assert staged is not None
-        out.write_bytes(b"someone else's")
-        try:
+        with staging(out) as staged:
+            out.write_bytes(b"someone else's")
             with pytest.raises(OutputError, match="already exists"):
                 store.deliver_staged(TASK_ID, staged)
-        finally:
-            staged.discard()
         assert out.read_bytes() == b"someone else's"
-        again = StagedOutput.open(out, overwrite=True)
-        assert again is not None
-        try:
+        with staging(out, overwrite=True) as again:
             store.deliver_staged(TASK_ID, again)
-        finally:
-            again.discard()
         assert out.read_bytes() == DATA
         assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "store"]
 
@@ -133,15 +125,11 @@ def test_a_cut_content_file_leaves_its_pieces_unchecked(tmp_path: Path) -> None:
     no error, they are just not checked (``finish`` would return them as bad)."""
     out = tmp_path / "model.bin"
     with Store(tmp_path / "store") as store, complete_task(store) as task:
-        staged = StagedOutput.open(out, overwrite=False)
-        assert staged is not None
-        try:
+        with staging(out) as staged:
             pieces = metas(task, 0, 1, 4)
             os.truncate(task.content_path, PIECE + 10)
             assert staged.copy_pieces(TASK_ID, task.content_path, pieces) == [1, 4]
             assert staged.checked(TASK_ID) == {0}
-        finally:
-            staged.discard()
         assert not out.exists()
 
 
@@ -156,14 +144,10 @@ def test_another_task_starts_afresh(tmp_path: Path) -> None:
     checked for the old task counts, and the length is the new task's."""
     out = tmp_path / "model.bin"
     with Store(tmp_path / "store") as store, complete_task(store) as task:
-        staged = StagedOutput.open(out, overwrite=False)
-        assert staged is not None
-        try:
+        with staging(out) as staged:
             staged.copy_pieces("other-task", task.content_path, metas(task, 0, 1, 2, 3, 4))
             assert staged.checked(TASK_ID) == frozenset()
             store.deliver_staged(TASK_ID, staged)
-        finally:
-            staged.discard()
         assert out.read_bytes() == DATA
 
 
