@@ -2,10 +2,11 @@
 
 ``download_file`` opens one per file it delivers by copy (not with ``--force-hard-link``):
 each piece the filler records is handed to a ``StagedOutput`` (``storage/staging.py``) in a
-worker thread, a few pieces per hop, one hop at a time, so the copy and its check run while
-the download waits on the network instead of all at the end. ``deliver`` waits for the hop in
-flight and lets the store finish the rest (``Store.deliver_staged``). Where no staged output
-can be made (no ``O_TMPFILE`` there) the store delivers as before (``Store.deliver``).
+worker thread (one for the process), a few pieces per hop, one hop at a time, so the copy and
+its check run while the download waits on the network instead of all at the end. ``deliver``
+waits for the hop in flight and lets the store finish the rest (``Store.deliver_staged``).
+Where no staged output can be made (no ``O_TMPFILE`` there) the store delivers as before
+(``Store.deliver``).
 
 A full disk under the output, met on the way, is not lost: ``deliver`` raises it. Any other
 failure on the way (the task's file cut because the origin changed, a piece whose staged bytes
@@ -15,6 +16,7 @@ did not match) only leaves those pieces for ``deliver`` to copy and check once m
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from pathlib import Path
@@ -28,6 +30,10 @@ from damselfly.storage.store import Store, TaskStorage
 log = logging.getLogger(__name__)
 
 BATCH = 8  # pieces per worker-thread hop: ``discard`` waits for at most one such hop
+# One thread for every download's staging in the process: on the default executor the hops
+# woke more of its workers, each with a malloc arena of its own (a node daemon's peak RSS in
+# the standard swarm tier 83-84 -> 102-115 MiB; with this thread 83, docs/benchmarks.md).
+_STAGING = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="damselfly-staging")
 
 
 class StagedDelivery:
@@ -86,8 +92,8 @@ class StagedDelivery:
             task, batch = self._task, self._pending[:BATCH]
             del self._pending[:BATCH]
             try:
-                await asyncio.to_thread(
-                    self._staged.copy_pieces, task.task_id, task.content_path, batch
+                await asyncio.get_running_loop().run_in_executor(
+                    _STAGING, self._staged.copy_pieces, task.task_id, task.content_path, batch
                 )
             except DiskFullError as exc:  # the output's disk: ``deliver`` raises it
                 self._failure = exc

@@ -212,13 +212,13 @@ class ContentFile:
             offset += len(chunk)
             yield chunk
 
-    def digest_at(self, offset: int, length: int) -> str:
+    def digest_at(self, offset: int, length: int, buffer: bytearray | None = None) -> str:
         """The piece digest of a byte range, read into one reused buffer of at most
-        ``_HASH_BUFFER`` bytes: called from worker threads (a piece re-verified, an endgame
-        twin's range re-hashed), a new piece-sized ``bytes`` per call grew each thread's
-        malloc arena by megabytes that stayed resident (issue 15)."""
+        ``_HASH_BUFFER`` bytes (or ``buffer``, a caller's own): called from worker threads (a
+        piece re-verified, an endgame twin's range re-hashed), a new piece-sized ``bytes`` per
+        call grew each thread's malloc arena by megabytes that stayed resident (issue 15)."""
         hasher = blake3.blake3()
-        view = memoryview(bytearray(min(length, _HASH_BUFFER)))
+        view = memoryview(bytearray(min(length, _HASH_BUFFER)) if buffer is None else buffer)
         fd, end = self._descriptor(), offset + length
         while offset < end:
             want = view[: min(len(view), end - offset)]

@@ -50,7 +50,7 @@ from damselfly.storage.output import (
 
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT}
 _COPY_FALLBACK = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
-_BUFFER = 1024 * 1024
+_BUFFER = 256 * 1024  # hashing a staged piece, or copying one where the kernel cannot
 _PROC_FDS = "/proc/self/fd"
 
 
@@ -62,6 +62,7 @@ class StagedOutput:
         self._task_id: str | None = None
         self._checked: dict[int, str] = {}  # piece number -> the digest its staged bytes match
         self._lock = threading.Lock()
+        self._buffer = bytearray()  # every piece is hashed through it, under the lock
 
     @classmethod
     def open(cls, dest: Path, *, overwrite: bool) -> StagedOutput | None:
@@ -138,12 +139,18 @@ class StagedOutput:
                 ended = not _copy_range(src, fd, piece.offset, piece.length)
             except OSError as exc:
                 raise output_error(self.dest, exc) from exc
-            if not ended and staged.digest_at(piece.offset, piece.length) == piece.digest:
+            if not ended and self._digest(staged, piece) == piece.digest:
                 self._checked[piece.number] = piece.digest
             else:
                 self._checked.pop(piece.number, None)
                 bad.append(piece.number)
         return bad
+
+    def _digest(self, staged: ContentFile, piece: PieceMeta) -> str:
+        wanted = max(1, min(piece.length, _BUFFER))  # grown once: small files, small buffer
+        if len(self._buffer) < wanted:
+            self._buffer = bytearray(wanted)
+        return staged.digest_at(piece.offset, piece.length, self._buffer)
 
     def _link(self, fd: int) -> None:
         """Give the unnamed file a hidden name beside ``dest`` (through ``/proc``), then put
@@ -184,7 +191,7 @@ def _copy_range(src: int, dst: int, offset: int, length: int) -> bool:
 
 
 def _copy_through_buffer(src: int, dst: int, offset: int, length: int) -> bool:
-    buffer = memoryview(bytearray(min(length, _BUFFER)))
+    buffer = memoryview(bytearray(_BUFFER))
     end = offset + length
     while offset < end:
         got = os.preadv(src, [buffer[: min(len(buffer), end - offset)]], offset)
