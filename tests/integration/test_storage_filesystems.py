@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from damselfly.core.errors import DiskFullError, OutputError
+from damselfly.download.staged_delivery import StagedDelivery
 from damselfly.storage.output import DeliveryMethod, deliver_file
 from damselfly.storage.sqlite_metadata import SqliteMetadataStore
 from damselfly.storage.staging import StagedOutput
@@ -149,6 +150,33 @@ def test_staged_output_onto_a_full_disk(small_tmpfs: Path, tmp_path: Path) -> No
         staged.discard()
     assert os.listdir(small_tmpfs) == []
     assert shutil.disk_usage(small_tmpfs).used < 64 * 1024
+
+
+async def test_staged_delivery_onto_a_full_disk_fails_naming_the_output(
+    small_tmpfs: Path, tmp_path: Path
+) -> None:
+    data = os.urandom(2 * MiB)
+    dest = small_tmpfs / "model.bin"
+    with (
+        Store(tmp_path / "store") as store,
+        store.open_task(
+            "a9" * 32, url="https://x/", content_length=len(data), piece_length=MiB
+        ) as task,
+    ):
+        delivery = StagedDelivery(store, dest, overwrite=False)
+        try:
+            for number in (0, 1):
+                task.write_piece(number, data[number * MiB : (number + 1) * MiB])
+                meta = task.piece_meta(number)
+                assert meta is not None
+                delivery.piece_recorded(task, meta)
+            task.mark_succeeded()
+            with pytest.raises(DiskFullError) as info:
+                await delivery.deliver("a9" * 32)
+            assert str(dest) in str(info.value)
+        finally:
+            await delivery.aclose()
+    assert os.listdir(small_tmpfs) == []
 
 
 def test_read_only_parent_is_permission_denied(read_only_dir: Path, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from damselfly.core.errors import OutputError
 from damselfly.download.staged_delivery import StagedDelivery
+from damselfly.storage import staging as staging_module
 from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.output import DeliveryMethod
 from damselfly.storage.staging import StagedOutput
@@ -143,12 +144,50 @@ def test_another_task_starts_afresh(tmp_path: Path) -> None:
     """The origin changed and the download started again under a new task id: nothing
     checked for the old task counts, and the length is the new task's."""
     out = tmp_path / "model.bin"
+    old_data = os.urandom(len(DATA) + 3 * PIECE)  # the old version: other bytes, longer
+    with Store(tmp_path / "store") as store, complete_task(store):
+        old_id = "6b" * 32
+        with store.open_task(
+            old_id, url="https://x/f", content_length=len(old_data), piece_length=PIECE
+        ) as old:
+            for number in range(old.piece_count):
+                old.write_piece(number, old_data[number * PIECE : (number + 1) * PIECE])
+            with staging(out) as staged:
+                assert staged.copy_pieces(old_id, old.content_path, metas(old, *range(8))) == []
+                assert staged.checked(old_id) == set(range(8))
+                assert staged.checked(TASK_ID) == frozenset()
+                store.deliver_staged(TASK_ID, staged)
+        assert out.read_bytes() == DATA
+
+
+def test_finish_closes_the_file(tmp_path: Path) -> None:
+    """Once linked at the output nothing more is written through it."""
+    out = tmp_path / "model.bin"
     with Store(tmp_path / "store") as store, complete_task(store) as task:
         with staging(out) as staged:
-            staged.copy_pieces("other-task", task.content_path, metas(task, 0, 1, 2, 3, 4))
-            assert staged.checked(TASK_ID) == frozenset()
             store.deliver_staged(TASK_ID, staged)
+            with pytest.raises(ValueError, match="discarded"):
+                staged.copy_pieces("6c" * 32, task.content_path, metas(task, 0))
         assert out.read_bytes() == DATA
+
+
+async def test_where_linking_is_refused_the_store_copies_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox that refuses ``linkat`` through ``/proc`` (here: a /proc path that is not
+    there once the file was staged) costs the early copy, not the download."""
+    out = tmp_path / "model.bin"
+    with Store(tmp_path / "store") as store, complete_task(store) as task:
+        delivery = StagedDelivery(store, out, overwrite=False)
+        try:
+            delivery.piece_recorded(task, meta(task, 0))
+            assert await delivery.checked(TASK_ID) == {0}
+            monkeypatch.setattr(staging_module, "_PROC_FDS", str(tmp_path / "no-proc"))
+            assert await delivery.deliver(TASK_ID) is DeliveryMethod.COPY
+        finally:
+            await delivery.aclose()
+        assert out.read_bytes() == DATA
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "store"]
 
 
 def test_discarded_leaves_nothing(tmp_path: Path) -> None:

@@ -77,7 +77,8 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
             log.warning("%s: %s; fetching them again", job.url.redacted(), exc)
             again = await _fill_latest(job, ctx, stat, staging)
             source_bytes = filled.source_bytes + again.source_bytes
-            filled = dataclasses.replace(filled, source_bytes=source_bytes)
+            reused = filled.reused_bytes  # ``again`` may name a new task: the origin changed
+            filled = dataclasses.replace(again, source_bytes=source_bytes, reused_bytes=reused)
             delivery = await _deliver(job, ctx, filled, staging)
     finally:
         if staging is not None:

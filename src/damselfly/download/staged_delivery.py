@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 from pathlib import Path
 
 from damselfly.core.errors import DamselflyError, DiskFullError
 from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.output import DeliveryMethod
-from damselfly.storage.staging import StagedOutput
+from damselfly.storage.staging import StagedOutput, StagingUnavailable
 from damselfly.storage.store import Store, TaskStorage
 
 log = logging.getLogger(__name__)
@@ -59,14 +58,20 @@ class StagedDelivery:
 
     async def deliver(self, task_id: str) -> DeliveryMethod:
         """The complete task at the output, atomically, every piece checked there."""
-        if self._staged is None:
-            return await asyncio.to_thread(
-                self._store.deliver, task_id, self._dest, overwrite=self._overwrite
-            )
-        await self._settle()
-        if self._failure is not None:
-            raise self._failure
-        return await asyncio.to_thread(self._store.deliver_staged, task_id, self._staged)
+        if self._staged is not None:
+            self._pending.clear()  # ``finish`` stages them: wait for the hop in flight only
+            await self._settle()
+            if self._failure is not None:
+                raise self._failure
+            try:
+                return await asyncio.to_thread(self._store.deliver_staged, task_id, self._staged)
+            except StagingUnavailable as exc:
+                log.info("%s; copying it at the end instead", exc)
+                staged, self._staged = self._staged, None
+                await asyncio.to_thread(staged.discard)
+        return await asyncio.to_thread(
+            self._store.deliver, task_id, self._dest, overwrite=self._overwrite
+        )
 
     async def checked(self, task_id: str) -> frozenset[int]:
         """The pieces of ``task_id`` staged and checked once the copies queued now are done."""
@@ -75,12 +80,17 @@ class StagedDelivery:
 
     async def aclose(self) -> None:
         """Stop copying and drop the staged file (it vanishes unless delivered)."""
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-        if self._staged is not None:
-            await asyncio.to_thread(self._staged.discard)  # waits for a hop still running
+        worker, self._worker = self._worker, None
+        try:
+            if worker is not None and not worker.done():
+                worker.cancel()
+                await asyncio.wait([worker])  # a cancellation of ours still reaches the caller
+        finally:
+            finished = worker is not None and worker.done() and not worker.cancelled()
+            if finished and (error := worker.exception()) is not None:  # type: ignore[union-attr]
+                log.warning("%s: staging failed: %r", self._dest, error)
+            if self._staged is not None:
+                await asyncio.to_thread(self._staged.discard)  # waits for a hop still running
 
     async def _settle(self) -> None:
         while self._worker is not None and not self._worker.done():

@@ -13,8 +13,9 @@ each piece is recorded, while its bytes are still in the page cache:
   a reflink where the file system can) and hashes that range *of the staged file*; only a
   match marks the piece checked, under the digest it was checked against;
 - ``finish`` copies and checks every recorded piece not checked under its current digest,
-  sets the length, fsyncs, and links the file at the output (``link``, so an output that
-  appeared meanwhile is not clobbered; with ``overwrite``, ``rename``). Pieces whose staged
+  sets the length, fsyncs, and links the file at the output (``linkat`` through ``/proc``, so
+  an output that appeared meanwhile is not clobbered; with ``overwrite``, at a hidden name
+  renamed over it), all in one locked step, and closes it. Pieces whose staged
   bytes do not match are returned and nothing appears (the store drops them, the download
   fetches them again and finishes once more).
 
@@ -37,6 +38,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from damselfly.core.errors import OutputError
 from damselfly.storage.content import ContentFile
 from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.output import (
@@ -48,10 +50,17 @@ from damselfly.storage.output import (
     temp_path,
 )
 
-_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT}
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EMFILE}
 _COPY_FALLBACK = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
 _BUFFER = 256 * 1024  # hashing a staged piece, or copying one where the kernel cannot
 _PROC_FDS = "/proc/self/fd"
+# linkat of an unnamed file refused (a sandbox), or the output's directory gone meanwhile
+_LINK_REFUSED = {errno.EPERM, errno.ENOENT, errno.EXDEV, errno.EINVAL, errno.ENOTSUP}
+
+
+class StagingUnavailable(OutputError):
+    """The staged file cannot be put at the output here (no ``linkat`` through ``/proc`` in
+    this sandbox, the output's directory gone): deliver the way that needs neither."""
 
 
 class StagedOutput:
@@ -62,7 +71,7 @@ class StagedOutput:
         self._task_id: str | None = None
         self._checked: dict[int, str] = {}  # piece number -> the digest its staged bytes match
         self._lock = threading.Lock()
-        self._buffer = bytearray()  # every piece is hashed through it, under the lock
+        self._buffer = bytearray()  # pieces are hashed (and copied, if need be) through it
 
     @classmethod
     def open(cls, dest: Path, *, overwrite: bool) -> StagedOutput | None:
@@ -90,82 +99,96 @@ class StagedOutput:
         checked under the same digest are skipped; another task id starts afresh (the origin
         changed and the download started again)."""
         with self._lock:
-            fd = self._descriptor()
-            if task_id != self._task_id:
-                self._task_id, self._checked = task_id, {}
-            todo = [p for p in pieces if self._checked.get(p.number) != p.digest]
-            if not todo:
-                return []
-            try:
-                src = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            except OSError as exc:
-                raise output_error(self.dest, exc) from exc
-            try:
-                return self._copy_and_check(src, fd, todo)
-            finally:
-                os.close(src)
+            return self._stage(task_id, source, pieces)
 
     def finish(
         self, task_id: str, source: Path, pieces: Iterable[PieceMeta], content_length: int
     ) -> list[int]:
-        """Stage what is left of a complete task, then link the file at ``dest``; returns the
-        bad pieces instead (nothing is linked then, and the staged file is kept)."""
-        bad = self.copy_pieces(task_id, source, pieces)
-        if bad:
-            return bad
+        """Stage what is left of a complete task, then link the file at ``dest`` and close it;
+        returns the bad pieces instead (nothing is linked then, and the staged file is kept).
+        One locked step: nothing is written here between the last check and the link."""
         with self._lock:
+            bad = self._stage(task_id, source, pieces)
+            if bad:
+                return bad
             fd = self._descriptor()
             try:
                 os.ftruncate(fd, content_length)
                 os.fsync(fd)
-                self._link(fd)
             except OSError as exc:
                 raise output_error(self.dest, exc) from exc
+            self._link(fd)
+            self._fd = None
+            os.close(fd)
         fsync_dir(self.dest.parent)
         return []
 
     def discard(self) -> None:
-        """Close the file (it vanishes: it was never linked, or is linked at ``dest`` now)."""
+        """Close the file (it vanishes unless ``finish`` linked it at ``dest``)."""
         with self._lock:
             fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
 
+    def _stage(self, task_id: str, source: Path, pieces: Iterable[PieceMeta]) -> list[int]:
+        fd = self._descriptor()
+        if task_id != self._task_id:
+            self._task_id, self._checked = task_id, {}
+        todo = [p for p in pieces if self._checked.get(p.number) != p.digest]
+        if not todo:
+            return []
+        try:
+            src = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise output_error(self.dest, exc) from exc
+        try:
+            return self._copy_and_check(src, fd, todo)
+        finally:
+            os.close(src)
+
     def _copy_and_check(self, src: int, fd: int, pieces: list[PieceMeta]) -> list[int]:
         staged = ContentFile(self.dest, fd)  # reads by offset; never closed through here
         bad = []
         for piece in pieces:
+            self._checked.pop(piece.number, None)  # its staged bytes are about to change
+            buffer = self._buffer_for(piece)
             try:
-                ended = not _copy_range(src, fd, piece.offset, piece.length)
+                ended = not _copy_range(src, fd, piece.offset, piece.length, buffer)
             except OSError as exc:
                 raise output_error(self.dest, exc) from exc
-            if not ended and self._digest(staged, piece) == piece.digest:
+            if not ended and staged.digest_at(piece.offset, piece.length, buffer) == piece.digest:
                 self._checked[piece.number] = piece.digest
             else:
-                self._checked.pop(piece.number, None)
                 bad.append(piece.number)
         return bad
 
-    def _digest(self, staged: ContentFile, piece: PieceMeta) -> str:
+    def _buffer_for(self, piece: PieceMeta) -> bytearray:
         wanted = max(1, min(piece.length, _BUFFER))  # grown once: small files, small buffer
         if len(self._buffer) < wanted:
             self._buffer = bytearray(wanted)
-        return staged.digest_at(piece.offset, piece.length, self._buffer)
+        return self._buffer
 
     def _link(self, fd: int) -> None:
-        """Give the unnamed file a hidden name beside ``dest`` (through ``/proc``), then put
-        it at ``dest`` as ``deliver_file`` does; the hidden name is gone either way."""
-        name = temp_path(self.dest)
+        """Put the unnamed file at ``dest`` through ``/proc``: ``linkat`` straight there (fails
+        if a file appeared meanwhile), or with ``overwrite`` at a hidden name first, renamed
+        over ``dest``. ``StagingUnavailable`` where linking an unnamed file is refused."""
         directory = os.open(self.dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        name = temp_path(self.dest).name if self._overwrite else self.dest.name
         try:  # a dir fd makes ``os.link`` call ``linkat``, which can follow the /proc link
-            os.link(f"{_PROC_FDS}/{fd}", name.name, dst_dir_fd=directory, follow_symlinks=True)
+            os.link(f"{_PROC_FDS}/{fd}", name, dst_dir_fd=directory, follow_symlinks=True)
+        except OSError as exc:
+            if exc.errno in _LINK_REFUSED:
+                raise StagingUnavailable(str(self.dest), exc.strerror or str(exc)) from exc
+            raise output_error(self.dest, exc) from exc
         finally:
             os.close(directory)
-        try:
-            commit(name, self.dest, overwrite=self._overwrite)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
+        if self._overwrite:
+            hidden = self.dest.parent / name
+            try:
+                commit(hidden, self.dest, overwrite=True)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(hidden)
 
     def _descriptor(self) -> int:
         if self._fd is None:
@@ -173,32 +196,32 @@ class StagedOutput:
         return self._fd
 
 
-def _copy_range(src: int, dst: int, offset: int, length: int) -> bool:
+def _copy_range(src: int, dst: int, offset: int, length: int, buffer: bytearray) -> bool:
     """``length`` bytes at ``offset`` from ``src`` to the same offset of ``dst``; False if
-    ``src`` ends first (the task's file was cut: its origin changed, or it failed)."""
+    ``src`` ends first (the task's file was cut: its origin changed, or it failed). Where
+    ``copy_file_range`` cannot, or stops early (some FUSE file systems), ``pread`` and
+    ``pwrite`` through ``buffer`` go on and find the real end."""
     done = 0
     try:
         while done < length:
             copied = os.copy_file_range(src, dst, length - done, offset + done, offset + done)
             if copied == 0:
-                return False
+                break
             done += copied
     except OSError as exc:
         if exc.errno not in _COPY_FALLBACK:
             raise
-        return _copy_through_buffer(src, dst, offset + done, length - done)
-    return True
+    return done == length or _copy_through(src, dst, offset + done, length - done, buffer)
 
 
-def _copy_through_buffer(src: int, dst: int, offset: int, length: int) -> bool:
-    buffer = memoryview(bytearray(_BUFFER))
-    end = offset + length
+def _copy_through(src: int, dst: int, offset: int, length: int, buffer: bytearray) -> bool:
+    view, end = memoryview(buffer), offset + length
     while offset < end:
-        got = os.preadv(src, [buffer[: min(len(buffer), end - offset)]], offset)
+        got = os.preadv(src, [view[: min(len(view), end - offset)]], offset)
         if got == 0:
             return False
         written = 0
         while written < got:
-            written += os.pwrite(dst, buffer[written:got], offset + written)
+            written += os.pwrite(dst, view[written:got], offset + written)
         offset += got
     return True
