@@ -134,10 +134,20 @@ def test_a_cut_content_file_leaves_its_pieces_unchecked(tmp_path: Path) -> None:
         assert not out.exists()
 
 
-def test_no_staging_into_a_directory_that_does_not_exist_yet(tmp_path: Path) -> None:
-    """The store creates it when it delivers; a download that fails leaves nothing."""
-    assert StagedOutput.open(tmp_path / "new" / "model.bin", overwrite=False) is None
-    assert list(tmp_path.iterdir()) == []
+def test_directories_made_for_the_output_go_again_unless_it_is_delivered(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "new" / "deeper" / "model.bin"
+    with Store(tmp_path / "store") as store, complete_task(store):
+        with staging(out) as staged:
+            assert out.parent.is_dir()  # made now: the unnamed file lives there
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # a failed download
+        with staging(out) as staged:
+            (tmp_path / "new" / "other.bin").write_bytes(b"another file's")  # not ours
+        assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["other.bin"]
+        with staging(out) as staged:
+            store.deliver_staged(TASK_ID, staged)
+        assert out.read_bytes() == DATA  # delivered: its directories stay
 
 
 def test_another_task_starts_afresh(tmp_path: Path) -> None:

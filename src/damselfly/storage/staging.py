@@ -22,8 +22,9 @@ each piece is recorded, while its bytes are still in the page cache:
 So the guarantee is the one ``deliver_file`` gives: every byte handed out was hashed where it
 was handed out, against the piece digests, whatever the store's file did meanwhile.
 
-Where the file system has no ``O_TMPFILE`` (or the output's directory refuses it, or does not
-exist yet) ``open`` returns None and the download delivers at the end as before. One lock
+Where the file system has no ``O_TMPFILE`` (or the output's directory refuses it) ``open``
+returns None and the download delivers at the end as before. Missing directories on the way to
+the output are made by ``open`` and removed by ``discard`` unless the file was delivered. One lock
 serialises the copies, ``finish`` and ``discard``: the descriptor is never closed under a copy
 running in a thread. A piece the content file ends before (cut: the origin changed, the task
 failed) is not checked; ``finish`` returns it as bad if it is still recorded then.
@@ -64,10 +65,13 @@ class StagingUnavailable(OutputError):
 
 
 class StagedOutput:
-    def __init__(self, dest: Path, fd: int, *, overwrite: bool) -> None:
+    def __init__(
+        self, dest: Path, fd: int, *, overwrite: bool, made: tuple[Path, ...] = ()
+    ) -> None:
         self.dest = dest
         self._fd: int | None = fd
         self._overwrite = overwrite
+        self._made = made  # directories ``open`` created for ``dest``, outermost first
         self._task_id: str | None = None
         self._checked: dict[int, str] = {}  # piece number -> the digest its staged bytes match
         self._lock = threading.Lock()
@@ -75,18 +79,22 @@ class StagedOutput:
 
     @classmethod
     def open(cls, dest: Path, *, overwrite: bool) -> StagedOutput | None:
-        """An unnamed file in ``dest``'s directory, or None where none can be made there or
-        the directory does not exist yet (a download that fails must not leave it behind)."""
-        if not dest.parent.is_dir() or not os.path.isdir(_PROC_FDS):
+        """An unnamed file in ``dest``'s directory, or None where none can be made there.
+        Missing directories are made now, and removed again by ``discard`` unless the file
+        was delivered (a download that fails leaves nothing behind)."""
+        if not os.path.isdir(_PROC_FDS):
             return None  # no /proc: the file could not be linked at the end
-        check_destination(dest, overwrite=overwrite)
+        missing = _missing_directories(dest.parent)
+        check_destination(dest, overwrite=overwrite)  # makes them
+        made = tuple(d for d in missing if d.is_dir())
         try:
             fd = os.open(dest.parent, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, OUTPUT_MODE)
         except OSError as exc:
+            _remove_empty(made)
             if exc.errno in _NO_TMPFILE:
                 return None
             raise output_error(dest, exc) from exc
-        return cls(dest, fd, overwrite=overwrite)
+        return cls(dest, fd, overwrite=overwrite, made=made)
 
     def checked(self, task_id: str) -> frozenset[int]:
         """Pieces of ``task_id`` staged and found matching so far."""
@@ -118,17 +126,20 @@ class StagedOutput:
             except OSError as exc:
                 raise output_error(self.dest, exc) from exc
             self._link(fd)
-            self._fd = None
+            self._fd, self._made = None, ()
             os.close(fd)
         fsync_dir(self.dest.parent)
         return []
 
     def discard(self) -> None:
-        """Close the file (it vanishes unless ``finish`` linked it at ``dest``)."""
+        """Close the file (it vanishes unless ``finish`` linked it at ``dest``), and remove
+        the directories ``open`` made if nothing else came into them meanwhile."""
         with self._lock:
             fd, self._fd = self._fd, None
+            made, self._made = self._made, ()
         if fd is not None:
             os.close(fd)
+        _remove_empty(made)
 
     def _stage(self, task_id: str, source: Path, pieces: Iterable[PieceMeta]) -> list[int]:
         fd = self._descriptor()
@@ -194,6 +205,21 @@ class StagedOutput:
         if self._fd is None:
             raise ValueError("the staged output was discarded")
         return self._fd
+
+
+def _missing_directories(directory: Path) -> list[Path]:
+    """``directory`` and its ancestors that do not exist yet, outermost first."""
+    missing: list[Path] = []
+    while not directory.exists() and directory != directory.parent:
+        missing.insert(0, directory)
+        directory = directory.parent
+    return missing
+
+
+def _remove_empty(made: tuple[Path, ...]) -> None:
+    for directory in reversed(made):  # innermost first; one that is not empty stays
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
 def _copy_range(src: int, dst: int, offset: int, length: int, buffer: bytearray) -> bool:
