@@ -7,6 +7,7 @@ writable" is tested with a read-only bind mount (EROFS applies to root too).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -19,10 +20,11 @@ import pytest
 
 from damselfly.core.errors import DiskFullError, OutputError
 from damselfly.download.staged_delivery import StagedDelivery
+from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.output import DeliveryMethod, deliver_file
 from damselfly.storage.sqlite_metadata import SqliteMetadataStore
 from damselfly.storage.staging import StagedOutput
-from damselfly.storage.store import Store
+from damselfly.storage.store import Store, TaskStorage
 
 MiB = 1024 * 1024
 
@@ -128,24 +130,32 @@ def test_store_deliver_onto_a_full_disk(small_tmpfs: Path, tmp_path: Path) -> No
     assert leftovers(small_tmpfs) == []
 
 
+@contextlib.contextmanager
+def two_mib_task(store: Store, task_id: str) -> Iterator[TaskStorage]:
+    """A complete task of two 1 MiB pieces, too big for ``small_tmpfs``."""
+    data = os.urandom(2 * MiB)
+    with store.open_task(
+        task_id, url="https://x/", content_length=len(data), piece_length=MiB
+    ) as task:
+        task.write_piece(0, data[:MiB])
+        task.write_piece(1, data[MiB:])
+        task.mark_succeeded()
+        yield task
+
+
+def pieces_of(task: TaskStorage) -> list[PieceMeta]:
+    return [p for n in range(task.piece_count) if (p := task.piece_meta(n)) is not None]
+
+
 def test_staged_output_onto_a_full_disk(small_tmpfs: Path, tmp_path: Path) -> None:
     """Pieces staged as they come (``staging.py``): the output's disk filling is a
     ``DiskFullError`` naming the output, and the unnamed staged file goes with ``discard``."""
-    data = os.urandom(2 * MiB)
     dest = small_tmpfs / "model.bin"
-    with (
-        Store(tmp_path / "store") as store,
-        store.open_task(
-            "a8" * 32, url="https://x/", content_length=len(data), piece_length=MiB
-        ) as task,
-    ):
-        task.write_piece(0, data[:MiB])
-        task.write_piece(1, data[MiB:])
+    with Store(tmp_path / "store") as store, two_mib_task(store, "a8" * 32) as task:
         staged = StagedOutput.open(dest, overwrite=False)
         assert staged is not None
-        pieces = [p for n in (0, 1) if (p := task.piece_meta(n)) is not None]
         with pytest.raises(DiskFullError) as info:
-            staged.copy_pieces("a8" * 32, task.content_path, pieces)
+            staged.copy_pieces("a8" * 32, task.content_path, pieces_of(task))
         assert str(dest) in str(info.value)
         staged.discard()
     assert os.listdir(small_tmpfs) == []
@@ -155,22 +165,12 @@ def test_staged_output_onto_a_full_disk(small_tmpfs: Path, tmp_path: Path) -> No
 async def test_staged_delivery_onto_a_full_disk_fails_naming_the_output(
     small_tmpfs: Path, tmp_path: Path
 ) -> None:
-    data = os.urandom(2 * MiB)
     dest = small_tmpfs / "model.bin"
-    with (
-        Store(tmp_path / "store") as store,
-        store.open_task(
-            "a9" * 32, url="https://x/", content_length=len(data), piece_length=MiB
-        ) as task,
-    ):
+    with Store(tmp_path / "store") as store, two_mib_task(store, "a9" * 32) as task:
         delivery = StagedDelivery(store, dest, overwrite=False)
         try:
-            for number in (0, 1):
-                task.write_piece(number, data[number * MiB : (number + 1) * MiB])
-                meta = task.piece_meta(number)
-                assert meta is not None
-                delivery.piece_recorded(task, meta)
-            task.mark_succeeded()
+            for piece in pieces_of(task):
+                delivery.piece_recorded(task, piece)
             with pytest.raises(DiskFullError) as info:
                 await delivery.deliver("a9" * 32)
             assert str(dest) in str(info.value)
