@@ -41,7 +41,7 @@ from pathlib import Path
 
 import blake3
 
-from damselfly.core.digests import PIECE_DIGEST_ALGORITHM
+from damselfly.core.digests import PIECE_DIGEST_ALGORITHM, Hasher
 from damselfly.core.errors import DiskFullError, StorageError
 
 logger = logging.getLogger(__name__)
@@ -213,11 +213,19 @@ class ContentFile:
             yield chunk
 
     def digest_at(self, offset: int, length: int, buffer: bytearray | None = None) -> str:
-        """The piece digest of a byte range, read into one reused buffer of at most
-        ``_HASH_BUFFER`` bytes (or ``buffer``, a caller's own): called from worker threads (a
-        piece re-verified, an endgame twin's range re-hashed), a new piece-sized ``bytes`` per
-        call grew each thread's malloc arena by megabytes that stayed resident (issue 15)."""
+        """The piece digest of a byte range (``hash_at`` with a new BLAKE3 hasher)."""
         hasher = blake3.blake3()
+        self.hash_at(offset, length, hasher, buffer)
+        return f"{PIECE_DIGEST_ALGORITHM}:{hasher.hexdigest()}"
+
+    def hash_at(
+        self, offset: int, length: int, hasher: Hasher, buffer: bytearray | None = None
+    ) -> None:
+        """Feed a byte range to ``hasher``, read into one reused buffer of at most
+        ``_HASH_BUFFER`` bytes (or ``buffer``, a caller's own): called from worker threads (a
+        piece re-verified, an endgame twin's range re-hashed, a whole-file digest), a new
+        piece-sized ``bytes`` per call grew each thread's malloc arena by megabytes that
+        stayed resident and made the kernel zero fresh pages for every read (issue 15)."""
         view = memoryview(bytearray(min(length, _HASH_BUFFER)) if buffer is None else buffer)
         fd, end = self._descriptor(), offset + length
         while offset < end:
@@ -230,7 +238,6 @@ class ContentFile:
                 raise StorageError(f"{self.path}: file ends before offset {offset}")
             hasher.update(want[:got])
             offset += got
-        return f"{PIECE_DIGEST_ALGORITHM}:{hasher.hexdigest()}"
 
     def close(self) -> None:
         fd, self._fd = self._fd, None

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from damselfly.core.digests import piece_digest_of_chunks
+from damselfly.core.digests import Hasher, piece_digest_of_chunks
 from damselfly.core.errors import PieceDigestError, StorageError
 from damselfly.core.pieces import ByteRange, Piece, piece_at, piece_count, pieces_in_range
 from damselfly.storage.content import ContentFile
@@ -234,6 +234,14 @@ class TaskStorage:
         if meta is None:
             raise PieceNotHeldError(self.task_id, number)
         return self._content.read_at(meta.offset, meta.length)
+
+    def hash_piece(self, number: int, hasher: Hasher, buffer: bytearray | None = None) -> None:
+        """Feed a held piece's bytes to ``hasher`` through ``buffer`` (``ContentFile.hash_at``);
+        ``PieceNotHeldError`` if it is not held."""
+        meta = self.piece_meta(number)
+        if meta is None:
+            raise PieceNotHeldError(self.task_id, number)
+        self._content.hash_at(meta.offset, meta.length, hasher, buffer)
 
     def read_range(self, offset: int, length: int) -> bytes:
         """Bytes ``[offset, offset+length)``; every piece they touch must be held."""
