@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import re
 import select
+import socket
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,6 +35,29 @@ MAX_HEAD = 16 * 1024
 _DIGITS = re.compile(r"[0-9]{3}")  # not str.isdigit: that takes superscripts int() refuses
 _LENGTH = re.compile(r"[0-9]{1,18}")
 _END_OF_HEAD = b"\r\n\r\n"
+# Wake the reader of a body once this many bytes wait (or fewer, ``low_water``)
+LOW_WATER = 256 * 1024
+# ... and never more than the connection's last rate brings in this share of the patience,
+# so bytes that wait unseen in the kernel cannot make a slowed parent look stalled
+_PATIENCE_SHARE = 1 / 64
+
+
+def low_water(rest: int, rate: float | None, patience: float) -> int:
+    """How many bytes to wait for before reading a body's next bytes: ``LOW_WATER``, at most
+    ``rest`` (the bytes still to come: more would never arrive) and at most what the last
+    measured ``rate`` (bytes/s; None: not measured yet, wait for nothing) brings in a 64th
+    of ``patience`` (a parent whose rate falls 64-fold is still not taken as stalled)."""
+    if rate is None:
+        return 1
+    return max(1, min(rest, LOW_WATER, int(rate * patience * _PATIENCE_SHARE)))
+
+
+def set_low_water(sock: socket.socket | None, count: int) -> None:
+    """``SO_RCVLOWAT``: the socket reads as readable once ``count`` bytes wait (or at the
+    end of the stream). Never more than what is still to come, or the last bytes wait."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, count))
 
 
 class HeadError(Exception):
@@ -196,6 +220,9 @@ class PieceConnection(asyncio.BufferedProtocol):
         self._filled = 0
         self._waiter: asyncio.Future[None] | None = None
         self._idle = True
+        self._low_water = 1
+        self._rate: float | None = None  # bytes/s of the last full target
+        self._started = 0.0
 
     # -- WireConnection --------------------------------------------------------------------
 
@@ -218,7 +245,7 @@ class PieceConnection(asyncio.BufferedProtocol):
         return self.head_bytes()
 
     async def read_into(self, target: memoryview, patience: float) -> None:
-        self.receive_into(target)
+        self.receive_into(target, patience)
         while not self.target_full():
             if self.closed:
                 raise WireClosed(self._filled)
@@ -252,12 +279,14 @@ class PieceConnection(asyncio.BufferedProtocol):
     def early_body_length(self) -> int:
         return self._head.early_body_length()
 
-    def receive_into(self, target: memoryview) -> None:
+    def receive_into(self, target: memoryview, patience: float) -> None:
         """Fill ``target`` (a non-empty buffer) with the next body bytes; wait with
         ``wait``. The transport is paused again once it is full. The no-bytes clock starts
-        now: the transport was paused while the caller wrote the last part."""
+        now: the transport was paused while the caller wrote the last part. The socket wakes
+        the loop only once ``low_water`` bytes wait: fewer, larger reads."""
         self._target, self._filled = target, 0
-        self.last_byte = time.monotonic()
+        self.last_byte = self._started = time.monotonic()
+        self._set_low_water(low_water(len(target), self._rate, patience))
         self._transport().resume_reading()
 
     @property
@@ -272,6 +301,7 @@ class PieceConnection(asyncio.BufferedProtocol):
         self._idle, self._target = True, None
         self._head.reset()
         self.idle_since = time.monotonic()
+        self._set_low_water(1)
         if not self.closed:
             self._transport().resume_reading()
 
@@ -312,8 +342,13 @@ class PieceConnection(asyncio.BufferedProtocol):
         self.last_byte = time.monotonic()
         if self._target is not None:
             self._filled += nbytes
-            if self._filled >= len(self._target):
+            rest = len(self._target) - self._filled
+            if rest <= 0:
+                elapsed = self.last_byte - self._started
+                self._rate = len(self._target) / elapsed if elapsed > 0 else None
                 self._pause_and_wake()
+            elif rest < self._low_water:
+                self._set_low_water(rest)
             return
         if self._idle:  # nothing was asked: a parent that talks out of turn is dropped
             self.close()
@@ -335,6 +370,11 @@ class PieceConnection(asyncio.BufferedProtocol):
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _set_low_water(self, count: int) -> None:
+        if count != self._low_water and self.transport is not None and not self.closed:
+            self._low_water = count
+            set_low_water(self.transport.get_extra_info("socket"), count)
 
     def _transport(self) -> asyncio.Transport:
         if self.transport is None or self.closed:

@@ -32,9 +32,14 @@ from damselfly.transport.piece_wire import (
     HeadTooLong,
     WireClosed,
     WireStalled,
+    low_water,
     readable_fd,
+    set_low_water,
 )
 
+# What OpenSSL may hold of a record it has not finished reading (16 KiB + header, IV, tag):
+# those bytes left the kernel but are not ``pending()`` plaintext yet
+_RECORD_IN_OPENSSL = 16 * 1024 + 64
 _THREADS = 64  # piece reads in flight at once, over every download of the process
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -56,6 +61,7 @@ class BlockingTlsConnection:
         self.idle_since = time.monotonic()
         self._busy = False
         self._head = HeadBuffer()
+        self._rate: float | None = None  # bytes/s of the last part read (``low_water``)
 
     @classmethod
     async def open(
@@ -139,10 +145,24 @@ class BlockingTlsConnection:
                 return head.head()
 
     def _fill(self, target: memoryview, patience: float) -> None:
+        """Fill ``target``, the socket waking the thread only once ``low_water`` bytes of
+        ciphertext wait, and never for more than the kernel can still get: the plaintext to
+        come, less what OpenSSL holds."""
         self._sock.settimeout(patience)
-        filled = 0
-        while filled < len(target):
-            filled += self._receive(target[filled:], filled)
+        filled, waiting_for, started = 0, 1, time.monotonic()
+        try:
+            while filled < len(target):
+                rest = len(target) - filled - self._sock.pending() - _RECORD_IN_OPENSSL
+                wanted = low_water(rest, self._rate, patience)
+                if wanted != waiting_for:
+                    waiting_for = wanted
+                    set_low_water(self._sock, wanted)
+                filled += self._receive(target[filled:], filled)
+        finally:
+            if waiting_for != 1:
+                set_low_water(self._sock, 1)
+        elapsed = time.monotonic() - started
+        self._rate = len(target) / elapsed if elapsed > 0 else None
 
     def _receive(self, view: memoryview, received: int) -> int:
         """One ``recv_into``; ``WireClosed``/``WireStalled`` naming ``received`` bytes."""
