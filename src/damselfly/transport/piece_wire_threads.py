@@ -154,8 +154,8 @@ class BlockingTlsConnection:
             while filled < len(target):
                 rest = len(target) - filled - self._sock.pending() - _RECORD_IN_OPENSSL
                 wanted = low_water(rest, self._rate, patience)
-                if wanted != waiting_for:
-                    waiting_for = wanted
+                if wanted < waiting_for or (filled == 0 and wanted != waiting_for):
+                    waiting_for = wanted  # set once, then only lowered near the end
                     set_low_water(self._sock, wanted)
                 filled += self._receive(target[filled:], filled)
         finally:
