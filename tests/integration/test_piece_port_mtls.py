@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from damselfly.config.security import TlsSettings
 from damselfly.daemon.servers.upload_server import CHUNK_LENGTH, TLS_CHUNK_LENGTH, UploadServer
-from damselfly.security.node_tls import NodeTls
 from damselfly.security.roles import Role
 from damselfly.security.tls import PIECE_PORT_CIPHER, client_context
 from damselfly.storage.store import Store
@@ -37,12 +35,6 @@ def pki(tmp_path: Path) -> TestPki:
     return TestPki(tmp_path / "pki")
 
 
-def node(pki: TestPki, name: str, role: Role) -> NodeTls:
-    files = pki.node(name, role)
-    settings = TlsSettings(enabled=True, dir=files.cert_file.parent)
-    return NodeTls.from_settings(settings, expect=set(Role))
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "store") as store:
@@ -56,7 +48,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 async def server(pki: TestPki, store: Store) -> AsyncIterator[UploadServer]:
-    context = node(pki, "seed-a", Role.SEED).server_context()
+    context = pki.node_tls("seed-a", Role.SEED).server_context()
     async with UploadServer(
         store, host="127.0.0.1", port=0, shutdown_timeout=0.2, tls=lambda: context
     ) as running:
@@ -71,7 +63,7 @@ async def fetch(server: UploadServer, context: ssl.SSLContext | None, number: in
 
 
 async def test_a_peer_certificate_of_the_cluster_gets_the_piece(pki, server):
-    peer = node(pki, "peer-b", Role.PEER)
+    peer = pki.node_tls("peer-b", Role.PEER)
     assert server.base_url.startswith("https://")
     assert await fetch(server, peer.client_context(), 1) == DATA[PIECE : 2 * PIECE]
     # the address the scheduler hands out carries no scheme (or http): still dialled over TLS
@@ -82,7 +74,7 @@ async def test_a_peer_certificate_of_the_cluster_gets_the_piece(pki, server):
 
 
 async def test_a_client_certificate_role_gets_403_and_is_counted(pki, server):
-    tool = node(pki, "dfctl-1", Role.CLIENT)
+    tool = pki.node_tls("dfctl-1", Role.CLIENT)
     with pytest.raises(ParentStatusError) as refused:
         await fetch(server, tool.client_context())
     assert refused.value.status == 403
@@ -104,7 +96,7 @@ async def test_no_certificate_is_refused_at_the_handshake(pki, server):
 
 async def test_a_certificate_of_another_ca_is_refused(tmp_path, pki, server):
     rogue = TestPki(tmp_path / "rogue")
-    stranger = node(rogue, "peer-x", Role.PEER)
+    stranger = rogue.node_tls("peer-x", Role.PEER)
     with pytest.raises(ParentUnreachableError):  # it does not trust our server either
         await fetch(server, stranger.client_context())
     # one that trusts our CA but presents its own CA's certificate: the server refuses it
@@ -119,7 +111,7 @@ async def test_a_certificate_of_another_ca_is_refused(tmp_path, pki, server):
 
 
 async def test_the_piece_port_speaks_one_suite_with_forward_secrecy(pki, server):
-    peer = node(pki, "peer-b", Role.PEER)
+    peer = pki.node_tls("peer-b", Role.PEER)
     host, port = server.base_url.removeprefix("https://").rsplit(":", 1)
     _, writer = await asyncio.open_connection(host, int(port), ssl=peer.client_context())
     try:
@@ -164,11 +156,11 @@ async def test_a_piece_of_many_send_chunks_arrives_exactly_over_tls(tmp_path, pk
         with store.open_task(task_id, url="https://x/big", content_length=length,
                              piece_length=length) as task:  # fmt: skip
             task.write_piece(0, data)
-        context = node(pki, "seed-a", Role.SEED).server_context()
+        context = pki.node_tls("seed-a", Role.SEED).server_context()
         async with UploadServer(
             store, host="127.0.0.1", port=0, shutdown_timeout=0.2, tls=lambda: context
         ) as server:
-            peer = node(pki, "peer-b", Role.PEER)
+            peer = pki.node_tls("peer-b", Role.PEER)
             received = []
             async with PieceClient(tls=peer.client_context) as client:
                 for _ in range(2):

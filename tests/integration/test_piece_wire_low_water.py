@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from damselfly.config.security import TlsSettings
-from damselfly.security.node_tls import NodeTls
 from damselfly.security.roles import Role
 from damselfly.testing.pki import TestPki
 from damselfly.transport.piece_client import PieceClient
@@ -56,20 +54,14 @@ def pki(tmp_path: Path) -> TestPki:
     return TestPki(tmp_path / "pki")
 
 
-def node(pki: TestPki, name: str, role: Role) -> NodeTls:
-    files = pki.node(name, role)
-    settings = TlsSettings(enabled=True, dir=files.cert_file.parent)
-    return NodeTls.from_settings(settings, expect=set(Role))
-
-
 @pytest.fixture(params=["plain", "tls"])
 async def parent(
     request: pytest.FixtureRequest, pki: TestPki
 ) -> AsyncIterator[tuple[str, Callable[[], ssl.SSLContext] | None]]:
     tls = request.param == "tls"
-    context = node(pki, "seed-a", Role.SEED).server_context() if tls else None
+    context = pki.node_tls("seed-a", Role.SEED).server_context() if tls else None
     server = await asyncio.start_server(serve_in_two_bursts, "127.0.0.1", 0, ssl=context)
-    client_tls = node(pki, "peer-b", Role.PEER).client_context if tls else None
+    client_tls = pki.node_tls("peer-b", Role.PEER).client_context if tls else None
     async with server:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", client_tls
 

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from damselfly.config.security import TlsSettings
-from damselfly.security.node_tls import NodeTls
 from damselfly.security.roles import Role
 from damselfly.testing.pki import TestPki
 from damselfly.testing.polling import wait_until
@@ -26,12 +24,6 @@ from damselfly.transport.piece_client import (
 TASK_ID = "d4" * 32
 BODY = os.urandom(256 * 1024)
 HEAD = f"HTTP/1.1 200 OK\r\nContent-Length: {len(BODY)}\r\n\r\n".encode()
-
-
-def node(pki: TestPki, name: str, role: Role) -> NodeTls:
-    files = pki.node(name, role)
-    return NodeTls.from_settings(TlsSettings(enabled=True, dir=files.cert_file.parent),
-                                 expect=set(Role))  # fmt: skip
 
 
 class TlsParent:
@@ -72,7 +64,7 @@ def pki(tmp_path: Path) -> TestPki:
 @pytest.fixture
 async def parent(pki: TestPki) -> AsyncIterator[TlsParent]:
     raw = TlsParent()
-    context = node(pki, "seed-a", Role.SEED).server_context()
+    context = pki.node_tls("seed-a", Role.SEED).server_context()
     server = await asyncio.start_server(raw.handle, "127.0.0.1", 0, ssl=context)
     raw.base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     async with server:
@@ -81,7 +73,7 @@ async def parent(pki: TestPki) -> AsyncIterator[TlsParent]:
 
 @pytest.fixture
 def tls(pki: TestPki) -> Callable[[], object]:
-    return node(pki, "peer-b", Role.PEER).client_context
+    return pki.node_tls("peer-b", Role.PEER).client_context
 
 
 async def test_pieces_arrive_and_the_connection_is_kept(parent: TlsParent, tls) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+from damselfly.config.security import TlsSettings
 from damselfly.security.ca import ClusterCA, init_ca
 from damselfly.security.certs import DEFAULT_VALIDITY, NodeIdentity, issue, parse_ips
 from damselfly.security.files import NodeFiles, write_material
+from damselfly.security.node_tls import NodeTls
 from damselfly.security.roles import Role
 
 
@@ -33,3 +35,9 @@ class TestPki:
         identity = NodeIdentity(node_id, role, dns, parse_ips(ips))
         material = issue(self.ca, identity, validity=validity, now=now)
         return write_material(self.root / node_id, material)
+
+    def node_tls(self, node_id: str, role: Role) -> NodeTls:
+        """A node's TLS from a certificate issued for ``role`` (any role accepted)."""
+        files = self.node(node_id, role)
+        settings = TlsSettings(enabled=True, dir=files.cert_file.parent)
+        return NodeTls.from_settings(settings, expect=set(Role))
