@@ -263,6 +263,7 @@ class PieceConnection(asyncio.BufferedProtocol):
         self._idle = False
         self._head.reset()
         self._target = None
+        self._set_low_water(1)  # a head is read byte by byte (``finish`` did it already)
         self.last_byte = time.monotonic()
         transport.write(request)
         transport.resume_reading()
