@@ -1,4 +1,7 @@
-from damselfly.daemon.engine.piece_dispatcher import PieceDispatcher, dispatcher_for
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from damselfly.daemon.engine.piece_dispatcher import PieceDispatcher, _preference, dispatcher_for
 
 WINDOW = 16
 
@@ -288,3 +291,61 @@ def test_a_streaming_reader_gets_strict_order_from_its_piece_others_a_shuffled_o
     for order in own:  # the first window is a run of consecutive pieces, wrapping around
         assert set(order[:WINDOW]) in runs
         assert order != [(order[0] + i) % 40 for i in range(40)]  # shuffled: p ~ 1/16!
+
+
+# -- next_assignment against the rule it implements ------------------------------------------
+
+
+def reference_choice(d: PieceDispatcher) -> tuple[int, str] | None:
+    """The rule, written the slow way: every wanted piece not in flight (else, in the
+    endgame, every wanted piece), each with the usable parents that hold it, never served it
+    bad and are not fetching it already; the fewest such holders wins, ties by the tie order;
+    then the preferred holder (the first of equals in the order parents were added)."""
+    wanted = d._missing - d._from_origin
+    candidates = [n for n in wanted if n not in d._in_flight] or list(wanted)
+    best = None
+    for number in candidates:
+        holders = [
+            p
+            for p in d._parents.values()
+            if p.usable(d._max_in_flight)
+            and number in p.held
+            and p.peer_id not in d._served_bad.get(number, set())
+            and p.peer_id not in d._in_flight.get(number, set())
+        ]
+        if holders:
+            key = (len(holders), d._order_keys[number])
+            if best is None or key < best[0]:
+                best = (key, number, max(holders, key=_preference).peer_id)
+    return None if best is None else (best[1], best[2])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_next_assignment_follows_the_rule(data: st.DataObject) -> None:
+    count = data.draw(st.integers(1, 40))
+    held_here = data.draw(st.sets(st.integers(0, count - 1)))
+    d = PieceDispatcher(count, held_here, max_in_flight_per_parent=data.draw(st.integers(1, 3)),
+                        first_piece=data.draw(st.integers(0, count)), shuffle_window=4)  # fmt: skip
+    for name in "abcde"[: data.draw(st.integers(0, 5))]:
+        pieces = data.draw(st.sets(st.integers(0, count - 1)))
+        d.parent_added(name, f"http://{name}", pieces, free_slots=data.draw(st.integers(1, 4)))
+    d.pieces_from_origin(data.draw(st.sets(st.integers(0, count - 1), max_size=3)))
+    for _ in range(data.draw(st.integers(0, 12))):
+        assignment = d.next_assignment()
+        expected = reference_choice(d)
+        got = None if assignment is None else (assignment.number, assignment.parent.peer_id)
+        assert got == expected
+        if assignment is None:
+            break
+        outcome = data.draw(st.sampled_from(["start", "bad", "fail", "done", "lost"]))
+        d.piece_started(assignment)
+        if outcome == "bad":
+            d.piece_bad(assignment)
+        elif outcome == "fail":
+            d.piece_failed(assignment)
+        elif outcome == "done":
+            d.piece_succeeded(assignment, 1)
+        elif outcome == "lost":
+            d.parent_lost(assignment.parent.peer_id)
+    assert d.next_assignment() is None or reference_choice(d) is not None
