@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from damselfly.security.roles import Role
 from damselfly.testing.pki import TestPki
 from damselfly.transport.piece_client import PieceClient
-from damselfly.transport.piece_wire import LOW_WATER, low_water
+from damselfly.transport.piece_wire import LOW_WATER, low_water, receive_buffer, set_low_water
 
 TASK_ID = "e5" * 32
 PART = 1024 * 1024
@@ -84,3 +85,35 @@ async def test_the_last_bytes_of_a_body_do_not_wait_for_the_low_water_mark(
                 base_url, TASK_ID, number, len(BODY), keep, part_length=PART, timeout_no_bytes=1.0
             )
             assert b"".join(got) == BODY
+
+
+def test_the_mark_is_at_most_a_quarter_of_the_receive_buffer() -> None:
+    assert low_water(10 * PART, 1e9, 10.0, buffer=4 * PART) == LOW_WATER
+    assert low_water(10 * PART, 1e9, 10.0, buffer=131_072) == 32_768
+    assert low_water(10 * PART, 1e9, 10.0, buffer=0) == LOW_WATER  # unknown: no cap
+    assert low_water(10 * PART, 1e9, 10.0, buffer=3) == 1
+
+
+def connected_pair() -> tuple[socket.socket, socket.socket, socket.socket]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    return listener, client, server
+
+
+def test_a_mark_never_makes_the_kernel_grow_the_buffer() -> None:
+    """Linux grows ``SO_RCVBUF`` (and clamps the TCP window to the mark) when a mark does not
+    fit the window; the capped mark leaves a fresh connection's buffer alone, the uncapped
+    one does not (so this test can tell the two apart)."""
+    sockets = connected_pair()
+    try:
+        sock = sockets[1]
+        before = receive_buffer(sock)
+        assert 0 < before < 4 * LOW_WATER, "a fresh connection starts with a small buffer"
+        set_low_water(sock, low_water(10 * PART, 1e9, 10.0, receive_buffer(sock)))
+        assert receive_buffer(sock) == before
+        set_low_water(sock, low_water(10 * PART, 1e9, 10.0))  # no cap: LOW_WATER
+        assert receive_buffer(sock) > before
+    finally:
+        for each in sockets:
+            each.close()

@@ -40,16 +40,35 @@ LOW_WATER = 256 * 1024
 # ... and never more than the connection's last rate brings in this share of the patience,
 # so bytes that wait unseen in the kernel cannot make a slowed parent look stalled
 _PATIENCE_SHARE = 1 / 64
+# ... and never more than this share of the socket's receive buffer: a mark the window
+# cannot hold makes Linux grow the buffer and clamp the TCP window to the mark
+_BUFFER_SHARE = 4
 
 
-def low_water(rest: int, rate: float | None, patience: float) -> int:
+def low_water(rest: int, rate: float | None, patience: float, buffer: int = 0) -> int:
     """How many bytes to wait for before reading a body's next bytes: ``LOW_WATER``, at most
-    ``rest`` (the bytes still to come: more would never arrive) and at most what the last
+    ``rest`` (the bytes still to come: more would never arrive), at most what the last
     measured ``rate`` (bytes/s; None: not measured yet, wait for nothing) brings in a 64th
-    of ``patience`` (a parent whose rate falls 64-fold is still not taken as stalled)."""
+    of ``patience`` (a parent whose rate falls 64-fold is still not taken as stalled) and,
+    when ``buffer`` (the socket's ``SO_RCVBUF``, 0: unknown) is known, at most a quarter of
+    it (half of it is the TCP window; the mark stays well inside)."""
     if rate is None:
         return 1
-    return max(1, min(rest, LOW_WATER, int(rate * patience * _PATIENCE_SHARE)))
+    mark = min(rest, LOW_WATER, int(rate * patience * _PATIENCE_SHARE))
+    if buffer > 0:
+        mark = min(mark, buffer // _BUFFER_SHARE)
+    return max(1, mark)
+
+
+def receive_buffer(sock: socket.socket | None) -> int:
+    """The socket's receive buffer in bytes as the kernel reports it (autotuning grows it
+    as the connection runs); 0 when it cannot be read."""
+    if sock is None:
+        return 0
+    try:
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    except OSError:
+        return 0
 
 
 def set_low_water(sock: socket.socket | None, count: int) -> None:
@@ -287,7 +306,9 @@ class PieceConnection(asyncio.BufferedProtocol):
         the loop only once ``low_water`` bytes wait: fewer, larger reads."""
         self._target, self._filled = target, 0
         self.last_byte = self._started = time.monotonic()
-        self._set_low_water(low_water(len(target), self._rate, patience))
+        sock = self._transport().get_extra_info("socket")
+        mark = low_water(len(target), self._rate, patience, receive_buffer(sock))
+        self._set_low_water(mark)
         self._transport().resume_reading()
 
     @property

@@ -34,6 +34,7 @@ from damselfly.transport.piece_wire import (
     WireStalled,
     low_water,
     readable_fd,
+    receive_buffer,
     set_low_water,
 )
 
@@ -150,10 +151,11 @@ class BlockingTlsConnection:
         come, less what OpenSSL holds."""
         self._sock.settimeout(patience)
         filled, waiting_for, started = 0, 1, time.monotonic()
+        buffer = receive_buffer(self._sock)
         try:
             while filled < len(target):
                 rest = len(target) - filled - self._sock.pending() - _RECORD_IN_OPENSSL
-                wanted = low_water(rest, self._rate, patience)
+                wanted = low_water(rest, self._rate, patience, buffer)
                 if wanted < waiting_for or (filled == 0 and wanted != waiting_for):
                     waiting_for = wanted  # set once, then only lowered near the end
                     set_low_water(self._sock, wanted)
