@@ -1,4 +1,4 @@
-"""Bodies read with ``SO_RCVLOWAT`` (``piece_wire.low_water``): the socket wakes the reader
+"""Bodies read with ``SO_RCVLOWAT`` (``low_water.py``): the socket wakes the reader
 only once many bytes wait, yet the last bytes of a body never wait for bytes that will not
 come, in plain text (the event loop's ``BufferedProtocol``) and over TLS (worker threads)."""
 
@@ -15,8 +15,8 @@ import pytest
 
 from damselfly.security.roles import Role
 from damselfly.testing.pki import TestPki
+from damselfly.transport.low_water import LOW_WATER, low_water, receive_buffer, set_low_water
 from damselfly.transport.piece_client import PieceClient
-from damselfly.transport.piece_wire import LOW_WATER, low_water, receive_buffer, set_low_water
 
 TASK_ID = "e5" * 32
 PART = 1024 * 1024

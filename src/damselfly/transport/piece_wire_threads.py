@@ -27,15 +27,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from damselfly.transport.low_water import low_water, receive_buffer, set_low_water
 from damselfly.transport.piece_wire import (
     HeadBuffer,
     HeadTooLong,
     WireClosed,
     WireStalled,
-    low_water,
     readable_fd,
-    receive_buffer,
-    set_low_water,
 )
 
 # What OpenSSL may hold of a record it has not finished reading (16 KiB + header, IV, tag):
