@@ -109,7 +109,9 @@ def test_a_mark_never_makes_the_kernel_grow_the_buffer() -> None:
     try:
         sock = sockets[1]
         before = receive_buffer(sock)
-        assert 0 < before < 4 * LOW_WATER, "a fresh connection starts with a small buffer"
+        assert before > 0
+        if before >= 4 * LOW_WATER:  # tcp_rmem's default already fits any mark: nothing to show
+            pytest.skip(f"a fresh socket's receive buffer is already {before} bytes")
         set_low_water(sock, low_water(10 * PART, 1e9, 10.0, receive_buffer(sock)))
         assert receive_buffer(sock) == before
         set_low_water(sock, low_water(10 * PART, 1e9, 10.0))  # no cap: LOW_WATER
