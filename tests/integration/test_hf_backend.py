@@ -14,7 +14,9 @@ from contextlib import aclosing
 import pytest
 
 from damselfly.backends.base import Entry, RangeNotHonouredError, RequestOptions
+from damselfly.backends.bodies import open_body
 from damselfly.backends.hf import HfBackend
+from damselfly.backends.http_responses import ResponseBody
 from damselfly.core.digests import GIT_BLOB_SHA1, Digest, git_blob_sha1
 from damselfly.core.errors import (
     BackendError,
@@ -547,3 +549,23 @@ def test_entry_params_merge_into_per_file_options():
     )
     assert merged.param("hf_revision") == "c" * 40
     assert merged.param("hf_token") == "t"
+
+
+@pytest.mark.parametrize(
+    ("path", "byte_range"),
+    [("model.safetensors", None), ("model.safetensors", ByteRange(1000, 200_000)),
+     ("config.json", None)],
+    ids=["lfs-whole", "lfs-range", "small"],
+)  # fmt: skip
+async def test_open_body_reads_the_files_bytes(hub, backend, path, byte_range) -> None:
+    """The body read into one reused buffer (``bodies.open_body``; an LFS file through the
+    CDN redirect, taken from its connection) holds the file's bytes."""
+    buffer, parts = bytearray(65_536), []
+    url = hf(f"hf://acme/tiny/{path}")
+    async with open_body(backend, url, byte_range, opts(hub)) as body:
+        assert isinstance(body, ResponseBody)
+        assert body.adopted
+        while count := await body.read_into(memoryview(buffer)):
+            parts.append(bytes(buffer[:count]))
+    whole = TINY[path]
+    assert b"".join(parts) == (whole if byte_range is None else whole[1000:201_000])

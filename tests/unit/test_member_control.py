@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
+from damselfly.backends.bodies import open_body
 from damselfly.config.manager_link import ManagerLinkSettings, read_token
 from damselfly.core.blocklist import BlockQuery
 from damselfly.core.errors import BlockedError, ConfigError
@@ -113,6 +114,18 @@ async def test_origin_reads_take_as_long_as_the_live_rate_says() -> None:
     started = time.monotonic()
     [c async for c in backend.get(parse_url("http://h/f"), None, None)]  # type: ignore[arg-type]
     assert time.monotonic() - started < 0.1
+
+
+async def test_bodies_read_into_buffers_are_throttled_too() -> None:
+    bucket = LiveBucket(512 * 1024)
+    backend = ThrottledBackend(Chunks(), bucket)  # type: ignore[arg-type]
+    buffer = memoryview(bytearray(1024 * 1024))  # one buffer larger than the whole body
+    started = time.monotonic()
+    async with open_body(backend, parse_url("http://h/f"), None, None) as body:  # type: ignore[arg-type]
+        assert await body.read_into(buffer) == 256 * 1024
+        assert await body.read_into(buffer) == 0
+    assert time.monotonic() - started >= (256 - 32) / 512 * 0.9
+    assert bytes(buffer[: 256 * 1024]) == b"x" * 256 * 1024
 
 
 def test_the_token_comes_from_a_file_or_the_named_variable(tmp_path: Path) -> None:

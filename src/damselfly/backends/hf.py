@@ -27,6 +27,7 @@ fingerprint, so a URL learnt with one user's token is never served to another us
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from damselfly.backends.base import (
     RequestOptions,
     exists_by_stat,
 )
+from damselfly.backends.bodies import Body, EmptyBody
 from damselfly.backends.hf_api import (
     DEFAULT_REVISION,
     HubRoutes,
@@ -70,6 +72,7 @@ from damselfly.backends.hf_responses import (
     MAX_JSON_LENGTH,
     ResolvedFile,
     check_commit,
+    content_body,
     expected_length,
     next_page,
     object_stat,
@@ -175,6 +178,24 @@ class HfBackend:
                 yield chunk
         finally:
             response.release()
+
+    @contextlib.asynccontextmanager
+    async def open_body(
+        self, url: SourceUrl, byte_range: ByteRange | None, options: RequestOptions
+    ) -> AsyncIterator[Body]:
+        """``get``'s body read into the caller's buffers (``bodies.py``)."""
+        call = _call(url, options)
+        if byte_range is not None and byte_range.length <= 0:
+            yield EmptyBody()
+            return
+        response, resolved = await self._open_content(call, await self._commit(call), byte_range)
+        about = call.about()
+        with contextlib.closing(
+            content_body(about, response, resolved.location, options.timeout)
+        ) as body:
+            expected = expected_length(about, response, byte_range, resolved.content_length)
+            body.start(expected, lambda: self._body(call, response, resolved, expected))
+            yield body
 
     async def resolve_revision(self, url: SourceUrl, options: RequestOptions) -> str:
         """The commit ``hf_revision`` names now (cached for ``revision_ttl`` seconds)."""

@@ -23,8 +23,10 @@ from multidict import CIMultiDictProxy
 from damselfly.backends import http_headers as hh
 from damselfly.backends.base import ObjectStat, RangeNotHonouredError
 from damselfly.backends.hf_api import is_git_oid, origin, parse_size
-from damselfly.backends.hf_errors import HubCall, protocol_error
+from damselfly.backends.hf_errors import HubCall, protocol_error, timed_out
+from damselfly.backends.http_responses import ResponseBody
 from damselfly.core.digests import GIT_BLOB_SHA1, Digest
+from damselfly.core.errors import BackendError
 from damselfly.core.pieces import ByteRange
 
 MAX_JSON_LENGTH = 64 * 1024 * 1024
@@ -131,3 +133,18 @@ def why(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection"
     return exc.__class__.__name__
+
+
+def content_body(
+    call: HubCall, response: aiohttp.ClientResponse, target: str, timeout: float
+) -> ResponseBody:
+    """A file's body from the hub or its CDN (``target``) with ``HfBackend._read``'s errors."""
+    on_hub = origin(target) == origin(call.endpoint)
+
+    def cut_short(expected: int | None, received: int) -> BackendError:
+        return protocol_error(call, "response body cut short")
+
+    def stalled(received: int) -> BackendError:
+        return timed_out(call, target, timeout, hub=on_hub)
+
+    return ResponseBody(response, timeout, cut_short=cut_short, stalled=stalled)

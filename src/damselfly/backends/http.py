@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -52,10 +53,12 @@ from damselfly.backends.base import (
     RequestOptions,
     exists_by_stat,
 )
+from damselfly.backends.bodies import Body, EmptyBody
 from damselfly.backends.http_responses import (
-    check_version,
+    checked_length,
     connection_reason,
-    expected_length,
+    get_answers,
+    http_body,
     one_line,
     read_body,
     stat_from_head,
@@ -164,15 +167,30 @@ class HttpBackend:
         http_url = _require_http(url)
         if byte_range is not None and byte_range.length <= 0:
             return
-        accept = {200, 206} if options.expected is None else {200, 206, 412}
+        accept = get_answers(options.expected)
         response = await self._open(http_url, "GET", byte_range, options, accept=accept)
         try:
-            check_version(response, http_url, options.expected)
-            expected = expected_length(response, http_url, byte_range)
+            expected = checked_length(response, http_url, byte_range, options.expected)
             async for chunk in read_body(response, http_url, expected, options.timeout):
                 yield chunk
         finally:
             response.release()
+
+    @contextlib.asynccontextmanager
+    async def open_body(
+        self, url: SourceUrl, byte_range: ByteRange | None, options: RequestOptions
+    ) -> AsyncIterator[Body]:
+        """``get``'s body read into the caller's buffers (``bodies.py``)."""
+        http_url = _require_http(url)
+        if byte_range is not None and byte_range.length <= 0:
+            yield EmptyBody()
+            return
+        accept = get_answers(options.expected)
+        response = await self._open(http_url, "GET", byte_range, options, accept=accept)
+        with contextlib.closing(http_body(response, http_url, options.timeout)) as body:
+            expected = checked_length(response, http_url, byte_range, options.expected)
+            body.start(expected, lambda: read_body(response, http_url, expected, options.timeout))
+            yield body
 
     async def _stat_by_probe(self, url: HttpUrl, options: RequestOptions) -> ObjectStat:
         probe = ByteRange(0, 1)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 
@@ -13,6 +13,7 @@ from damselfly.backends.base import (
     RangeNotHonouredError,
     SourceVersion,
 )
+from damselfly.backends.bodies import ChunkBody
 from damselfly.core.errors import (
     BackendError,
     SourceAuthError,
@@ -25,6 +26,8 @@ from damselfly.core.errors import (
 from damselfly.core.pieces import ByteRange
 from damselfly.core.urls import HttpUrl
 from damselfly.transport.http_session import next_chunk
+from damselfly.transport.origin_body import AdoptedBody, adoptable
+from damselfly.transport.piece_wire import WireClosed, WireStalled
 
 
 def status_error(url: HttpUrl, response: aiohttp.ClientResponse) -> BackendError:
@@ -89,6 +92,22 @@ def check_version(
     change = version.change_from(headers.get("ETag"), headers.get("Last-Modified"), total)
     if change is not None:
         raise SourceChangedError(url.redacted(), change)
+
+
+def get_answers(version: SourceVersion | None) -> set[int]:
+    """A GET's statuses to read on: 412 too when a version is held (a change, refused)."""
+    return {200, 206} if version is None else {200, 206, 412}
+
+
+def checked_length(
+    response: aiohttp.ClientResponse,
+    url: HttpUrl,
+    byte_range: ByteRange | None,
+    version: SourceVersion | None,
+) -> int | None:
+    """``check_version``, then ``expected_length``: the body bytes to read."""
+    check_version(response, url, version)
+    return expected_length(response, url, byte_range)
 
 
 def expected_length(
@@ -158,3 +177,77 @@ async def read_chunk(
         wanted = "an unknown number of" if expected is None else str(expected)
         reason = f"expected {wanted} bytes, got {received} (connection closed early)"
         raise SourceProtocolError(url.redacted(), reason) from exc
+
+
+class ResponseBody:
+    """A checked answer's body read into the caller's buffers (``bodies.Body``): from its
+    connection (``transport/origin_body.py``) when its length is declared, else through the
+    backend's ``chunks``. ``cut_short(expected, received)`` and ``stalled(received)`` make
+    the backend's errors. ``start`` with the length to read; ``close`` always (before
+    ``start`` it releases the answer)."""
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        read_timeout: float,
+        *,
+        cut_short: Callable[[int | None, int], BackendError],
+        stalled: Callable[[int], BackendError],
+    ) -> None:
+        self._response = response
+        self._timeout = read_timeout
+        self._cut_short = cut_short
+        self._stalled = stalled
+        self._expected: int | None = None
+        self._received = 0
+        self._adopted: AdoptedBody | None = None
+        self._chunks: ChunkBody | None = None
+
+    def start(self, expected: int | None, chunks: Callable[[], AsyncIterator[bytes]]) -> None:
+        self._expected = expected
+        if expected is None or not adoptable(self._response, expected):
+            self._chunks = ChunkBody(chunks())
+            return
+        try:
+            self._adopted = AdoptedBody(self._response, expected)
+        except (aiohttp.ClientError, WireClosed) as exc:
+            raise self._cut_short(expected, 0) from exc
+
+    @property
+    def adopted(self) -> bool:
+        """Is the body read from the connection itself (not through aiohttp's chunks)?"""
+        return self._adopted is not None
+
+    async def read_into(self, target: memoryview) -> int:
+        if self._chunks is not None:
+            return await self._chunks.read_into(target)
+        if self._adopted is None:
+            raise RuntimeError("ResponseBody.start was not called")
+        try:
+            count = await self._adopted.read_into(target, self._timeout)
+        except WireClosed as closed:
+            raise self._cut_short(self._expected, self._received + closed.received) from None
+        except WireStalled as stalled:
+            raise self._stalled(self._received + stalled.received) from None
+        self._received += count
+        return count
+
+    def close(self) -> None:
+        if self._adopted is not None:
+            self._adopted.close()
+        else:
+            self._response.release()
+
+
+def http_body(response: aiohttp.ClientResponse, url: HttpUrl, read_timeout: float) -> ResponseBody:
+    """``ResponseBody`` with ``read_body``'s errors."""
+
+    def cut_short(expected: int | None, received: int) -> BackendError:
+        reason = f"expected {expected} bytes, got {received} (connection closed early)"
+        return SourceProtocolError(url.redacted(), reason)
+
+    def stalled(received: int) -> BackendError:
+        reason = f"no data for {read_timeout:g}s after {received} bytes"
+        return SourceTimeoutError(url.redacted(), reason)
+
+    return ResponseBody(response, read_timeout, cut_short=cut_short, stalled=stalled)

@@ -6,11 +6,14 @@ fewer requests than one per piece means less work for the origin and less per-re
 overhead here (and fewer billed GETs on object stores), while enough runs remain to keep
 every connection busy until the end.
 
-As a run's body streams in, the chunks asyncio received are gathered per piece without
-copying them (memoryview slices); each whole piece goes to the store (BLAKE3 over the chunks,
-one ``pwritev`` at its offset) in a worker thread while reading goes on. At most
-``concurrency + 2`` pieces are held in memory at once, whatever the file size, so a slow disk
-pushes back on the network.
+A run's body is read into two part buffers in turn (``backends/bodies.py``: for http(s)
+straight from the socket, no ``bytes`` per read): while one fills, the other's bytes are
+hashed and written at their place in the content file in a worker thread
+(``storage/piece_stream.py``), and a piece is recorded with its digest once its last part is
+written. A run holds its two buffers and nothing else, whatever the piece length (before,
+whole pieces were gathered in memory: ``concurrency + 2`` of them), so a slow disk pushes
+back on the network. ``part_length`` shares ``PART_BUDGET`` among the runs in flight:
+larger parts cost less CPU per byte (fewer thread hand-offs and wake-ups).
 
 A run that breaks off keeps the pieces it completed; the rest is retried. When the origin
 ignores ``Range`` the whole body is read as one run and cut into pieces; a piece already held
@@ -22,12 +25,15 @@ themselves are the backend's (``RequestOptions.expected``); a change is never re
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from damselfly.backends.base import Backend, RangeNotHonouredError, RequestOptions, open_stream
-from damselfly.core.digests import piece_digest_of_chunks
+from damselfly.backends.base import Backend, RangeNotHonouredError, RequestOptions
+from damselfly.backends.bodies import Body, open_body
 from damselfly.core.error_groups import group_error, leaf_errors
 from damselfly.core.errors import (
     SourceChangedError,
@@ -38,10 +44,15 @@ from damselfly.core.errors import (
 from damselfly.core.pieces import ByteRange, Piece, piece_at
 from damselfly.core.urls import SourceUrl
 from damselfly.storage.metadata import PieceMeta
+from damselfly.storage.piece_stream import PieceStream
 from damselfly.storage.store import TaskStorage
 
 RETRYABLE_PIECE_ERRORS = (SourceProtocolError, SourceUnreachableError, SourceTimeoutError)
 MiB = 1024 * 1024
+# Body bytes read into one buffer, then hashed and written: two buffers per request in
+# flight, from this budget, each between these bounds (larger parts cost less CPU per byte)
+PART_BUDGET = 16 * MiB
+PART_BOUNDS = (MiB, 4 * MiB)
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,7 @@ class FetchPolicy:
 
 
 PieceCallback = Callable[[PieceMeta], None]
+Recorded = Callable[[PieceMeta | None], None]
 
 
 def plan_runs(missing: Sequence[int], piece_length: int, policy: FetchPolicy) -> deque[list[int]]:
@@ -68,6 +80,13 @@ def plan_runs(missing: Sequence[int], piece_length: int, policy: FetchPolicy) ->
         else:
             runs.append([number])
     return runs
+
+
+def part_length(concurrency: int, piece_length: int) -> int:
+    """The part buffers' length for ``concurrency`` requests in flight."""
+    low, high = PART_BOUNDS
+    share = PART_BUDGET // (2 * max(1, concurrency))
+    return min(piece_length, max(low, min(high, share)))
 
 
 class SourceFetcher:
@@ -89,7 +108,7 @@ class SourceFetcher:
         self._on_piece = on_piece
         self._held: set[int] = set()
         self._only: frozenset[int] | None = None
-        self._slots = asyncio.Semaphore(policy.concurrency + 2)  # pieces held in memory
+        self._part_length = part_length(policy.concurrency, task.piece_length)
         self.source_bytes = 0
 
     async def run(self, *, supports_ranges: bool, only: frozenset[int] | None = None) -> None:
@@ -143,36 +162,45 @@ class SourceFetcher:
                 delay *= 2
 
     async def _stream_run(self, pieces: list[Piece], *, ranged: bool) -> None:
-        """One request for consecutive ``pieces``; each piece stored as soon as it is whole."""
+        """One request for consecutive ``pieces``; each piece recorded as soon as it is whole."""
         span = ByteRange(pieces[0].offset, pieces[-1].offset + pieces[-1].length - pieces[0].offset)
-        cutter = _PieceCutter(pieces, self._slots, self._store_piece)
-        try:
-            stream = open_stream(self._backend, self._url, span if ranged else None, self._options)
-            async with stream as chunks:
-                async for chunk in chunks:
-                    self.source_bytes += len(chunk)
-                    if not await cutter.feed(chunk):
-                        raise self._length_error(span.length, cutter.received)
-            if not cutter.complete:
-                raise self._length_error(span.length, cutter.received)
-        finally:
-            await cutter.aclose()
+        parts = _Parts(self._part_length)
+        wanted = span if ranged else None
+        async with open_body(self._backend, self._url, wanted, self._options) as opened:
+            body = _RunBody(opened, span.length, self._length_error)
+            try:
+                for piece in pieces:
+                    await self._read_piece(body, piece, parts)
+                await body.expect_end()
+            except BaseException:
+                await parts.abandon()
+                raise
+            finally:
+                self.source_bytes += body.received
+            await parts.drain()
 
-    async def _store_piece(self, piece: Piece, chunks: list[memoryview]) -> None:
-        if self._only is not None and piece.number not in self._only | self._held:
-            return  # a whole read: someone else writes this one
-        if piece.number in self._held:  # single-stream fallback: already stored earlier
-            await asyncio.to_thread(self._check_held, piece, chunks)
-            return
-        meta = await asyncio.to_thread(self._task.write_piece, piece.number, chunks)
-        self._held.add(piece.number)
-        self._on_piece(meta)
+    async def _read_piece(self, body: _RunBody, piece: Piece, parts: _Parts) -> None:
+        sink = self._sink(piece)
+        for size, last in _part_sizes(piece.length, self._part_length):
+            part = await body.fill(parts.buffer(size))
+            work = functools.partial(_take_part, sink, part, last)
+            await parts.submit(work, self._recorded if last else None)
 
-    def _check_held(self, piece: Piece, chunks: list[memoryview]) -> None:
-        held = self._task.piece_meta(piece.number)
-        if held is not None and held.digest != piece_digest_of_chunks(chunks):
-            detail = f"piece {piece.number} differs from the one read before"
-            raise SourceChangedError(self._url.redacted(), detail)
+    def _sink(self, piece: Piece) -> _Sink:
+        """Where a piece's bytes go: the store (a missing piece), a comparison (one held
+        already, in a whole read: an origin without validators that changed shows), or
+        nowhere (a whole read's piece that someone else writes)."""
+        if piece.number in self._held:
+            held = self._task.piece_meta(piece.number)
+            return _Compare(PieceStream(self._task, piece.number), held, self._url)
+        if self._only is not None and piece.number not in self._only:
+            return _Skip()
+        return _Store(PieceStream(self._task, piece.number))
+
+    def _recorded(self, meta: PieceMeta | None) -> None:
+        if meta is not None:
+            self._held.add(meta.number)
+            self._on_piece(meta)
 
     def _piece(self, number: int) -> Piece:
         return piece_at(number, self._task.content_length, self._task.piece_length)
@@ -183,68 +211,133 @@ class SourceFetcher:
         )
 
 
-StorePiece = Callable[[Piece, list[memoryview]], Awaitable[None]]
+class _RunBody:
+    """A run's body, counted: a part it cannot fill, or a byte past the run, is an error."""
 
-
-class _PieceCutter:
-    """Cuts one response body into pieces, handing each whole piece to ``store``.
-
-    A piece is the list of memoryview slices of the received chunks that make it up; a slot
-    of ``slots`` is held from a piece's first byte until the store has written it."""
-
-    def __init__(self, pieces: list[Piece], slots: asyncio.Semaphore, store: StorePiece) -> None:
-        self._pieces = pieces
-        self._slots = slots
-        self._store = store
-        self._index = 0
-        self._filled = 0
-        self._chunks: list[memoryview] = []
-        self._holding_slot = False
-        self._writes: set[asyncio.Task[None]] = set()
+    def __init__(
+        self, body: Body, length: int, error: Callable[[int, int], SourceProtocolError]
+    ) -> None:
+        self._body = body
+        self._length = length
+        self._error = error
         self.received = 0
 
-    @property
-    def complete(self) -> bool:
-        return self._index == len(self._pieces)
+    async def fill(self, part: memoryview) -> memoryview:
+        count = await self._body.read_into(part)
+        self.received += count
+        if count < len(part):
+            raise self._error(self._length, self.received)
+        return part
 
-    async def feed(self, chunk: bytes) -> bool:
-        """Take ``chunk``; False if it runs past the last piece."""
-        view = memoryview(chunk)
-        self.received += len(view)
-        while view:
-            if self.complete:
-                return False
-            if not self._holding_slot:
-                await self._slots.acquire()
-                self._holding_slot = True
-            piece = self._pieces[self._index]
-            take = min(len(view), piece.length - self._filled)
-            self._chunks.append(view[:take])
-            self._filled += take
-            view = view[take:]
-            if self._filled == piece.length:
-                self._hand_over(piece)
-        return True
+    async def expect_end(self) -> None:
+        extra = await self._body.read_into(memoryview(bytearray(1)))
+        if extra:
+            self.received += extra
+            raise self._error(self._length, self.received)
 
-    def _hand_over(self, piece: Piece) -> None:
-        write = asyncio.ensure_future(self._write(piece, self._chunks))
-        self._writes.add(write)
-        self._chunks, self._filled, self._holding_slot = [], 0, False
-        self._index += 1
 
-    async def _write(self, piece: Piece, chunks: list[memoryview]) -> None:
-        try:
-            await self._store(piece, chunks)
-        finally:
-            self._slots.release()
+class _Sink(Protocol):
+    def take(self, part: memoryview) -> None: ...
 
-    async def aclose(self) -> None:
-        """Wait for every handed-over piece; re-raise the first write failure."""
-        if self._holding_slot:
-            self._slots.release()
-            self._chunks, self._holding_slot = [], False
-        writes, self._writes = self._writes, set()
-        results = await asyncio.gather(*writes, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+    def end(self) -> PieceMeta | None: ...
+
+
+class _Store:
+    """A missing piece: hashed and written part by part, recorded with its digest."""
+
+    def __init__(self, stream: PieceStream) -> None:
+        self._stream = stream
+
+    def take(self, part: memoryview) -> None:
+        self._stream.write([part])
+
+    def end(self) -> PieceMeta | None:
+        return self._stream.record_as_read()
+
+
+class _Compare:
+    """A piece held already (a whole read): hashed and compared, never written."""
+
+    def __init__(self, stream: PieceStream, held: PieceMeta | None, url: SourceUrl) -> None:
+        self._stream = stream
+        self._held = held
+        self._url = url
+
+    def take(self, part: memoryview) -> None:
+        self._stream.skip([part])
+
+    def end(self) -> PieceMeta | None:
+        if self._held is not None and self._held.digest != self._stream.digest():
+            detail = f"piece {self._stream.number} differs from the one read before"
+            raise SourceChangedError(self._url.redacted(), detail)
+        return None
+
+
+class _Skip:
+    def take(self, part: memoryview) -> None:
+        return None
+
+    def end(self) -> PieceMeta | None:
+        return None
+
+
+def _take_part(sink: _Sink, part: memoryview, last: bool) -> PieceMeta | None:
+    sink.take(part)
+    return sink.end() if last else None
+
+
+def _part_sizes(length: int, part_length: int) -> Iterator[tuple[int, bool]]:
+    """The sizes of a piece's parts in order, each with whether it is the last."""
+    done = 0
+    while done < length:
+        size = min(part_length, length - done)
+        done += size
+        yield size, done == length
+
+
+class _Parts:
+    """Two part buffers in turn: one is filled from the body while the other's bytes are
+    hashed and written in a worker thread, so reading never waits for a whole piece."""
+
+    def __init__(self, part_length: int) -> None:
+        self._buffers = (bytearray(part_length), bytearray(part_length))
+        self._turn = 0
+        self._writing: tuple[asyncio.Future[PieceMeta | None], Recorded | None] | None = None
+
+    def buffer(self, size: int) -> memoryview:
+        return memoryview(self._buffers[self._turn])[:size]
+
+    async def submit(self, work: Callable[[], PieceMeta | None], then: Recorded | None) -> None:
+        """Start ``work`` on the buffer just filled, once the part before it is done (its
+        buffer is the one filled next)."""
+        await self.drain()
+        self._writing = (asyncio.ensure_future(asyncio.to_thread(work)), then)
+        self._turn ^= 1
+
+    async def drain(self) -> None:
+        """Wait for the part in work; its errors propagate, then ``then`` has its result."""
+        if self._writing is None:
+            return
+        future, then = self._writing
+        self._writing = None
+        await _to_its_end(future)
+        meta = future.result()
+        if then is not None:
+            then(meta)
+
+    async def abandon(self) -> None:
+        """Wait for the part in work and drop its outcome (an error is leaving the run)."""
+        if self._writing is not None:
+            future, self._writing = self._writing[0], None
+            with contextlib.suppress(BaseException):
+                await _to_its_end(future)
+
+
+async def _to_its_end(future: asyncio.Future[PieceMeta | None]) -> None:
+    """Wait for a worker thread's part even when cancelled: a write that lands after its
+    run ended could be taken for one of the retry's."""
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise

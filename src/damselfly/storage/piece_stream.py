@@ -71,6 +71,18 @@ class PieceStream:
         whole = not self._skipped
         return self._task.record_streamed(self.number, digest, whole=whole, check_file=check_file)
 
+    def record_as_read(self) -> PieceMeta | None:
+        """Record the piece with the digest of the bytes received: the origin reader's own
+        piece, which nothing earlier vouches for (``finish`` without the comparison)."""
+        if self._received != self._piece.length:
+            raise ValueError(f"piece {self.number}: {self._received} of {self._piece.length} bytes")
+        digest = self._hasher.digest()
+        return self._task.record_streamed(self.number, digest, whole=not self._skipped)
+
+    def digest(self) -> str:
+        """The digest of the bytes received so far."""
+        return self._hasher.digest()
+
     def _count(self, chunks: Sequence[memoryview]) -> int:
         """Hash the next bytes; the offset in the file they go to."""
         length = sum(chunk.nbytes for chunk in chunks)

@@ -201,6 +201,7 @@ class PieceConnection(asyncio.BufferedProtocol):
         self._low_water = 1
         self._rate: float | None = None  # bytes/s of the last full target
         self._started = 0.0
+        self._marks = True  # SO_RCVLOWAT on the socket (not under asyncio's TLS: see adopt)
 
     # -- WireConnection --------------------------------------------------------------------
 
@@ -232,6 +233,17 @@ class PieceConnection(asyncio.BufferedProtocol):
                 raise WireStalled(self._filled)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.waiter(), patience - waited)
+
+    def adopt(self, transport: asyncio.Transport) -> None:
+        """Take over a connection whose request another client sent and whose answer's
+        head it read (``origin_body.py``); reading pauses until the first ``read_into``.
+        Over asyncio's TLS no low-water mark is set: OpenSSL may hold part of a record, so
+        a mark of the plaintext still to come could wait for bytes that never arrive."""
+        transport.set_protocol(self)
+        transport.pause_reading()
+        self.connection_made(transport)
+        self._idle = False
+        self._marks = transport.get_extra_info("ssl_object") is None
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -353,6 +365,8 @@ class PieceConnection(asyncio.BufferedProtocol):
             waiter.set_result(None)
 
     def _set_low_water(self, count: int) -> None:
+        if not self._marks:
+            return
         if count != self._low_water and self.transport is not None and not self.closed:
             self._low_water = count
             set_low_water(self.transport.get_extra_info("socket"), count)

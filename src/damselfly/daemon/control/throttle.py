@@ -5,18 +5,21 @@ origin reads of the daemon throttled through it.
 (waiters already sleeping finish their wait). The bucket's burst is small (1/16 s of the
 rate, at least 16 KiB) so a transfer of a few seconds stays close to the limit.
 
-``ThrottledRegistry`` hands out each backend wrapped so that every body chunk read from an
-origin (``Backend.get``) is charged to the back-to-source bucket: that is the one place all
-origin bytes of a daemon or seed pass, whatever the scheme (listings and stats are not
-charged). Registries are made per request, the bucket is shared by all of them.
+``ThrottledRegistry`` hands out each backend wrapped so that every body byte read from an
+origin (``Backend.get``, or ``open_body``: ``backends/bodies.py``) is charged to the
+back-to-source bucket: that is the one place all origin bytes of a daemon or seed pass,
+whatever the scheme (listings and stats are not charged). Registries are made per request,
+the bucket is shared by all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from damselfly.backends.base import Backend, Entry, ObjectStat, RequestOptions
+from damselfly.backends.bodies import Body, open_body
 from damselfly.backends.registry import (
     BackendRegistry,
     BackendSettings,
@@ -83,6 +86,13 @@ class ThrottledBackend:
             if aclose is not None:
                 await aclose()
 
+    @contextlib.asynccontextmanager
+    async def open_body(
+        self, url: SourceUrl, byte_range: ByteRange | None, options: RequestOptions
+    ) -> AsyncIterator[Body]:
+        async with open_body(self._backend, url, byte_range, options) as body:
+            yield ThrottledBody(body, self._bucket)
+
     async def exists(self, url: SourceUrl, options: RequestOptions) -> bool:
         return await self._backend.exists(url, options)
 
@@ -94,6 +104,28 @@ class ThrottledBackend:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._backend, name)  # scheme-specific extras (listings, memo, ...)
+
+
+class ThrottledBody:
+    """A ``Body`` whose bytes are charged to ``bucket``; under a limit it is read in slices
+    of the bucket's burst, so the bytes flow at the rate rather than in bursts of a buffer."""
+
+    def __init__(self, body: Body, bucket: LiveBucket) -> None:
+        self._body = body
+        self._bucket = bucket
+
+    async def read_into(self, target: memoryview) -> int:
+        filled = 0
+        while filled < len(target):
+            rate = self._bucket.rate
+            step = len(target) if rate is None else max(MIN_BURST_BYTES, int(rate / BURST_FRACTION))
+            wanted = min(step, len(target) - filled)
+            count = await self._body.read_into(target[filled : filled + wanted])
+            await self._bucket.take(count)
+            filled += count
+            if count < wanted:
+                break
+        return filled
 
 
 class ThrottledRegistry(WrappingRegistry):
