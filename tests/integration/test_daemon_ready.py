@@ -22,6 +22,8 @@ from damselfly.protocol.scheduler_pb2_grpc import SchedulerServicer, add_Schedul
 from damselfly.scheduler.app import RunningScheduler
 from damselfly.scheduler.app import serve as serve_scheduler
 from damselfly.scheduler.state import SchedulerState
+from damselfly.storage import space
+from damselfly.transport import http_session
 
 
 async def started(
@@ -147,3 +149,23 @@ async def test_stop_during_the_ready_waits_ends_the_daemon_without_a_ready_line(
     finally:
         await server.stop(None)
     assert readies == []
+
+
+async def test_a_ready_daemon_has_done_the_first_downloads_preparations(
+    tmp_path, monkeypatch, scheduler
+):
+    """The space reserve and the origin TLS context are made at start, not on the path of the
+    first download (when a cluster starts, every daemon would make them at the same time)."""
+    monkeypatch.setattr(http_session, "_CONTEXTS", {})
+    prepared: list[tuple[bool, int]] = []
+
+    def on_ready(running: RunningDaemon) -> None:
+        reserve = tmp_path / "store" / space.RESERVE_NAME
+        prepared.append((reserve.exists(), len(http_session._CONTEXTS)))
+
+    stop = asyncio.Event()
+    settings = daemon_settings(tmp_path, [scheduler.grpc_address], seed=False)
+    _, task = await started(serve_daemon, settings, stop, env={}, also=on_ready)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert prepared == [(True, 1)]

@@ -30,6 +30,7 @@ from damselfly.storage.content import FILE_MODE, ContentLayout
 
 logger = logging.getLogger(__name__)
 
+RESERVE_NAME = "metadata.reserve"
 RESERVE_LENGTH = 4 * 1024 * 1024  # on a file system of 256 MiB and more; 1/64th below
 METADATA_HEADROOM_LENGTH = 1024 * 1024  # likewise
 _MIN_LENGTH = 64 * 1024
@@ -102,6 +103,12 @@ class DiskSpace:
         except FileNotFoundError:
             held = 0
         return max(0, content_length - held)
+
+
+def space_reserve(root: Path) -> SpaceReserve:
+    """The reserve of the store at ``root``. A long-running daemon ``ensure``s it at start
+    rather than at the first task's admission: 4 MiB written off the first download's path."""
+    return SpaceReserve(root / RESERVE_NAME)
 
 
 def scaled(root: Path, length: int) -> int:

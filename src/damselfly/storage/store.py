@@ -69,7 +69,7 @@ from damselfly.storage.gc import GarbageCollector
 from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskMeta, TaskState
 from damselfly.storage.output import DeliveryMethod, deliver_file
 from damselfly.storage.piece_index import PieceIndex
-from damselfly.storage.space import DiskSpace, SpaceReserve
+from damselfly.storage.space import DiskSpace, space_reserve
 from damselfly.storage.sqlite_metadata import SqliteMetadataStore
 from damselfly.storage.staging import StagedOutput
 from damselfly.storage.task_storage import TaskStorage
@@ -101,7 +101,7 @@ class Store:
         self.quota_bytes = quota_bytes
         self._layout = ContentLayout(root)
         _make_dirs(self._layout.content_dir)
-        reserve = SpaceReserve(root / "metadata.reserve")
+        reserve = space_reserve(root)
         self._owns_metadata = metadata is None
         self._metadata = (
             metadata
