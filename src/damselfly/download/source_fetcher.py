@@ -51,7 +51,7 @@ RETRYABLE_PIECE_ERRORS = (SourceProtocolError, SourceUnreachableError, SourceTim
 MiB = 1024 * 1024
 # Body bytes read into one buffer, then hashed and written: two buffers per request in
 # flight, from this budget, each between these bounds (larger parts cost less CPU per byte)
-PART_BUDGET = 16 * MiB
+PART_BUDGET = 8 * MiB
 PART_BOUNDS = (MiB, 4 * MiB)
 
 
