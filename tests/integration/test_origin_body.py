@@ -4,9 +4,12 @@ chunk-copying fallback every other backend gets, held to the same contract."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import ssl
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -206,3 +209,46 @@ async def https_origin(tmp_path) -> AsyncIterator[OriginServer]:
     context.load_cert_chain(files.cert_file, files.key_file)
     async with OriginServer(files={"/data.bin": DATA}, ssl_context=context) as server:
         yield server
+
+
+async def test_https_origin_that_closes_right_after_the_body(tmp_path) -> None:
+    """asyncio's TLS makes one last read into the reader's buffer before it shuts down a
+    connection the origin closed while reading was paused: nothing past that buffer may be
+    lost (an origin answering ``Connection: close`` does exactly this)."""
+    files = TestPki(tmp_path).node("origin", Role.PEER)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert_file, files.key_file)
+    body = DATA[:300_000]
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        with context.wrap_socket(raw, server_side=True) as tls:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += tls.recv(65536)
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            tls.sendall(head.encode())
+            time.sleep(0.05)  # the head is read and adopted before the body comes
+            tls.sendall(body)
+            tls.shutdown(socket.SHUT_RDWR)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    backend = HttpBackend(retry=FAST_RETRY)
+    url = parse_url(f"https://127.0.0.1:{listener.getsockname()[1]}/f")
+    parts: list[bytes] = []
+    try:
+        options = RequestOptions(insecure=True, timeout=5)
+        async with open_body(backend, url, None, options) as opened:
+            assert isinstance(opened, ResponseBody)
+            assert opened.adopted
+            buffer = bytearray(65_536)
+            while count := await opened.read_into(memoryview(buffer)):
+                parts.append(bytes(buffer[:count]))
+                await asyncio.sleep(0.05)  # a part written while the origin closes
+    finally:
+        await backend.aclose()
+        listener.close()
+        server.join(5)
+    assert b"".join(parts) == body

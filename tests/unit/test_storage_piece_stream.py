@@ -132,6 +132,25 @@ def test_twins_mixed_in_the_file_are_caught_when_the_file_is_checked(task: TaskS
     assert on_disk(task, 1) == piece(1)
 
 
+def test_the_origins_piece_is_checked_in_the_file_when_another_stream_wrote_meanwhile(
+    task: TaskStorage,
+) -> None:
+    origin, parent = PieceStream(task, 1), PieceStream(task, 1)
+    first, second = parts(piece(1), 512)
+    origin.write(first)
+    parent.write([memoryview(b"x" * 512)])  # a bad parent's part lands between the origin's
+    origin.write(second)
+    assert origin.record_as_read() is None  # the file's range does not hold what was read
+    assert not task.has_piece(1)
+    alone = PieceStream(task, 1)
+    for part in parts(piece(1), 512):
+        alone.write(part)
+    meta = alone.record_as_read()  # nobody else wrote: recorded without a second hash
+    assert meta is not None
+    assert meta.digest == piece_digest(piece(1))
+    assert on_disk(task, 1) == piece(1)
+
+
 def test_skipped_bytes_are_counted_and_hashed_but_never_recorded(task: TaskStorage) -> None:
     stream = PieceStream(task, 2)
     stream.skip([memoryview(piece(2))])

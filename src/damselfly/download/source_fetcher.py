@@ -25,7 +25,6 @@ themselves are the backend's (``RequestOptions.expected``); a change is never re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -50,7 +49,8 @@ from damselfly.storage.store import TaskStorage
 RETRYABLE_PIECE_ERRORS = (SourceProtocolError, SourceUnreachableError, SourceTimeoutError)
 MiB = 1024 * 1024
 # Body bytes read into one buffer, then hashed and written: two buffers per request in
-# flight, from this budget, each between these bounds (larger parts cost less CPU per byte)
+# flight, shared from this budget, each within these bounds (larger parts cost less CPU per
+# byte; the floor wins over the budget for many requests)
 PART_BUDGET = 8 * MiB
 PART_BOUNDS = (MiB, 4 * MiB)
 
@@ -83,10 +83,12 @@ def plan_runs(missing: Sequence[int], piece_length: int, policy: FetchPolicy) ->
 
 
 def part_length(concurrency: int, piece_length: int) -> int:
-    """The part buffers' length for ``concurrency`` requests in flight."""
+    """The part buffers' length for ``concurrency`` requests in flight: a power of two (so it
+    divides a piece: no odd last part) between ``PART_BOUNDS``, at most a piece."""
     low, high = PART_BOUNDS
     share = PART_BUDGET // (2 * max(1, concurrency))
-    return min(piece_length, max(low, min(high, share)))
+    length = 1 << (max(low, min(high, share)).bit_length() - 1)
+    return min(piece_length, length)
 
 
 class SourceFetcher:
@@ -195,7 +197,7 @@ class SourceFetcher:
             return _Compare(PieceStream(self._task, piece.number), held, self._url)
         if self._only is not None and piece.number not in self._only:
             return _Skip()
-        return _Store(PieceStream(self._task, piece.number))
+        return _Store(PieceStream(self._task, piece.number), self._url)
 
     def _recorded(self, meta: PieceMeta | None) -> None:
         if meta is not None:
@@ -245,14 +247,19 @@ class _Sink(Protocol):
 class _Store:
     """A missing piece: hashed and written part by part, recorded with its digest."""
 
-    def __init__(self, stream: PieceStream) -> None:
+    def __init__(self, stream: PieceStream, url: SourceUrl) -> None:
         self._stream = stream
+        self._url = url
 
     def take(self, part: memoryview) -> None:
         self._stream.write([part])
 
     def end(self) -> PieceMeta | None:
-        return self._stream.record_as_read()
+        meta = self._stream.record_as_read()
+        if meta is None:  # a parent's stream wrote into it meanwhile: read it again
+            detail = f"piece {self._stream.number} was overwritten in the store while read"
+            raise SourceProtocolError(self._url.redacted(), detail)
+        return meta
 
 
 class _Compare:
@@ -321,23 +328,32 @@ class _Parts:
         future, then = self._writing
         self._writing = None
         await _to_its_end(future)
-        meta = future.result()
+        meta = future.result()  # the worker's error, if any
         if then is not None:
             then(meta)
 
     async def abandon(self) -> None:
-        """Wait for the part in work and drop its outcome (an error is leaving the run)."""
-        if self._writing is not None:
-            future, self._writing = self._writing[0], None
-            with contextlib.suppress(BaseException):
-                await _to_its_end(future)
+        """Wait for the part in work (an error is leaving the run); a piece it recorded is
+        still announced, its own error gives way to the one leaving. A cancellation while
+        waiting propagates (after the part is done)."""
+        if self._writing is None:
+            return
+        future, then = self._writing
+        self._writing = None
+        await _to_its_end(future)
+        if then is not None and future.exception() is None:
+            then(future.result())
 
 
 async def _to_its_end(future: asyncio.Future[PieceMeta | None]) -> None:
-    """Wait for a worker thread's part even when cancelled: a write that lands after its
-    run ended could be taken for one of the retry's."""
-    try:
-        await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.wait([future])
-        raise
+    """Wait until a worker thread's part is done, through any number of cancellations (the
+    last re-raised after): a write that lands after its run ended could be taken for one of
+    the retry's."""
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError

@@ -54,6 +54,7 @@ class PieceIndex:
         self.version = 0  # bumped by every change: a watcher compares it to skip work
         self._written_here: set[int] = set()  # hashed and written whole by this Store
         self._writing: Counter[int] = Counter()  # being written by this Store now
+        self._writes: Counter[int] = Counter()  # writes of each piece ever started here
         self._stamp_after_writes: Hashable = None  # the file's change stamp when they ended
 
     def get(self, number: int) -> PieceMeta | None:
@@ -85,6 +86,7 @@ class PieceIndex:
     def write_started(self, number: int) -> None:
         with self._lock:
             self._writing[number] += 1
+            self._writes[number] += 1
             self._written_here.discard(number)  # its bytes are about to change
 
     def write_finished(self, number: int, *, whole: bool, stamp: Callable[[], Hashable]) -> None:
@@ -98,6 +100,12 @@ class PieceIndex:
                 self._written_here.add(number)
             if not self._writing:
                 self._stamp_after_writes = stamp()
+
+    def writes_of(self, number: int) -> int:
+        """How many writes of ``number`` this ``Store`` has started: a stream that counts its
+        own can tell whether anyone else wrote parts of the piece meanwhile."""
+        with self._lock:
+            return self._writes[number]
 
     def written_whole(self, number: int) -> None:
         """Every byte of ``number`` was written here, in parts (``write_started`` ...

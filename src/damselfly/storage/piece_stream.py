@@ -41,6 +41,8 @@ class PieceStream:
         self._hasher = PieceHasher()
         self._received = 0
         self._skipped = False  # a part not written: the piece was held by then
+        self._writes_before: int | None = None  # the piece's writes in the Store before ours
+        self._written = 0  # parts this stream wrote
 
     @property
     def number(self) -> int:
@@ -49,7 +51,11 @@ class PieceStream:
     def write(self, chunks: Sequence[memoryview]) -> None:
         """The next bytes of the piece: hashed, then written after those before them."""
         offset = self._count(chunks)
-        if not self._task.write_part(self.number, offset, chunks):
+        if self._writes_before is None:
+            self._writes_before = self._task.writes_of(self.number)
+        if self._task.write_part(self.number, offset, chunks):
+            self._written += 1
+        else:
             self._skipped = True
 
     def skip(self, chunks: Sequence[memoryview]) -> None:
@@ -73,11 +79,19 @@ class PieceStream:
 
     def record_as_read(self) -> PieceMeta | None:
         """Record the piece with the digest of the bytes received: the origin reader's own
-        piece, which nothing earlier vouches for (``finish`` without the comparison)."""
+        piece, which nothing earlier vouches for (``finish`` without the comparison). If
+        anyone else wrote parts of it meanwhile (a parent's stream of the same piece, whose
+        bad bytes may sit between ours), the file's range is hashed again first."""
         if self._received != self._piece.length:
             raise ValueError(f"piece {self.number}: {self._received} of {self._piece.length} bytes")
         digest = self._hasher.digest()
-        return self._task.record_streamed(self.number, digest, whole=not self._skipped)
+        return self._task.record_streamed(
+            self.number, digest, whole=not self._skipped, check_file=self._others_wrote()
+        )
+
+    def _others_wrote(self) -> bool:
+        before = self._writes_before or 0
+        return self._task.writes_of(self.number) != before + self._written
 
     def digest(self) -> str:
         """The digest of the bytes received so far."""

@@ -156,6 +156,10 @@ class TaskStorage:
                 self._index.write_finished(number, whole=False, stamp=self._content.change_stamp)
         return True
 
+    def writes_of(self, number: int) -> int:
+        """Writes of piece ``number`` started through this ``Store`` (``PieceIndex``)."""
+        return self._index.writes_of(number)
+
     def record_streamed(
         self, number: int, digest: str, *, whole: bool, check_file: bool = False
     ) -> PieceMeta | None:
