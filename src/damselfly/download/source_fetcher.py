@@ -341,7 +341,7 @@ class _Parts:
         future, then = self._writing
         self._writing = None
         await _to_its_end(future)
-        if then is not None and future.exception() is None:
+        if then is not None and not future.cancelled() and future.exception() is None:
             then(future.result())
 
 
