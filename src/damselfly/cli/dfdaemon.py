@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from damselfly._version import __version__
+from damselfly.cli.heap import settle_heap
 from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.config.base import example_yaml
 from damselfly.config.daemon import DaemonSettings, load
@@ -152,6 +153,7 @@ async def _run(settings: DaemonSettings) -> None:
 
 
 def _announce_ready(daemon: RunningDaemon) -> None:
+    settle_heap()
     proxy = f" proxy={daemon.proxy_address}" if daemon.proxy_address else ""
     if daemon.mirror_addresses:
         proxy += f" mirrors={','.join(daemon.mirror_addresses)}"

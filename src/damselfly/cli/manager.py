@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from damselfly.cli.heap import settle_heap
 from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.config.base import example_yaml
 from damselfly.config.manager import ManagerSettings, load
@@ -120,4 +121,5 @@ async def _serve_until_signal(settings: ManagerSettings, env: Mapping[str, str])
 
 
 def _announce(running: Any) -> None:
+    settle_heap()
     print(f"manager listening: http={running.address}", flush=True)

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from damselfly.cli.heap import settle_heap
 from damselfly.cli.reporting import configure_logging, report_failure
 from damselfly.config.base import example_yaml
 from damselfly.core.errors import EXIT_INTERRUPTED, EXIT_OK
@@ -62,4 +63,5 @@ async def _until_signal(serve: Server[SettingsT], settings: SettingsT) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    settle_heap()  # the service's modules are imported; what it builds next is not frozen
     await serve(settings, stop)
