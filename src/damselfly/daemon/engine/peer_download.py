@@ -297,6 +297,12 @@ class PeerDownload:
             self._failed(assignment, BadParentReason.UNREACHABLE, "unreachable")
         except (PeerError, ProtocolError) as exc:
             self._failed(assignment, BadParentReason.REFUSED, type(exc).__name__)
+        except asyncio.CancelledError:
+            if assignment in self._fetching:
+                raise  # the download is stopping (a twin ``_stop_twins`` stopped is not here)
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
         finally:
             self._fetching.pop(assignment, None)
             self._wakeup.set()
@@ -311,6 +317,18 @@ class PeerDownload:
             self._dispatcher.piece_succeeded(assignment, receipt.meta.length)
             self.peer_bytes += receipt.meta.length
             self._stored(receipt.meta, digest=receipt.meta.digest)
+            self._stop_twins(assignment)
+
+    def _stop_twins(self, stored: Assignment) -> None:
+        """The endgame asked other parents for the piece just stored: those requests stop
+        now. Left to run, each kept its parent's uplink busy with a whole piece nobody
+        needed while the last nodes waited for pieces from the same few holders (issue 15,
+        "the swarm's tail"): a twin's bytes are not written (the piece is held) but still sent."""
+        twins = [a for a in self._fetching if a is not stored and a.number == stored.number]
+        for twin in twins:
+            fetch = self._fetching.pop(twin)  # its slot is free now, even if it never ran
+            self._dispatcher.piece_abandoned(twin)
+            fetch.cancel()
 
     def _stored(self, meta: PieceMeta, *, digest: str) -> None:
         self._last_progress = _now()
