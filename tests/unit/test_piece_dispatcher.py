@@ -326,7 +326,8 @@ def test_next_assignment_follows_the_rule(data: st.DataObject) -> None:
     count = data.draw(st.integers(1, 40))
     held_here = data.draw(st.sets(st.integers(0, count - 1)))
     d = PieceDispatcher(count, held_here, max_in_flight_per_parent=data.draw(st.integers(1, 3)),
-                        first_piece=data.draw(st.integers(0, count)), shuffle_window=4)  # fmt: skip
+                        first_piece=data.draw(st.integers(0, count)), shuffle_window=4,
+                        seed=data.draw(st.integers(0, 2**32)))  # replayed alike  # fmt: skip
     for name in "abcde"[: data.draw(st.integers(0, 5))]:
         pieces = data.draw(st.sets(st.integers(0, count - 1)))
         d.parent_added(name, f"http://{name}", pieces, free_slots=data.draw(st.integers(1, 4)))

@@ -102,10 +102,11 @@ class PieceDispatcher:
         max_bad_pieces: int = 4,
         first_piece: int = 0,
         shuffle_window: int = 1,
+        seed: int | None = None,  # the shuffle's (None: from the OS; a test's replays: fixed)
     ) -> None:
         self.piece_count = piece_count
         self._first_piece = first_piece % piece_count if piece_count else 0
-        self._order_keys = _tie_order(piece_count, self._first_piece, shuffle_window)
+        self._order_keys = _tie_order(piece_count, self._first_piece, shuffle_window, seed)
         self._missing = set(range(piece_count)) - set(held)
         self._in_flight: dict[int, set[str]] = {}
         self._parents: dict[str, ParentState] = {}
@@ -276,12 +277,12 @@ class PieceDispatcher:
         return {n for n in pieces if 0 <= n < self.piece_count}
 
 
-def _tie_order(piece_count: int, first_piece: int, window: int) -> list[int]:
+def _tie_order(piece_count: int, first_piece: int, window: int, seed: int | None) -> list[int]:
     """Each piece's place in the tie order (a permutation of ``range(piece_count)``): by
     distance from ``first_piece``, shuffled inside consecutive windows of ``window`` pieces."""
     window = max(1, window)
     by_distance = [(first_piece + i) % piece_count for i in range(piece_count)]
-    rng = random.Random()
+    rng = random.Random(seed)
     for start in range(0, piece_count, window):
         chunk = by_distance[start : start + window]
         rng.shuffle(chunk)
