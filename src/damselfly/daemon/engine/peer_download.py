@@ -317,24 +317,26 @@ class PeerDownload:
             self._dispatcher.piece_succeeded(assignment, receipt.meta.length)
             self.peer_bytes += receipt.meta.length
             self._stored(receipt.meta, digest=receipt.meta.digest)
-            self._stop_twins(assignment)
-
-    def _stop_twins(self, stored: Assignment) -> None:
-        """The endgame asked other parents for the piece just stored: those requests stop
-        now. Left to run, each kept its parent's uplink busy with a whole piece nobody
-        needed while the last nodes waited for pieces from the same few holders (issue 15,
-        "the swarm's tail"): a twin's bytes are not written (the piece is held) but still sent."""
-        twins = [a for a in self._fetching if a is not stored and a.number == stored.number]
-        for twin in twins:
-            fetch = self._fetching.pop(twin)  # its slot is free now, even if it never ran
-            self._dispatcher.piece_abandoned(twin)
-            fetch.cancel()
 
     def _stored(self, meta: PieceMeta, *, digest: str) -> None:
+        self._stop_twins(meta.number)
         self._last_progress = _now()
         self._reporter.piece_gained(meta.number, digest)
         self._request.on_piece(meta)
         self._on_piece_stored(self._task.task_id, meta.number)
+
+    def _stop_twins(self, number: int) -> None:
+        """Other requests for a piece just stored (by a parent's request, from the origin) stop
+        now: the endgame asks several parents, and each left to run kept its parent's uplink
+        busy with a whole piece nobody needed while the last nodes waited on the same few
+        holders (issue 15, "the swarm's tail"). Its bytes would not be written (the piece is
+        held) but would still be sent. The request that stored it is the running task."""
+        storing = asyncio.current_task()
+        twins = [a for a, f in self._fetching.items() if a.number == number and f is not storing]
+        for twin in twins:
+            fetch = self._fetching.pop(twin)  # its slot is free now, even if it never ran
+            self._dispatcher.piece_abandoned(twin)
+            fetch.cancel()
 
     def _failed(self, assignment: Assignment, reason: BadParentReason, detail: str) -> None:
         self._dispatcher.piece_failed(assignment)
