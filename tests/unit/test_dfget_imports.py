@@ -45,6 +45,48 @@ def test_a_plain_download_goes_to_the_daemon_without_pydantic_or_asyncio():
     assert sorted(loaded & {"pydantic", "asyncio", "damselfly.download.request"}) == []
 
 
+# A whole hand-off: dfget.main against a stand-in daemon on a unix socket that answers any POST
+# with one ``result`` event (the stand-in's own imports, ``threading``, are not in question).
+FULL_RUN = r"""
+import os, socket, threading
+from damselfly.cli.dfget import main
+d = "@DIR@"
+path = os.path.join(d, "d.sock")
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
+server.listen(1)
+def answer():
+    conn, _ = server.accept()
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    line = b'{"event":"result","files":1,"bytes":2,"source_bytes":2,"peer_bytes":0}\n'
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(line)
+    conn.sendall(head + line)
+    conn.close()
+threading.Thread(target=answer, daemon=True).start()
+argv = ["http://h/f.json", "-O", os.path.join(d, "out"), "-e", path, "--no-progress"]
+assert main(argv, {"HOME": d}) == 0
+"""
+
+
+def test_a_whole_hand_off_imports_neither_logging_nor_dataclasses(tmp_path):
+    """dfget at its default log level, the daemon answering: ``logging`` (~6 ms),
+    ``dataclasses`` (~7 ms, with ``inspect``) and ``shutil`` (~3 ms) stay out of the process;
+    with the stand-in broken the run fails instead of passing vacuously."""
+    loaded = imported_by("damselfly.cli.dfget", then=FULL_RUN.replace("@DIR@", str(tmp_path)))
+    assert "damselfly.cli.local_http" in loaded
+    assert sorted(loaded & {"logging", "dataclasses", "inspect", "shutil", "asyncio"}) == []
+
+
+def test_at_info_level_the_summary_is_logged(tmp_path):
+    run = FULL_RUN.replace("@DIR@", str(tmp_path))
+    loaded = imported_by(
+        "damselfly.cli.dfget", then=run.replace("]\nassert", ', "-l", "info"]\nassert')
+    )
+    assert "logging" in loaded
+
+
 def test_the_api_package_imports_its_functions_when_first_used():
     loaded = imported_by("damselfly.api.offline")
     assert "aiohttp" not in loaded

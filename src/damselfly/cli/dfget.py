@@ -13,7 +13,6 @@ is left at ``-O``).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +33,7 @@ from damselfly.protocol.local_api import RunResult
 if TYPE_CHECKING:
     from damselfly.download.request import DownloadRequest
 
-log = logging.getLogger("damselfly.dfget")
+VERBOSE = frozenset({"info", "debug"})  # log levels at which a plain hand-off logs anything
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -43,7 +42,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         args = parse_args(argv, env)
         debug = args.log_level == "debug"
-        configure_logging("dfget", args.log_level)
+        if args.log_level in VERBOSE:
+            configure_logging("dfget", args.log_level)
         return run(args, env)
     except KeyboardInterrupt:
         print("dfget: interrupted; verified pieces are kept for the next run", file=sys.stderr)
@@ -60,10 +60,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if fields["output"] is None:
             raise UsageError("-O/--output is required")
         display = make_display(enabled=not args.no_progress, many_files=args.recursive)
-        result = fetch(args, env, display, Handoff.from_fields(fields), lambda: _model(fields))
+        handoff = Handoff.from_fields(fields)
+        result = fetch(args, env, display, handoff, lambda: _model(fields, args.log_level))
     else:
-        result = _run_with_options(args, env, _model(fields))
-    _summarise(result)
+        result = _run_with_options(args, env, _model(fields, args.log_level))
+    _summarise(result, args.log_level)
     sys.stdout.write(result.stdout)
     return EXIT_OK
 
@@ -110,9 +111,12 @@ def fetch(
     return run_interruptibly(_standalone(args, request(), display, env))
 
 
-def _model(fields: dict[str, Any]) -> DownloadRequest:
+def _model(fields: dict[str, Any], log_level: str) -> DownloadRequest:
+    """The request model, once dfget downloads by itself (with logging set up: the engine
+    logs; a download handed to the daemon at ``warn`` needs neither)."""
     from damselfly.download.request import DownloadRequest
 
+    configure_logging("dfget", log_level)
     return DownloadRequest(**fields)
 
 
@@ -162,9 +166,13 @@ def hub_defaults(request: DownloadRequest) -> DownloadRequest:
     return request
 
 
-def _summarise(result: RunResult) -> None:
+def _summarise(result: RunResult, level: str) -> None:
+    if level not in VERBOSE:
+        return
+    import logging
+
     peers = f", {format_size(result.peer_bytes)} from peers" if result.peer_bytes else ""
-    log.info(
+    logging.getLogger("damselfly.dfget").info(
         "%d file(s), %s; %s from the origin%s, %s reused from the store",
         result.files,
         format_size(result.bytes),

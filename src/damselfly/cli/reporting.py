@@ -7,24 +7,21 @@ carry a secret.
 
 from __future__ import annotations
 
-import logging
 import sys
-import time
-import traceback
 
 from damselfly.core.errors import EXIT_FAILURE, DamselflyError
 
-_LEVELS = {
-    "error": logging.ERROR,
-    "warn": logging.WARNING,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-}
+# ``logging``'s levels by our flag's words (its own constants: ``logging`` is imported only
+# by ``configure_logging``, which dfget calls only when something may log, issue 15)
+_LEVELS = {"error": 40, "warn": 30, "info": 20, "debug": 10}
 
 
 def configure_logging(prog: str, level: str, *, timestamps: bool = False) -> None:
     """``prog: LEVEL: message`` on stderr; ``timestamps`` (long-running services) puts the UTC
     time with milliseconds in front, so events of several hosts can be lined up."""
+    import logging
+    import time
+
     handler = logging.StreamHandler(sys.stderr)
     if timestamps:
         formatter = logging.Formatter(
@@ -42,6 +39,8 @@ def configure_logging(prog: str, level: str, *, timestamps: bool = False) -> Non
 
 def report_failure(prog: str, error: BaseException, *, debug: bool) -> int:
     if debug:
+        import traceback
+
         traceback.print_exception(error, file=sys.stderr)
     if isinstance(error, DamselflyError):
         print(f"{prog}: error: {error}", file=sys.stderr)

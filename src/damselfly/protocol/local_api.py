@@ -10,15 +10,15 @@ Pure code, shared by the server (``daemon/servers/local_api.py``) and the client
   a JSON ``{"error": <message>, "code": <code>}`` with a 4xx status (``403`` + ``uid_mismatch``
   for a caller running as another user).
 
-``decode_event`` raises ``ProtocolError`` on anything malformed.
+``decode_event`` raises ``ProtocolError`` on anything malformed. Events are ``NamedTuple``s,
+not dataclasses: dfget imports this module, and ``dataclasses`` (with ``inspect``) plus making
+the classes was ~10 ms of its start-up (issue 15: small files, the swarm's first request).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from damselfly.core.errors import ProtocolError
 
@@ -30,26 +30,22 @@ BAD_REQUEST = "bad_request"
 TOO_MANY_DOWNLOADS = "too_many_downloads"  # 429: the caller's cap of running downloads
 
 
-@dataclass(frozen=True)
-class FileStarted:
+class FileStarted(NamedTuple):
     name: str
     total: int | None  # None: the origin gave no length
     held: int  # bytes already in the daemon's store
 
 
-@dataclass(frozen=True)
-class Progress:
+class Progress(NamedTuple):
     name: str
     bytes: int  # more bytes verified and stored since the last event for this file
 
 
-@dataclass(frozen=True)
-class FileFinished:
+class FileFinished(NamedTuple):
     name: str
 
 
-@dataclass(frozen=True)
-class RunResult:
+class RunResult(NamedTuple):
     """How one download request ended well (the ``result`` event)."""
 
     files: int
@@ -60,8 +56,7 @@ class RunResult:
     stdout: str = ""  # what dfget prints on stdout (e.g. a hub snapshot path)
 
 
-@dataclass(frozen=True)
-class Failed:
+class Failed(NamedTuple):
     """How one download request ended badly (the ``error`` event)."""
 
     message: str  # one line, no secrets
@@ -79,10 +74,11 @@ _NAMES: dict[type[Any], str] = {
 }
 _CLASSES = {name: cls for cls, name in _NAMES.items()}
 _OPTIONAL = {"total"}
+_TEXT = {"name", "message", "stdout"}  # the fields that are strings; the rest are counts
 
 
 def encode_event(event: Event) -> bytes:
-    body = {"event": _NAMES[type(event)], **dataclasses.asdict(event)}
+    body = {"event": _NAMES[type(event)], **event._asdict()}
     return json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
@@ -96,25 +92,26 @@ def decode_event(line: bytes) -> Event:
     cls = _CLASSES.get(data.pop("event", None))
     if cls is None:
         raise ProtocolError("local API: unknown or missing event name")
-    values = {f.name: _value(data, f) for f in dataclasses.fields(cls)}
+    defaults: dict[str, Any] = cls._field_defaults
+    values = {name: _value(data, name, defaults) for name in cls._fields}
     event: Event = cls(**values)
     return event
 
 
-def _value(data: dict[str, Any], f: dataclasses.Field[Any]) -> Any:
-    if f.name not in data:
-        if f.default is not dataclasses.MISSING:
-            return f.default
-        raise ProtocolError(f"local API: event field {f.name!r} missing")
-    value = data[f.name]
-    if value is None and f.name in _OPTIONAL:
+def _value(data: dict[str, Any], name: str, defaults: dict[str, Any]) -> Any:
+    if name not in data:
+        if name in defaults:
+            return defaults[name]
+        raise ProtocolError(f"local API: event field {name!r} missing")
+    value = data[name]
+    if value is None and name in _OPTIONAL:
         return None
-    if f.type == "str":
+    if name in _TEXT:
         if isinstance(value, str):
             return value
     elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    raise ProtocolError(f"local API: event field {f.name!r} has a bad value")
+    raise ProtocolError(f"local API: event field {name!r} has a bad value")
 
 
 def error_body(message: str, code: str) -> dict[str, str]:
