@@ -1,10 +1,13 @@
-"""Upload slots and the shared token bucket, on a fake clock (no sleeps, no timing asserts)."""
+"""Upload slots and the shared token bucket, on a fake clock (no timing asserts; `paced` sleeps
+at most 10 ms once)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from damselfly.daemon.servers.upload_limits import TokenBucket, UploadSlots
+from damselfly.daemon.servers.upload_limits import TokenBucket, UploadSlots, paced
 
 
 class FakeClock:
@@ -77,3 +80,25 @@ def test_bucket_default_burst_and_bad_arguments() -> None:
         TokenBucket(10).reserve(-1)
     with pytest.raises(ValueError, match="slots"):
         UploadSlots(0)
+
+
+async def test_a_cancelled_wait_gives_its_bytes_back() -> None:
+    """A child that goes away (or a stopped twin) while its chunk waits for the limit: the
+    chunk was never sent, so the next upload must not wait for it."""
+    clock = FakeClock()  # never advanced: only the refund can raise the level
+    bucket = TokenBucket(1000, burst_bytes=100, clock=clock)
+    waiting = asyncio.ensure_future(paced(bucket, 1000))  # 0.9 s of debt
+    await asyncio.sleep(0)
+    assert bucket.level == pytest.approx(-900)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert bucket.level == pytest.approx(100)  # back to the burst, not above it
+    assert bucket.reserve(50) == 0.0
+
+
+async def test_a_wait_that_ends_keeps_its_bytes_charged() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(100_000, burst_bytes=100, clock=clock)
+    await paced(bucket, 1100)  # 10 ms of debt, waited out in real time
+    assert bucket.level == pytest.approx(-1000)  # the fake clock did not move: still charged

@@ -11,10 +11,15 @@ Both are plain synchronous state with no I/O, so they are tested with a fake clo
   (debt) and the caller waits until the debt is paid. Waits are handed out in reservation
   order, so the long-run rate never exceeds the limit however many uploads share it, and a
   chunk of any size is allowed (it just waits longer).
+
+``paced`` is the sender's side: reserve, wait, and give the bytes back if the wait is
+cancelled (the child went away, or stopped a twin request), so a stopped upload does not make
+the next one wait for bytes that were never sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -76,6 +81,11 @@ class TokenBucket:
         self._level -= nbytes
         return max(0.0, -self._level / self.rate)
 
+    def refund(self, nbytes: int) -> None:
+        """Give back ``nbytes`` reserved and never sent (up to the burst)."""
+        self._refill()
+        self._level = min(self.burst, self._level + nbytes)
+
     @property
     def level(self) -> float:
         """Tokens available now (negative: debt still to be waited out)."""
@@ -87,3 +97,15 @@ class TokenBucket:
         elapsed = max(0.0, now - self._updated)
         self._updated = now
         self._level = min(self.burst, self._level + elapsed * self.rate)
+
+
+async def paced(bucket: TokenBucket, nbytes: int) -> None:
+    """Wait until ``nbytes`` may be sent; cancelled while waiting, they go back to ``bucket``."""
+    delay = bucket.reserve(nbytes)
+    if delay <= 0:
+        return
+    try:
+        await asyncio.sleep(delay)
+    except asyncio.CancelledError:
+        bucket.refund(nbytes)
+        raise

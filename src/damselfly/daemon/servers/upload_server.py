@@ -66,7 +66,7 @@ from damselfly.core.digests import PIECE_DIGEST_ALGORITHM
 from damselfly.core.errors import DamselflyError
 from damselfly.daemon.servers.private_access import PrivateAccess
 from damselfly.daemon.servers.upload_guard import ConnectionGuard, UploadLimits
-from damselfly.daemon.servers.upload_limits import TokenBucket, UploadSlots
+from damselfly.daemon.servers.upload_limits import TokenBucket, UploadSlots, paced
 from damselfly.daemon.servers.upload_statistics import UploadCounters, UploadStatistics
 from damselfly.daemon.servers.upload_tasks import (
     SharedTask,
@@ -370,9 +370,7 @@ class UploadServer:
 
     async def _throttle(self, nbytes: int) -> None:
         if self._bucket is not None:
-            delay = self._bucket.reserve(nbytes)
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await paced(self._bucket, nbytes)
 
     async def _piece_corrupt(
         self, request: web.Request, response: web.StreamResponse, task: SharedTask, piece: PieceMeta
