@@ -8,7 +8,8 @@ import json
 import pytest
 
 from damselfly.api.hf_compat import IncompleteSnapshotError
-from damselfly.api.offline import cached_snapshot, hub_offline
+from damselfly.api.offline import cached_snapshot
+from damselfly.config.hub_env import hub_offline
 from damselfly.download.hub_trees import missing_files, read_listing
 
 COMMIT = "a" * 40

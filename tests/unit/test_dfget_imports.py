@@ -4,6 +4,12 @@ a daemon). Checked in a fresh interpreter, where nothing is imported yet."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import pytest
+
 from damselfly.testing.imports import imported_by
 
 HEAVY = (
@@ -94,3 +100,59 @@ def test_the_api_package_imports_its_functions_when_first_used():
 
     assert api.snapshot_download.__module__ == "damselfly.api.hf"
     assert api.hf_hub_download.__module__ == "damselfly.api.hf"
+
+
+HUB_HANDOFF = """
+from pathlib import Path
+from damselfly.cli import dfget
+from damselfly.cli.daemon_client import Handoff
+from damselfly.cli.dfget_args import parse_args
+from damselfly.cli.dfget_jobs import request_fields
+from damselfly.cli.hub_cache import offline_requested
+args = parse_args(["hf://o/r/config.json", "-O", "/tmp/c.json"], {"HOME": "/h"})
+request = dfget.hub_defaults(dfget._model(request_fields(args, {"HOME": "/h"}, Path("/")), "warn"))
+assert offline_requested(request, {"HF_HUB_OFFLINE": "1"}) == "HF_HUB_OFFLINE"
+assert offline_requested(request, {}) is None
+assert Handoff.of(request).body
+"""
+
+
+def test_a_hub_file_goes_to_the_daemon_without_the_cache_lookup():
+    """An hf:// file handed to the daemon builds its request model, but the hub caches are
+    read only offline or when the hub is down: their modules (hub layouts, the download
+    pipeline, ~40 ms) stay out, and so does the HTTP client."""
+    loaded = imported_by("damselfly.cli.dfget", then=HUB_HANDOFF)
+    assert "damselfly.cli.hub_cache" in loaded
+    lookup = {"damselfly.api.offline", "damselfly.download.hub_layouts", "aiohttp"}
+    assert sorted(loaded & (lookup | {"damselfly.download.request_jobs"})) == []
+
+
+PLUGINS = """
+import os, sys
+from damselfly.cli import dfget
+sys.argv = ["dfget", "--version"]
+try:
+    dfget.main()
+except SystemExit:
+    pass
+print("PLUGINS=" + repr(os.environ.get("PYDANTIC_DISABLE_PLUGINS")), file=sys.stderr)
+"""
+
+
+def _plugins_setting(env: dict[str, str]) -> str:
+    done = subprocess.run([sys.executable, "-c", PLUGINS], capture_output=True, text=True, env=env)
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_the_dfget_command_skips_pydantics_plugin_search_unless_told_otherwise():
+    """The command (not an in-process caller) turns off pydantic's plugin search, which reads
+    every installed package's metadata; a value the user set is kept."""
+    env_before = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    assert _plugins_setting(env) == "PLUGINS='__all__'"
+    assert _plugins_setting(env | {"PYDANTIC_DISABLE_PLUGINS": "mine"}) == "PLUGINS='mine'"
+    from damselfly.cli.dfget import main
+
+    with pytest.raises(SystemExit):
+        main(["--version"], {"HOME": "/h"})
+    assert os.environ.get("PYDANTIC_DISABLE_PLUGINS") == env_before

@@ -27,6 +27,7 @@ from damselfly.api.hf_compat import DryRunError, as_hf_error
 from damselfly.api.hf_repo import HubRepo, cache_repo_dir, file_url, hub_layout, patterns
 from damselfly.api.progress import TqdmObserver
 from damselfly.api.runner import run_download
+from damselfly.config.hub_env import hub_offline
 from damselfly.config.paths import store_dir
 from damselfly.core.errors import DamselflyError
 from damselfly.download.hub_layouts import HfCacheLayout, download_hub_file, entry_from_stat
@@ -132,7 +133,7 @@ def _snapshot(
         restore = _restorer(repo, cache_dir, local_dir, storage_dir)
         return offline.cached_snapshot(repo_dir, repo.revision, local, selection, "", restore)
 
-    if local_only or offline.hub_offline(os.environ):
+    if local_only or hub_offline(os.environ):
         return _offline(cached, repo, dry_run, "snapshot", local_only)
     job = TreeJob(
         template=repo.template(layout.root),
@@ -186,7 +187,7 @@ def _file(
         restore = _restorer(repo, cache_dir, local_dir, storage_dir)
         return offline.cached_file(repo_dir, repo.revision, path, local, restore)
 
-    if local_only or offline.hub_offline(os.environ):
+    if local_only or hub_offline(os.environ):
         return _offline(cached, repo, dry_run, path, local_only)
 
     async def info(ctx: DownloadContext) -> Any:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,16 +44,8 @@ log = logging.getLogger("damselfly.api")
 T = TypeVar("T")
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-_TRUE = frozenset({"1", "true", "yes", "on"})
 _RAISED_AS_IS = (HubRevisionNotFoundError, HubEntryNotFoundError)
 _RAISED_WHEN_MISSING = (HubRepoNotFoundError, HubGatedRepoError, SourceAuthError)
-
-
-def hub_offline(env: Mapping[str, str]) -> bool:
-    """``HF_HUB_OFFLINE``, else ``TRANSFORMERS_OFFLINE`` when that one is unset or empty, as
-    huggingface_hub reads them (true: 1, ON, YES, TRUE)."""
-    value = env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().lower() in _TRUE
 
 
 def cached_commit(repo_dir: Path, revision: str) -> str | None:

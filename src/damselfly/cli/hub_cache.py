@@ -10,6 +10,10 @@ download would have printed (the cache path) and no bytes moved. A snapshot that
 listing (``trees/<commit>.json``) shows incomplete for what ``-r`` selects is an error, unless
 the standalone piece store (``--storage-dir``) still holds the missing files: they are put
 back (``download/hub_restore.py``).
+
+Only ``run_or_cached`` and the environment check are imported up front: a hub file handed to
+the daemon never looks at a cache, and the lookup's modules (hub layouts, the download
+pipeline) were ~40 ms of every such dfget (issue 15: small files); the lookup imports them.
 """
 
 from __future__ import annotations
@@ -17,10 +21,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from damselfly.api.offline import Restorer, cached_file, cached_snapshot, hub_offline
-from damselfly.backends.hf_options import HfOptions
-from damselfly.backends.modelscope_options import ModelScopeOptions
+from damselfly.config.hub_env import hub_offline, modelscope_offline
 from damselfly.core.errors import (
     DamselflyError,
     SourceTimeoutError,
@@ -28,12 +31,13 @@ from damselfly.core.errors import (
     shorten,
 )
 from damselfly.core.urls import HubUrl
-from damselfly.download.hub_layouts import HfCacheLayout, HfLocalDirLayout, ModelScopeCacheLayout
-from damselfly.download.request import DownloadRequest
-from damselfly.download.request_jobs import build_hub_layout
 from damselfly.protocol.local_api import RunResult
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
+if TYPE_CHECKING:
+    from damselfly.api.offline import Restorer
+    from damselfly.download.hub_layouts import HfCacheLayout
+    from damselfly.download.request import DownloadRequest
+
 _HUB_DOWN_WORDS = ("unreachable", "did not answer")
 
 
@@ -43,11 +47,11 @@ class OfflineCacheMissError(DamselflyError, FileNotFoundError):
 
 def offline_requested(request: DownloadRequest, env: Mapping[str, str]) -> str | None:
     """The setting that turns the hub off for this request, if one is set."""
-    source = request.resolved_source
-    if isinstance(source, HfOptions) and hub_offline(env):
+    url = request.source_url  # a hub's scheme is its options' (``HfOptions``, ...)
+    scheme = url.scheme if isinstance(url, HubUrl) else ""
+    if scheme == "hf" and hub_offline(env):
         return "HF_HUB_OFFLINE"
-    ms_offline = env.get("MODELSCOPE_OFFLINE", "").strip().lower() in _TRUE
-    if isinstance(source, ModelScopeOptions) and ms_offline:
+    if scheme == "modelscope" and modelscope_offline(env):
         return "MODELSCOPE_OFFLINE"
     return None
 
@@ -55,6 +59,16 @@ def offline_requested(request: DownloadRequest, env: Mapping[str, str]) -> str |
 def cached_location(request: DownloadRequest, store_root: Path | None = None) -> str | None:
     """Where the caches already hold what ``request`` asks for (``None``: they do not); files
     the HF cache lost are asked of the piece store at ``store_root`` (``hub_restore.py``)."""
+    from damselfly.api.offline import cached_file, cached_snapshot
+    from damselfly.backends.hf_options import HfOptions
+    from damselfly.backends.modelscope_options import ModelScopeOptions
+    from damselfly.download.hub_layouts import (
+        HfCacheLayout,
+        HfLocalDirLayout,
+        ModelScopeCacheLayout,
+    )
+    from damselfly.download.request_jobs import build_hub_layout
+
     url = request.source_url
     if not isinstance(url, HubUrl):
         return None
