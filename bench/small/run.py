@@ -8,7 +8,10 @@ test origin; start a scheduler and one dfdaemon on loopback (untimed, as in
 
 - ``lone``: the daemon alone (the scheduler sends it to the origin: it is the origin reader);
 - ``seed``: a ``dfdaemon --seed`` joins, so each cold task is a seed job and the daemon
-  downloads it from the seed, as a node of a cluster with seeds does.
+  downloads it from the seed, as a node of a cluster with seeds does;
+- ``hub``: the same files as ``hf://bench/small/<name>`` from the project's test hub
+  (``damselfly.testing.hf_hub``, ``HF_ENDPOINT`` in dfget's environment), seed still there:
+  dfget resolves the hub's options (the request model, pydantic) before it hands off.
 
 and in each, for every file: one *cold* download (a task no daemon holds), then, after all
 cold ones, one *cached* download of each (a cache hit). Two clients, on separate halves of the
@@ -55,6 +58,8 @@ from bench.common.workspace import (  # noqa: E402
     shm_directory,
     write_random,
 )
+from bench.hub.repo import ModelRepo  # noqa: E402
+from bench.hub.workspace import Hub, hub_process  # noqa: E402
 from bench.single.workspace import origin_process  # noqa: E402
 from bench.swarm.metrics import wait_metrics  # noqa: E402
 
@@ -64,6 +69,7 @@ BIN = Path(sys.executable).parent
 _SCHEDULER = re.compile(r"scheduler listening: grpc=(?P<grpc>\S+) metrics=(?P<metrics>\S+)")
 _DAEMON = re.compile(r"dfdaemon ready: .* socket=(?P<socket>\S+) metrics=http://(?P<metrics>\S+)")
 CLIENTS = ("process", "in-process")
+HUB_REPO = "bench/small"
 PHASES = ("cold", "cached")
 
 
@@ -133,14 +139,20 @@ class Node:
 
 
 class Downloads:
-    """One dfget per call, through the node's daemon; checks the bytes afterwards."""
+    """One dfget per call, through the node's daemon; checks the bytes afterwards. ``base`` is
+    the URL the file names go under (``http://origin`` or ``hf://owner/repo``); ``env`` is
+    added to dfget's environment (the hub's endpoint)."""
 
-    def __init__(self, node: Node, base_url: str, sources: dict[str, str]) -> None:
-        self._node, self._base, self._sources = node, base_url, sources
+    def __init__(self, node: Node, base: str, sources: dict[str, str]) -> None:
+        self._node, self._base, self._sources = node, base, sources
         self._fallback = node.root / "dfget-fallback-store"
         self._outputs = node.root / "outputs"
         self._outputs.mkdir(exist_ok=True)
         self._count = 0
+        self.env: dict[str, str] = {}
+
+    def serve_from(self, base: str, env: dict[str, str]) -> None:
+        self._base, self.env = base, env
 
     def argv(self, name: str, output: Path) -> list[str]:
         argv = [f"{self._base}/{name}", "-O", str(output), "-e", str(self._node.socket)]
@@ -153,16 +165,22 @@ class Downloads:
         started = time.perf_counter()
         if client == "process":
             done = subprocess.run(
-                [str(BIN / "dfget"), *argv], capture_output=True, text=True, env=child_env()
+                [str(BIN / "dfget"), *argv],
+                capture_output=True,
+                text=True,
+                env=child_env() | self.env,
             )
             code, why = done.returncode, done.stderr.strip()
         else:
-            code, why = _dfget_main(argv), "see above"
+            code, why = _dfget_main(argv, self.env), "see above"
         millis = 1000 * (time.perf_counter() - started)
         if code != 0:
             raise BenchError(f"dfget {name} ({client}) exited {code}: {why}")
         self._check(name, output)
         return millis
+
+    def add_sources(self, sources: dict[str, str]) -> None:
+        self._sources |= sources
 
     def _check(self, name: str, output: Path) -> None:
         if sha256_of(output) != self._sources[name]:
@@ -172,10 +190,10 @@ class Downloads:
             raise BenchError("dfget downloaded without the daemon (its own store has content)")
 
 
-def _dfget_main(argv: list[str]) -> int:
+def _dfget_main(argv: list[str], env: dict[str, str]) -> int:
     from damselfly.cli.dfget import main  # imported once, by the first in-process call
 
-    return main(argv, child_env())
+    return main(argv, child_env() | env)
 
 
 def run_topology(downloads: Downloads, topology: str, names: list[str]) -> list[Row]:
@@ -192,11 +210,14 @@ def run_topology(downloads: Downloads, topology: str, names: list[str]) -> list[
 
 def run(args: argparse.Namespace) -> list[Row]:
     with shm_directory(keep=args.keep) as root, contextlib.ExitStack() as stack:
-        sources = {}
+        sources, hub_sources = {}, {}
         for i in range(4 * args.files + 1):  # the last one warms the in-process client up
             sources[f"config-{i}.json"] = write_random(
                 root / "origin" / f"config-{i}.json", args.size
             )
+        for i in range(2 * args.files + 1):
+            name = f"hub-config-{i}.json"
+            hub_sources[name] = write_random(root / "hub-repo" / name, args.size)
         origin = stack.enter_context(origin_process(root / "origin", root / "origin.log"))
         node = Node(root, stack)
         downloads = Downloads(node, origin.base_url, sources)
@@ -206,7 +227,25 @@ def run(args: argparse.Namespace) -> list[Row]:
         lone, seeded = names[: 2 * args.files], names[2 * args.files : 4 * args.files]
         rows = run_topology(downloads, "lone", lone)
         node.add_seed()
-        return rows + run_topology(downloads, "seed", seeded)
+        rows += run_topology(downloads, "seed", seeded)
+        hub = stack.enter_context(_hub(root, args.size))
+        downloads.serve_from(f"hf://{HUB_REPO}", _hub_env(hub.endpoint, root / "hf-home"))
+        downloads.add_sources(hub_sources)
+        hub_names = list(hub_sources)
+        if args.warm_up:  # hf:// imports the hub's options model: outside the timed runs too
+            downloads.timed("in-process", hub_names[-1])
+        return rows + run_topology(downloads, "hub", hub_names[: 2 * args.files])
+
+
+def _hub(root: Path, size: int) -> contextlib.AbstractContextManager[Hub]:
+    """The project's test hub serving ``root/hub-repo`` as ``HUB_REPO`` (small files: no LFS)."""
+    repo = ModelRepo(HUB_REPO, root / "hub-repo", ())
+    return hub_process(repo, root / "hub.log", shard_size=max(size, 1024 * 1024))
+
+
+def _hub_env(endpoint: str, hf_home: Path) -> dict[str, str]:
+    """dfget pointed at the test hub, with an empty ``HF_HOME`` (no token, no cache)."""
+    return {"HF_ENDPOINT": endpoint, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_XET": "1"}
 
 
 def print_table(rows: Sequence[Row]) -> None:

@@ -108,23 +108,45 @@ from damselfly.cli import dfget
 from damselfly.cli.daemon_client import Handoff
 from damselfly.cli.dfget_args import parse_args
 from damselfly.cli.dfget_jobs import request_fields
-from damselfly.cli.hub_cache import offline_requested
-args = parse_args(["hf://o/r/config.json", "-O", "/tmp/c.json"], {"HOME": "/h"})
-request = dfget.hub_defaults(dfget._model(request_fields(args, {"HOME": "/h"}, Path("/")), "warn"))
-assert offline_requested(request, {"HF_HUB_OFFLINE": "1"}) == "HF_HUB_OFFLINE"
-assert offline_requested(request, {}) is None
-assert Handoff.of(request).body
+from damselfly.cli.hub_cache import run_or_cached_lazily
+env = {"HOME": "/h", "HF_TOKEN": "hf_x"}
+args = parse_args(["hf://o/r/config.json"], env)
+fields = request_fields(args, env, Path("/"), plain=True)
+dfget._plain_hub_defaults(fields)
+assert fields["source"] == {
+    "token": "hf_x", "revision": "main", "endpoint": "https://huggingface.co", "cache": True
+}, fields["source"]
+assert Handoff.from_fields(fields).body
 """
 
 
-def test_a_hub_file_goes_to_the_daemon_without_the_cache_lookup():
-    """An hf:// file handed to the daemon builds its request model, but the hub caches are
-    read only offline or when the hub is down: their modules (hub layouts, the download
-    pipeline, ~40 ms) stay out, and so does the HTTP client."""
+def test_a_hub_file_goes_to_the_daemon_without_pydantic_or_the_cache_lookup():
+    """An hf:// file handed to the daemon: its options resolved as the model's JSON, neither
+    the request model (pydantic, ~100 ms with the options models) nor the hub caches' lookup
+    (hub layouts, the download pipeline, ~40 ms) nor the HTTP client is imported."""
     loaded = imported_by("damselfly.cli.dfget", then=HUB_HANDOFF)
     assert "damselfly.cli.hub_cache" in loaded
-    lookup = {"damselfly.api.offline", "damselfly.download.hub_layouts", "aiohttp"}
-    assert sorted(loaded & (lookup | {"damselfly.download.request_jobs"})) == []
+    heavy = {"pydantic", "damselfly.download.request", "damselfly.backends.hf_options"}
+    heavy |= {"damselfly.api.offline", "damselfly.download.hub_layouts", "aiohttp"}
+    assert sorted(loaded & heavy) == []
+
+
+def test_plain_hub_options_are_what_the_model_writes():
+    """The JSON dfget sends for hf:// without the model is the model's own JSON."""
+    from pathlib import Path
+
+    from damselfly.cli.dfget_args import parse_args
+    from damselfly.cli.dfget_jobs import request_fields
+    from damselfly.download.request import DownloadRequest
+
+    env = {"HOME": "/h", "HF_ENDPOINT": "https://mirror.example/hf/"}
+    argv = ["hf://datasets/o/r/a.json", "-O", "/tmp/a.json", "--hf-revision", "v1"]
+    args = parse_args([*argv, "--hf-token", "hf_t"], env)
+    plain = request_fields(args, env, Path("/"), plain=True)
+    model = request_fields(args, env, Path("/"))
+    assert isinstance(plain["source"], dict)
+    assert DownloadRequest(**plain).to_json() == DownloadRequest(**model).to_json()
+    assert plain["source"]["endpoint"] == "https://mirror.example/hf"
 
 
 PLUGINS = """

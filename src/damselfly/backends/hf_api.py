@@ -146,6 +146,26 @@ def signed_url_expiry(url: str) -> float | None:
     return None
 
 
+def hf_option_values(
+    *,
+    token: str | None,
+    revision: str | None,
+    endpoint: str | None,
+    env: Mapping[str, str],
+    cache: bool = False,
+) -> dict[str, str | bool | None]:
+    """hf:// options as ``HfOptions`` writes them in a request's JSON (the token in clear: it
+    goes to the local daemon only), resolved without the model: explicit values, else the
+    environment, else the defaults (module doc)."""
+    base = endpoint or env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
+    return {
+        "token": resolve_hf_token(token, env),
+        "revision": revision or DEFAULT_REVISION,
+        "endpoint": base.rstrip("/"),
+        "cache": cache,
+    }
+
+
 def resolve_hf_token(explicit: str | None, env: Mapping[str, str]) -> str | None:
     """The token to use: explicit, else ``HF_TOKEN``, else the token file (see module doc)."""
     for candidate in (explicit, env.get("HF_TOKEN"), env.get("HUGGING_FACE_HUB_TOKEN")):

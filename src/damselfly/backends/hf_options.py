@@ -11,11 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from pydantic import SecretStr
-
-from damselfly.backends.hf_api import DEFAULT_ENDPOINT, DEFAULT_REVISION, resolve_hf_token
+from damselfly.backends.hf_api import DEFAULT_ENDPOINT, DEFAULT_REVISION, hf_option_values
 from damselfly.backends.hub_options import HubOptions
-from damselfly.backends.option_specs import Flags
 
 
 class HfOptions(HubOptions):
@@ -34,22 +31,7 @@ class HfOptions(HubOptions):
         env: Mapping[str, str],
         cache: bool = False,
     ) -> HfOptions:
-        found = resolve_hf_token(token, env)
-        base = endpoint or env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
-        return cls(
-            token=SecretStr(found) if found else None,
-            revision=revision or DEFAULT_REVISION,
-            endpoint=base.rstrip("/"),
-            cache=cache,
+        values = hf_option_values(
+            token=token, revision=revision, endpoint=endpoint, env=env, cache=cache
         )
-
-
-def resolve_hf_options(flags: Flags, env: Mapping[str, str]) -> HfOptions:
-    """dfget's ``--hf-*`` flags (``option_flags.py``) and the environment, as options."""
-    return HfOptions.resolve(
-        token=flags.get("hf_token"),
-        revision=flags.get("hf_revision"),
-        endpoint=flags.get("hf_base_url"),
-        env=env,
-        cache=bool(flags.get("hf_cache")),
-    )
+        return cls.model_validate(values)  # the token becomes a ``SecretStr`` here

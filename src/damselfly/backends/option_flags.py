@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from damselfly.backends.option_specs import FlagDefaults, Flags, OptionsSpec, flag_group
 from damselfly.core.schemes import OBJECT_STORE_SCHEMES
@@ -70,9 +70,21 @@ def _hf_model() -> type[SourceOptions]:
 
 
 def _hf_resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> SourceOptions:
-    from damselfly.backends.hf_options import resolve_hf_options
+    from damselfly.backends.hf_options import HfOptions
 
-    return resolve_hf_options(flags, env)
+    return HfOptions.model_validate(_hf_plain(flags, env, scheme))
+
+
+def _hf_plain(flags: Flags, env: Mapping[str, str], scheme: str) -> dict[str, Any]:
+    from damselfly.backends.hf_api import hf_option_values  # no model: no pydantic
+
+    return hf_option_values(
+        token=flags.get("hf_token"),
+        revision=flags.get("hf_revision"),
+        endpoint=flags.get("hf_base_url"),
+        env=env,
+        cache=bool(flags.get("hf_cache")),
+    )
 
 
 def _ms_model() -> type[SourceOptions]:
@@ -104,6 +116,7 @@ HF_OPTIONS = OptionsSpec(
     schemes=frozenset({"hf"}),
     load_model=_hf_model,
     resolve=_hf_resolve,
+    resolve_plain=_hf_plain,
     add_flags=_hf_flags,
     env_names=frozenset({"HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_CACHE"}),
     env_prefixes=("HF_",),

@@ -34,6 +34,7 @@ class FlagDefaults(Protocol):
 Flags = Mapping[str, Any]  # parsed flags by dest (``vars(argparse.Namespace)``)
 AddFlags = Callable[[argparse.ArgumentParser, FlagDefaults], None]
 Resolve = Callable[[Flags, Mapping[str, str], str], "SourceOptions"]  # flags, env, scheme
+PlainResolve = Callable[[Flags, Mapping[str, str], str], dict[str, Any]]  # the model's JSON
 
 
 def _no_flags(parser: argparse.ArgumentParser, defaults: FlagDefaults) -> None:
@@ -55,6 +56,9 @@ class OptionsSpec(NamedTuple):
     env_prefixes: tuple[str, ...] = ()
     # for a scheme ``core/urls.py`` does not know: its URLs in one of the core URL shapes
     url_parser: UrlParser | None = None
+    # ``resolve`` without the model: the JSON it would write (dfget hands a file of this scheme
+    # to its daemon without importing pydantic); None: only the model
+    resolve_plain: PlainResolve | None = None
 
     @property
     def model(self) -> type[SourceOptions]:
@@ -86,6 +90,17 @@ class OptionsCatalog:
         """The options of ``url``'s scheme from the flags and environment (``None``: none)."""
         scheme = scheme_of(url)
         spec = self.spec_for(scheme)
+        return spec.resolve(flags, env, scheme) if spec is not None else None
+
+    def resolve_plain(
+        self, url: str, flags: Flags, env: Mapping[str, str]
+    ) -> SourceOptions | dict[str, Any] | None:
+        """``resolve``, as the model's JSON where the scheme's spec can give it without the
+        model (``OptionsSpec.resolve_plain``), else as the model."""
+        scheme = scheme_of(url)
+        spec = self.spec_for(scheme)
+        if spec is not None and spec.resolve_plain is not None:
+            return spec.resolve_plain(flags, env, scheme)
         return spec.resolve(flags, env, scheme) if spec is not None else None
 
     def parse_url(self, url: str) -> SourceUrl:

@@ -59,18 +59,52 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    fields = request_fields(args, env, Path.cwd())
-    if fields["source"] is None:  # a scheme without options: no request model on the way
-        if fields["output"] is None:
-            raise UsageError("-O/--output is required")
-        display = make_display(enabled=not args.no_progress, many_files=args.recursive)
-        handoff = Handoff.from_fields(fields)
-        result = fetch(args, env, display, handoff, lambda: _model(fields, args.log_level))
+    fields = request_fields(args, env, Path.cwd(), plain=True)
+    if fields["source"] is None or isinstance(fields["source"], dict):
+        result = _run_plain(args, env, fields)
     else:
         result = _run_with_options(args, env, _model(fields, args.log_level))
     _summarise(result, args.log_level)
     sys.stdout.write(result.stdout)
     return EXIT_OK
+
+
+def _run_plain(
+    args: argparse.Namespace, env: Mapping[str, str], fields: dict[str, Any]
+) -> RunResult:
+    """No request model on the way: a scheme without options, or hf:// with its options as
+    JSON. The model is built only if dfget downloads by itself or a hub's cache answers."""
+    if fields["source"] is not None:
+        _plain_hub_defaults(fields)
+    elif fields["output"] is None:
+        raise UsageError("-O/--output is required")
+    display = make_display(enabled=not args.no_progress, many_files=args.recursive)
+    handoff = Handoff.from_fields(fields)
+
+    def model() -> DownloadRequest:
+        return _model(fields, args.log_level)
+
+    def attempt() -> RunResult:
+        return fetch(args, env, display, handoff, model)
+
+    if fields["source"] is None:
+        return attempt()
+    from damselfly.cli.hub_cache import run_or_cached_lazily
+    from damselfly.core.urls import parse_url
+
+    store = store_dir(args.storage_dir, env)
+    return run_or_cached_lazily("dfget", parse_url(fields["url"]), model, env, attempt, store)
+
+
+def _plain_hub_defaults(fields: dict[str, Any]) -> None:
+    """``hub_defaults`` on plain fields: a repo URL needs -r; without -O, the hub's cache."""
+    from damselfly.core.urls import HubUrl, parse_url
+
+    url = parse_url(fields["url"])
+    if isinstance(url, HubUrl) and not url.path and not fields["recursive"]:
+        raise UsageError(f"{url.redacted()} names a repository, not a file: use -r")
+    if fields["output"] is None:
+        fields["source"] = {**fields["source"], "cache": True}
 
 
 def _run_with_options(

@@ -9,8 +9,9 @@ daemon may not be able to read it.
 
 ``request_fields`` gives the request as the keyword arguments of ``DownloadRequest``, checked
 as the model checks them (``request_checks.request_problems``) but without building it: for a
-scheme without options of its own (http, https, file) dfget hands those fields to the daemon as
-JSON and never imports pydantic (issue 15: a small file in under 150 ms, start-up included).
+scheme without options of its own (http, https, file), and for hf:// with its options resolved
+as plain JSON (``plain=True``), dfget hands those fields to the daemon as JSON and never
+imports pydantic (issue 15: a small file in under 150 ms, start-up included).
 ``request_from_args`` builds the model, for everything else.
 """
 
@@ -39,9 +40,14 @@ def request_from_args(
     return DownloadRequest(**request_fields(args, env, cwd))
 
 
-def request_fields(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) -> dict[str, Any]:
+def request_fields(
+    args: argparse.Namespace, env: Mapping[str, str], cwd: Path, *, plain: bool = False
+) -> dict[str, Any]:
     """The request's fields (see the module docstring); ``source`` is the scheme's resolved
-    options, or ``None`` for a scheme that has none."""
+    options, or ``None`` for a scheme that has none. ``plain``: the options as the model's
+    JSON where the scheme can give them without the model (hf://), else the model."""
+    catalog = options_catalog()
+    resolve = catalog.resolve_plain if plain else catalog.resolve
     fields = dict(
         url=args.url,
         output=str(cwd / args.output) if args.output else None,
@@ -64,7 +70,7 @@ def request_fields(args: argparse.Namespace, env: Mapping[str, str], cwd: Path) 
         origin_retries=args.origin_retries,
         concurrent_pieces=args.concurrent_pieces,
         back_to_source=not args.disable_back_to_source,
-        source=options_catalog().resolve(args.url, vars(args), env),
+        source=resolve(args.url, vars(args), env),
         env=job_env(env),
     )
     for problem in request_problems(types.SimpleNamespace(**fields)):

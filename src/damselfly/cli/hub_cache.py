@@ -30,7 +30,7 @@ from damselfly.core.errors import (
     SourceUnreachableError,
     shorten,
 )
-from damselfly.core.urls import HubUrl
+from damselfly.core.urls import HubUrl, SourceUrl
 from damselfly.protocol.local_api import RunResult
 
 if TYPE_CHECKING:
@@ -47,8 +47,11 @@ class OfflineCacheMissError(DamselflyError, FileNotFoundError):
 
 def offline_requested(request: DownloadRequest, env: Mapping[str, str]) -> str | None:
     """The setting that turns the hub off for this request, if one is set."""
-    url = request.source_url  # a hub's scheme is its options' (``HfOptions``, ...)
-    scheme = url.scheme if isinstance(url, HubUrl) else ""
+    return _offline_setting(request.source_url, env)
+
+
+def _offline_setting(url: SourceUrl, env: Mapping[str, str]) -> str | None:
+    scheme = url.scheme if isinstance(url, HubUrl) else ""  # a hub's options go with its scheme
     if scheme == "hf" and hub_offline(env):
         return "HF_HUB_OFFLINE"
     if scheme == "modelscope" and modelscope_offline(env):
@@ -114,19 +117,31 @@ def run_or_cached(
     store_root: Path | None = None,
 ) -> RunResult:
     """``run()``, or the caches' answer when the hub is off or unreachable (module doc)."""
-    if not isinstance(request.source_url, HubUrl):
+    return run_or_cached_lazily(prog, request.source_url, lambda: request, env, run, store_root)
+
+
+def run_or_cached_lazily(
+    prog: str,
+    url: SourceUrl,
+    request: Callable[[], DownloadRequest],
+    env: Mapping[str, str],
+    run: Callable[[], RunResult],
+    store_root: Path | None = None,
+) -> RunResult:
+    """``run_or_cached`` for a request built by ``request()`` only if a cache must answer."""
+    if not isinstance(url, HubUrl):
         return run()  # only the hubs have caches to answer from
-    setting = offline_requested(request, env)
+    setting = _offline_setting(url, env)
     if setting is not None:
-        return _from_cache(prog, request, f"{setting} is set", store_root, warn=False)
+        return _from_cache(prog, request(), f"{setting} is set", store_root, warn=False)
     try:
         return run()
     except (SourceUnreachableError, SourceTimeoutError) as error:
-        return _from_cache(prog, request, str(error), store_root, warn=True, cause=error)
+        return _from_cache(prog, request(), str(error), store_root, warn=True, cause=error)
     except DamselflyError as error:  # a daemon's failure arrives as its message
         if not any(word in str(error) for word in _HUB_DOWN_WORDS):
             raise
-        return _from_cache(prog, request, str(error), store_root, warn=True, cause=error)
+        return _from_cache(prog, request(), str(error), store_root, warn=True, cause=error)
 
 
 def _from_cache(
