@@ -131,22 +131,37 @@ def test_a_hub_file_goes_to_the_daemon_without_pydantic_or_the_cache_lookup():
     assert sorted(loaded & heavy) == []
 
 
-def test_plain_hub_options_are_what_the_model_writes():
-    """The JSON dfget sends for hf:// without the model is the model's own JSON."""
+@pytest.mark.parametrize(
+    ("argv", "env", "endpoint"),
+    [
+        (
+            ["hf://datasets/o/r/a.json", "--hf-revision", "v1", "--hf-token", "hf_t"],
+            {"HF_ENDPOINT": "https://mirror.example/hf/"},
+            "https://mirror.example/hf",
+        ),
+        (
+            ["modelscope://o/r/a.json", "--ms-revision", "v1", "--ms-token", "ms_t"],
+            {"MODELSCOPE_DOMAIN": "ms.example"},
+            "https://ms.example",
+        ),
+    ],
+)
+def test_plain_hub_options_are_what_the_model_writes(argv, env, endpoint):
+    """The JSON dfget sends for a hub URL without the model is the model's own JSON."""
     from pathlib import Path
 
     from damselfly.cli.dfget_args import parse_args
     from damselfly.cli.dfget_jobs import request_fields
     from damselfly.download.request import DownloadRequest
 
-    env = {"HOME": "/h", "HF_ENDPOINT": "https://mirror.example/hf/"}
-    argv = ["hf://datasets/o/r/a.json", "-O", "/tmp/a.json", "--hf-revision", "v1"]
-    args = parse_args([*argv, "--hf-token", "hf_t"], env)
+    env = {"HOME": "/h", "MODELSCOPE_HOME": "/h/none", **env}
+    args = parse_args([*argv, "-O", "/tmp/a.json"], env)
     plain = request_fields(args, env, Path("/"), plain=True)
     model = request_fields(args, env, Path("/"))
     assert isinstance(plain["source"], dict)
+    assert not isinstance(model["source"], dict)
     assert DownloadRequest(**plain).to_json() == DownloadRequest(**model).to_json()
-    assert plain["source"]["endpoint"] == "https://mirror.example/hf"
+    assert plain["source"]["endpoint"] == endpoint
 
 
 PLUGINS = """

@@ -99,6 +99,12 @@ def _ms_resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> SourceOpti
     return resolve_ms_options(flags, env)
 
 
+def _ms_plain(flags: Flags, env: Mapping[str, str], scheme: str) -> dict[str, Any]:
+    from damselfly.backends.modelscope_values import ms_flag_values  # no model: no pydantic
+
+    return ms_flag_values(flags, env)
+
+
 def _store_model() -> type[SourceOptions]:
     from damselfly.backends.objectstore_options import ObjectStoreOptions
 
@@ -127,6 +133,7 @@ MODELSCOPE_OPTIONS = OptionsSpec(
     schemes=frozenset({"modelscope"}),
     load_model=_ms_model,
     resolve=_ms_resolve,
+    resolve_plain=_ms_plain,
     add_flags=_ms_flags,
     env_prefixes=("MODELSCOPE_",),
 )
