@@ -11,7 +11,7 @@ test origin; start a scheduler and one dfdaemon on loopback (untimed, as in
   downloads it from the seed, as a node of a cluster with seeds does;
 - ``hub``: the same files as ``hf://bench/small/<name>`` from the project's test hub
   (``damselfly.testing.hf_hub``, ``HF_ENDPOINT`` in dfget's environment), seed still there:
-  dfget resolves the hub's options (the request model, pydantic) before it hands off.
+  dfget resolves the hub's options (token, revision, endpoint) before it hands off.
 
 and in each, for every file: one *cold* download (a task no daemon holds), then, after all
 cold ones, one *cached* download of each (a cache hit). Two clients, on separate halves of the
@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         downloads.serve_from(f"hf://{HUB_REPO}", _hub_env(hub.endpoint, root / "hf-home"))
         downloads.add_sources(hub_sources)
         hub_names = list(hub_sources)
-        if args.warm_up:  # hf:// imports the hub's options model: outside the timed runs too
+        if args.warm_up:  # the in-process client's hf:// imports, outside the timed runs too
             downloads.timed("in-process", hub_names[-1])
         return rows + run_topology(downloads, "hub", hub_names[: 2 * args.files])
 

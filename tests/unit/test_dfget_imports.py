@@ -4,6 +4,7 @@ a daemon). Checked in a fresh interpreter, where nothing is imported yet."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -53,53 +54,116 @@ def test_a_plain_download_goes_to_the_daemon_without_pydantic_or_asyncio():
 
 # A whole hand-off: dfget.main against a stand-in daemon on a unix socket that answers any POST
 # with one ``result`` event (the stand-in's own imports, ``threading``, are not in question).
+# ``@URL@``, ``@DIR@`` and ``@MORE@`` are filled in by ``_full_run``.
 FULL_RUN = r"""
-import os, socket, threading
+import os, socket, sys, threading
 from damselfly.cli.dfget import main
 d = "@DIR@"
 path = os.path.join(d, "d.sock")
 server = socket.socket(socket.AF_UNIX)
 server.bind(path)
 server.listen(1)
+asked = []
 def answer():
     conn, _ = server.accept()
     data = b""
     while b"\r\n\r\n" not in data:
         data += conn.recv(65536)
+    asked.append(data)
     line = b'{"event":"result","files":1,"bytes":2,"source_bytes":2,"peer_bytes":0}\n'
     head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(line)
     conn.sendall(head + line)
     conn.close()
 threading.Thread(target=answer, daemon=True).start()
-argv = ["http://h/f.json", "-O", os.path.join(d, "out"), "-e", path, "--no-progress"]
-assert main(argv, {"HOME": d}) == 0
+argv = ["@URL@", "-O", os.path.join(d, "out"), "-e", path, "--no-progress", @MORE@]
+assert main(argv, {"HOME": d, "HF_HOME": d}) == 0
+assert asked and asked[0].startswith(b"POST /v1/downloads "), asked
 """
+
+
+def _full_run(tmp_path, url: str, *more: str) -> str:
+    extra = ", ".join(repr(m) for m in more)
+    return FULL_RUN.replace("@DIR@", str(tmp_path)).replace("@URL@", url).replace("@MORE@", extra)
 
 
 def test_a_whole_hand_off_imports_neither_logging_nor_dataclasses(tmp_path):
     """dfget at its default log level, the daemon answering: ``logging`` (~6 ms),
     ``dataclasses`` (~7 ms, with ``inspect``) and ``shutil`` (~3 ms) stay out of the process;
     with the stand-in broken the run fails instead of passing vacuously."""
-    loaded = imported_by("damselfly.cli.dfget", then=FULL_RUN.replace("@DIR@", str(tmp_path)))
+    loaded = imported_by("damselfly.cli.dfget", then=_full_run(tmp_path, "http://h/f.json"))
     assert "damselfly.cli.local_http" in loaded
     assert sorted(loaded & {"logging", "dataclasses", "inspect", "shutil", "asyncio"}) == []
 
 
+def test_a_whole_hub_hand_off_builds_no_request_model(tmp_path):
+    """The same for an hf:// file, through ``main`` (the hub defaults, the cache wrapper)."""
+    loaded = imported_by("damselfly.cli.dfget", then=_full_run(tmp_path, "hf://o/r/c.json"))
+    assert "damselfly.cli.hub_cache" in loaded
+    heavy = {"pydantic", "damselfly.download.request", "damselfly.backends.hf_options"}
+    heavy |= {"damselfly.api.offline", "damselfly.download.hub_layouts", "aiohttp", "asyncio"}
+    assert sorted(loaded & heavy) == []
+
+
 def test_at_info_level_the_summary_is_logged(tmp_path):
-    run = FULL_RUN.replace("@DIR@", str(tmp_path))
-    loaded = imported_by(
-        "damselfly.cli.dfget", then=run.replace("]\nassert", ', "-l", "info"]\nassert')
-    )
-    assert "logging" in loaded
+    code = _full_run(tmp_path, "http://h/f.json", "-l", "info")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "dfget: INFO: 1 file(s), 2 B; 2 B from the origin" in done.stderr
 
 
-def test_the_api_package_imports_its_functions_when_first_used():
-    loaded = imported_by("damselfly.api.offline")
-    assert "aiohttp" not in loaded
-    import damselfly.api as api
+def _stand_in_daemon(path: str) -> None:
+    """One answer on a unix socket at ``path``: a ``result`` event, whatever was asked."""
+    import socket
+    import threading
 
-    assert api.snapshot_download.__module__ == "damselfly.api.hf"
-    assert api.hf_hub_download.__module__ == "damselfly.api.hf"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        line = b'{"event":"result","files":1,"bytes":2,"source_bytes":2,"peer_bytes":0}\n'
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(line) + line)
+        conn.close()
+        server.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+
+
+@pytest.fixture
+def damselfly_logger():
+    """The ``damselfly`` logger as it was before the test: ``main`` in this process sets it
+    up (its own handler, no propagation), which later tests' ``caplog`` must not inherit."""
+    import logging
+
+    logger = logging.getLogger("damselfly")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield logger
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def test_an_in_process_caller_gets_the_level_it_asks_for_each_time(tmp_path, damselfly_logger):
+    """Once ``logging`` is set up in the process (by an earlier call at debug), a hand-off at
+    the default level sets it up again: no debug lines carried over to the next call."""
+    import logging
+
+    from damselfly.cli.dfget import main
+
+    def hand_off(*more: str) -> int:
+        sock = str(tmp_path / "d.sock")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(sock)
+        _stand_in_daemon(sock)
+        argv = ["http://h/f.json", "-O", str(tmp_path / "o"), "-e", sock, "--no-progress"]
+        return main([*argv, *more], {"HOME": str(tmp_path)})
+
+    assert hand_off("-l", "debug") == 0
+    assert damselfly_logger.level == logging.DEBUG
+    assert hand_off() == 0
+    assert damselfly_logger.level == logging.WARNING
 
 
 HUB_HANDOFF = """

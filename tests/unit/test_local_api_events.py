@@ -34,7 +34,9 @@ def test_events_round_trip_as_one_line(event):
     line = encode_event(event)
     assert line.endswith(b"\n")
     assert line.count(b"\n") == 1
-    assert decode_event(line) == event
+    decoded = decode_event(line)
+    assert decoded == event
+    assert type(decoded) is type(event)  # NamedTuples of equal fields compare equal
 
 
 def test_wire_names_match_the_contract():

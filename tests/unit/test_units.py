@@ -43,7 +43,9 @@ def test_parse_duration(text, expected):
     assert parse_duration(text) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["", "0", "-5", "2x", "h", "1h 30m", "10m10"])
+@pytest.mark.parametrize(
+    "text", ["", "0", "-5", "2x", "h", "1h 30m", "10m10", "inf", "-inf", "nan", "1e999"]
+)
 def test_parse_duration_rejects(text):
     with pytest.raises(UsageError, match="--timeout"):
         parse_duration(text, what="--timeout")

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         args = parse_args(argv, env)
         debug = args.log_level == "debug"
-        if args.log_level in VERBOSE:
+        if args.log_level in VERBOSE or "logging" in sys.modules:  # set up before: again
             configure_logging("dfget", args.log_level)
         return run(args, env)
     except KeyboardInterrupt:

@@ -36,6 +36,8 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
 
 
 def _positive(value: float, text: str, what: str) -> float:
+    if value != value or value in (float("inf"), float("-inf")):  # nan, inf: not a duration
+        raise UsageError(f"{what} {quoted(text)}: expected a finite number of seconds")
     if value <= 0:
         raise UsageError(f"{what} {quoted(text)}: must be greater than zero")
     return value
