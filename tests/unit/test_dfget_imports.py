@@ -176,7 +176,7 @@ from damselfly.cli.hub_cache import run_or_cached_lazily
 env = {"HOME": "/h", "HF_TOKEN": "hf_x"}
 args = parse_args(["hf://o/r/config.json"], env)
 fields = request_fields(args, env, Path("/"), plain=True)
-dfget._plain_hub_defaults(fields)
+dfget.hub_defaults(fields)
 assert fields["source"] == {
     "token": "hf_x", "revision": "main", "endpoint": "https://huggingface.co", "cache": True
 }, fields["source"]

@@ -75,8 +75,8 @@ def _run_plain(
     """No request model on the way: a scheme without options, or hf:// with its options as
     JSON. The model is built only if dfget downloads by itself or a hub's cache answers."""
     if fields["source"] is not None:
-        _plain_hub_defaults(fields)
-    elif fields["output"] is None:
+        hub_defaults(fields)
+    if fields["output"] is None and not (fields["source"] or {}).get("cache"):
         raise UsageError("-O/--output is required")
     display = make_display(enabled=not args.no_progress, many_files=args.recursive)
     handoff = Handoff.from_fields(fields)
@@ -96,12 +96,15 @@ def _run_plain(
     return run_or_cached_lazily("dfget", parse_url(fields["url"]), model, env, attempt, store)
 
 
-def _plain_hub_defaults(fields: dict[str, Any]) -> None:
-    """``hub_defaults`` on plain fields: a repo URL needs -r; without -O, the hub's cache."""
+def hub_defaults(fields: dict[str, Any]) -> None:
+    """A hub repo URL needs -r ("use -r"); a hub download without -O goes to the hub's cache,
+    as ``hf download`` does (``fields["source"]``: the hub's options as plain JSON)."""
     from damselfly.core.urls import HubUrl, parse_url
 
     url = parse_url(fields["url"])
-    if isinstance(url, HubUrl) and not url.path and not fields["recursive"]:
+    if not isinstance(url, HubUrl):
+        return
+    if not url.path and not fields["recursive"]:
         raise UsageError(f"{url.redacted()} names a repository, not a file: use -r")
     if fields["output"] is None:
         fields["source"] = {**fields["source"], "cache": True}
@@ -110,24 +113,13 @@ def _plain_hub_defaults(fields: dict[str, Any]) -> None:
 def _run_with_options(
     args: argparse.Namespace, env: Mapping[str, str], request: DownloadRequest
 ) -> RunResult:
-    """A scheme with options of its own (a hub, an object store); a hub's caches may answer."""
-    from damselfly.core.urls import HubUrl
+    """A scheme whose options only its model resolves (object stores): the model on the way."""
     from damselfly.download.request import uses_hub_cache
 
-    request = hub_defaults(request)
     if request.output is None and not uses_hub_cache(request):
         raise UsageError("-O/--output is required")
     display = make_display(enabled=not args.no_progress, many_files=args.recursive)
-    handoff = Handoff.of(request)
-
-    def attempt() -> RunResult:
-        return fetch(args, env, display, handoff, lambda: request)
-
-    if not isinstance(request.source_url, HubUrl):
-        return attempt()
-    from damselfly.cli.hub_cache import run_or_cached
-
-    return run_or_cached("dfget", request, env, attempt, store_dir(args.storage_dir, env))
+    return fetch(args, env, display, Handoff.of(request), lambda: request)
 
 
 def fetch(
@@ -184,24 +176,6 @@ async def _standalone(
     finally:
         await registry.aclose()
         store.close()
-
-
-def hub_defaults(request: DownloadRequest) -> DownloadRequest:
-    """A hub repo URL needs -r ("use -r"); a hub download without -O goes to the hub's cache,
-    as ``hf download`` does."""
-    from damselfly.backends.hub_options import HubOptions
-    from damselfly.core.urls import HubUrl
-
-    url = request.source_url
-    if not isinstance(url, HubUrl):
-        return request
-    if not url.path and not request.recursive:
-        raise UsageError(f"{request.redacted_url()} names a repository, not a file: use -r")
-    source = request.source  # not resolved_source: cached, it would outlive the copy
-    if request.output is None and isinstance(source, HubOptions) and not source.cache:
-        cached = source.model_copy(update={"cache": True})
-        return request.model_copy(update={"source": cached})
-    return request
 
 
 def _summarise(result: RunResult, level: str) -> None:
