@@ -72,8 +72,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _run_plain(
     args: argparse.Namespace, env: Mapping[str, str], fields: dict[str, Any]
 ) -> RunResult:
-    """No request model on the way: a scheme without options, or hf:// with its options as
-    JSON. The model is built only if dfget downloads by itself or a hub's cache answers."""
+    """No request model on the way: a scheme without options, or a hub (hf://, modelscope://)
+    with its options as JSON. The model is built only if dfget downloads by itself or a hub's
+    cache answers."""
     if fields["source"] is not None:
         hub_defaults(fields)
     if fields["output"] is None and not (fields["source"] or {}).get("cache"):
