@@ -8,10 +8,17 @@ backend's ``*_options.py`` when a URL of that scheme is resolved.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from damselfly.backends.option_specs import FlagDefaults, Flags, OptionsSpec, flag_group
+from damselfly.backends.option_specs import (
+    FlagDefaults,
+    Flags,
+    OptionsSpec,
+    PlainResolve,
+    Resolve,
+    flag_group,
+)
 from damselfly.core.schemes import OBJECT_STORE_SCHEMES
 
 if TYPE_CHECKING:
@@ -69,12 +76,6 @@ def _hf_model() -> type[SourceOptions]:
     return HfOptions
 
 
-def _hf_resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> SourceOptions:
-    from damselfly.backends.hf_options import HfOptions
-
-    return HfOptions.model_validate(_hf_plain(flags, env, scheme))
-
-
 def _hf_plain(flags: Flags, env: Mapping[str, str], scheme: str) -> dict[str, Any]:
     from damselfly.backends.hf_api import hf_option_values  # no model: no pydantic
 
@@ -93,16 +94,19 @@ def _ms_model() -> type[SourceOptions]:
     return ModelScopeOptions
 
 
-def _ms_resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> SourceOptions:
-    from damselfly.backends.modelscope_options import resolve_ms_options
-
-    return resolve_ms_options(flags, env)
-
-
 def _ms_plain(flags: Flags, env: Mapping[str, str], scheme: str) -> dict[str, Any]:
     from damselfly.backends.modelscope_values import ms_flag_values  # no model: no pydantic
 
     return ms_flag_values(flags, env)
+
+
+def _validated(load_model: Callable[[], type[SourceOptions]], plain: PlainResolve) -> Resolve:
+    """A hub's ``resolve``: its plain values (what dfget hands off) checked by its model."""
+
+    def resolve(flags: Flags, env: Mapping[str, str], scheme: str) -> SourceOptions:
+        return load_model().model_validate(plain(flags, env, scheme))
+
+    return resolve
 
 
 def _store_model() -> type[SourceOptions]:
@@ -121,7 +125,7 @@ HF_OPTIONS = OptionsSpec(
     name="hf",
     schemes=frozenset({"hf"}),
     load_model=_hf_model,
-    resolve=_hf_resolve,
+    resolve=_validated(_hf_model, _hf_plain),
     resolve_plain=_hf_plain,
     add_flags=_hf_flags,
     env_names=frozenset({"HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_CACHE"}),
@@ -132,7 +136,7 @@ MODELSCOPE_OPTIONS = OptionsSpec(
     name="modelscope",
     schemes=frozenset({"modelscope"}),
     load_model=_ms_model,
-    resolve=_ms_resolve,
+    resolve=_validated(_ms_model, _ms_plain),
     resolve_plain=_ms_plain,
     add_flags=_ms_flags,
     env_prefixes=("MODELSCOPE_",),

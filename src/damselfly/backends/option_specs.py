@@ -101,7 +101,7 @@ class OptionsCatalog:
         spec = self.spec_for(scheme)
         if spec is not None and spec.resolve_plain is not None:
             return spec.resolve_plain(flags, env, scheme)
-        return spec.resolve(flags, env, scheme) if spec is not None else None
+        return self.resolve(url, flags, env)
 
     def parse_url(self, url: str) -> SourceUrl:
         """``core.urls.parse_url``, also for the schemes registered with a ``url_parser``."""
