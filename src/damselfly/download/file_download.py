@@ -212,7 +212,8 @@ async def _fill_task(
     advance_tasks: set[asyncio.Future[None]] = set()
     request = FillRequest(job, task, stat, digest, on_piece)
     try:
-        source_bytes = await _filled(request, ctx)
+        with staging.tapping(task) if staging is not None else contextlib.nullcontext():
+            source_bytes = await _filled(request, ctx)
         await asyncio.gather(*advance_tasks)
         if checker is not None:
             await checker.verify()

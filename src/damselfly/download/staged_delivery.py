@@ -5,6 +5,8 @@ each piece the filler records is handed to a ``StagedOutput`` (``storage/staging
 worker thread (one for the process), a few pieces per hop, one hop at a time, so the copy and
 its check run while the download waits on the network instead of all at the end. ``deliver``
 waits for the hop in flight and lets the store finish the rest (``Store.deliver_staged``).
+While the task fills inside ``tapping``, pieces streamed into it are written to the staged
+output as they arrive, so their hop finds them checked already and copies nothing.
 Where no staged output can be made (no ``O_TMPFILE`` there) the store delivers as before
 (``Store.deliver``).
 
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from damselfly.core.errors import DamselflyError, DiskFullError
@@ -55,6 +59,20 @@ class StagedDelivery:
         self._pending.append(piece)
         if self._worker is None or self._worker.done():
             self._worker = asyncio.ensure_future(self._copy_pending())
+
+    @contextlib.contextmanager
+    def tapping(self, task: TaskStorage) -> Iterator[None]:
+        """While inside, pieces streamed into ``task`` are written to the staged output as
+        they arrive (``StagedOutput.tap_part``), and need no copy when recorded."""
+        staged = self._staged
+        if staged is None:
+            yield
+            return
+        task.add_output_tap(staged)
+        try:
+            yield
+        finally:
+            task.remove_output_tap(staged)
 
     async def deliver(self, task_id: str) -> DeliveryMethod:
         """The complete task at the output, atomically, every piece checked there."""

@@ -17,26 +17,41 @@ a bad twin's parts mixed in are never recorded. What does: the file may hold byt
 that later failed its digest or was cut short, in a range no record covers, overwritten when
 the piece is fetched again (as a torn write left it before).
 
+The task's output taps (``TaskStorage.output_taps``: a download's staged output,
+``staging.py``) as the stream starts get every part written too, from the buffer just hashed,
+and the digest of the whole piece before it is recorded.
+
 Call ``write`` and ``finish`` from one worker thread at a time (they do file I/O and hash).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from damselfly.core.digests import PieceHasher
 from damselfly.core.errors import PieceDigestError
-from damselfly.core.pieces import piece_at
+from damselfly.core.pieces import Piece, piece_at
 
 if TYPE_CHECKING:
     from damselfly.storage.metadata import PieceMeta
     from damselfly.storage.task_storage import TaskStorage
 
 
+class OutputTap(Protocol):
+    """Where a task's pieces are written as well as they arrive (``StagedOutput``)."""
+
+    def tap_part(
+        self, task_id: str, writer: object, piece: Piece, offset: int, chunks: Sequence[memoryview]
+    ) -> None: ...
+
+    def tap_end(self, task_id: str, writer: object, piece: Piece, digest: str | None) -> None: ...
+
+
 class PieceStream:
     def __init__(self, task: TaskStorage, number: int) -> None:
         self._task = task
+        self._taps = task.output_taps
         self._piece = piece_at(number, task.content_length, task.piece_length)
         self._hasher = PieceHasher()
         self._received = 0
@@ -57,6 +72,8 @@ class PieceStream:
             self._written += 1
         else:
             self._skipped = True
+        for tap in self._taps:
+            tap.tap_part(self._task.task_id, self, self._piece, offset, chunks)
 
     def skip(self, chunks: Sequence[memoryview]) -> None:
         """The next bytes, hashed but not written (the caller knows another writer is
@@ -71,7 +88,7 @@ class PieceStream:
         same piece meanwhile (an endgame twin), so the file's bytes are hashed again."""
         if self._received != self._piece.length:
             raise ValueError(f"piece {self.number}: {self._received} of {self._piece.length} bytes")
-        digest = self._hasher.digest()
+        digest = self._ended(expected_digest)
         if digest != expected_digest:
             raise PieceDigestError(self.number, expected_digest, digest)
         whole = not self._skipped
@@ -84,10 +101,19 @@ class PieceStream:
         bad bytes may sit between ours), the file's range is hashed again first."""
         if self._received != self._piece.length:
             raise ValueError(f"piece {self.number}: {self._received} of {self._piece.length} bytes")
-        digest = self._hasher.digest()
+        digest = self._ended()
         return self._task.record_streamed(
             self.number, digest, whole=not self._skipped, check_file=self._others_wrote()
         )
+
+    def _ended(self, expected_digest: str | None = None) -> str:
+        """The whole piece's digest, told to the taps first (None to them: not the one
+        expected, so not the piece's bytes)."""
+        digest = self._hasher.digest()
+        good = expected_digest is None or digest == expected_digest
+        for tap in self._taps:
+            tap.tap_end(self._task.task_id, self, self._piece, digest if good else None)
+        return digest
 
     def _others_wrote(self) -> bool:
         before = self._writes_before or 0

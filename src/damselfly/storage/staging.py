@@ -19,27 +19,43 @@ each piece is recorded, while its bytes are still in the page cache:
   bytes do not match are returned and nothing appears (the store drops them, the download
   fetches them again and finishes once more).
 
+Most pieces need no copy at all: a ``PieceStream`` writing a piece into the content file
+writes the same bytes here too, from the buffer it has just hashed (``tap_part``,
+``tap_end``; the staged output is one of the task's output taps inside
+``StagedDelivery.tapping``). The first stream of a piece not checked here owns its range
+until it ends; only that stream's parts, in order from the piece's start, are written, and
+only if it wrote every byte and they matched the digest it expected is the piece checked,
+under the digest of the bytes it hashed (delivery compares that with the recorded one, as
+for a copy). Anyone else's parts are ignored, and a copy (``copy_pieces``, ``finish``) takes
+a piece's range back from its owner. So a piece the tap wrote is written here from memory,
+with no copy out of the content file, no re-read and no second hash; a piece it did not
+write is copied and checked as before.
+
 So the guarantee is the one ``deliver_file`` gives: every byte handed out was hashed where it
-was handed out, against the piece digests, whatever the store's file did meanwhile.
+was handed out, or written there from the very buffer that was hashed, against the piece
+digests, whatever the store's file did meanwhile.
 
 Where the file system has no ``O_TMPFILE`` (or the output's directory refuses it) ``open``
 returns None and the download delivers at the end as before. Missing directories on the way to
-the output are made by ``open`` and removed by ``discard`` unless the file was delivered. One lock
-serialises the copies, ``finish`` and ``discard``: the descriptor is never closed under a copy
-running in a thread. A piece the content file ends before (cut: the origin changed, the task
-failed) is not checked; ``finish`` returns it as bad if it is still recorded then.
+the output are made by ``open`` and removed by ``discard`` unless the file was delivered. One
+lock serialises the copies, the tapped writes, ``finish`` and ``discard``: the descriptor is
+never closed under a write running in a thread, and nothing is written after ``finish``. A
+piece the content file ends before (cut: the origin changed, the task failed) is not checked;
+``finish`` returns it as bad if it is still recorded then.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from damselfly.core.errors import OutputError
+from damselfly.core.errors import DamselflyError, OutputError
+from damselfly.core.pieces import Piece
 from damselfly.storage.content import ContentFile
 from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.output import (
@@ -58,10 +74,22 @@ _PROC_FDS = "/proc/self/fd"
 # linkat of an unnamed file refused (a sandbox), or the output's directory gone meanwhile
 _LINK_REFUSED = {errno.EPERM, errno.ENOENT, errno.EXDEV, errno.EINVAL, errno.ENOTSUP}
 
+log = logging.getLogger(__name__)
+
 
 class StagingUnavailable(OutputError):
     """The staged file cannot be put at the output here (no ``linkat`` through ``/proc`` in
     this sandbox, the output's directory gone): deliver the way that needs neither."""
+
+
+class _Owner:
+    """The stream writing a piece's staged range, and where its next byte goes."""
+
+    __slots__ = ("next", "writer")
+
+    def __init__(self, writer: object, start: int) -> None:
+        self.writer = writer
+        self.next = start
 
 
 class StagedOutput:
@@ -74,6 +102,8 @@ class StagedOutput:
         self._made = made  # directories ``open`` created for ``dest``, outermost first
         self._task_id: str | None = None
         self._checked: dict[int, str] = {}  # piece number -> the digest its staged bytes match
+        self._owners: dict[int, _Owner] = {}  # pieces a stream is writing here (``tap_part``)
+        self._tap_failed = False  # a tapped write failed: the rest is copied (and fails there)
         self._lock = threading.Lock()
         self._buffer = bytearray()  # pieces are hashed (and copied, if need be) through it
 
@@ -131,6 +161,46 @@ class StagedOutput:
         fsync_dir(self.dest.parent)
         return []
 
+    def tap_part(
+        self, task_id: str, writer: object, piece: Piece, offset: int, chunks: Sequence[memoryview]
+    ) -> None:
+        """Bytes of ``piece`` that ``writer`` (a ``PieceStream``) has just hashed, written at
+        ``offset`` here too if ``writer`` owns the piece's range (see the module docstring)."""
+        with self._lock:
+            if self._fd is None or self._tap_failed:
+                return
+            self._follow(task_id)
+            owner = self._owners.get(piece.number)
+            if owner is None:
+                if piece.number in self._checked or offset != piece.offset:
+                    return  # staged already, or a stream that did not start here
+                owner = self._owners[piece.number] = _Owner(writer, offset)
+            elif owner.writer is not writer:
+                return
+            if offset != owner.next:  # a part skipped: never a piece with a hole checked
+                del self._owners[piece.number]
+                return
+            try:
+                ContentFile(self.dest, self._fd).write_chunks_at(offset, chunks)
+            except DamselflyError as exc:  # the copy at the end meets it again, and says so
+                log.debug("%s: writing piece %d as received: %s", self.dest, piece.number, exc)
+                del self._owners[piece.number]
+                self._tap_failed = True
+                return
+            owner.next = offset + sum(chunk.nbytes for chunk in chunks)
+
+    def tap_end(self, task_id: str, writer: object, piece: Piece, digest: str | None) -> None:
+        """``writer`` hashed all of ``piece`` as ``digest`` (None: not the piece's bytes): if
+        it owned the piece's range and wrote every byte of it here, the staged range holds
+        exactly those bytes."""
+        with self._lock:
+            owner = self._owners.get(piece.number)
+            if owner is None or owner.writer is not writer or task_id != self._task_id:
+                return
+            del self._owners[piece.number]
+            if digest is not None and owner.next == piece.offset + piece.length:
+                self._checked[piece.number] = digest
+
     def discard(self) -> None:
         """Close the file (it vanishes unless ``finish`` linked it at ``dest``), and remove
         the directories ``open`` made if nothing else came into them meanwhile."""
@@ -143,8 +213,7 @@ class StagedOutput:
 
     def _stage(self, task_id: str, source: Path, pieces: Iterable[PieceMeta]) -> list[int]:
         fd = self._descriptor()
-        if task_id != self._task_id:
-            self._task_id, self._checked = task_id, {}
+        self._follow(task_id)
         todo = [p for p in pieces if self._checked.get(p.number) != p.digest]
         if not todo:
             return []
@@ -157,11 +226,17 @@ class StagedOutput:
         finally:
             os.close(src)
 
+    def _follow(self, task_id: str) -> None:
+        """Another task id: the origin changed and the download started again."""
+        if task_id != self._task_id:
+            self._task_id, self._checked, self._owners = task_id, {}, {}
+
     def _copy_and_check(self, src: int, fd: int, pieces: list[PieceMeta]) -> list[int]:
         staged = ContentFile(self.dest, fd)  # reads by offset; never closed through here
         bad = []
         for piece in pieces:
             self._checked.pop(piece.number, None)  # its staged bytes are about to change
+            self._owners.pop(piece.number, None)  # and no stream writes them from now on
             buffer = self._buffer_for(piece)
             try:
                 ended = not _copy_range(src, fd, piece.offset, piece.length, buffer)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from damselfly.core.digests import Hasher, piece_digest_of_chunks
 from damselfly.core.errors import PieceDigestError, StorageError
@@ -34,6 +35,9 @@ from damselfly.core.pieces import ByteRange, Piece, piece_at, piece_count, piece
 from damselfly.storage.content import ContentFile
 from damselfly.storage.metadata import MetadataStore, PieceMeta, PieceNotHeldError
 from damselfly.storage.piece_index import PieceIndex
+
+if TYPE_CHECKING:
+    from damselfly.storage.piece_stream import OutputTap
 
 
 class TaskStorage:
@@ -61,6 +65,7 @@ class TaskStorage:
         self._metadata = metadata
         self._index = PieceIndex(metadata.pieces(task_id)) if index is None else index
         self._on_close = on_close
+        self._taps: tuple[OutputTap, ...] = ()
         self._close_lock = threading.Lock()
         self._closed = False
 
@@ -102,6 +107,17 @@ class TaskStorage:
         self._index.replace(self._metadata.pieces(self.task_id))
 
     # -- writes --------------------------------------------------------------------------------
+
+    @property
+    def output_taps(self) -> tuple[OutputTap, ...]:
+        """Where pieces streamed into this handle are written as well (``piece_stream.py``)."""
+        return self._taps
+
+    def add_output_tap(self, tap: OutputTap) -> None:
+        self._taps = (*self._taps, tap)
+
+    def remove_output_tap(self, tap: OutputTap) -> None:
+        self._taps = tuple(t for t in self._taps if t is not tap)
 
     def write_piece(
         self,
