@@ -1,11 +1,12 @@
 """Pieces written to a staged output as they arrive (``StagedOutput.tap_part``/``tap_end``,
-``PieceStream``'s output taps): on a real store and real files. Every test delivers and reads
-the output back; the copy from the content file is made to fail where a test says no piece
-may need it, so a tap that silently wrote nothing fails the test."""
+``PieceStream``'s output taps): on a real store and real files. Tests that deliver
+read the output back; the copy from the content file is made to fail where a test says no
+piece may need it, so a tap that silently wrote nothing fails the test."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,8 @@ from damselfly.download.events import CountingObserver
 from damselfly.download.file_download import download_file
 from damselfly.download.jobs import DownloadContext, FileJob
 from damselfly.download.source_fetcher import FetchPolicy
+from damselfly.download.staged_delivery import StagedDelivery
+from damselfly.storage import file_systems
 from damselfly.storage import staging as staging_module
 from damselfly.storage.output import DeliveryMethod
 from damselfly.storage.piece_stream import PieceStream
@@ -198,6 +201,73 @@ def test_nothing_is_written_after_delivery(tmp_path: Path) -> None:
         assert staged.dest.read_bytes() == DATA
 
 
+def test_a_stream_without_its_last_part_is_not_checked(tmp_path: Path) -> None:
+    """A twin that stops writing when the other starts recording the piece (``skip``) and
+    ends anyway: its staged range lacks the last part."""
+    with tapped_task(tmp_path) as (store, task, staged):
+        stream = PieceStream(task, 1)
+        *first, last = parts(piece_bytes(1))
+        for part in first:
+            stream.write([part])
+        stream.skip([last])
+        assert stream.finish(piece_digest(piece_bytes(1))) is None
+        assert 1 not in staged.checked(TASK_ID)
+        task.write_piece(1, piece_bytes(1))
+        for number in (0, 2, 3):
+            stream_piece(task, number)
+        assert deliver(store, task, staged) == DATA
+
+
+def test_a_stream_dropped_midway_owns_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream cancelled after its first part (its parent went away): the next stream of
+    the piece writes the staged range."""
+    with tapped_task(tmp_path) as (store, task, staged):
+        dropped = PieceStream(task, 2)
+        dropped.write([parts(bytes(PIECE))[0]])
+        del dropped
+        gc.collect()
+        for number in range(4):
+            stream_piece(task, number)
+        forbid_copies(monkeypatch)
+        assert deliver(store, task, staged) == DATA
+
+
+def test_a_twin_that_owns_the_range_but_did_not_record_still_checks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The twin that started first wrote the staged range; the other recorded the piece;
+    the first learns the digest (``end_taps``, as ``PieceReceiver`` does for HELD)."""
+    with tapped_task(tmp_path) as (store, task, staged):
+        first, second = PieceStream(task, 0), PieceStream(task, 0)
+        for part in parts(piece_bytes(0)):
+            first.write([part])
+            second.write([part])
+        assert second.finish(piece_digest(piece_bytes(0)), check_file=True) is not None
+        assert 0 not in staged.checked(TASK_ID)
+        first.end_taps(piece_digest(piece_bytes(0)))
+        assert 0 in staged.checked(TASK_ID)
+        for number in (1, 2, 3):
+            stream_piece(task, number)
+        forbid_copies(monkeypatch)
+        assert deliver(store, task, staged) == DATA
+
+
+def test_nothing_is_written_after_discard(tmp_path: Path) -> None:
+    """A stream still running when the download failed: its parts go nowhere, not to a file
+    that got the discarded descriptor's number."""
+    with tapped_task(tmp_path) as (_store, task, staged):
+        late = PieceStream(task, 3)
+        staged.discard()
+        other = tmp_path / "other"
+        other.write_bytes(b"x" * PIECE)
+        with open(other, "r+b") as reused:  # most likely the same descriptor number
+            late.write([memoryview(bytes(PART))])
+            reused.flush()
+        assert other.read_bytes() == b"x" * PIECE
+
+
 def test_another_task_id_forgets_what_the_taps_wrote(tmp_path: Path) -> None:
     with tapped_task(tmp_path) as (_store, task, staged):
         stream_piece(task, 0)
@@ -211,8 +281,10 @@ async def test_a_download_from_the_origin_copies_nothing(
 ) -> None:
     """The whole pipeline (origin runs read into part buffers, ``StagedDelivery``): every
     piece reaches the output through the tap."""
+    monkeypatch.setattr(staging_module, "copies_bytes", lambda store, output: True)
     backend = MemoryBackend()
-    data = os.urandom(9 * PIECE + 77)
+    piece_length = 4 * 1024 * 1024  # two 2 MiB parts each at this concurrency: buffers reused
+    data = os.urandom(3 * piece_length + 77)
     backend.put(URL, data, etag='"v1"')
     forbid_copies(monkeypatch)
     with Store(tmp_path / "store") as store:
@@ -220,11 +292,34 @@ async def test_a_download_from_the_origin_copies_nothing(
             store=store,
             registry=BackendRegistry({"https": lambda: backend}),
             observer=CountingObserver(),
-            policy=FetchPolicy(concurrency=3, retry_delay=0),
+            policy=FetchPolicy(concurrency=2, retry_delay=0),
         )
         out = tmp_path / "out" / "weights.bin"
-        job = FileJob(url=parse_url(URL), output=out, piece_length=PIECE)
+        job = FileJob(url=parse_url(URL), output=out, piece_length=piece_length)
         result = await download_file(job, ctx)
     assert result.delivery is DeliveryMethod.COPY
     assert out.read_bytes() == data
     assert os.stat(out).st_nlink == 1
+
+
+async def test_no_tap_where_the_copy_clones_ranges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Store and output on one file system that reflinks: the copy path stays (writing the
+    output from memory would take the space and the writes a clone does not)."""
+    monkeypatch.setattr(file_systems, "mount_type", lambda dev: "xfs")
+    with Store(tmp_path / "store") as store:
+        task = store.open_task(
+            TASK_ID, url="https://x/f", content_length=len(DATA), piece_length=PIECE
+        )
+        delivery = StagedDelivery(store, tmp_path / "out.bin", overwrite=False)
+        try:
+            with delivery.tapping(task):
+                assert task.output_taps == ()
+            monkeypatch.setattr(file_systems, "mount_type", lambda dev: "ext4")
+            with delivery.tapping(task):
+                assert len(task.output_taps) == 1
+            assert task.output_taps == ()
+        finally:
+            await delivery.aclose()
+            task.close()

@@ -63,10 +63,11 @@ class StagedDelivery:
     @contextlib.contextmanager
     def tapping(self, task: TaskStorage) -> Iterator[None]:
         """While inside, pieces streamed into ``task`` are written to the staged output as
-        they arrive (``StagedOutput.tap_part``), and need no copy when recorded."""
+        they arrive (``StagedOutput.tap_part``), and need no copy when recorded; unless a
+        copy from the store would clone ranges instead of moving bytes."""
         staged = self._staged
-        if staged is None:
-            yield
+        if staged is None or not staged.copies_bytes_from(task.content_path):
+            yield  # copies here clone ranges (a reflink): cheaper than writing them again
             return
         task.add_output_tap(staged)
         try:

@@ -106,6 +106,17 @@ class PieceStream:
             self.number, digest, whole=not self._skipped, check_file=self._others_wrote()
         )
 
+    @property
+    def tapped(self) -> bool:
+        """Does the task have output taps this stream writes to?"""
+        return bool(self._taps)
+
+    def end_taps(self, expected_digest: str) -> None:
+        """A stream not recorded (another stream recorded the piece, or is recording it):
+        the taps still learn whether its bytes were the piece's."""
+        if self._received == self._piece.length:
+            self._ended(expected_digest)
+
     def _ended(self, expected_digest: str | None = None) -> str:
         """The whole piece's digest, told to the taps first (None to them: not the one
         expected, so not the piece's bytes)."""

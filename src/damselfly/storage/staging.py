@@ -22,14 +22,15 @@ each piece is recorded, while its bytes are still in the page cache:
 Most pieces need no copy at all: a ``PieceStream`` writing a piece into the content file
 writes the same bytes here too, from the buffer it has just hashed (``tap_part``,
 ``tap_end``; the staged output is one of the task's output taps inside
-``StagedDelivery.tapping``). The first stream of a piece not checked here owns its range
-until it ends; only that stream's parts, in order from the piece's start, are written, and
-only if it wrote every byte and they matched the digest it expected is the piece checked,
-under the digest of the bytes it hashed (delivery compares that with the recorded one, as
-for a copy). Anyone else's parts are ignored, and a copy (``copy_pieces``, ``finish``) takes
-a piece's range back from its owner. So a piece the tap wrote is written here from memory,
-with no copy out of the content file, no re-read and no second hash; a piece it did not
-write is copied and checked as before.
+``StagedDelivery.tapping``; only where a copy would move every byte anyway, see
+``file_systems.py``). The first stream of a piece not checked here owns its range until it
+ends or is dropped; only that stream's parts, in order from the piece's start, are written,
+and only if it wrote every byte (and they matched the digest it expected, for a piece from a
+parent) is the piece checked, under the digest of the bytes it hashed (delivery compares that
+with the recorded one, as for a copy). Anyone else's parts are ignored, and a copy
+(``copy_pieces``, ``finish``) takes a piece's range back from its owner. So a piece the tap
+wrote is written here from memory, with no copy out of the content file, no re-read and no
+second hash; a piece it did not write is copied and checked as before.
 
 So the guarantee is the one ``deliver_file`` gives: every byte handed out was hashed where it
 was handed out, or written there from the very buffer that was hashed, against the piece
@@ -51,12 +52,14 @@ import errno
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from damselfly.core.errors import DamselflyError, OutputError
 from damselfly.core.pieces import Piece
 from damselfly.storage.content import ContentFile
+from damselfly.storage.file_systems import copies_bytes
 from damselfly.storage.metadata import PieceMeta
 from damselfly.storage.output import (
     OUTPUT_MODE,
@@ -83,13 +86,20 @@ class StagingUnavailable(OutputError):
 
 
 class _Owner:
-    """The stream writing a piece's staged range, and where its next byte goes."""
+    """The stream writing a piece's staged range (while it lives), and where its next byte
+    goes. A stream dropped before its end (cancelled, its parent gone) owns nothing."""
 
     __slots__ = ("next", "writer")
 
     def __init__(self, writer: object, start: int) -> None:
-        self.writer = writer
+        self.writer = weakref.ref(writer)
         self.next = start
+
+    def is_(self, writer: object) -> bool:
+        return self.writer() is writer
+
+    def gone(self) -> bool:
+        return self.writer() is None
 
 
 class StagedOutput:
@@ -126,8 +136,23 @@ class StagedOutput:
             raise output_error(dest, exc) from exc
         return cls(dest, fd, overwrite=overwrite, made=made)
 
+    def copies_bytes_from(self, source: Path) -> bool:
+        """Would copying from ``source`` (the store's content file) to here move every byte
+        (``file_systems.py``)? Only then are pieces written here as they arrive."""
+        with self._lock:
+            if self._fd is None:
+                return False
+            output_dev = os.fstat(self._fd).st_dev
+        try:
+            store_dev = os.stat(source).st_dev
+        except OSError:
+            return False
+        return copies_bytes(store_dev, output_dev)
+
     def checked(self, task_id: str) -> frozenset[int]:
-        """Pieces of ``task_id`` staged and found matching so far."""
+        """Pieces of ``task_id`` whose staged bytes are known to hash to a digest (copied
+        and hashed here, or written from a buffer hashed as it came); delivery still compares
+        that digest with the recorded one."""
         with self._lock:
             return frozenset(self._checked) if task_id == self._task_id else frozenset()
 
@@ -171,11 +196,11 @@ class StagedOutput:
                 return
             self._follow(task_id)
             owner = self._owners.get(piece.number)
-            if owner is None:
+            if owner is None or owner.gone():
                 if piece.number in self._checked or offset != piece.offset:
                     return  # staged already, or a stream that did not start here
                 owner = self._owners[piece.number] = _Owner(writer, offset)
-            elif owner.writer is not writer:
+            elif not owner.is_(writer):
                 return
             if offset != owner.next:  # a part skipped: never a piece with a hole checked
                 del self._owners[piece.number]
@@ -195,7 +220,7 @@ class StagedOutput:
         exactly those bytes."""
         with self._lock:
             owner = self._owners.get(piece.number)
-            if owner is None or owner.writer is not writer or task_id != self._task_id:
+            if owner is None or not owner.is_(writer) or task_id != self._task_id:
                 return
             del self._owners[piece.number]
             if digest is not None and owner.next == piece.offset + piece.length:

@@ -14,7 +14,9 @@ so nothing is recorded and the piece goes back to the queue), and from then on n
 a part of it. The other finds the piece held (``HELD``: counted once) or, while the first is
 still recording it, gives up (``ABANDONED``: that one counts it, or fails and the piece goes
 back to the queue). A piece whose digest is not known yet is abandoned too, its bytes
-unrecorded.
+unrecorded. A twin that records nothing still tells the task's output taps whether its bytes
+were the piece's (``PieceStream.end_taps``): it may be the one that wrote the staged output's
+copy of the piece (``storage/staging.py``).
 """
 
 from __future__ import annotations
@@ -96,10 +98,13 @@ class PieceReceiver:
 
     async def _record(self, number: int, stream: PieceStream) -> Receipt:
         digest = await self._digests.digest_for(number)
-        if digest is None or number in self._recording:
+        if digest is None:
             return Receipt(Outcome.ABANDONED)
-        if self._task.has_piece(number):
-            return Receipt(Outcome.HELD)
+        if number in self._recording or self._task.has_piece(number):
+            outcome = Outcome.ABANDONED if number in self._recording else Outcome.HELD
+            if stream.tapped:  # its bytes may still be the staged output's copy of the piece
+                await finished_even_if_cancelled(asyncio.to_thread(stream.end_taps, digest))
+            return Receipt(outcome)
         self._recording.add(number)  # from here no twin starts writing a part of it
         check_file = number in self._shared  # a twin wrote parts too, or still may
         try:
