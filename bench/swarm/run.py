@@ -105,6 +105,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _copies_per_node(names: list[str]) -> int:
+    """Copies of the file a node keeps in /dev/shm: damselfly's store and its output (a copy,
+    not a link: issue 12), one for the others. Rounds run one after another, each cleaned."""
+    return 2 if any(name.startswith("damselfly") for name in names) else 1
+
+
 def run(args: argparse.Namespace) -> None:
     tier = TIERS[args.tier].with_overrides(args.nodes, args.size)
     tools = Tools.find()
@@ -115,7 +121,7 @@ def run(args: argparse.Namespace) -> None:
     started, load_start = datetime.now(UTC), load_average()
     _announce(tier, args)
     with shm_directory(keep=args.keep) as root:
-        check_room(root, (tier.nodes + 4) * tier.size)
+        check_room(root, (tier.nodes * _copies_per_node(args.systems) + 4) * tier.size)
         source = _make_source(root, tier.size)
         layout = plan_layout(new_tag(), tier.nodes, tier.origin_mbit, tier.node_mbit)
         env = child_env()
