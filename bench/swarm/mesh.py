@@ -54,11 +54,12 @@ _DAEMON_READY = re.compile(r"dfdaemon ready: .* metrics=http://(\S+)")
 class Damselfly:
     source_on_seed = False
 
-    def __init__(self, log_level: str = "warn", *, tls: bool = False) -> None:
+    def __init__(self, log_level: str = "warn", *, tls: bool = False, copy: bool = False) -> None:
         self._log_level = log_level
         self._tls = tls
+        self._copy = copy  # outputs copied (--no-hard-link) instead of linked to the store
         self._pki: LocalPki | None = None
-        self.name = "damselfly-mtls" if tls else "damselfly"
+        self.name = "damselfly-mtls" if tls else "damselfly-copy" if copy else "damselfly"
 
     def deploy(self, ctx: Context, procs: Processes) -> Deployment:
         ctx.tools.require("dfget", "dfdaemon", "damselfly")
@@ -126,6 +127,7 @@ class Damselfly:
         output = directory / OUTPUT_NAME
         argv = [ctx.tools.dfget, ctx.url, "-O", str(output), "-e", str(directory / "d.sock")]
         argv += ["--no-progress", "--storage-dir", str(directory / "standalone-store")]
+        argv += ["--no-hard-link"] if self._copy else []
         return NodeJob(host, argv, output)
 
 

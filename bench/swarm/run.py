@@ -106,9 +106,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _copies_per_node(names: list[str]) -> int:
-    """Copies of the file a node keeps in /dev/shm: damselfly's store and its output (a copy,
-    not a link: issue 12), one for the others. Rounds run one after another, each cleaned."""
-    return 2 if any(name.startswith("damselfly") for name in names) else 1
+    """Copies of the file a node keeps in /dev/shm: one (damselfly's output is a hard link to
+    its store's file there) unless a system copies its outputs (``--no-hard-link``). Rounds
+    run one after another, each cleaned."""
+    return 2 if any(name.endswith("-copy") for name in names) else 1
 
 
 def run(args: argparse.Namespace) -> None:

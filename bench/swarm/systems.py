@@ -9,8 +9,8 @@ from bench.swarm.direct import Direct
 from bench.swarm.mesh import Damselfly
 from bench.swarm.system import SwarmSystem, Tools
 
-SYSTEM_NAMES = ("damselfly", "damselfly-mtls", "direct", "bt-cold", "bt-warm")
-DEFAULT_SYSTEMS = ("damselfly", "direct", "bt-cold", "bt-warm")  # mTLS on request
+SYSTEM_NAMES = ("damselfly", "damselfly-mtls", "damselfly-copy", "direct", "bt-cold", "bt-warm")
+DEFAULT_SYSTEMS = ("damselfly", "direct", "bt-cold", "bt-warm")  # mTLS, copies on request
 
 
 def build_systems(
@@ -21,6 +21,7 @@ def build_systems(
     factories: dict[str, SwarmSystem] = {
         "damselfly": Damselfly(damselfly_log_level),
         "damselfly-mtls": Damselfly(damselfly_log_level, tls=True),
+        "damselfly-copy": Damselfly(damselfly_log_level, copy=True),
         "direct": Direct(),
         "bt-cold": BitTorrent(torrents, warm=False),
         "bt-warm": BitTorrent(torrents, warm=True),
@@ -28,6 +29,7 @@ def build_systems(
     needs = {
         "damselfly": ("dfget", "dfdaemon", "damselfly"),
         "damselfly-mtls": ("dfget", "dfdaemon", "damselfly"),
+        "damselfly-copy": ("dfget", "dfdaemon", "damselfly"),
         "direct": ("curl",),
         "bt-cold": ("aria2c", "opentracker", "mktorrent"),
         "bt-warm": ("aria2c", "opentracker", "mktorrent"),

@@ -146,6 +146,29 @@ async def test_output_is_hard_linked_from_the_store(tmp_path, origin, dfget):
     assert out.stat().st_nlink == 2  # the store's content file and the output
 
 
+async def test_output_is_the_stores_file_unless_no_hard_link(tmp_path, origin, dfget):
+    data = os.urandom(MiB)
+    url = origin.put("/l.bin", data)
+    linked, copied = tmp_path / "linked.bin", tmp_path / "copied.bin"
+    result = await dfget.run(url, "-O", str(copied), "--no-hard-link")  # first: could link
+    assert result.code == 0, result.stderr
+    assert (await dfget.run(url, "-O", str(linked))).code == 0
+    assert linked.stat().st_nlink == 2  # one copy of the bytes on disk
+    assert copied.stat().st_nlink == 1
+    assert copied.read_bytes() == linked.read_bytes() == data
+
+
+async def test_force_and_no_hard_link_together_are_refused(tmp_path, origin, dfget):
+    url = origin.put("/c.bin", b"data")
+    out = tmp_path / "c.bin"
+    result = await dfget.run(url, "-O", str(out), "--force-hard-link", "--no-hard-link")
+    assert result.code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "--no-hard-link" in result.stderr
+    assert origin.request_count() == 0
+    assert not out.exists()
+
+
 async def test_force_hard_link_across_filesystems_fails_before_downloading(tmp_path, origin, dfget):
     shm = Path("/dev/shm")
     if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:

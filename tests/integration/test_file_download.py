@@ -65,7 +65,7 @@ async def test_multi_piece_download_is_byte_identical(tmp_path, backend, ctx):
     assert (tmp_path / "out" / "out.bin").read_bytes() == data
     assert result.source_bytes == len(data)
     assert result.reused_bytes == 0
-    assert result.delivery is DeliveryMethod.COPY  # a hard link only when forced
+    assert result.delivery is DeliveryMethod.HARD_LINK  # same file system: the store's file
     assert ctx.observer.received_bytes == len(data)
     # consecutive pieces share a range request: 11 pieces, 4 workers -> runs of 2
     assert backend.call_count("get") == len(plan_runs(range(11), PIECE, ctx.policy)) == 6

@@ -295,7 +295,7 @@ async def test_a_download_from_the_origin_copies_nothing(
             policy=FetchPolicy(concurrency=2, retry_delay=0),
         )
         out = tmp_path / "out" / "weights.bin"
-        job = FileJob(url=parse_url(URL), output=out, piece_length=piece_length)
+        job = FileJob(url=parse_url(URL), output=out, piece_length=piece_length, hard_link=False)
         result = await download_file(job, ctx)
     assert result.delivery is DeliveryMethod.COPY
     assert out.read_bytes() == data

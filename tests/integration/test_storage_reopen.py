@@ -134,26 +134,28 @@ def test_change_in_the_same_timestamp_tick_is_dropped(tmp_path: Path) -> None:
     assert held_after_reopen(tmp_path) == ({1, 2}, "running")
 
 
-def test_write_to_a_hard_linked_output_is_dropped_then_repaired(
+def test_a_changed_hard_linked_output_is_copied_never_written(
     root: Path, tmp_path: Path, hashed: DigestCounter
 ) -> None:
     out = tmp_path / "model.bin"
     with Store(root) as store:
         assert store.deliver(TASK_ID, out, hard_link=True) is DeliveryMethod.HARD_LINK
-    assert len(hashed.ranges) == 3  # every piece re-hashed before it was delivered
+    assert len(hashed.ranges) == 3  # none vouched for by a fill: every piece re-hashed
     hashed.ranges.clear()
+    edited = bytearray(DATA)
+    edited[2 * PIECE + 3] ^= 1
     with open(out, "r+b") as f:  # the user edits the output: same inode as the content file
         f.seek(2 * PIECE + 3)
-        f.write(b"\x00" if DATA[2 * PIECE + 3] else b"\x01")
+        f.write(edited[2 * PIECE + 3 : 2 * PIECE + 4])
     with reopened(root) as task:
-        assert task.finished_pieces() == {0, 1}
+        assert task.finished_pieces() == {0, 1}  # a private copy, re-verified
+        assert os.stat(task.content_path).st_ino != os.stat(out).st_ino
         task.write_piece(2, DATA[2 * PIECE :])
         task.mark_succeeded()
         assert task.content_path.read_bytes() == DATA
-    assert len(hashed.ranges) == 3
-    hashed.ranges.clear()
+    assert out.read_bytes() == edited  # the store never wrote into the user's file
+    assert out.stat().st_nlink == 1
     assert held_after_reopen(root) == ({0, 1, 2}, "succeeded")
-    assert hashed.ranges == []  # repaired and vouched for again: fast
 
 
 def test_reverified_succeeded_task_gets_a_fresh_fingerprint(

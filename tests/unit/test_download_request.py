@@ -265,3 +265,22 @@ def test_token_flags_say_argv_is_visible_in_the_process_list(flag, safer):
     help_text = " ".join(build_parser({}).format_help().split())
     said = help_text.split(f"{flag} TOKEN ", 1)[1]
     assert said.startswith(f"visible to every user in the process list (ps): prefer {safer}")
+
+
+def test_no_hard_link_travels_and_reaches_the_job():
+    copy = DownloadRequest(url="https://h/f", output="/o", hard_link=False)
+    assert '"hard_link":false' in copy.to_json()
+    received = DownloadRequest.from_json(copy.to_json())
+    assert received.hard_link is False
+    assert build_file_job(received).hard_link is False
+    assert build_file_job(DownloadRequest(url="https://h/f", output="/o")).hard_link is True
+
+
+def test_the_default_hard_link_is_not_sent():
+    """A daemon from before the field (``extra="forbid"``) still accepts the request."""
+    assert '"hard_link"' not in DownloadRequest(url="https://h/f", output="/o").to_json()
+
+
+def test_force_and_no_hard_link_contradict():
+    with pytest.raises(UsageError, match="contradict"):
+        DownloadRequest(url="https://h/f", output="/o", force_hard_link=True, hard_link=False)

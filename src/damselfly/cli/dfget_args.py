@@ -177,7 +177,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--force-hard-link",
         action="store_true",
         default=e.flag("force_hard_link"),
-        help="fail instead of copying when the output cannot be hard-linked",
+        help="fail instead of copying when the output cannot be hard-linked (and share the "
+        "store's file even with another output)",
+    )
+    parser.add_argument(
+        "--no-hard-link",
+        action="store_true",
+        default=e.flag("no_hard_link"),
+        help="deliver a copy, never the store's own file (by default the output is a hard "
+        "link to it where both are on one file system)",
     )
     parser.add_argument(
         "--disable-back-to-source", action="store_true", default=e.flag("disable_back_to_source")

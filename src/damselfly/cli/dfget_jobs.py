@@ -73,6 +73,8 @@ def request_fields(
         source=resolve(args.url, vars(args), env),
         env=job_env(env),
     )
+    if args.no_hard_link:  # sent only when set: a daemon older than the field accepts the rest
+        fields["hard_link"] = False
     for problem in request_problems(types.SimpleNamespace(**fields)):
         raise UsageError(f"download request: {problem}")
     return fields

@@ -4,8 +4,9 @@
 (and, for a file asked with a hub token, whether it serves it to anyone: then the task is
 public, ``public_files.py``), name the task, open (or resume) it in the store, fetch the
 missing pieces while checking the whole-file digest, record the outcome, then deliver the
-output atomically (a copy or reflink, a hard link with ``--force-hard-link``), every piece
-re-hashed on the way; pieces that rotted in the store are fetched again once. Nothing
+output atomically (a hard link to the store's file where it is on the same file system and no
+other output has that file yet, else a copy or reflink), every piece re-hashed on the way;
+pieces that rotted in the store are fetched again once. Nothing
 appears at the output path unless every byte is verified.
 
 Consistency with the origin: the task is named after the version ``stat`` found (ETag, else
@@ -45,7 +46,7 @@ from damselfly.download.jobs import (
     FillRequest,
     PieceFiller,
 )
-from damselfly.download.output_check import check_output, check_same_filesystem
+from damselfly.download.output_check import check_output, check_same_filesystem, same_filesystem
 from damselfly.download.staged_delivery import StagedDelivery
 from damselfly.download.streaming import stream_without_length
 from damselfly.storage.metadata import PieceMeta, TaskState
@@ -68,7 +69,7 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     job, stat = await _stat(job, ctx)
     if stat.content_length is None:
         return await stream_without_length(job, ctx, started)
-    staging = None if job.require_hard_link else _staging(job, ctx)
+    staging = None if _may_link(job, ctx) else _staging(job, ctx)
     try:
         filled = await _fill_latest(job, ctx, stat, staging)
         try:
@@ -96,6 +97,14 @@ async def download_file(job: FileJob, ctx: DownloadContext) -> FileResult:
     )
 
 
+def _may_link(job: FileJob, ctx: DownloadContext) -> bool:
+    """Deliver by hard link (no second copy of the bytes) where the output is on the store's
+    file system, unless ``--no-hard-link``; else copy, staged as the pieces come."""
+    if job.require_hard_link:
+        return True
+    return job.hard_link and same_filesystem(job.output, ctx.store.root)
+
+
 def _staging(job: FileJob, ctx: DownloadContext) -> StagedDelivery:
     with _storage_errors_name(job):
         return StagedDelivery(ctx.store, job.output, overwrite=job.overwrite)
@@ -104,8 +113,9 @@ def _staging(job: FileJob, ctx: DownloadContext) -> StagedDelivery:
 async def _deliver(
     job: FileJob, ctx: DownloadContext, filled: FilledTask, staging: StagedDelivery | None
 ) -> DeliveryMethod:
-    """A verified copy (or reflink), staged as the pieces came (``staged_delivery.py``); a hard
-    link only when forced (``--force-hard-link``): a linked output changes with the store."""
+    """A copy (or reflink) staged as the pieces came (``staged_delivery.py``), or the store's
+    file itself, hard-linked, if no other output has it (with ``--force-hard-link`` even
+    then), else a copy; verified either way (``Store.deliver``)."""
     with _storage_errors_name(job):
         if staging is not None:
             return await staging.deliver(filled.task_id)
@@ -114,7 +124,8 @@ async def _deliver(
             filled.task_id,
             job.output,
             overwrite=job.overwrite,
-            hard_link=job.require_hard_link,
+            hard_link=True,
+            share=job.require_hard_link,
         )
 
 

@@ -36,7 +36,7 @@ class FileJob:
     application: str = ""
     filtered_query_params: tuple[str, ...] = ()
     overwrite: bool = False
-    hard_link: bool = True  # kept for callers; delivery copies unless require_hard_link
+    hard_link: bool = True  # the output may be the store's file (False: --no-hard-link)
     require_hard_link: bool = False  # --force-hard-link: fail rather than copy
     identity_text: str | None = None  # --content-for-calculating-task-id replaces the URL
     task_id: str | None = None  # given by a scheduler (seed jobs): used as is, not computed

@@ -41,11 +41,15 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+def same_filesystem(path: Path, store_root: Path) -> bool:
+    """Whether ``path`` would be on the store's file system (a hard link can join them)."""
+    output_device = _nearest_existing(path.parent).stat().st_dev
+    return output_device == _nearest_existing(store_root).stat().st_dev
+
+
 def check_same_filesystem(path: Path, store_root: Path) -> None:
     """``--force-hard-link``: the output must be on the store's filesystem."""
-    output_device = _nearest_existing(path.parent).stat().st_dev
-    store_device = _nearest_existing(store_root).stat().st_dev
-    if output_device != store_device:
+    if not same_filesystem(path, store_root):
         raise OutputError(
             str(path),
             f"cannot hard-link: not on the same filesystem as the store {store_root} "

@@ -64,6 +64,7 @@ class DownloadRequest(BaseModel):
     filtered_query_params: tuple[str, ...] = ()
     overwrite: bool = False
     force_hard_link: bool = False
+    hard_link: bool = True  # False: --no-hard-link, the output is always a copy
     content_for_task_id: str | None = None
     max_files: int | None = None
     concurrent_files: int = 5
@@ -117,7 +118,8 @@ class DownloadRequest(BaseModel):
         return scrub_url(self.url)
 
     def to_json(self) -> str:
-        return self.model_dump_json()
+        # ``hard_link`` only when it says something: a daemon older than the field accepts it
+        return self.model_dump_json(exclude={"hard_link"} if self.hard_link else None)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> DownloadRequest:

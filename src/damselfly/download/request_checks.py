@@ -54,6 +54,8 @@ def request_problems(
         for k in request.env
         if not env_name_allowed(k)
     ]
+    if request.force_hard_link and not getattr(request, "hard_link", True):
+        problems.append("--force-hard-link and --no-hard-link contradict each other")
     problems += [_header_problem(name, value) for name, value in request.headers]
     return [p for p in problems if p]
 

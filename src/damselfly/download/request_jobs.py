@@ -112,7 +112,7 @@ def build_file_job(request: DownloadRequest) -> FileJob:
         application=request.application,
         filtered_query_params=request.filtered_query_params,
         overwrite=request.overwrite or uses_hub_cache(request),  # a cache replaces stale files
-        hard_link=True,
+        hard_link=request.hard_link,
         require_hard_link=request.force_hard_link,
         identity_text=request.content_for_task_id,
         back_to_source=request.back_to_source,

@@ -146,11 +146,21 @@ class ContentFile:
         """Size, mtime, inode and device of the open file (not ctime: see the module docstring)."""
         return _fingerprint(self._fstat())
 
-    def change_stamp(self) -> tuple[int, int, int, int, int]:
-        """What any write to the file changes: device, inode, size, mtime and ctime (ctime
-        too: a write that puts mtime back still moves it)."""
+    def identity(self) -> tuple[int, int]:
+        """Device and inode: which file this is, whatever names it has."""
         st = self._fstat()
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return st.st_dev, st.st_ino
+
+    def links(self) -> int:
+        """How many names the file has: more than one once it was delivered by hard link."""
+        return self._fstat().st_nlink
+
+    def change_stamp(self) -> tuple[int, int, int, int, int, int]:
+        """What any write to the file changes: device, inode, size, mtime and ctime (ctime
+        too: a write that puts mtime back still moves it), and its number of names (a hard
+        link to an output gives others a way to write it, even within one ctime tick)."""
+        st = self._fstat()
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_nlink)
 
     def stamp_fingerprint(self) -> str | None:
         """Step the mtime back 1 ns, then fingerprint: any later write changes the result.
@@ -328,3 +338,18 @@ def _advance(chunks: list[memoryview], written: int) -> list[memoryview]:
             chunks = [first[written:], *chunks[1:]]
             written = 0
     return chunks
+
+
+def validate_lengths(content_length: int, piece_length: int) -> None:
+    if content_length < 0:
+        raise ValueError(f"content length must be >= 0, got {content_length}")
+    if piece_length <= 0:
+        raise ValueError(f"piece length must be > 0, got {piece_length}")
+
+
+def make_store_dirs(content_dir: Path) -> None:
+    try:
+        content_dir.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        content_dir.mkdir(mode=DIR_MODE, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{content_dir}: cannot create the store: {exc.strerror}") from exc

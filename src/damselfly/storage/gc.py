@@ -6,6 +6,9 @@ the task will occupy once complete: counting it reserves room for downloads in p
 quota computed this way is never overshot by them. (``st_blocks * 512`` would undercount a task
 at 10 % and let two large downloads both pass the check.) Files that are not ours (anything
 outside ``content/``, or not named like a content file) are never counted and never deleted.
+A content file with more than one name is a user's output too (``shared_content.py``): it
+uses no room the store could free, so it counts as 0 bytes and is not evicted to make room
+(only by age, ``expire``, which drops the store's name and leaves the output).
 
 One collection, run while the caller holds the ``StoreLock``:
 
@@ -47,23 +50,27 @@ class GarbageCollector:
         self._metadata = metadata
 
     def usage_bytes(self) -> int:
-        return sum(stat.st_size for _, stat in self._layout.iter_files())
+        return sum(_own_bytes(stat) for _, stat in self._layout.iter_files())
 
     def size_of(self, task_id: str) -> int:
-        return self._layout.size_of(task_id)
+        try:
+            return _own_bytes(os.lstat(self._layout.path_for(task_id)))
+        except FileNotFoundError:
+            return 0
 
     def evictable_bytes(self, pinned: frozenset[str]) -> int:
         """Bytes a collection could free now: our files that nobody holds open."""
         total = 0
         for task_id, stat in self._layout.iter_files():
-            if task_id not in pinned and self._lockable(task_id):
+            if task_id not in pinned and _own_bytes(stat) and self._lockable(task_id):
                 total += stat.st_size
         return total
 
     def collect(self, needed_bytes: int, pinned: frozenset[str]) -> GcReport:
         """Remove orphans, then evict LRU tasks not in ``pinned`` until ``needed_bytes`` freed."""
         report = GcReport()
-        sizes = {task_id: stat.st_size for task_id, stat in self._layout.iter_files()}
+        files = dict(self._layout.iter_files())
+        sizes = {task_id: _own_bytes(stat) for task_id, stat in files.items()}
         tasks = self._metadata.tasks_by_access()
         known = {task.task_id for task in tasks}
         for task_id in sorted(sizes.keys() - known - pinned):
@@ -77,14 +84,15 @@ class GarbageCollector:
         for task in tasks:
             if report.freed_bytes >= needed_bytes:
                 break
-            self._evict(report, task.task_id, sizes, pinned)
+            if sizes.get(task.task_id, 1):  # a linked file frees nothing: kept
+                self._evict(report, task.task_id, sizes, pinned)
         self._log(report)
         return report
 
     def expire(self, accessed_before: float, pinned: frozenset[str]) -> GcReport:
         """Evict every task not accessed since ``accessed_before`` (seconds since the epoch)."""
         report = GcReport()
-        sizes = {task_id: stat.st_size for task_id, stat in self._layout.iter_files()}
+        sizes = {task_id: _own_bytes(stat) for task_id, stat in self._layout.iter_files()}
         for task in self._metadata.tasks_by_access():
             if task.accessed_at >= accessed_before:
                 break
@@ -140,3 +148,8 @@ def _unlink(path: Path) -> None:
         pass
     except OSError as exc:
         raise os_error(path, exc, "delete") from exc
+
+
+def _own_bytes(stat: os.stat_result) -> int:
+    """What deleting this content file would free: nothing while an output shares it."""
+    return stat.st_size if stat.st_nlink == 1 else 0

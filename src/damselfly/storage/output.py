@@ -16,7 +16,8 @@ Rules (what a user of ``dfget -O`` can rely on):
 - With ``hard_link`` the temp file is a hard link to the content file: no copy. It falls back
   to a copy (``copy_file_range``, else ``sendfile``) across filesystems (EXDEV) or where links
   are refused. A hard-linked output shares its inode with the store's content file, which is
-  why the store never truncates a content file in place.
+  why the store never writes into or cuts a file with more than one name
+  (``shared_content.py``).
 - ``verify``, if given, is called with the staged temp file (link or copy) before it appears
   at ``dest``; if it raises, nothing is delivered (``Store.deliver`` re-hashes every piece
   there, see ``verification.py``).
@@ -121,19 +122,23 @@ def _stage(src: Path, tmp: Path, dest: Path, *, hard_link: bool) -> DeliveryMeth
 
 def _copy(src: Path, tmp: Path, dest: Path) -> None:
     try:
-        src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+        copy_file(src, tmp, OUTPUT_MODE)
     except OSError as exc:
-        raise OutputError(str(dest), f"cannot read {src}: {exc.strerror}") from exc
+        raise output_error(dest, exc) from exc
+
+
+def copy_file(src: Path, tmp: Path, mode: int) -> None:
+    """Copy ``src`` to the new file ``tmp`` (a reflink where the file system can), fsynced;
+    ``OSError`` as the system calls raise it."""
+    src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        tmp_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, OUTPUT_MODE)
+        tmp_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         try:
             if not _reflink(src_fd, tmp_fd):
                 _copy_fd(src_fd, tmp_fd, os.fstat(src_fd).st_size)
             os.fsync(tmp_fd)
         finally:
             os.close(tmp_fd)
-    except OSError as exc:
-        raise output_error(dest, exc) from exc
     finally:
         os.close(src_fd)
 

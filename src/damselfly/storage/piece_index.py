@@ -23,7 +23,7 @@ in memory and written completely (``write_started`` ... ``write_finished``), so 
 on disk are the ones verified, unless someone else wrote to the file since. It answers
 ``vouches_for(number, stamp)``: the piece was written here, is not being written now (a
 rewrite in progress, or a torn one, is never vouched for), and the file's change stamp
-(``ContentFile.change_stamp``: inode, size, mtime, ctime) is the one taken when the last of
+(``ContentFile.change_stamp``: inode, size, mtime, ctime, links) is the one taken when the last of
 our writes ended, or one of our writes is still running. That last case is the trade-off: a
 foreign write to the file *while* this process writes it is not noticed until our writes
 pause (it was not noticed before either: the stamp taken after our next write included it).
@@ -127,6 +127,11 @@ class PieceIndex:
             if number not in self._written_here or number in self._writing:
                 return False
             return bool(self._writing) or stamp_now == self._stamp_after_writes
+
+    def forget_writes(self) -> None:
+        """The file was replaced (``shared_content.unshared``): vouch for nothing written before."""
+        with self._lock:
+            self._written_here.clear()
 
     def replace(self, pieces: Iterable[PieceMeta]) -> None:
         """Reload from the metadata store (another process may have changed it)."""

@@ -12,30 +12,27 @@ task -> pin it -> (outside the lock) check the recorded pieces -> settle the sta
 What is re-verified when: a task that *succeeded* and whose content file still has the
 fingerprint recorded when all its pieces were last verified (size, mtime, inode, device; see
 ``content.py``) is trusted as it is, and nothing is read: a cache hit costs a few system calls.
-Every other task is re-verified: each recorded piece is re-read and re-hashed, so a piece lost
-to a crash, a power cut, a damaged disk or a write to a hard-linked output is dropped and
-downloaded again rather than served; that costs one sequential read of what is held (about
-0.4 s per GiB from tmpfs here). A succeeded task that is still complete after re-verification
-gets a fresh fingerprint, so only the first open after a change pays. ``mark_succeeded`` records
-one too, and any ``write_piece``/``drop_piece`` or state change away from succeeded clears it.
-A task this ``Store`` already has open (the daemon's engine writing it while its piece server
-opens it to serve) is not re-read either: the open handle verified what was there when it
-opened, and every piece recorded since was hashed as it was written. Such handles share one
+Every other task is re-verified (each piece re-read and re-hashed: one lost to a crash, a
+power cut or a damaged disk is dropped and fetched again, not served; ~0.4 s per GiB from tmpfs
+here); a file a changed output shares is copied first (``shared_content.py``). A succeeded task
+still complete after re-verification gets a fresh fingerprint, so only the first open after a
+change pays. ``mark_succeeded`` records one too; a piece write or drop or a state change away
+from succeeded clears it. A task this ``Store`` already has open (the daemon's engine writing
+it while its piece server serves it) is not re-read: the open handle verified what was there
+when it opened, and every piece recorded since was hashed as written. Such handles share one
 in-memory view of the task's recorded pieces (``piece_index.py``), loaded once per opening
 and kept current by every record and drop this ``Store`` makes, delivery's included.
 
 The trade-off: the fingerprint trusts the mtime. Bytes changed in place with the size, inode
-and mtime kept (rewritten and then ``os.utime``/``touch -d`` back to the old time, or bit rot
-below the file system) are *not* noticed when a succeeded task is reopened; a peer that
-receives such a piece still rejects it by its digest, and ``deliver`` re-hashes every piece
-of what it is about to hand out (``verification.py``), so they never reach a local user
-either. Content files are not fsynced, so after a power cut the fast path also trusts the
-file system not to keep a newer mtime without the bytes written before it. ``remove_task``
-forces a fresh download.
+and mtime kept (``os.utime``/``touch -d`` back to the old time, or bit rot below the file
+system) are *not* noticed when a succeeded task is reopened; a peer still rejects such a piece
+by its digest, and ``deliver`` re-hashes every piece it hands out (``verification.py``), so
+they never reach a local user either. Content files are not fsynced: after a power cut the
+fast path trusts the file system not to keep a newer mtime without the bytes written before
+it. ``remove_task`` forces a fresh download.
 
-Delivery copies (a reflink where the file system can; ``deliver_staged`` ends a copy made as
-the task filled, ``staging.py``) unless a hard link is asked for (``--force-hard-link``): then
-the output *is* the store's file, and a change to one is a change to the other.
+Delivery hard-links the content file to the output where it can (``shared_content.py``, with
+what that obliges the store to), else copies (``deliver_staged``: made as the task filled).
 
 Metadata never holds secrets: the URL given to ``open_task`` must already be redacted (the
 caller's ``SourceUrl.redacted()``), and is scrubbed again of userinfo and signature or token
@@ -45,6 +42,7 @@ query parameters before it is recorded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -59,16 +57,18 @@ from damselfly.core.errors import StorageError
 from damselfly.core.redact import scrub_url
 from damselfly.storage.admission import Admission
 from damselfly.storage.content import (
-    DIR_MODE,
     ContentFile,
     ContentLayout,
     StoreLock,
+    make_store_dirs,
+    validate_lengths,
     validate_task_id,
 )
 from damselfly.storage.gc import GarbageCollector
 from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskMeta, TaskState
 from damselfly.storage.output import DeliveryMethod, deliver_file
 from damselfly.storage.piece_index import PieceIndex
+from damselfly.storage.shared_content import LinkRaced, linked_check, may_link, unshared
 from damselfly.storage.space import DiskSpace, space_reserve
 from damselfly.storage.sqlite_metadata import SqliteMetadataStore
 from damselfly.storage.staging import StagedOutput
@@ -100,7 +100,7 @@ class Store:
         self.root = root
         self.quota_bytes = quota_bytes
         self._layout = ContentLayout(root)
-        _make_dirs(self._layout.content_dir)
+        make_store_dirs(self._layout.content_dir)
         reserve = space_reserve(root)
         self._owns_metadata = metadata is None
         self._metadata = (
@@ -139,10 +139,10 @@ class Store:
         """Create or resume a task; see the module docstring for the steps."""
         self._check_open()
         validate_task_id(task_id)
-        _validate_lengths(content_length, piece_length)
+        validate_lengths(content_length, piece_length)
         with self._store_lock:
             self._admission.admit(task_id, content_length, self._pinned() | {task_id})
-            content, kept_size = self._open_content(task_id, content_length, piece_length)
+            content, kept_size, replaced = self._open_content(task_id, content_length, piece_length)
             try:
                 self._record(task_id, url, content_length, piece_length, content_digest)
             except BaseException:
@@ -160,7 +160,9 @@ class Store:
             on_close=lambda: self._unpin(task_id),
         )
         try:
-            if not already_open:
+            if replaced:  # a private copy of a file an output shares: what it holds is unknown
+                index.forget_writes()
+            if not already_open or replaced:
                 check_pieces(self._metadata, task, content, kept_size)
                 task.refresh()  # the re-verification dropped pieces from the store
             self._settle_state(task)
@@ -217,20 +219,31 @@ class Store:
     # -- output --------------------------------------------------------------------------------
 
     def deliver(
-        self, task_id: str, dest: Path, *, overwrite: bool = False, hard_link: bool = False
+        self,
+        task_id: str,
+        dest: Path,
+        *,
+        overwrite: bool = False,
+        hard_link: bool = False,
+        share: bool = False,
     ) -> DeliveryMethod:
-        """Put a complete task's bytes at ``dest`` atomically (``output.deliver_file``), a
-        copy unless ``hard_link``, every piece re-hashed first: ``CorruptContentError`` (the
-        bad pieces dropped) if some no longer match. Reads the whole file: call it from a
-        worker thread in async code."""
-        with self._delivering(task_id) as (_, content, _pieces):
-            return deliver_file(
-                content.path,
-                dest,
-                overwrite=overwrite,
-                hard_link=hard_link,
-                verify=lambda staged: self._verify_staged(task_id, staged),
-            )
+        """Put a complete task's bytes at ``dest`` atomically (``output.deliver_file``): with
+        ``hard_link`` the content file itself if ``may_link`` (``shared_content.py``), else a
+        copy; every piece re-hashed there first: if some fail, ``CorruptContentError`` (they
+        are dropped). Blocking: call it from a worker thread."""
+        with self._delivering(task_id) as (_, content, pieces):
+            verify = functools.partial(self._verify, task_id, pieces)
+            names = content.links()
+            link = hard_link and may_link(content, dest, names, share=share)
+            check = linked_check(content, names, share=share, verify=verify)
+            try:
+                return deliver_file(
+                    content.path, dest, overwrite=overwrite, hard_link=link, verify=check
+                )
+            except LinkRaced:
+                return deliver_file(
+                    content.path, dest, overwrite=overwrite, hard_link=False, verify=verify
+                )
 
     def deliver_staged(self, task_id: str, staged: StagedOutput) -> DeliveryMethod:
         """``deliver`` to an output staged while the task filled (``staging.py``): what is
@@ -259,8 +272,8 @@ class Store:
             content.close()
             self._unpin(task_id)
 
-    def _verify_staged(self, task_id: str, staged: Path) -> None:
-        bad = bad_pieces_in(staged, self._metadata.pieces(task_id))
+    def _verify(self, task_id: str, pieces: list[PieceMeta], staged: Path) -> None:
+        bad = bad_pieces_in(staged, pieces)
         if bad:
             self._reject(task_id, bad)
 
@@ -298,8 +311,9 @@ class Store:
 
     def _open_content(
         self, task_id: str, content_length: int, piece_length: int
-    ) -> tuple[ContentFile, int]:
-        """Open the content file at its full length; return it and the length it had."""
+    ) -> tuple[ContentFile, int, bool]:
+        """Open the content file at its full length; return it, the length it had, and whether
+        it replaced a file an output shares (``shared_content.unshared``)."""
         meta = self._metadata.get_task(task_id)
         if meta is None or (meta.content_length, meta.piece_length) != (
             content_length,
@@ -307,6 +321,7 @@ class Store:
         ):
             self._discard(task_id, meta)
         content = ContentFile.open(self._layout.path_for(task_id), create=True)
+        content, replaced = unshared(content, meta, self._metadata)  # never write a user's file
         try:
             kept_size = content.size()
             if kept_size != content_length:
@@ -314,7 +329,7 @@ class Store:
         except BaseException:
             content.close()
             raise
-        return content, kept_size
+        return content, kept_size, replaced
 
     def _discard(self, task_id: str, meta: TaskMeta | None) -> None:
         """Forget old data whose lengths differ (or a file with no record), never in place:
@@ -383,18 +398,3 @@ class Store:
     def _check_open(self) -> None:
         if self._closed:
             raise StorageError(f"store {self.root} is closed")
-
-
-def _validate_lengths(content_length: int, piece_length: int) -> None:
-    if content_length < 0:
-        raise ValueError(f"content length must be >= 0, got {content_length}")
-    if piece_length <= 0:
-        raise ValueError(f"piece length must be > 0, got {piece_length}")
-
-
-def _make_dirs(content_dir: Path) -> None:
-    try:
-        content_dir.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        content_dir.mkdir(mode=DIR_MODE, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"{content_dir}: cannot create the store: {exc.strerror}") from exc

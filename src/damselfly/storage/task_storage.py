@@ -165,6 +165,7 @@ class TaskStorage:
         with self._piece_lock(number):
             if self.piece_meta(number) is not None:
                 return False
+            self._check_unshared()
             self._index.write_started(number)
             try:
                 self._content.write_chunks_at(offset, chunks)
@@ -206,6 +207,7 @@ class TaskStorage:
         return self._index.vouches_for(number, self._content.change_stamp())
 
     def _write_whole(self, number: int, offset: int, chunks: list[memoryview]) -> None:
+        self._check_unshared()
         self._index.write_started(number)
         whole = False
         try:
@@ -234,13 +236,22 @@ class TaskStorage:
         self._check_open()
         self._metadata.task_failed(self.task_id)
 
+    def _check_unshared(self) -> None:
+        """Never write into a file an output shares (``shared_content.py``)."""
+        if self._content.links() > 1:
+            raise StorageError(
+                f"task {self.task_id}: its file is now also a delivered output; not written"
+            )
+
     def release_space(self) -> None:
         """Give the task's space back after a failure it cannot resume from (a full disk,
         a bad whole file): the content file is cut to 0 bytes first (that never needs space,
         and its logical size, the quota's reservation, goes with it), then its pieces are
-        forgotten and the task marked failed. The next open re-extends the file."""
+        forgotten and the task marked failed. The next open re-extends the file (or, if a
+        delivered output shares it, replaces it: ``Store.open_task``)."""
         self._check_open()
-        self._content.resize(0)
+        if self._content.links() == 1:  # never cut a file an output shares (a hard link)
+            self._content.resize(0)
         for number in self.finished_pieces():
             self._metadata.piece_dropped(self.task_id, number)
             self._index.dropped(number)
