@@ -1,7 +1,8 @@
 """Bytes that rot in the store are never delivered (issue 12, item 3): a piece flipped in a
 stored file with its mtime put back is found when the file is next delivered, fetched again
-(one piece from the origin, not the file) and the output is byte-identical; a delivered file
-is a copy, so corrupting the store afterwards does not reach it."""
+(one piece from the origin, not the file) and the output is byte-identical; a file delivered
+as a copy does not change with the store; a user's edit of a hard-linked output stays theirs
+while the daemon fetches the edited piece again for the next output."""
 
 from __future__ import annotations
 
@@ -63,3 +64,23 @@ async def test_rot_in_a_daemons_store_is_fetched_again(tmp_path: Path) -> None:
     assert second.code == 0, second.stderr
     assert (tmp_path / "two").read_bytes() == data
     assert cluster.origin.bytes_served_for("/f.bin") <= MiB
+
+
+async def test_an_edited_linked_output_stays_the_users_through_the_daemon(tmp_path: Path) -> None:
+    data = os.urandom(6 * MiB)
+    async with LocalCluster(tmp_path, peers=1, seeds=0, origin_files={"/f.bin": data}) as cluster:
+        url = cluster.origin.url("/f.bin")
+        first = await cluster.dfget(0, url, tmp_path / "one", *PIECE)
+        assert first.code == 0, first.stderr
+        one = tmp_path / "one"
+        assert one.stat().st_nlink == 2  # the daemon's store file is the output
+        with open(one, "r+b") as f:  # the user edits their output (mtime moves)
+            f.seek(3 * MiB + 9)
+            f.write(bytes([data[3 * MiB + 9] ^ 1]))
+        edited = one.read_bytes()
+        cluster.origin.reset_stats()
+        second = await cluster.dfget(0, url, tmp_path / "two", *PIECE)
+        assert second.code == 0, second.stderr
+        assert (tmp_path / "two").read_bytes() == data
+        assert one.read_bytes() == edited  # never repaired behind the user's back
+        assert cluster.origin.bytes_served_for("/f.bin") <= MiB  # the edited piece only
