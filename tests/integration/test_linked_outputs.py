@@ -222,6 +222,21 @@ def test_an_edited_output_is_copied_and_reverified_even_while_open(tmp_path: Pat
     assert out.read_bytes()[PIECE + 7] != DATA[PIECE + 7]  # the user's edit is theirs
 
 
+def test_a_private_copy_left_by_a_crash_goes_with_the_next_one(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with Store(tmp_path / "store") as store:
+        fill(store)
+        store.deliver(TASK_ID, out, hard_link=True)
+        content = store.content_path(TASK_ID)
+        stale = content.with_name(f".{content.name}.0badc0de.private")
+        stale.write_bytes(b"half a copy")
+        flip(out, 3)  # the user edits the output: the next open takes a private copy
+        with open_task(store) as task:
+            assert task.finished_pieces() == {1, 2}
+    assert not stale.exists()
+    assert [p.name for p in content.parent.iterdir()] == [content.name]
+
+
 def test_a_linked_file_takes_no_room_and_is_not_evicted_for_room(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with Store(tmp_path / "store", quota_bytes=10 * len(DATA)) as store:

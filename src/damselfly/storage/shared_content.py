@@ -29,7 +29,8 @@ Left open: a write racing the few system calls between a writer's link-count che
 write (another process filling the same task as it is linked, a truncation by
 ``release_space``), and writes through a descriptor opened on an earlier output of the same
 file that was deleted since. A crash while taking a private copy leaves its temporary file
-(``.<task id>.<hex>.private``) in the content directory.
+(``.<task id>.<hex>.private``) in the content directory until the next private copy of that
+task removes it (GC does not know the name).
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def _trusted_as_is(content: ContentFile, meta: TaskMeta | None, metadata: Metada
 
 
 def _take_private_copy(path: Path) -> None:
+    for stale in path.parent.glob(f".{path.name}.*.private"):  # left by a crash meanwhile
+        with contextlib.suppress(OSError):
+            stale.unlink()
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.private")
     try:
         copy_file(path, tmp, FILE_MODE)
