@@ -19,7 +19,9 @@ copy's pages are in the cache), measured in ``docs/reliability.md``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from damselfly.core.errors import StorageError
@@ -29,6 +31,9 @@ from damselfly.storage.metadata import MetadataStore, PieceMeta, TaskMeta, TaskS
 from damselfly.storage.task_storage import TaskStorage
 
 logger = logging.getLogger(__name__)
+
+HASH_THREADS = min(4, os.cpu_count() or 1)
+PARALLEL_FROM_BYTES = 32 << 20  # below this, threads cost more than they save
 
 
 class CorruptContentError(StorageError):
@@ -68,8 +73,16 @@ def check_deliverable(meta: TaskMeta, pieces: list[PieceMeta], content: ContentF
 
 
 def bad_pieces(content: ContentFile, pieces: Iterable[PieceMeta]) -> list[int]:
-    """Numbers of the pieces whose bytes in ``content`` do not match their digests."""
-    return [p.number for p in pieces if content.digest_at(p.offset, p.length) != p.digest]
+    """Numbers of the pieces whose bytes in ``content`` do not match their digests. Pieces
+    are hashed on up to ``HASH_THREADS`` threads (reads and BLAKE3 release the GIL): the
+    same CPU, half the wait on two cores for what a delivery re-hashes at its end."""
+    todo = list(pieces)
+    workers = min(HASH_THREADS, len(todo))
+    if workers <= 1 or sum(p.length for p in todo) < PARALLEL_FROM_BYTES:
+        return [p.number for p in todo if content.digest_at(p.offset, p.length) != p.digest]
+    with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
+        digests = list(pool.map(lambda p: content.digest_at(p.offset, p.length), todo))
+    return [p.number for p, digest in zip(todo, digests, strict=True) if digest != p.digest]
 
 
 def bad_pieces_in(path: Path, pieces: Iterable[PieceMeta]) -> list[int]:
