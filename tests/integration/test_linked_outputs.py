@@ -22,6 +22,7 @@ from damselfly.download.events import CountingObserver
 from damselfly.download.file_download import download_file
 from damselfly.download.jobs import DownloadContext, FileJob
 from damselfly.download.source_fetcher import FetchPolicy
+from damselfly.storage import content as content_module
 from damselfly.storage import output as output_module
 from damselfly.storage.content import ContentFile
 from damselfly.storage.output import DeliveryMethod
@@ -247,6 +248,72 @@ def test_a_linked_file_takes_no_room_and_is_not_evicted_for_room(tmp_path: Path)
         store.collect_garbage(needed_bytes=100 * len(DATA))
         assert store.held_pieces(TASK_ID) == {0, 1, 2}
     assert out.read_bytes() == DATA
+
+
+def test_a_handle_left_on_the_users_file_after_a_private_copy_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    with Store(tmp_path / "store") as store, open_task(store) as old:
+        fill(store)
+        store.deliver(TASK_ID, out, hard_link=True)
+        flip(out, PIECE + 7)  # the user edits the output
+        with open_task(store) as new:  # the store takes its own copy; only `out` names the old
+            assert new.finished_pieces() == {0, 2}
+        assert not old.still_at_path()
+        assert old.shared_with_output()
+        before = out.read_bytes()
+        with pytest.raises(StorageError, match="also a delivered output"):
+            old.write_piece(1, DATA[PIECE : 2 * PIECE])
+        old.release_space()
+        assert out.read_bytes() == before  # neither written nor cut
+
+
+def test_a_store_file_replaced_while_linking_turns_the_delivery_into_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process takes a private copy between our count of names and our link."""
+    real_link = os.link
+
+    def replaced_first(src: object, dst: object, *args: object, **kw: object) -> None:
+        if Path(str(dst)).name.startswith(".out"):
+            path = Path(str(src))
+            fresh = path.with_name("fresh")
+            shutil.copyfile(path, fresh)
+            os.replace(fresh, path)
+        real_link(src, dst, *args, **kw)  # type: ignore[arg-type]
+
+    out = tmp_path / "out"
+    with Store(tmp_path / "store") as store:
+        fill(store)
+        monkeypatch.setattr(output_module.os, "link", replaced_first)
+        method = store.deliver(TASK_ID, out, hard_link=True)
+        monkeypatch.undo()
+        assert method is DeliveryMethod.COPY
+        assert store.content_path(TASK_ID).stat().st_nlink == 1
+    assert out.read_bytes() == DATA
+
+
+def test_the_change_stamp_counts_names_within_one_ctime_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    content = ContentFile.open_read_only(path)
+    real_fstat = os.fstat
+
+    def frozen_times(fd: int) -> os.stat_result:
+        st = list(real_fstat(fd))
+        st[7:10] = [0, 0, 0]  # atime, mtime, ctime (whole seconds) pinned
+        return os.stat_result(st, {"st_mtime_ns": 0, "st_ctime_ns": 0, "st_atime_ns": 0})
+
+    monkeypatch.setattr(content_module.os, "fstat", frozen_times)
+    try:
+        before = content.change_stamp()
+        os.link(path, tmp_path / "g")
+        assert content.change_stamp() != before
+    finally:
+        content.close()
 
 
 # -- through download_file ---------------------------------------------------------------------

@@ -151,6 +151,17 @@ class ContentFile:
         st = self._fstat()
         return st.st_dev, st.st_ino
 
+    def still_at_path(self) -> bool:
+        """Whether ``path`` still names this open file (a private copy replaces it:
+        ``shared_content.unshared``)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise os_error(self.path, exc, "stat") from exc
+        return (st.st_dev, st.st_ino) == self.identity()
+
     def links(self) -> int:
         """How many names the file has: more than one once it was delivered by hard link."""
         return self._fstat().st_nlink

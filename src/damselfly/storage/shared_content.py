@@ -6,6 +6,8 @@ task's content file (``Store.deliver`` with ``hard_link``): the bytes are writte
 another file system needs, and what a second output of the same task gets: a content file is
 linked to one output at a time (``may_link``; delivering again to that same output links
 again), so two outputs never share a file. Only ``--force-hard-link`` shares it (``share``).
+A link lands on the file that was counted: one whose name was replaced meanwhile (another
+process's private copy) makes the delivery a copy too.
 
 What is linked is verified like a copy: every piece of the staged link is re-hashed before it
 is renamed into place (``linked_check``; skipping what this process just wrote was tried and
@@ -15,14 +17,17 @@ the link count afterwards and turns the delivery into a copy.
 
 Once linked, the user may write the file. The store then:
 
-- never writes into a content file with more than one name: ``TaskStorage`` refuses to write
-  a piece into one, and opening a task whose file an output shares, unless the task succeeded
+- never writes into a content file with more than one name, nor through a handle whose file
+  the store has since replaced (only the output names it then): ``TaskStorage`` refuses to
+  write a piece into one (``_writable_here``), and opening a task whose file an output shares, unless the task succeeded
   and the file still has the fingerprint its pieces were verified under, first takes a private
   copy (``unshared``: a reflink where it can, renamed over the store's own name, under the
   store lock) and re-verifies that. The user's file keeps whatever they wrote.
   ``TaskStorage.release_space`` does not cut such a file either.
 - re-hashes the pieces of such a file before serving them to peers: a link changes the file's
-  change stamp (which counts its names), so the piece server no longer vouches for them.
+  change stamp (which counts its names), so the piece server no longer vouches for them; its
+  cached handle on a replaced file is reopened and drops no piece. The proxy sends a piece of
+  a shared file only from a whole read that matched the piece's digest.
 - does not count it as its own: it uses no room the store could free (``gc.py``).
 
 Left open: a write racing the few system calls between a writer's link-count check and its
@@ -73,6 +78,8 @@ def linked_check(
         linked = (st.st_dev, st.st_ino) == identity
         if linked and not share and st.st_nlink != names + 1:
             raise LinkRaced(f"{staged}: the store's file got another name meanwhile")
+        if not linked and not share and st.st_nlink > 1:  # the store's name was replaced
+            raise LinkRaced(f"{staged}: the store's file was replaced meanwhile")
         verify(staged)
 
     return check

@@ -237,11 +237,23 @@ class TaskStorage:
         self._metadata.task_failed(self.task_id)
 
     def _check_unshared(self) -> None:
-        """Never write into a file an output shares (``shared_content.py``)."""
-        if self._content.links() > 1:
+        """Never write into a file an output shares, nor into one the store let go of for a
+        private copy (then only the output names it) (``shared_content.py``)."""
+        if not self._writable_here():
             raise StorageError(
                 f"task {self.task_id}: its file is now also a delivered output; not written"
             )
+
+    def still_at_path(self) -> bool:
+        """Whether this handle's file is still the store's (``ContentFile.still_at_path``)."""
+        return self._content.still_at_path()
+
+    def shared_with_output(self) -> bool:
+        """A delivered output may write this file (``shared_content.py``)."""
+        return not self._writable_here()
+
+    def _writable_here(self) -> bool:
+        return self._content.links() == 1 and self._content.still_at_path()
 
     def release_space(self) -> None:
         """Give the task's space back after a failure it cannot resume from (a full disk,
@@ -250,7 +262,7 @@ class TaskStorage:
         forgotten and the task marked failed. The next open re-extends the file (or, if a
         delivered output shares it, replaces it: ``Store.open_task``)."""
         self._check_open()
-        if self._content.links() == 1:  # never cut a file an output shares (a hard link)
+        if self._writable_here():  # never cut a file an output shares (a hard link)
             self._content.resize(0)
         for number in self.finished_pieces():
             self._metadata.piece_dropped(self.task_id, number)

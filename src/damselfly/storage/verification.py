@@ -18,6 +18,7 @@ copy's pages are in the cache), measured in ``docs/reliability.md``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterable
@@ -79,10 +80,15 @@ def bad_pieces(content: ContentFile, pieces: Iterable[PieceMeta]) -> list[int]:
     todo = list(pieces)
     workers = min(HASH_THREADS, len(todo))
     if workers <= 1 or sum(p.length for p in todo) < PARALLEL_FROM_BYTES:
-        return [p.number for p in todo if content.digest_at(p.offset, p.length) != p.digest]
+        return _bad_in(content, todo)
+    shares = [todo[i::workers] for i in range(workers)]  # one job per thread, however many
     with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
-        digests = list(pool.map(lambda p: content.digest_at(p.offset, p.length), todo))
-    return [p.number for p, digest in zip(todo, digests, strict=True) if digest != p.digest]
+        found = pool.map(functools.partial(_bad_in, content), shares)
+        return sorted(number for bad in found for number in bad)
+
+
+def _bad_in(content: ContentFile, pieces: list[PieceMeta]) -> list[int]:
+    return [p.number for p in pieces if content.digest_at(p.offset, p.length) != p.digest]
 
 
 def bad_pieces_in(path: Path, pieces: Iterable[PieceMeta]) -> list[int]:

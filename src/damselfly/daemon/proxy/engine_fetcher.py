@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from damselfly.backends.registry import BackendRegistry, BackendSettings, default_registry
 from damselfly.core.background import BackgroundTasks
+from damselfly.core.digests import piece_digest
 from damselfly.core.errors import DamselflyError
 from damselfly.core.ids import canonical_url
 from damselfly.daemon.proxy.content_jobs import ContentJob, content_job
@@ -209,6 +210,10 @@ class EngineFetcher:
                 number = offset // handle.piece_length
                 await self._until_held(handle, number, fill)
                 end = min((number + 1) * handle.piece_length - 1, last)
+                if handle.shared_with_output() and not handle.vouches_for(number):
+                    yield await asyncio.to_thread(_checked_part, handle, number, offset, end)
+                    offset = end + 1
+                    continue
                 while offset <= end:  # a piece of up to 64 MiB in steps
                     length = min(READ_LENGTH, end - offset + 1)
                     yield await asyncio.to_thread(handle.read_range, offset, length)
@@ -223,6 +228,18 @@ class EngineFetcher:
                 reason = type(error).__name__ if error is not None else "ended without it"
                 raise MeshUnavailableError("proxy", f"piece {number} never arrived ({reason})")
             await self._watch.wait(handle.task_id, self._poll_interval)
+
+
+def _checked_part(handle: TaskStorage, number: int, first: int, last: int) -> bytes:
+    """Bytes ``first..last`` of piece ``number``, from a read of the whole piece that matched
+    its digest: a file an output shares may hold the user's edits (``shared_content.py``)."""
+    piece = handle.piece_meta(number)
+    if piece is None:
+        raise MeshUnavailableError("proxy", f"piece {number} is no longer held")
+    data = handle.read_range(piece.offset, piece.length)
+    if piece_digest(data) != piece.digest:
+        raise MeshUnavailableError("proxy", f"piece {number} changed on disk")
+    return data[first - piece.offset : last - piece.offset + 1]
 
 
 class _TapFiller:

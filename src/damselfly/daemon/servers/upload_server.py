@@ -377,6 +377,8 @@ class UploadServer:
     ) -> None:
         """Drop the piece, tell the owner, then cut the response short (in that order, so a
         child that retries after the short body already finds the piece gone)."""
+        if task.stale():  # a handle on a file the store replaced: it drops nothing
+            return abort_response(request, response)
         task.piece_failed(piece.number)
         self._counters.pieces_dropped += 1
         _log.warning(

@@ -27,12 +27,12 @@ import blake3
 from damselfly.core.errors import StorageError
 from damselfly.storage.store import Store, TaskStorage
 
-Fingerprint = tuple[int, int, int, int, int]
+Fingerprint = tuple[int, int, int, int, int, int]
 Spawn = Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]
 
 
 def fingerprint_of(st: os.stat_result) -> Fingerprint:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_nlink)
 
 
 class SharedTask:
@@ -54,6 +54,11 @@ class SharedTask:
 
     def fingerprint(self) -> Fingerprint:
         return fingerprint_of(os.fstat(self.fileno))
+
+    def stale(self) -> bool:
+        """The store replaced the task's file (a private copy of one a changed output shares,
+        ``storage/shared_content.py``): this handle reads the user's file, not the store's."""
+        return not self.storage.still_at_path()
 
     def verified_since_change(self, number: int) -> tuple[bool, Fingerprint]:
         """Was ``number`` verified since the file last changed (by a re-check, or by our
@@ -151,6 +156,9 @@ class TaskCache:
         if self._closed:
             raise StorageError("upload server is closing")
         entry = self._entries.get(task_id)
+        if entry is not None and entry.stale():
+            self.forget(task_id)
+            entry = None
         if entry is not None:
             self._entries.move_to_end(task_id)
             return entry
