@@ -19,10 +19,11 @@ Once linked, the user may write the file. The store then:
 
 - never writes into a content file with more than one name, nor through a handle whose file
   the store has since replaced (only the output names it then): ``TaskStorage`` refuses to
-  write a piece into one (``_writable_here``), and opening a task whose file an output shares, unless the task succeeded
-  and the file still has the fingerprint its pieces were verified under, first takes a private
-  copy (``unshared``: a reflink where it can, renamed over the store's own name, under the
-  store lock) and re-verifies that. The user's file keeps whatever they wrote.
+  write a piece into one (``_writable_here``), and opening a task whose file an output
+  shares, unless the task succeeded and the file still has the fingerprint its pieces were
+  verified under, first takes a private copy (``unshared``: a reflink where it can, renamed
+  over the store's own name, under the store lock) and re-verifies that. The user's file
+  keeps whatever they wrote.
   ``TaskStorage.release_space`` does not cut such a file either.
 - re-hashes the pieces of such a file before serving them to peers: a link changes the file's
   change stamp (which counts its names), so the piece server no longer vouches for them; its
