@@ -12,7 +12,6 @@ import errno
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,19 +57,6 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         yield where
     finally:
         unmount(where)
-
-
-@pytest.fixture
-def other_fs_dir(tmp_path: Path) -> Iterator[Path]:
-    if not Path("/dev/shm").is_dir():
-        pytest.skip("no /dev/shm")
-    where = Path(tempfile.mkdtemp(dir="/dev/shm"))
-    try:
-        if os.stat(where).st_dev == os.stat(tmp_path).st_dev:
-            pytest.skip("/dev/shm is on the same filesystem as the store")
-        yield where
-    finally:
-        shutil.rmtree(where)
 
 
 def leftovers(directory: Path) -> list[str]:
