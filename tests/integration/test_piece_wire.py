@@ -247,3 +247,82 @@ async def test_idle_connections_and_parents_are_swept(tmp_path: object) -> None:
     finally:
         for server in servers:
             server.close()
+
+
+# -- part buffers kept from one piece to the next -----------------------------------------------
+
+
+def piece_request(raw: RawParent, number: int) -> PieceRequest:
+    return PieceRequest(raw.base_url, TASK_ID, number, f"/v1/tasks/{TASK_ID}/pieces/{number}")
+
+
+async def receive_into_list(
+    pool: PieceConnections, raw: RawParent, number: int, owners: list[object], pause: float = 0
+) -> bytes:
+    """Piece ``number``'s body; each part's buffer appended to ``owners``."""
+    parts: list[bytes] = []
+
+    async def sink(part: list[memoryview]) -> None:
+        owners.extend(view.obj for view in part)
+        parts.append(b"".join(part))
+        await asyncio.sleep(pause)
+
+    await pool.receive_piece(piece_request(raw, number), len(BODY), sink, part_length=4096,
+                             timeout_no_bytes=2.0, headers={})  # fmt: skip
+    return b"".join(parts)
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[PieceConnections]:
+    connections = PieceConnections(
+        limit_per_host=4, connect_timeout=2.0, keepalive=5, user_agent="t"
+    )
+    yield connections
+    await connections.aclose()
+
+
+async def test_the_next_piece_reuses_the_last_ones_buffer_and_an_idle_pool_keeps_none(
+    parent: RawParent, pool: PieceConnections
+) -> None:
+    first: list[object] = []
+    slow = asyncio.create_task(receive_into_list(pool, parent, 0, [], pause=0.05))  # keeps it busy
+    await wait_until(lambda: len(parent.requests) == 1)
+    assert await receive_into_list(pool, parent, 1, first) == BODY
+    assert pool.kept_part_buffers == 1
+    second: list[object] = []
+    assert await receive_into_list(pool, parent, 2, second) == BODY
+    assert len({id(owner) for owner in first + second}) == 1  # one buffer for both pieces
+    assert await slow == BODY
+    assert pool.kept_part_buffers == 0  # nothing being received: nothing held
+
+
+async def test_pieces_in_flight_at_once_never_share_a_buffer(
+    parent: RawParent, pool: PieceConnections
+) -> None:
+    slow = asyncio.create_task(receive_into_list(pool, parent, 0, [], pause=0.05))  # keeps it busy
+    await wait_until(lambda: len(parent.requests) == 1)
+    await receive_into_list(pool, parent, 1, [])
+    assert pool.kept_part_buffers == 1
+    owners: list[list[object]] = [[], [], []]
+    await asyncio.gather(*(receive_into_list(pool, parent, n, owners[n], 0.01) for n in range(3)))
+    assert await slow == BODY
+    for one, other in [(0, 1), (0, 2), (1, 2)]:
+        assert not {id(o) for o in owners[one]} & {id(o) for o in owners[other]}
+
+
+async def test_the_buffer_of_a_body_cut_short_is_not_kept(
+    parent: RawParent, pool: PieceConnections
+) -> None:
+    """A worker thread (the TLS wire's) may still be filling it after the error."""
+    parent.answer = lambda n: OK_HEAD + (BODY[:5000] if n == 2 else BODY)
+    parent.close_after = lambda n: n == 2
+    slow = asyncio.create_task(receive_into_list(pool, parent, 0, [], pause=0.05))  # keeps it busy
+    await wait_until(lambda: len(parent.requests) == 1)
+    cut: list[object] = []
+    with pytest.raises(PieceLengthError):
+        await receive_into_list(pool, parent, 1, cut)
+    after: list[object] = []
+    assert await receive_into_list(pool, parent, 2, after) == BODY
+    assert cut
+    assert not {id(o) for o in cut} & {id(o) for o in after}
+    assert await slow == BODY

@@ -1,6 +1,14 @@
 """``BodyReader``: exactly one answer's body from a ``WireConnection``, in parts, with the
-piece errors ``piece_pool.py`` raises (a body cut short, a stall); and ``skip_body`` for the
-small body of a 404 or 429, read so that the connection can be reused."""
+piece errors ``piece_pool.py`` raises (a body cut short, a stall); ``PartBuffers``, the part
+buffers kept from one piece's body for the next; and ``skip_body`` for the small body of a 404
+or 429, read so that the connection can be reused.
+
+Part buffers are reused because a new one per piece cost the event loop a zero-filled
+allocation whose pages the kernel had to fault in and clear again for every piece (issue 15:
+``clear_page`` and the ``bytearray`` were ~4 % of a swarm node's CPU). A buffer goes back to
+the pool only after a body was read to its end and the sink returned for every part; after
+an error or a cancellation it is dropped, since a worker thread (the TLS wire's) may still be
+filling it."""
 
 from __future__ import annotations
 
@@ -11,6 +19,33 @@ from damselfly.transport.piece_reads import MAX_ERROR_BODY, PieceRequest
 from damselfly.transport.piece_wire import Head, WireClosed, WireConnection, WireStalled
 
 PartSink = Callable[[list[memoryview]], Awaitable[None]]
+
+
+class PartBuffers:
+    """At most ``keep`` part buffers, kept for the next bodies' reads."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._free: list[bytearray] = []
+
+    def take(self, size: int) -> bytearray:
+        """A buffer of at least ``size`` bytes: a kept one, or a new one of exactly that."""
+        while self._free:
+            buffer = self._free.pop()
+            if len(buffer) >= size:
+                return buffer
+        return bytearray(size)
+
+    def give_back(self, buffer: bytearray) -> None:
+        if buffer and len(self._free) < self._keep:
+            self._free.append(buffer)
+
+    def drop(self) -> None:
+        """Let the kept buffers go (nothing is being read: an idle daemon holds none)."""
+        self._free.clear()
+
+    def __len__(self) -> int:
+        return len(self._free)
 
 
 class BodyReader:
@@ -25,22 +60,27 @@ class BodyReader:
         self._timeout = patience
         self._received = 0
 
-    async def read(self, sink: PartSink, part_length: int, fresh_parts: bool) -> None:
+    async def read(
+        self, sink: PartSink, part_length: int, buffers: PartBuffers | None = None
+    ) -> None:
+        """Hand the body to ``sink`` in parts of ``part_length`` bytes. With ``buffers`` the
+        parts share one buffer taken from (and given back to) them, so ``sink`` must be done
+        with a part when it returns; without, each part is a buffer of its own."""
         early = self._connection.early_body_length()
         if early > self._length:
             reason = f"more than {self._length} bytes ({early})"
             raise self._request.error(PieceLengthError, reason)
-        buffer: bytearray | None = None
+        shared = None if buffers is None else buffers.take(min(part_length, self._length))
         while self._received < self._length:
             size = min(part_length, self._length - self._received)
-            if buffer is None or fresh_parts or len(buffer) != size:
-                buffer = bytearray(size)
-            view = memoryview(buffer)
+            view = memoryview(bytearray(size) if shared is None else shared)[:size]
             early = self._take_early(view)
             if early < size:
                 await self._fill(view[early:], self._received + early)
             self._received += size
             await sink([view])
+        if shared is not None and buffers is not None:
+            buffers.give_back(shared)
 
     def _take_early(self, view: memoryview) -> int:
         early = self._connection.take_early_body(len(view))
@@ -71,7 +111,7 @@ async def skip_body(
         return False
     reader = BodyReader(connection, request, head.content_length, patience)
     try:
-        await reader.read(_discard, max(1, head.content_length), False)
+        await reader.read(_discard, max(1, head.content_length))
     except (PieceLengthError, ParentStalledError):
         return False
     return True

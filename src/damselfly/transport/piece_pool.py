@@ -10,8 +10,10 @@ failed mid-answer is closed, never put back. Errors are ``piece_errors.py``'s, w
 
 Body bytes go into part buffers of ``part_length`` bytes, each handed to the sink when full
 (the last one shorter) and reused once the sink has returned: the sink must be done with a
-part when it returns (the daemon's writes it to disk first). ``fresh_parts=True`` gives each
-part a buffer of its own (``fetch_piece`` keeps them).
+part when it returns (the daemon's writes it to disk first). The buffer is kept for the next
+piece (``PartBuffers``, at most ``KEPT_PART_BUFFERS``; all let go whenever no piece is being
+received). ``fresh_parts=True`` gives each part a buffer of its own (``fetch_piece`` keeps
+them).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from yarl import URL
 
 from damselfly.transport.http_session import default_ssl_context
-from damselfly.transport.piece_body import BodyReader, PartSink, skip_body
+from damselfly.transport.piece_body import BodyReader, PartBuffers, PartSink, skip_body
 from damselfly.transport.piece_errors import (
     ParentProtocolError,
     ParentStalledError,
@@ -47,6 +49,7 @@ from damselfly.transport.piece_wire import (
 )
 from damselfly.transport.piece_wire_threads import BlockingTlsConnection
 
+KEPT_PART_BUFFERS = 16  # the daemon's default 8 pieces in flight per task, two tasks
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
 _PATH = re.compile(r"/[A-Za-z0-9/_.~-]*")
 
@@ -82,12 +85,18 @@ class PieceConnections:
         self._idle: dict[Parent, list[WireConnection]] = {}
         self._slots: dict[Parent, asyncio.Semaphore] = {}
         self._users: Counter[Parent] = Counter()  # requests to each parent now
+        self._receiving = 0  # requests to any parent now
+        self._buffers = PartBuffers(KEPT_PART_BUFFERS)
         self._swept = time.monotonic()
         self._closed = False
 
     def parents(self) -> list[Parent]:
         """The parents this pool holds anything for (idle connections or a slot)."""
         return sorted(self._slots.keys() | self._idle.keys(), key=str)
+
+    @property
+    def kept_part_buffers(self) -> int:
+        return len(self._buffers)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -111,17 +120,22 @@ class PieceConnections:
         message = self._request_bytes(request, parent, headers)
         slot = self._slots.setdefault(parent, asyncio.Semaphore(self._limit_per_host))
         self._users[parent] += 1
+        self._receiving += 1
+        buffers = None if fresh_parts else self._buffers
 
         async def read_body(connection: WireConnection, head: Head) -> None:
             _check_length(request, head, length)
             reader = BodyReader(connection, request, length, timeout_no_bytes)
-            await reader.read(sink, part_length, fresh_parts)
+            await reader.read(sink, part_length, buffers)
 
         try:
             async with slot:
                 await self._receive(request, parent, message, timeout_no_bytes, read_body)
         finally:
             self._users[parent] -= 1
+            self._receiving -= 1
+            if not self._receiving:
+                self._buffers.drop()
             self._sweep()
 
     async def _receive(
