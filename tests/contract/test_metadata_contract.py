@@ -310,3 +310,28 @@ def test_fingerprint_calls_after_close_raise(store: MetadataStore) -> None:
         store.verified_fingerprint("t1")
     with pytest.raises(StorageError):
         store.task_verified("t1", "fp")
+
+
+def other_handles(kind: str, path: Path) -> tuple[MetadataStore, MetadataStore]:
+    """Two handles of the same records: two connections, or the fake twice."""
+    if kind == "sqlite":
+        return SqliteMetadataStore(path), SqliteMetadataStore(path)
+    memory = MemoryMetadataStore()
+    return memory, memory
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_others_changes_moves_when_another_handle_commits(kind: str, tmp_path: Path) -> None:
+    mine, theirs = other_handles(kind, tmp_path / "metadata.db")
+    mine.task_registered(task())
+    seen = mine.others_changes()
+    assert mine.others_changes() == seen  # nothing committed since
+    theirs.piece_finished("t1", piece(0))
+    moved = mine.others_changes()
+    assert moved != seen
+    mine.get_piece("t1", 0)
+    assert mine.others_changes() == moved  # reads change nothing
+    theirs.piece_dropped("t1", 0)
+    assert mine.others_changes() != moved
+    mine.close()
+    theirs.close()

@@ -119,6 +119,31 @@ def test_another_process_pieces_reach_the_view(tmp_path: Path) -> None:
         assert task.finished_pieces() == frozenset({1, 4})
 
 
+def test_catching_up_scans_only_after_another_process_committed(tmp_path: Path) -> None:
+    metadata = CountingMetadata(tmp_path / "metadata.db")
+    with Store(tmp_path / "store", metadata=metadata) as store, open_task(store) as task:
+        task.catch_up()  # nothing known of the view's load: one scan
+        scans = metadata.scans
+        for number in (0, 2):
+            task.write_piece(number, chunk(number))
+            for _ in range(10):  # a watch's polls while only this process writes
+                task.catch_up()
+        assert metadata.scans == scans
+        other_metadata = SqliteMetadataStore(tmp_path / "metadata.db")
+        with Store(tmp_path / "store", metadata=other_metadata) as other:
+            with open_task(other) as theirs:
+                theirs.write_piece(4, chunk(4))
+            task.catch_up()
+            assert metadata.scans == scans + 1
+            assert task.finished_pieces() == frozenset({0, 2, 4})
+            assert_view_is_the_store(task, store)  # (its own scan of the store)
+            scans = metadata.scans
+            task.catch_up()
+            assert metadata.scans == scans
+        other_metadata.close()
+    metadata.close()
+
+
 def test_a_piece_delivery_drops_leaves_every_open_view(tmp_path: Path, store: Store) -> None:
     with open_task(store) as task:
         for number in range(COUNT):

@@ -126,4 +126,9 @@ class MetadataStore(Protocol):
     def tasks_by_access(self) -> list[TaskMeta]:
         """Every task, least recently accessed first."""
 
+    def others_changes(self) -> int:
+        """A number that moves whenever a change was committed through another handle of the
+        same records (another process, another ``Store``) since it was last read; this
+        handle's own changes may leave it as it is (SQLite's ``data_version``)."""
+
     def close(self) -> None: ...

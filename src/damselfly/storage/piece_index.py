@@ -56,6 +56,7 @@ class PieceIndex:
         self._writing: Counter[int] = Counter()  # being written by this Store now
         self._writes: Counter[int] = Counter()  # writes of each piece ever started here
         self._stamp_after_writes: Hashable = None  # the file's change stamp when they ended
+        self.others_seen: int | None = None  # the store's ``others_changes`` at the last load
 
     def get(self, number: int) -> PieceMeta | None:
         return self._pieces.get(number)
@@ -133,10 +134,12 @@ class PieceIndex:
         with self._lock:
             self._written_here.clear()
 
-    def replace(self, pieces: Iterable[PieceMeta]) -> None:
-        """Reload from the metadata store (another process may have changed it)."""
+    def replace(self, pieces: Iterable[PieceMeta], others_seen: int | None = None) -> None:
+        """Reload from the metadata store (another process may have changed it);
+        ``others_seen``: its ``others_changes``, read before the pieces were."""
         fresh = {piece.number: piece for piece in pieces}
         with self._lock:
+            self.others_seen = others_seen
             self._written_here &= fresh.keys()
             if fresh != self._pieces:
                 self._pieces = fresh

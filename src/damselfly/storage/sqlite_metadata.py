@@ -194,6 +194,11 @@ class SqliteMetadataStore:
         sql = "SELECT number, offset, length, digest FROM pieces WHERE task_id = ? ORDER BY number"
         return [_piece(row) for row in self._query(sql, (task_id,))]
 
+    def others_changes(self) -> int:
+        (version,) = self._query("PRAGMA data_version", ())[0]
+        assert isinstance(version, int)
+        return version
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

@@ -101,10 +101,19 @@ class TaskStorage:
 
     def refresh(self) -> None:
         """Reload the view from the metadata store: pieces another process recorded or
-        dropped since. One scan of the task's rows; the piece server's watch calls it at
-        most once per poll interval."""
+        dropped since, or this one's store changed behind the view. One scan of the task's
+        rows."""
         self._check_open()
-        self._index.replace(self._metadata.pieces(self.task_id))
+        seen = self._metadata.others_changes()
+        self._index.replace(self._metadata.pieces(self.task_id), seen)
+
+    def catch_up(self) -> None:
+        """``refresh`` if another process (or ``Store``) committed a change to the metadata
+        since the view was last loaded: without one, a cheap check instead of the scan (the
+        piece server's watch asks every poll interval, per watcher)."""
+        self._check_open()
+        if self._metadata.others_changes() != self._index.others_seen:
+            self.refresh()
 
     # -- writes --------------------------------------------------------------------------------
 

@@ -16,6 +16,18 @@ from dataclasses import replace
 from damselfly.core.errors import StorageError
 from damselfly.storage.metadata import PieceMeta, TaskMeta, TaskNotFoundError, TaskState
 
+_CHANGES = (
+    "task_registered",
+    "task_started",
+    "task_succeeded",
+    "task_failed",
+    "task_accessed",
+    "piece_finished",
+    "piece_dropped",
+    "task_deleted",
+    "task_verified",
+)
+
 
 class MemoryMetadataStore:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
@@ -101,6 +113,11 @@ class MemoryMetadataStore:
             self._closed = True
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def others_changes(self) -> int:
+        """Moves with every change: which handle made it is not known here."""
+        with self._lock:
+            return sum(self.calls[call] for call in _CHANGES)
 
     def _set_state(
         self, call: str, task_id: str, state: TaskState, *, clear_verified: bool
