@@ -303,6 +303,14 @@ class BrokenParent:
         await response.write(b'{"piece_count": 3, "held": "oA=="}\n')  # pieces 0 and 2
         if self.mode == "watch-bad-line":
             await response.write(b'{"piece": 3}\n')
+        if self.mode == "watch-batch":  # one write: two pieces, a heartbeat, the end
+            await response.write(b'{"piece": 1}\n\n{"piece": 0}\n{"complete": true}\n')
+            return response
+        if self.mode == "watch-ends-mid-line":
+            await response.write(b'{"pie')
+            return response  # the body ends (a last empty chunk) without the line's end
+        if self.mode == "watch-long-line":
+            await response.write(b" " * 5000)
         if request.transport is not None:
             request.transport.close()  # cut off before {"complete": true}
         return response
@@ -356,6 +364,15 @@ async def test_stall_is_a_timeout_error(broken: BrokenParent, client: PieceClien
         await client.fetch_piece(broken.base_url, TASK_ID, 0, PIECE, timeout_no_bytes=0.05)
 
 
+async def test_a_watch_hands_over_what_came_in_one_read_as_one_batch(
+    broken: BrokenParent, client: PieceClient
+) -> None:
+    broken.mode = "watch-batch"
+    stream = client.watch_batches(broken.base_url, TASK_ID, piece_count=3)
+    async with contextlib.aclosing(stream) as batches:
+        assert [batch async for batch in batches] == [(0, 2), (1, 0)]
+
+
 async def test_malformed_bitmap(broken: BrokenParent, client: PieceClient) -> None:
     broken.mode = "bad-bitmap"
     with pytest.raises(ParentProtocolError, match="base64"):
@@ -367,6 +384,8 @@ async def test_malformed_bitmap(broken: BrokenParent, client: PieceClient) -> No
     [
         ("watch-cut", ParentUnreachableError, "cut off before the task completed"),
         ("watch-bad-line", ParentProtocolError, "piece 3 is outside"),
+        ("watch-ends-mid-line", ParentUnreachableError, "watch stream cut off mid-line"),
+        ("watch-long-line", ParentProtocolError, "watch line too long"),
     ],
 )
 async def test_broken_watch(

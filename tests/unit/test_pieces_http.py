@@ -168,3 +168,40 @@ def test_malformed_watch_lines_are_refused(line: bytes) -> None:
 )
 def test_retry_after(value: str | None, seconds: float) -> None:
     assert wire.parse_retry_after(value) == seconds
+
+
+WATCH_LINES = [
+    b'{"piece": 0}',
+    b'{"piece": 5}',
+    b'{"piece":5}',
+    b'{ "piece" : 5 }',
+    b'{"piece": 6}',
+    b'{"piece": 05}',
+    b'{"piece": 99999999999}',
+    b'{"piece": -1}',
+    b'{"piece": true}',
+    b'{"piece": 1, "extra": 2}',
+    b'{"complete": false}',
+    b"",
+    b"  ",
+    b"[1]",
+    b"piece 1",
+]
+
+
+@pytest.mark.parametrize("line", WATCH_LINES)
+def test_watch_lines_in_a_batch_read_as_one_at_a_time(line: bytes) -> None:
+    try:
+        event = wire.parse_watch_line(line, 6)
+    except ProtocolError:
+        with pytest.raises(ProtocolError):
+            wire.parse_watch_lines([line], 6)
+        return
+    numbers = (event.number,) if isinstance(event, wire.PieceHeld) else ()
+    assert wire.parse_watch_lines([line], 6) == (numbers, False)
+
+
+def test_a_batch_is_read_in_order_up_to_the_end_of_the_stream() -> None:
+    lines = [b'{"piece": 3}', b"", b'{"piece":1}', b'{"complete": true}', b"not looked at"]
+    assert wire.parse_watch_lines(lines, 6) == ((3, 1), True)
+    assert wire.parse_watch_lines(lines[:3], 6) == ((3, 1), False)

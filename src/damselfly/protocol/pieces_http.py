@@ -50,6 +50,7 @@ TASK_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{1,127}"
 _TASK_ID_RE = re.compile(TASK_ID_PATTERN)
 MAX_PIECE_NUMBER = 2**31 - 1
 _PIECE_NUMBER_RE = re.compile(r"0|[1-9][0-9]{0,9}")
+_PIECE_LINE = re.compile(rb'\{"piece": (0|[1-9][0-9]{0,9})\}')  # a watch line as written
 
 
 # -- ids, numbers and paths ---------------------------------------------------------------------
@@ -202,6 +203,23 @@ def parse_watch_line(line: bytes, piece_count: int) -> PieceHeld | TaskComplete 
     if not 0 <= number < piece_count:
         raise ProtocolError(f"watch: piece {number} is outside a task of {piece_count} pieces")
     return PieceHeld(number)
+
+
+def parse_watch_lines(lines: list[bytes], piece_count: int) -> tuple[tuple[int, ...], bool]:
+    """Lines after the first one (without their newlines): the pieces they announce, in
+    order, and whether they end the stream (lines after the end are not looked at)."""
+    numbers = []
+    for line in lines:
+        match = _PIECE_LINE.fullmatch(line)  # what ``encode_watch_event`` writes: no JSON parse
+        if match is not None and int(match[1]) < piece_count:
+            numbers.append(int(match[1]))
+            continue
+        event = parse_watch_line(line, piece_count)
+        if isinstance(event, TaskComplete):
+            return tuple(numbers), True
+        if event is not None:
+            numbers.append(event.number)
+    return tuple(numbers), False
 
 
 def _json_object(body: bytes | str) -> dict[str, object]:

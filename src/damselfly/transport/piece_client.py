@@ -27,6 +27,7 @@ node (``grants``: task id -> grant; ``security/grants.py``).
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import AsyncGenerator, Callable, Mapping
 
@@ -54,7 +55,7 @@ from damselfly.transport.piece_reads import (
     protocol_errors,
     read_limited,
     read_line,
-    watch_lines,
+    watch_batches,
 )
 
 __all__ = [
@@ -219,6 +220,24 @@ class PieceClient:
     ) -> AsyncGenerator[int, None]:
         """Every piece the parent holds (those held now first, in order), then each one as it
         lands; ends when the parent holds them all. Use with ``contextlib.aclosing``."""
+        batches = self.watch_batches(
+            parent_url_base, task_id, piece_count=piece_count, timeout_no_bytes=timeout_no_bytes
+        )
+        async with contextlib.aclosing(batches) as stream:
+            async for batch in stream:
+                for number in batch:
+                    yield number
+
+    async def watch_batches(
+        self,
+        parent_url_base: str,
+        task_id: str,
+        *,
+        piece_count: int | None = None,
+        timeout_no_bytes: float = WATCH_TIMEOUT_NO_BYTES,
+    ) -> AsyncGenerator[tuple[int, ...], None]:
+        """``watch`` in batches: the pieces held now (in order), then those of each read of
+        the stream (the daemon's engine takes them so: a step per batch, not per piece)."""
         request = self._request(parent_url_base, task_id, None, wire.bitmap_path(task_id))
         response = await self._get(request, {wire.WATCH_QUERY: "1"}, timeout_no_bytes)
         try:
@@ -226,10 +245,10 @@ class PieceClient:
             first = await read_line(response, request, timeout_no_bytes)
             with protocol_errors(request):
                 snapshot = wire.parse_snapshot(first, piece_count=piece_count)
-            for number in sorted(snapshot.held):
-                yield number
-            async for number in watch_lines(response, request, snapshot, timeout_no_bytes):
-                yield number
+            if snapshot.held:
+                yield tuple(sorted(snapshot.held))
+            async for batch in watch_batches(response, request, snapshot, timeout_no_bytes):
+                yield batch
         finally:
             response.close()  # a watch connection is never reused
 

@@ -3,7 +3,7 @@
 ``PieceRequest`` is where one request goes and how its errors are named (parent, task,
 piece); the readers turn a response into bytes or a typed ``PeerError``: the status
 (``expect_ok``: 404, 429 and the rest), a bounded body (``read_limited``: a bitmap), and the
-lines of a watch stream (``watch_lines``). Piece bodies do not come through aiohttp
+lines of a watch stream (``watch_batches``). Piece bodies do not come through aiohttp
 (``piece_pool.py``).
 """
 
@@ -28,6 +28,7 @@ from damselfly.transport.piece_errors import (
 )
 
 MAX_ERROR_BODY = 64 * 1024
+MAX_WATCH_LINE = 4096  # a line after the snapshot: a piece number, a heartbeat, the end
 
 
 class PieceRequest:
@@ -121,22 +122,47 @@ async def read_line(
     return line
 
 
-async def watch_lines(
+async def watch_batches(
     response: aiohttp.ClientResponse,
     request: PieceRequest,
     snapshot: wire.BitmapSnapshot,
     timeout_no_bytes: float,
-) -> AsyncGenerator[int, None]:
+) -> AsyncGenerator[tuple[int, ...], None]:
+    """The pieces announced after the snapshot line, a batch per read: every whole line
+    that arrived together (one wake-up of the parent's watch writes them together), so a
+    busy stream costs one read, one parse loop and one yield per batch, not per piece."""
+    rest = b""
     while True:
-        line = await read_line(response, request, timeout_no_bytes)
-        if not line:
-            raise request.error(ParentUnreachableError, "watch ended before the task completed")
+        data = await _read_some(response, request, timeout_no_bytes)
+        if not data:
+            reason = (
+                "watch stream cut off mid-line" if rest else "watch ended before the task completed"
+            )
+            raise request.error(ParentUnreachableError, reason)
+        *lines, rest = (rest + data).split(b"\n")
+        if len(rest) > MAX_WATCH_LINE:
+            raise request.error(ParentProtocolError, "watch line too long")
         with protocol_errors(request):
-            event = wire.parse_watch_line(line, snapshot.piece_count)
-        if isinstance(event, wire.TaskComplete):
+            numbers, complete = wire.parse_watch_lines(lines, snapshot.piece_count)
+        if numbers:
+            yield numbers
+        if complete:
             return
-        if event is not None:
-            yield event.number
+
+
+async def _read_some(
+    response: aiohttp.ClientResponse, request: PieceRequest, timeout_no_bytes: float
+) -> bytes:
+    """What has arrived of the body (waiting for at least a byte); ``b""`` at its end."""
+    try:
+        return await response.content.readany()
+    except TimeoutError as exc:
+        raise request.error(ParentStalledError, f"no byte for {timeout_no_bytes:g}s") from exc
+    except aiohttp.ClientPayloadError as exc:
+        reason = "watch stream cut off before the task completed"
+        raise request.error(ParentUnreachableError, reason) from exc
+    except aiohttp.ClientError as exc:
+        raise request.error(ParentUnreachableError, connection_reason(exc)) from exc
 
 
 @contextlib.contextmanager

@@ -42,11 +42,11 @@ async def watch_parent(
         parent = dispatcher.parent(peer_id)
         if parent is None:
             return
-        stream = pieces.watch(parent.address, task_id, piece_count=piece_count)
+        stream = pieces.watch_batches(parent.address, task_id, piece_count=piece_count)
         try:
-            async with contextlib.aclosing(stream) as numbers:
-                async for number in numbers:
-                    dispatcher.parent_has(peer_id, (number,))
+            async with contextlib.aclosing(stream) as batches:
+                async for batch in batches:
+                    dispatcher.parent_has(peer_id, batch)
                     on_news()
             return
         except PieceNotHeldError:
