@@ -1,4 +1,5 @@
-"""The node's proxy CA: created once (key 0600), described, and issuing verifiable leaves."""
+"""The node's proxy CA: created once (key 0600), described, and issuing verifiable leaves;
+a daemon's proxy makes and checks it at its start without ``cryptography`` in its memory."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 import hashlib
 import ssl
 import stat
+import subprocess
+import sys
 
 import pytest
 import trustme
@@ -15,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from damselfly.config.proxy import ProxySettings
 from damselfly.core.errors import ConfigError
 from damselfly.daemon.proxy.ca import ProxyCA, describe_ca
+from damselfly.testing.imports import imported_by
 
 
 def test_first_start_creates_the_ca_with_a_private_key(tmp_path):
@@ -71,3 +75,64 @@ async def test_leaf_certificates_verify_against_the_ca(tmp_path, host):
     writer.close()
     server.close()
     await server.wait_closed()
+
+
+# A daemon's proxy starts in a process without ``cryptography`` (~9 MiB it would keep): the CA
+# is made and checked in a child interpreter, or (already there) by ``ssl``, and read at the
+# first interception. ``@DIR@`` is the data directory.
+PROXY_STARTS = """
+import stat, sys
+from pathlib import Path
+from damselfly.config.proxy import ProxySettings
+from damselfly.daemon.proxy.service import ProxyService
+data = Path(@DIR@)
+first = ProxyService(ProxySettings(), data_dir=data).ca
+assert stat.S_IMODE(first.key_path.stat().st_mode) == 0o600
+made = first.path.read_bytes()
+again = ProxyService(ProxySettings(), data_dir=data).ca
+assert again.path.read_bytes() == made  # the second start reuses it
+assert "cryptography" not in sys.modules
+assert again.server_context("hub.example.test") is again.server_context("hub.example.test")
+assert "cryptography" in sys.modules
+"""
+
+
+def test_a_starting_proxy_makes_its_ca_without_reading_it_until_it_intercepts(tmp_path):
+    loaded = imported_by("sys", then=PROXY_STARTS.replace("@DIR@", repr(str(tmp_path))))
+    assert "damselfly.daemon.proxy.ca_files" in loaded
+    ca = ProxyCA.load_or_create(ProxySettings(), tmp_path)
+    assert ca.cert.subject.rfc4514_string().startswith("CN=damselfly proxy CA")
+
+
+CHECK_AT_START = """
+import sys
+from pathlib import Path
+from damselfly.config.proxy import ProxySettings
+from damselfly.core.errors import ConfigError
+from damselfly.daemon.proxy.ca import ProxyCA
+settings = ProxySettings.model_validate_json(sys.argv[1])
+try:
+    ProxyCA.for_proxy(settings, Path(sys.argv[2]))
+except ConfigError as exc:
+    sys.exit(f"ConfigError: {exc} {'cryptography' in sys.modules}")
+"""
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_a_ca_that_cannot_be_read_stops_the_start_with_the_same_error(tmp_path, configured):
+    """A configured pair, or the node's own made unreadable: the child's check fails the start
+    with what reading it here says, and ``cryptography`` stays out of the daemon."""
+    settings = ProxySettings()
+    if configured:
+        cert, key = tmp_path / "cluster.crt", tmp_path / "cluster.key"
+        key.write_text("not a key")
+        settings = ProxySettings(ca_cert=cert, ca_key=key)
+    else:
+        ProxyCA.load_or_create(settings, tmp_path)
+        cert = tmp_path / "proxy" / "ca.crt"
+    cert.write_text("not a certificate")
+    with pytest.raises(ConfigError) as here:
+        ProxyCA.load_or_create(settings, tmp_path)
+    argv = [sys.executable, "-c", CHECK_AT_START, settings.model_dump_json(), str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.stderr.strip() == f"ConfigError: {here.value} False"

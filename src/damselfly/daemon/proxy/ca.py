@@ -8,8 +8,10 @@ issued on first use and cached in memory with its TLS context; a certificate pas
 lifetime is replaced. Leaf keys are never written anywhere but a 0600 temporary file that is
 removed as soon as ``ssl`` has read it.
 
-The ``cryptography`` work is in ``ca_certs.py``, imported where a CA is first needed: a node
-without the proxy never loads ``cryptography`` (~10 MiB of its memory).
+The ``cryptography`` work is in ``ca_certs.py``, imported where a CA is first read: a node
+without the proxy never loads ``cryptography`` (~9 MiB of its memory), and a running proxy
+only at its first interception. At a daemon's start ``for_proxy`` creates the node's CA and
+checks either CA without it (``ca_files.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from damselfly.config.proxy import ProxySettings
+from damselfly.core.errors import ConfigError
 
 if TYPE_CHECKING:  # ca_certs (cryptography) is imported where a CA is first needed
     from cryptography import x509
@@ -56,19 +59,42 @@ def describe_ca(settings: ProxySettings, data_dir: Path) -> CaSummary:
 
 
 class ProxyCA:
-    def __init__(self, cert: x509.Certificate, key: CaKey, path: Path, lifetime: float) -> None:
-        self.cert, self._key, self.path, self.lifetime = cert, key, path, lifetime
+    """The CA's files; its certificate and key are read (with ``cryptography``) on first use."""
+
+    def __init__(self, path: Path, key_path: Path, lifetime: float) -> None:
+        self.path, self.key_path, self.lifetime = path, key_path, lifetime
+        self._pems: tuple[bytes, bytes] | None = None  # as checked at the start, to read later
+        self._material: tuple[x509.Certificate, CaKey] | None = None
         self._contexts: dict[str, tuple[ssl.SSLContext, float]] = {}
 
     @classmethod
     def load_or_create(cls, settings: ProxySettings, data_dir: Path) -> ProxyCA:
+        """The CA, read now (``dfdaemon ca show``); the node's own is created if missing."""
         from damselfly.daemon.proxy import ca_certs
 
-        cert_path, key_path = ca_paths(settings, data_dir)
-        if settings.ca_cert is None and not cert_path.exists():
-            ca_certs.create_ca(cert_path, key_path)
-        key = ca_certs.read_key(key_path)
-        return cls(ca_certs.read_cert(cert_path), key, cert_path, settings.leaf_lifetime)
+        ca = cls(*ca_paths(settings, data_dir), settings.leaf_lifetime)
+        create = settings.ca_cert is None
+        ca._material = ca_certs.ensure_ca(ca.path, ca.key_path, create=create)
+        return ca
+
+    @classmethod
+    def for_proxy(cls, settings: ProxySettings, data_dir: Path) -> ProxyCA:
+        """The CA a starting proxy intercepts with, ready as ``load_or_create`` makes it (the
+        same files, the same ``ConfigError`` now); its bytes are kept as they are now and
+        read by ``cryptography`` at the first interception."""
+        from damselfly.daemon.proxy import ca_files
+
+        ca = cls(*ca_paths(settings, data_dir), settings.leaf_lifetime)
+        ca_files.prepare(ca.path, ca.key_path, own=settings.ca_cert is None)
+        try:
+            ca._pems = (ca.path.read_bytes(), ca.key_path.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"proxy CA {ca.path}: {exc}") from exc
+        return ca
+
+    @property
+    def cert(self) -> x509.Certificate:
+        return self._read()[0]
 
     def summary(self) -> CaSummary:
         return _summary(self.path, self.cert)
@@ -88,7 +114,8 @@ class ProxyCA:
     def _issue(self, host: str) -> ssl.SSLContext:
         from damselfly.daemon.proxy import ca_certs
 
-        chain, key = ca_certs.issue_leaf(host, self.cert, self._key, self.lifetime)
+        ca_cert, ca_key = self._read()
+        chain, key = ca_certs.issue_leaf(host, ca_cert, ca_key, self.lifetime)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.set_alpn_protocols(["http/1.1"])
@@ -98,6 +125,15 @@ class ProxyCA:
             ca_certs.write_private(key_file, key)
             context.load_cert_chain(cert_file, key_file)
         return context
+
+    def _read(self) -> tuple[x509.Certificate, CaKey]:
+        if self._material is None:
+            from damselfly.daemon.proxy import ca_certs
+
+            cert_pem, key_pem = self._pems or (None, None)
+            key = ca_certs.read_key(self.key_path, key_pem)
+            self._material = (ca_certs.read_cert(self.path, cert_pem), key)
+        return self._material
 
 
 def _summary(path: Path, cert: x509.Certificate) -> CaSummary:

@@ -1,8 +1,9 @@
 """The proxy CA's ``cryptography`` work: create the CA, read it, issue a leaf certificate.
 
-Split from ``ca.py`` so that ``cryptography`` (~10 MiB of a daemon's memory) is imported only
-when a CA is actually needed: a proxy that intercepts, or ``dfdaemon ca show``. ``ca.py``
-imports this module where it first needs it.
+Split from ``ca.py`` so that ``cryptography`` (~9 MiB of a daemon's memory) is imported only
+when a CA is actually read: a proxy's first interception, or ``dfdaemon ca show``. ``ca.py``
+imports this module where it first needs it; a starting daemon runs it as a command in a
+child interpreter (``main``, from ``ca_files.py``) to create and check its CA.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import hashlib
 import ipaddress
 import os
 import socket
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -25,6 +28,15 @@ CA_VALIDITY = datetime.timedelta(days=3650)
 CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 CaKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def ensure_ca(cert_path: Path, key_path: Path, *, create: bool) -> tuple[x509.Certificate, CaKey]:
+    """The CA's certificate and key (``ConfigError`` when unreadable), made first when
+    ``create`` (the node's own CA) and it does not exist yet."""
+    if create and not cert_path.exists():
+        create_ca(cert_path, key_path)
+    key = read_key(key_path)
+    return read_cert(cert_path), key
 
 
 def issue_leaf(
@@ -121,16 +133,18 @@ def fingerprint(cert: x509.Certificate) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
-def read_cert(path: Path) -> x509.Certificate:
+def read_cert(path: Path, pem: bytes | None = None) -> x509.Certificate:
+    """The certificate in ``pem`` (default: read from ``path``, which names it in errors)."""
     try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
+        return x509.load_pem_x509_certificate(path.read_bytes() if pem is None else pem)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"proxy CA certificate {path}: {exc}") from exc
 
 
-def read_key(path: Path) -> CaKey:
+def read_key(path: Path, pem: bytes | None = None) -> CaKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        data = path.read_bytes() if pem is None else pem
+        key = serialization.load_pem_private_key(data, password=None)
     except (OSError, ValueError, TypeError) as exc:
         raise ConfigError(f"proxy CA key {path}: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
@@ -150,3 +164,22 @@ def write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(data)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m damselfly.daemon.proxy.ca_certs CERT KEY [--create]``: ``ensure_ca`` in a
+    child interpreter; what went wrong as one line on stderr (exit 2)."""
+    cert_path, key_path = Path(argv[0]), Path(argv[1])
+    try:
+        ensure_ca(cert_path, key_path, create="--create" in argv[2:])
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    except OSError as exc:
+        sys.stderr.write(f"proxy CA {cert_path}: cannot create it: {exc}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

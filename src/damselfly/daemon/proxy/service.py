@@ -39,7 +39,7 @@ class ProxyService:
         self.forwarder = Forwarder(
             RuleSet(settings.proxies), mesh or DirectFetcher(self.upstream), self.upstream
         )
-        self.ca = ProxyCA.load_or_create(settings, data_dir) if settings.enabled else None
+        self.ca = ProxyCA.for_proxy(settings, data_dir) if settings.enabled else None
         self.proxy: Listener | None = None
         self.mirrors: list[Listener] = []
         self.registries: list[Listener] = []
