@@ -12,6 +12,7 @@ from damselfly.testing.imports import imported_by
 ONLY_WHEN_USED = (
     "cryptography",  # mTLS material, grants, the proxy's CA
     "h11",  # the proxy's listener
+    "yaml",  # a settings file (--config); the chart starts the daemon with flags alone
     "damselfly.daemon.proxy.ca_certs",
     "damselfly.daemon.proxy.service",
     "damselfly.daemon.proxy.server",

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -99,6 +98,8 @@ def load_settings(
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml  # here: a service started with flags alone never loads it (~1 MiB resident)
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -187,6 +188,8 @@ def example_yaml(model: type[BaseModel]) -> str:
 
 
 def _emit(model: type[BaseModel], values: Mapping[str, Any], lines: list[str], pad: str) -> None:
+    import yaml
+
     for name, info in model.model_fields.items():
         for line in textwrap.wrap(info.description or "", 96 - len(pad)):
             lines.append(f"{pad}# {line}")
