@@ -1,5 +1,5 @@
 """What a running dfdaemon holds in memory before its first download (issue 15: daemon peak
-RSS). A plain node (no proxy, no TLS) must not load what only the proxy or mTLS use:
+RSS). A plain node (no proxy, no TLS, no manager) must not load what only those use:
 ``cryptography`` alone is ~10 MiB of resident memory. Checked in a fresh interpreter, where
 nothing is imported yet."""
 
@@ -19,6 +19,8 @@ ONLY_WHEN_USED = (
     "damselfly.security.node_tls",
     "damselfly.security.enrollment_client",
     "damselfly.security.certs",
+    "damselfly.protocol.manager",  # the manager link (manager.url), all but the rate limits
+    "damselfly.transport.manager_client",
 )
 
 

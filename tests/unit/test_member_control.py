@@ -21,8 +21,9 @@ from damselfly.daemon.control.throttle import LiveBucket, ThrottledBackend
 from damselfly.download.events import NullObserver
 from damselfly.download.request import DownloadRequest
 from damselfly.protocol.local_api import RunResult
-from damselfly.protocol.manager import DynamicConfig, RateLimitValues
+from damselfly.protocol.manager import DynamicConfig
 from damselfly.protocol.messages import TaskMeta
+from damselfly.protocol.rate_limits import RateLimitValues
 from damselfly.transport.control_plane import ControlPlane, effective_limits
 from damselfly.transport.scheduler.channels import final_error
 

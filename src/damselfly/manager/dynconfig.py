@@ -21,8 +21,8 @@ from damselfly.protocol.manager import (
     DynamicConfig,
     EffectiveRateLimits,
     MemberEndpoint,
-    RateLimitValues,
 )
+from damselfly.protocol.rate_limits import RateLimitValues
 
 
 def alive_since(settings: ManagerSettings, now: datetime) -> datetime:

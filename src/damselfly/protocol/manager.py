@@ -2,7 +2,8 @@
 
 The manager serves them (``manager/api``), the members' client (``transport/manager_client``)
 and ``dfctl`` parse them; neither side imports the other. Times are ISO 8601 in UTC;
-bandwidths are bytes per second; ``None`` means "no limit" / "no expiry".
+bandwidths are bytes per second; ``None`` means "no limit" / "no expiry". The rate limits
+every member holds, manager or not, are in ``rate_limits.py``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from damselfly.core.blocklist import BlockRule
+from damselfly.protocol.rate_limits import MAX_RATE, RateLimitValues, Wire
 
 MemberRole = Literal["scheduler", "seed", "peer"]
 PreheatState = Literal["pending", "running", "succeeded", "failed"]
@@ -20,11 +22,6 @@ FileState = Literal["pending", "running", "succeeded", "failed"]
 RuleKind = Literal["url", "repo", "image", "application", "tag"]
 API_PREFIX = "/api/v1"
 MAX_ID = 2**31 - 1
-MAX_RATE = 2**62
-
-
-class Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 # Membership ----------------------------------------------------------------------------------
@@ -92,16 +89,7 @@ class MemberEndpoint(Wire):
     location: str = ""
 
 
-# Rate limits ---------------------------------------------------------------------------------
-
-
-class RateLimitValues(Wire):
-    download_bps: int | None = Field(None, ge=1, le=MAX_RATE, description="download bytes/s")
-    upload_bps: int | None = Field(None, ge=1, le=MAX_RATE, description="upload bytes/s")
-    back_to_source_bps: int | None = Field(None, ge=1, le=MAX_RATE, description="origin bytes/s")
-    requests_per_second: float | None = Field(
-        None, gt=0, le=1e9, allow_inf_nan=False, description="download requests/s"
-    )
+# Rate limits (their values: ``rate_limits.RateLimitValues``) ----------------------------------
 
 
 class RateLimitSpec(RateLimitValues):

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from damselfly.backends.registry import BackendRegistry, BackendSettings, default_registry
 from damselfly.config.daemon import DaemonSettings
@@ -33,14 +33,19 @@ from damselfly.daemon.control.guard import GuardedRunner, RequestPacer, seed_gua
 from damselfly.daemon.control.throttle import LiveBucket, ThrottledRegistry
 from damselfly.daemon.engine.counters import EngineCounters
 from damselfly.daemon.servers.local_api import DownloadRunner
-from damselfly.protocol.manager import MemberRegistration, MemberStats, RateLimitValues
+from damselfly.protocol.rate_limits import RateLimitValues
 from damselfly.transport.control_plane import ControlPlane, member_link, registration
+
+if TYPE_CHECKING:  # the manager's wire models: imported where a manager is configured
+    from damselfly.protocol.manager import MemberRegistration, MemberStats
 
 log = logging.getLogger(__name__)
 RateSetter = Callable[[float | None], None]
 
 
 def member_stats(counters: EngineCounters) -> MemberStats:
+    from damselfly.protocol.manager import MemberStats
+
     return MemberStats(
         source_bytes=counters.source_bytes,
         peer_bytes=counters.peer_bytes,

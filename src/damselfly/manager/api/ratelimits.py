@@ -10,7 +10,8 @@ from damselfly.manager.api.common import RowId, get_or_404
 from damselfly.manager.auth import Admin, Reader, SessionDep
 from damselfly.manager.db.models import RateLimit as RateLimitRow
 from damselfly.manager.db.models import utcnow
-from damselfly.protocol.manager import RateLimit, RateLimitSpec, RateLimitValues
+from damselfly.protocol.manager import RateLimit, RateLimitSpec
+from damselfly.protocol.rate_limits import RateLimitValues
 
 router = APIRouter(tags=["ratelimits"])
 
