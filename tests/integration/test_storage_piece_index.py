@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -122,7 +122,6 @@ def test_another_process_pieces_reach_the_view(tmp_path: Path) -> None:
 def test_catching_up_scans_only_after_another_process_committed(tmp_path: Path) -> None:
     metadata = CountingMetadata(tmp_path / "metadata.db")
     with Store(tmp_path / "store", metadata=metadata) as store, open_task(store) as task:
-        task.catch_up()  # nothing known of the view's load: one scan
         scans = metadata.scans
         for number in (0, 2):
             task.write_piece(number, chunk(number))
@@ -141,6 +140,31 @@ def test_catching_up_scans_only_after_another_process_committed(tmp_path: Path) 
             task.catch_up()
             assert metadata.scans == scans
         other_metadata.close()
+    metadata.close()
+
+
+class RacingMetadata(SqliteMetadataStore):
+    """The real SQLite store whose next scan returns rows read before ``during`` ran."""
+
+    during: Callable[[], None] | None = None
+
+    def pieces(self, task_id: str) -> list[PieceMeta]:
+        rows = super().pieces(task_id)
+        during, self.during = self.during, None
+        if during is not None:
+            during()
+        return rows
+
+
+def test_a_piece_recorded_during_a_reload_is_back_at_the_next_catch_up(tmp_path: Path) -> None:
+    metadata = RacingMetadata(tmp_path / "metadata.db")
+    with Store(tmp_path / "store", metadata=metadata) as store, open_task(store) as task:
+        task.write_piece(0, chunk(0))
+        metadata.during = lambda: task.write_piece(1, chunk(1))  # lands between scan and swap
+        task.refresh()
+        task.catch_up()  # no other process wrote, but the last scan may have missed ours
+        assert task.finished_pieces() == frozenset({0, 1})
+        assert_view_is_the_store(task, store)
     metadata.close()
 
 

@@ -191,17 +191,19 @@ WATCH_LINES = [
 
 @pytest.mark.parametrize("line", WATCH_LINES)
 def test_watch_lines_in_a_batch_read_as_one_at_a_time(line: bytes) -> None:
-    try:
-        event = wire.parse_watch_line(line, 6)
-    except ProtocolError:
-        with pytest.raises(ProtocolError):
-            wire.parse_watch_lines([line], 6)
+    batch = wire.parse_watch_lines([b'{"piece": 2}', line, b'{"piece": 3}'], 6)
+    if batch.error is not None:
+        with pytest.raises(ProtocolError) as alone:
+            wire.parse_watch_line(line, 6)
+        assert str(batch.error) == str(alone.value)
+        assert batch.numbers == (2,)  # the lines before it count, none after
         return
+    event = wire.parse_watch_line(line, 6)
     numbers = (event.number,) if isinstance(event, wire.PieceHeld) else ()
-    assert wire.parse_watch_lines([line], 6) == (numbers, False)
+    assert wire.parse_watch_lines([line], 6) == (numbers, False, None)
 
 
 def test_a_batch_is_read_in_order_up_to_the_end_of_the_stream() -> None:
     lines = [b'{"piece": 3}', b"", b'{"piece":1}', b'{"complete": true}', b"not looked at"]
-    assert wire.parse_watch_lines(lines, 6) == ((3, 1), True)
-    assert wire.parse_watch_lines(lines[:3], 6) == ((3, 1), False)
+    assert wire.parse_watch_lines(lines, 6) == ((3, 1), True, None)
+    assert wire.parse_watch_lines(lines[:3], 6) == ((3, 1), False, None)

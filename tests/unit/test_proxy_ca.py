@@ -136,3 +136,49 @@ def test_a_ca_that_cannot_be_read_stops_the_start_with_the_same_error(tmp_path, 
     argv = [sys.executable, "-c", CHECK_AT_START, settings.model_dump_json(), str(tmp_path)]
     done = subprocess.run(argv, capture_output=True, text=True)
     assert done.stderr.strip() == f"ConfigError: {here.value} False"
+
+
+def test_a_certificate_that_is_not_the_keys_stops_the_start(tmp_path):
+    ProxyCA.load_or_create(ProxySettings(), tmp_path / "one")
+    ProxyCA.load_or_create(ProxySettings(), tmp_path / "two")
+    cert, key = tmp_path / "one" / "proxy" / "ca.crt", tmp_path / "two" / "proxy" / "ca.key"
+    settings = ProxySettings(ca_cert=cert, ca_key=key)
+    with pytest.raises(ConfigError, match="not the certificate of"):
+        ProxyCA.load_or_create(settings, tmp_path)
+    argv = [sys.executable, "-c", CHECK_AT_START, settings.model_dump_json(), str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert "not the certificate of" in done.stderr
+    assert done.stderr.strip().endswith("False")  # cryptography never loaded there
+
+
+def test_the_first_interception_reads_the_bytes_checked_at_the_start(tmp_path):
+    """Files swapped after the start (a secret remounted) are not read half-way: the proxy
+    signs with the CA it checked until it starts again."""
+    ca = ProxyCA.for_proxy(ProxySettings(), tmp_path)
+    checked = ca.path.read_bytes()
+    ProxyCA.load_or_create(ProxySettings(), tmp_path / "other")
+    for name in ("ca.crt", "ca.key"):
+        other = (tmp_path / "other" / "proxy" / name).read_bytes()
+        (tmp_path / "proxy" / name).write_bytes(other)
+    assert ca.cert == x509.load_pem_x509_certificate(checked)
+
+
+PLANTED_START = """
+import sys
+from pathlib import Path
+from damselfly.config.proxy import ProxySettings
+from damselfly.daemon.proxy.ca import ProxyCA
+ProxyCA.for_proxy(ProxySettings(), Path(sys.argv[1]))
+"""
+
+
+def test_the_ca_check_never_imports_from_the_working_directory(tmp_path):
+    """The daemon (a console script) does not import from where it was started; neither does
+    the child that checks its CA (a ``cryptography`` planted there would read the key)."""
+    planted = tmp_path / "cwd" / "cryptography"
+    planted.mkdir(parents=True)
+    (planted / "__init__.py").write_text("raise SystemExit('planted module ran')\n")
+    argv = [sys.executable, "-P", "-c", PLANTED_START, str(tmp_path / "data")]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=planted.parent)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "data" / "proxy" / "ca.crt").exists()

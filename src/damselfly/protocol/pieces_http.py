@@ -27,6 +27,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from damselfly.core.errors import ProtocolError
 from damselfly.protocol.bitmap import PieceBitmap, bitmap_length
@@ -205,21 +206,31 @@ def parse_watch_line(line: bytes, piece_count: int) -> PieceHeld | TaskComplete 
     return PieceHeld(number)
 
 
-def parse_watch_lines(lines: list[bytes], piece_count: int) -> tuple[tuple[int, ...], bool]:
-    """Lines after the first one (without their newlines): the pieces they announce, in
-    order, and whether they end the stream (lines after the end are not looked at)."""
+class WatchBatch(NamedTuple):
+    """What a batch of watch lines says: the pieces, in order, then how the batch ended."""
+
+    numbers: tuple[int, ...]
+    complete: bool  # the stream's last line came (lines after it are not looked at)
+    error: ProtocolError | None  # a line that is not a watch line (lines after it neither)
+
+
+def parse_watch_lines(lines: list[bytes], piece_count: int) -> WatchBatch:
+    """Lines after the first one (without their newlines)."""
     numbers = []
     for line in lines:
         match = _PIECE_LINE.fullmatch(line)  # what ``encode_watch_event`` writes: no JSON parse
         if match is not None and int(match[1]) < piece_count:
             numbers.append(int(match[1]))
             continue
-        event = parse_watch_line(line, piece_count)
+        try:
+            event = parse_watch_line(line, piece_count)
+        except ProtocolError as exc:
+            return WatchBatch(tuple(numbers), False, exc)
         if isinstance(event, TaskComplete):
-            return tuple(numbers), True
+            return WatchBatch(tuple(numbers), True, None)
         if event is not None:
             numbers.append(event.number)
-    return tuple(numbers), False
+    return WatchBatch(tuple(numbers), False, None)
 
 
 def _json_object(body: bytes | str) -> dict[str, object]:

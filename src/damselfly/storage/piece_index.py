@@ -13,9 +13,10 @@ The metadata store stays the truth, written at once on every change; the index i
 it that the ``Store`` keeps current for everything this process does. What another process
 records on the same task (a standalone dfget next to dfdaemon) reaches the index two ways: a
 lookup of one piece the index lacks asks the store for that row (an indexed read, not a scan),
-and ``TaskStorage.refresh`` reloads the whole view (the piece server's watch does so at most
-once per poll interval). A piece another process *drops* stays in the view until the next
-refresh; serving it re-checks its bytes anyway unless this daemon wrote and verified them
+and ``TaskStorage.refresh`` reloads the whole view (the piece server's watch does so, through
+``catch_up``, at most once per poll interval and only after another process committed to the
+metadata store). A piece another process *drops* stays in the view until that reload; serving
+it re-checks its bytes anyway unless this daemon wrote and verified them
 (``daemon/servers/upload_server.py``).
 
 **Pieces written here.** The index also knows which pieces this ``Store`` wrote itself: hashed
@@ -57,6 +58,7 @@ class PieceIndex:
         self._writes: Counter[int] = Counter()  # writes of each piece ever started here
         self._stamp_after_writes: Hashable = None  # the file's change stamp when they ended
         self.others_seen: int | None = None  # the store's ``others_changes`` at the last load
+        self.local_changes = 0  # records and drops by this Store (a reload's scan may miss one)
 
     def get(self, number: int) -> PieceMeta | None:
         return self._pieces.get(number)
@@ -72,12 +74,14 @@ class PieceIndex:
 
     def recorded(self, piece: PieceMeta) -> None:
         with self._lock:
+            self.local_changes += 1
             if self._pieces.get(piece.number) != piece:
                 self._pieces[piece.number] = piece
                 self._changed()
 
     def dropped(self, number: int) -> None:
         with self._lock:
+            self.local_changes += 1
             self._written_here.discard(number)
             if self._pieces.pop(number, None) is not None:
                 self._changed()
@@ -134,12 +138,20 @@ class PieceIndex:
         with self._lock:
             self._written_here.clear()
 
-    def replace(self, pieces: Iterable[PieceMeta], others_seen: int | None = None) -> None:
-        """Reload from the metadata store (another process may have changed it);
-        ``others_seen``: its ``others_changes``, read before the pieces were."""
+    def replace(
+        self,
+        pieces: Iterable[PieceMeta],
+        others_seen: int | None = None,
+        local_before: int | None = None,
+    ) -> None:
+        """Reload from the metadata store (another process may have changed it):
+        ``others_seen`` is its ``others_changes`` and ``local_before`` this index's
+        ``local_changes``, both read before the pieces were. A record or drop of ours that
+        landed meanwhile may be missing from ``pieces``, so the next ``catch_up`` reloads."""
         fresh = {piece.number: piece for piece in pieces}
         with self._lock:
-            self.others_seen = others_seen
+            raced = local_before is not None and local_before != self.local_changes
+            self.others_seen = None if raced else others_seen
             self._written_here &= fresh.keys()
             if fresh != self._pieces:
                 self._pieces = fresh

@@ -104,8 +104,8 @@ class TaskStorage:
         dropped since, or this one's store changed behind the view. One scan of the task's
         rows."""
         self._check_open()
-        seen = self._metadata.others_changes()
-        self._index.replace(self._metadata.pieces(self.task_id), seen)
+        seen, local = self._metadata.others_changes(), self._index.local_changes
+        self._index.replace(self._metadata.pieces(self.task_id), seen, local)
 
     def catch_up(self) -> None:
         """``refresh`` if another process (or ``Store``) committed a change to the metadata

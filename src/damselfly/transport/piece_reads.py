@@ -142,11 +142,13 @@ async def watch_batches(
         *lines, rest = (rest + data).split(b"\n")
         if len(rest) > MAX_WATCH_LINE:
             raise request.error(ParentProtocolError, "watch line too long")
-        with protocol_errors(request):
-            numbers, complete = wire.parse_watch_lines(lines, snapshot.piece_count)
-        if numbers:
-            yield numbers
-        if complete:
+        batch = wire.parse_watch_lines(lines, snapshot.piece_count)
+        if batch.numbers:  # the lines before a bad one still count
+            yield batch.numbers
+        if batch.error is not None:
+            with protocol_errors(request):
+                raise batch.error
+        if batch.complete:
             return
 
 

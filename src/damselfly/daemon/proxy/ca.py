@@ -10,8 +10,8 @@ removed as soon as ``ssl`` has read it.
 
 The ``cryptography`` work is in ``ca_certs.py``, imported where a CA is first read: a node
 without the proxy never loads ``cryptography`` (~9 MiB of its memory), and a running proxy
-only at its first interception. At a daemon's start ``for_proxy`` creates the node's CA and
-checks either CA without it (``ca_files.py``).
+only at its first interception. At a daemon's start ``for_proxy`` has a child interpreter
+create the node's CA and check either CA (``ca_files.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from damselfly.config.proxy import ProxySettings
-from damselfly.core.errors import ConfigError
 
 if TYPE_CHECKING:  # ca_certs (cryptography) is imported where a CA is first needed
     from cryptography import x509
@@ -73,23 +72,19 @@ class ProxyCA:
         from damselfly.daemon.proxy import ca_certs
 
         ca = cls(*ca_paths(settings, data_dir), settings.leaf_lifetime)
-        create = settings.ca_cert is None
-        ca._material = ca_certs.ensure_ca(ca.path, ca.key_path, create=create)
+        checked = ca_certs.ensure_ca(ca.path, ca.key_path, create=settings.ca_cert is None)
+        ca._material = (checked.cert, checked.key)
         return ca
 
     @classmethod
     def for_proxy(cls, settings: ProxySettings, data_dir: Path) -> ProxyCA:
-        """The CA a starting proxy intercepts with, ready as ``load_or_create`` makes it (the
-        same files, the same ``ConfigError`` now); its bytes are kept as they are now and
-        read by ``cryptography`` at the first interception."""
+        """The CA a starting proxy intercepts with, checked as ``load_or_create`` checks it
+        (the same files, the same ``ConfigError`` now) by a child interpreter; the bytes it
+        checked are kept and read by ``cryptography`` at the first interception."""
         from damselfly.daemon.proxy import ca_files
 
         ca = cls(*ca_paths(settings, data_dir), settings.leaf_lifetime)
-        ca_files.prepare(ca.path, ca.key_path, own=settings.ca_cert is None)
-        try:
-            ca._pems = (ca.path.read_bytes(), ca.key_path.read_bytes())
-        except OSError as exc:
-            raise ConfigError(f"proxy CA {ca.path}: {exc}") from exc
+        ca._pems = ca_files.checked_pems(ca.path, ca.key_path, own=settings.ca_cert is None)
         return ca
 
     @property

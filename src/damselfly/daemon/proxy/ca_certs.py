@@ -8,14 +8,17 @@ child interpreter (``main``, from ``ca_files.py``) to create and check its CA.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import ipaddress
+import json
 import os
 import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,13 +33,41 @@ CLOCK_SKEW = datetime.timedelta(minutes=5)
 CaKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
-def ensure_ca(cert_path: Path, key_path: Path, *, create: bool) -> tuple[x509.Certificate, CaKey]:
-    """The CA's certificate and key (``ConfigError`` when unreadable), made first when
-    ``create`` (the node's own CA) and it does not exist yet."""
+class CheckedCa(NamedTuple):
+    """A CA read and checked, and the exact bytes it was read from."""
+
+    cert: x509.Certificate
+    key: CaKey
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def ensure_ca(cert_path: Path, key_path: Path, *, create: bool) -> CheckedCa:
+    """The CA's certificate and key (``ConfigError`` when unreadable or not a pair), made
+    first when ``create`` (the node's own CA) and it does not exist yet."""
     if create and not cert_path.exists():
         create_ca(cert_path, key_path)
-    key = read_key(key_path)
-    return read_cert(cert_path), key
+    cert_pem, key_pem = _read(cert_path, "certificate"), _read(key_path, "key")
+    key = read_key(key_path, key_pem)
+    cert = read_cert(cert_path, cert_pem)
+    if _public_der(cert.public_key()) != _public_der(key.public_key()):
+        raise ConfigError(f"proxy CA certificate {cert_path}: not the certificate of {key_path}")
+    return CheckedCa(cert, key, cert_pem, key_pem)
+
+
+def _public_der(public: object) -> bytes:
+    if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        return b""  # not a key a CA here signs with: never the key's
+    return public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"proxy CA {what} {path}: {exc}") from exc
 
 
 def issue_leaf(
@@ -167,19 +198,18 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m damselfly.daemon.proxy.ca_certs CERT KEY [--create]``: ``ensure_ca`` in a
-    child interpreter; what went wrong as one line on stderr (exit 2)."""
+    """``ensure_ca`` as a command (``ca_files.py`` runs it in a child interpreter): arguments
+    CERT KEY [--create]; the PEM bytes it checked as JSON on stdout, or what went wrong as one
+    line on stderr (exit 2)."""
     cert_path, key_path = Path(argv[0]), Path(argv[1])
     try:
-        ensure_ca(cert_path, key_path, create="--create" in argv[2:])
+        checked = ensure_ca(cert_path, key_path, create="--create" in argv[2:])
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
     except OSError as exc:
         sys.stderr.write(f"proxy CA {cert_path}: cannot create it: {exc}\n")
         return 2
+    pems = {"cert": checked.cert_pem, "key": checked.key_pem}
+    sys.stdout.write(json.dumps({k: base64.b64encode(v).decode("ascii") for k, v in pems.items()}))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
