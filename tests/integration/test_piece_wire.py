@@ -275,7 +275,7 @@ async def receive_into_list(
 @pytest.fixture
 async def pool() -> AsyncIterator[PieceConnections]:
     connections = PieceConnections(
-        limit_per_host=4, connect_timeout=2.0, keepalive=5, user_agent="t"
+        limit_per_host=4, connect_timeout=2.0, keepalive=5, user_agent="t", keep_buffers_for=0.2
     )
     yield connections
     await connections.aclose()
@@ -293,7 +293,19 @@ async def test_the_next_piece_reuses_the_last_ones_buffer_and_an_idle_pool_keeps
     assert await receive_into_list(pool, parent, 2, second) == BODY
     assert len({id(owner) for owner in first + second}) == 1  # one buffer for both pieces
     assert await slow == BODY
-    assert pool.kept_part_buffers == 0  # nothing being received: nothing held
+    assert pool.kept_part_buffers == 2  # both kept a moment for the next pieces ...
+    await wait_until(lambda: pool.kept_part_buffers == 0)  # ... then let go
+
+
+async def test_a_piece_soon_after_the_last_one_reuses_its_buffer(
+    parent: RawParent, pool: PieceConnections
+) -> None:
+    """A node that follows its seed often has no piece in flight between two."""
+    first: list[object] = []
+    second: list[object] = []
+    assert await receive_into_list(pool, parent, 0, first) == BODY
+    assert await receive_into_list(pool, parent, 1, second) == BODY
+    assert len({id(owner) for owner in first + second}) == 1
 
 
 async def test_pieces_in_flight_at_once_never_share_a_buffer(

@@ -11,9 +11,10 @@ failed mid-answer is closed, never put back. Errors are ``piece_errors.py``'s, w
 Body bytes go into part buffers of ``part_length`` bytes, each handed to the sink when full
 (the last one shorter) and reused once the sink has returned: the sink must be done with a
 part when it returns (the daemon's writes it to disk first). The buffer is kept for the next
-piece (``PartBuffers``, at most ``KEPT_PART_BUFFERS``; all let go whenever no piece is being
-received). ``fresh_parts=True`` gives each part a buffer of its own (``fetch_piece`` keeps
-them).
+piece (``PartBuffers``, at most ``KEPT_PART_BUFFERS``; all let go once no piece has been
+received for ``keep_buffers_for`` seconds: a node that follows its seed often has no piece in
+flight for a moment, and took a new buffer for nearly every piece when they went at once).
+``fresh_parts=True`` gives each part a buffer of its own (``fetch_piece`` keeps them).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from damselfly.transport.piece_wire import (
 from damselfly.transport.piece_wire_threads import BlockingTlsConnection
 
 KEPT_PART_BUFFERS = 16  # the daemon's default 8 pieces in flight per task, two tasks
+KEEP_BUFFERS_FOR = 2.0  # seconds part buffers are kept once no piece is being received
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
 _PATH = re.compile(r"/[A-Za-z0-9/_.~-]*")
 
@@ -76,6 +78,7 @@ class PieceConnections:
         keepalive: float,
         user_agent: str,
         tls: Callable[[], ssl.SSLContext] | None = None,
+        keep_buffers_for: float = KEEP_BUFFERS_FOR,
     ) -> None:
         self._limit_per_host = limit_per_host
         self._connect_timeout = connect_timeout
@@ -87,6 +90,8 @@ class PieceConnections:
         self._users: Counter[Parent] = Counter()  # requests to each parent now
         self._receiving = 0  # requests to any parent now
         self._buffers = PartBuffers(KEPT_PART_BUFFERS)
+        self._keep_buffers_for = keep_buffers_for
+        self._drop_buffers: asyncio.TimerHandle | None = None
         self._swept = time.monotonic()
         self._closed = False
 
@@ -100,6 +105,9 @@ class PieceConnections:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._drop_buffers is not None:
+            self._drop_buffers.cancel()
+        self._buffers.drop()
         idle, self._idle = self._idle, {}
         for connections in idle.values():
             for connection in connections:
@@ -121,6 +129,9 @@ class PieceConnections:
         slot = self._slots.setdefault(parent, asyncio.Semaphore(self._limit_per_host))
         self._users[parent] += 1
         self._receiving += 1
+        if self._drop_buffers is not None:
+            self._drop_buffers.cancel()
+            self._drop_buffers = None
         buffers = None if fresh_parts else self._buffers
 
         async def read_body(connection: WireConnection, head: Head) -> None:
@@ -134,8 +145,9 @@ class PieceConnections:
         finally:
             self._users[parent] -= 1
             self._receiving -= 1
-            if not self._receiving:
-                self._buffers.drop()
+            if not self._receiving and len(self._buffers):
+                loop = asyncio.get_running_loop()
+                self._drop_buffers = loop.call_later(self._keep_buffers_for, self._buffers.drop)
             self._sweep()
 
     async def _receive(
