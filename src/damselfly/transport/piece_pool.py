@@ -50,7 +50,7 @@ from damselfly.transport.piece_wire import (
 )
 from damselfly.transport.piece_wire_threads import BlockingTlsConnection
 
-KEPT_PART_BUFFERS = 16  # the daemon's default 8 pieces in flight per task, two tasks
+KEPT_PART_BUFFERS = 8  # the daemon's default pieces in flight per task (twins take new ones)
 KEEP_BUFFERS_FOR = 2.0  # seconds part buffers are kept once no piece is being received
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
 _PATH = re.compile(r"/[A-Za-z0-9/_.~-]*")
